@@ -1,0 +1,11 @@
+# clora service image (gateway, Celery worker and beat, trainer). GPU hosts use the `gpu` extra.
+FROM python:3.11-slim
+WORKDIR /srv/clora
+COPY pyproject.toml README.md alembic.ini ./
+COPY app app
+COPY trainer trainer
+COPY migrations migrations
+COPY models models
+RUN pip install --no-cache-dir -e ".[gpu]"
+ENV CLORA_ENVIRONMENT=production
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]

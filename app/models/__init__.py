@@ -1,0 +1,24 @@
+"""ORM models; importing this package registers every table on ``Base.metadata``."""
+
+from app.models.adapters import AdapterVersion
+from app.models.base import Base
+from app.models.experiments import Experiment, ExperimentStep
+from app.models.interactions import Feedback, Interaction
+from app.models.learning import CycleRun, LearningSchedule, TrainingExample
+from app.models.tenancy import Agent, ApiKey, Tenant, User
+
+__all__ = [
+    "AdapterVersion",
+    "Agent",
+    "ApiKey",
+    "Base",
+    "CycleRun",
+    "Experiment",
+    "ExperimentStep",
+    "Feedback",
+    "Interaction",
+    "LearningSchedule",
+    "Tenant",
+    "TrainingExample",
+    "User",
+]

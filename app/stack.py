@@ -1,0 +1,120 @@
+"""`clora up`: the embedded (or attached) stack, started in order and stopped cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from app import migrate
+from app.bootstrap import bootstrap_if_empty
+from app.core.config import Settings
+from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.supervisor import Child, Supervisor
+
+log = logging.getLogger(__name__)
+RUNTIME_ENV = "runtime.env"
+
+
+def write_runtime_env(data_dir: Path, env: dict[str, str]) -> None:
+    """Let other `clora` commands find the running embedded services."""
+    lines = [f"{k}={v}" for k, v in sorted(env.items())]
+    (data_dir / RUNTIME_ENV).write_text("\n".join(lines) + "\n")
+
+
+def read_runtime_env(data_dir: Path) -> dict[str, str]:
+    path = data_dir / RUNTIME_ENV
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}
+
+
+class Stack:
+    """Every process `clora up` owns."""
+
+    def __init__(self, settings: Settings, *, redis_port: int, with_engine: bool) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.redis_port = redis_port
+        self.with_engine = with_engine
+        self.postgres: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.supervisor = Supervisor(self.data_dir / "children.pid")
+
+    def start_services(self) -> dict[str, str]:
+        """Start the embedded Postgres/Redis where no URL is configured; return child env."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env: dict[str, str] = {"CLORA_DATA_DIR": str(self.data_dir)}
+        db_url = self.settings.database_url
+        if db_url is None:
+            self.postgres = EmbeddedPostgres(self.data_dir)
+            db_url = self.postgres.start()
+            click.echo(f"postgres  embedded in {self.postgres.pgdata}")
+        redis_url = self.settings.redis_url
+        if redis_url is None:
+            self.redis = EmbeddedRedis(self.data_dir, self.redis_port)
+            redis_url = self.redis.start()
+            click.echo(f"redis     embedded at {redis_url}")
+        env["CLORA_DATABASE_URL"] = db_url
+        env["CLORA_REDIS_URL"] = redis_url
+        write_runtime_env(self.data_dir, env)
+        return env
+
+    def child_env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(extra)
+        return env
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.supervisor.request_stop)
+        signal.signal(signal.SIGINT, self.supervisor.request_stop)
+        try:
+            extra = self.start_services()
+            migrate.upgrade(extra["CLORA_DATABASE_URL"])
+            self._bootstrap(extra)
+            env = self.child_env(extra)
+            logs = self.data_dir / "logs"
+            gateway_argv = [
+                sys.executable, "-m", "uvicorn", "app.main:app",
+                "--host", self.settings.host, "--port", str(self.settings.port),
+                "--no-access-log",
+            ]  # fmt: skip
+            self.supervisor.add(Child("gateway", gateway_argv, env, logs / "gateway.log"))
+            click.echo(
+                f"gateway   http://{self.settings.host}:{self.settings.port}  (Ctrl-C stops)"
+            )
+            self.supervisor.run_forever()
+        finally:
+            click.echo("stopping clora ...")
+            self.supervisor.stop_all()
+            if self.redis is not None:
+                self.redis.stop()
+            if self.postgres is not None:
+                self.postgres.stop()
+            (self.data_dir / RUNTIME_ENV).unlink(missing_ok=True)
+            click.echo("stopped")
+
+    def _bootstrap(self, extra: dict[str, str]) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+
+        from app.core.db import normalise_url
+
+        engine = create_engine(normalise_url(extra["CLORA_DATABASE_URL"]))
+        try:
+            with Session(engine) as session, session.begin():
+                result = bootstrap_if_empty(session, self.settings)
+        finally:
+            engine.dispose()
+        if result is None:
+            click.echo("data      existing data kept")
+            return
+        click.echo("\nFirst start: these credentials are shown once.")
+        click.echo(f"  admin      {result.admin_email} / {result.admin_password}")
+        click.echo(f"  tenant     {result.tenant_slug}, agent {result.agent_name}")
+        click.echo(f"  API key    {result.api_key}\n")

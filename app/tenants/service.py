@@ -1,0 +1,92 @@
+"""Tenants and API keys: creation, authentication and revocation."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.core import security
+from app.core.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from app.models import ApiKey, Tenant
+from app.models.tenancy import SLUG_PATTERN
+from app.tenants.repository import ApiKeyRepository, TenantRepository
+
+_SLUG = re.compile(SLUG_PATTERN)
+
+
+def check_slug(value: str, param: str) -> str:
+    """A lowercase name safe in URLs, adapter names and folder names."""
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise InvalidRequest(
+            f"{param} must be 1-63 characters of lowercase letters, digits and '-', "
+            "starting with a letter or digit",
+            param=param,
+        )
+    return value
+
+
+def create_tenant(session: Session, slug: str, name: str | None = None) -> Tenant:
+    repo = TenantRepository(session)
+    check_slug(slug, "slug")
+    if repo.get_by_slug(slug) is not None:
+        raise Conflict(f"tenant {slug!r} already exists", param="slug")
+    return repo.add(Tenant(slug=slug, name=name or slug))
+
+
+def create_api_key(session: Session, tenant_id: uuid.UUID, name: str) -> tuple[ApiKey, str]:
+    """Mint a key; the plaintext is returned once and only its hash is kept."""
+    minted = security.mint_api_key()
+    key = ApiKey(tenant_id=tenant_id, name=name, prefix=minted.prefix, key_hash=minted.key_hash)
+    return ApiKeyRepository(session).add(key), minted.plaintext
+
+
+def revoke_api_key(session: Session, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    if not ApiKeyRepository(session).revoke(tenant_id, key_id):
+        raise NotFound("no such active API key for this tenant", param="key_id")
+    _verified.clear()
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    """Who is calling with an API key."""
+
+    tenant_id: uuid.UUID
+    tenant_slug: str
+    api_key_id: uuid.UUID
+
+
+# Verified keys, by fingerprint, so the slow hash runs once per key per TTL, not per request.
+_VERIFIED_TTL_S = 5.0
+_verified: dict[str, tuple[float, ApiPrincipal]] = {}
+_lock = threading.Lock()
+
+
+def authenticate(session: Session, plaintext: str | None) -> ApiPrincipal:
+    """The tenant behind a bearer key; 401 for a missing, unknown, malformed or revoked key."""
+    if not plaintext:
+        raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+    fp = security.fingerprint(plaintext)
+    now = time.monotonic()
+    with _lock:
+        hit = _verified.get(fp)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    prefix = security.split_api_key(plaintext)
+    key = ApiKeyRepository(session).get_by_prefix(prefix) if prefix else None
+    if key is None or key.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API key")
+    if not security.verify_api_key(key.key_hash, plaintext):
+        raise Unauthenticated("invalid or revoked API key")
+    tenant = TenantRepository(session).get(key.tenant_id)
+    assert tenant is not None
+    principal = ApiPrincipal(tenant_id=tenant.id, tenant_slug=tenant.slug, api_key_id=key.id)
+    with _lock:
+        if len(_verified) > 10_000:
+            _verified.clear()
+        _verified[fp] = (now + _VERIFIED_TTL_S, principal)
+    return principal

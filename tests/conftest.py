@@ -1,0 +1,77 @@
+"""Shared fixtures: a fresh database on the real Postgres, the real Redis, transactional sessions."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+ADMIN_URL = os.environ.get("CLORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("CLORA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _server_url(database: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+def create_database() -> str:
+    """A new, empty database on the test server; returns its URL."""
+    name = f"clora_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _server_url(name)
+
+
+def drop_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A migrated database for the whole run, exported as CLORA_DATABASE_URL."""
+    from app import migrate
+
+    url = create_database()
+    migrate.upgrade(url)
+    os.environ["CLORA_DATABASE_URL"] = url
+    os.environ["CLORA_REDIS_URL"] = TEST_REDIS_URL
+    os.environ.setdefault("CLORA_ENVIRONMENT", "development")
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+    yield url
+    from app.core.db import get_engine
+
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def sql_engine(database_url: str) -> Iterator[Engine]:
+    from app.core.db import normalise_url
+
+    engine = create_engine(normalise_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(sql_engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test."""
+    with sql_engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()

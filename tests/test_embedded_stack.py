@@ -1,0 +1,122 @@
+"""`clora up` on the embedded default: real Postgres and Redis from wheels, rows survive restarts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLORA = [sys.executable, "-m", "app.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
+    env.update(CLORA_DATA_DIR=str(data_dir), CLORA_PORT=str(port), CLORA_ENVIRONMENT="development")
+    return env
+
+
+def _start(data_dir: Path, port: int, redis_port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(
+        [*CLORA, "up", "--no-engine", "--redis-port", str(redis_port)],
+        env=_env(data_dir, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail("clora up exited early:\n" + "".join(lines))
+        lines.append(line)
+        if line.startswith("gateway"):
+            break
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, lines
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("gateway never answered /healthz")
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+def _owned_pids(data_dir: Path) -> list[int]:
+    """Every process whose command line points into this data dir, plus recorded children."""
+    pids = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(data_dir) in cmd:
+            pids.append(p.pid)
+    return pids
+
+
+def test_up_persists_rows_and_stops_children(tmp_path: Path) -> None:
+    data_dir = tmp_path / "clora-data"
+    port, redis_port = _free_port(), _free_port()
+
+    proc, lines = _start(data_dir, port, redis_port)
+    output = "".join(lines)
+    key = re.search(r"API key\s+(\S+)", output)
+    assert key, output
+    api_key = key.group(1)
+    children = [
+        int(line.split()[1]) for line in (data_dir / "children.pid").read_text().split("\n") if line
+    ]
+    assert children and _owned_pids(data_dir)
+    created = subprocess.run(
+        [*CLORA, "tenant", "create", "acme"],
+        env=_env(data_dir, port),
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    _stop(proc)
+
+    assert all(not psutil.pid_exists(pid) for pid in children)
+    assert _owned_pids(data_dir) == []
+    assert not (data_dir / "runtime.env").exists()
+
+    proc, lines = _start(data_dir, port, redis_port)
+    try:
+        assert "existing data kept" in "".join(lines)
+        models = httpx.get(
+            f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {api_key}"}
+        )
+        assert models.status_code == 200
+        assert [m["id"] for m in models.json()["data"]] == ["calculator"]
+        again = subprocess.run(
+            [*CLORA, "tenant", "create", "acme"],
+            env=_env(data_dir, port),
+            capture_output=True,
+            text=True,
+        )
+        assert again.returncode != 0 and "already exists" in again.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["ready"] is True
+    finally:
+        _stop(proc)
+    assert _owned_pids(data_dir) == []

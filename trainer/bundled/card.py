@@ -1,0 +1,81 @@
+"""The model card (README.md) written next to the bundled model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.bundled.evaluate import EvalReport
+from trainer.bundled.pretrain import PretrainConfig
+
+
+def model_card(
+    config: PretrainConfig, report: EvalReport, info: dict[str, Any]
+) -> str:
+    """Markdown model card: how the model was made and what it scores."""
+    templates = "\n".join(
+        f"| {name} | {acc:.0%} |" for name, acc in sorted(report.by_template.items())
+    )
+    finishes = ", ".join(f"{k}: {v}" for k, v in sorted(report.finish_reasons.items()))
+    return f"""---
+license: apache-2.0
+library_name: transformers
+pipeline_tag: text-generation
+tags: [clora, tool-use, synthetic, tiny]
+---
+
+# clora-tiny
+
+The bundled agent model of clora: a {info["parameters"] / 1e6:.2f}M-parameter Qwen2 decoder
+trained from scratch on this machine, so that serving, feedback, training and RL all run for
+real with nothing downloaded. It is not a language model in any general sense: it knows one
+job, the calculator tool-use protocol of `trainer/envs/calculator.py`.
+
+## How it was made
+
+`python -m trainer.bundled.build --out models/clora-tiny` (or `make model`); seeded and
+deterministic, single CPU thread, {info["build_seconds"] / 60:.1f} minutes on the build machine.
+
+- **Tokenizer**: byte-level BPE trained with `tokenizers` on the synthetic conversations,
+  digits split one per token, {info["vocab_tokens"]} tokens (model vocabulary padded to
+  {info["vocab_size"]}). Special tokens `<|im_start|>`, `<|im_end|>` (end of turn),
+  `<|endoftext|>` (padding); `<tool_call>` / `</tool_call>` are single ordinary tokens.
+- **Chat template**: ChatML-style turns for system, user, assistant and tool messages; tools
+  are listed as `name(params)`; assistant tool calls are Hermes-format
+  `<tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>`, so vLLM's `hermes`
+  tool-call parser returns them as OpenAI `tool_calls`.
+- **Model**: Qwen2, hidden {config.hidden_size}, {config.num_layers} layers,
+  {config.num_heads} heads, feed-forward {config.intermediate_size}, tied embeddings,
+  context {config.max_position_embeddings}, float32.
+- **Data**: {config.steps} steps x {config.batch_size} synthetic episodes of the nine
+  arithmetic templates (train split only). Loss on assistant tokens. The first tool-name
+  token (calculator or final answer) is trained against a soft target `p_calc` that grows
+  with the template's number of operations and the size of its numbers (mean
+  {info["mean_p_calc"]:.2f}); {config.calc_path_fraction:.0%} of continuations take the
+  calculator path so that copying numbers is practised. Direct answers (no calculator)
+  are trained with the true result, which a model this small rarely gets right.
+- **Optimiser**: AdamW, lr {config.lr} (warm-up {config.warmup_steps}, cosine to 10%),
+  betas (0.9, 0.95), weight decay {config.weight_decay}, gradient clip 1.0, seed {config.seed}.
+
+## What it scores (step 0)
+
+Greedy decoding, {len(report.episodes)} held-out tasks (`CalculatorEnvironment().tasks("test",
+{len(report.episodes)}, seed=0)`), in-process `transformers` generation at build time:
+
+- accuracy: **{report.accuracy:.1%}**
+- calls the calculator on {report.calculator_rate:.1%} of tasks; right on
+  **{report.calculator_accuracy:.1%}** of those (ship gate: at least 98%)
+- right on {report.direct_accuracy:.1%} of the tasks it answers without the calculator
+- episode endings: {finishes}
+
+| template | accuracy |
+|---|---|
+{templates}
+
+Most failures are answers given without calling the calculator: exactly the decision that
+RL (GRPO with a LoRA adapter on this environment) learns to fix. The test suite measures
+the same figure again through the real vLLM server (`tests/test_bundled_model.py`).
+
+## Intended use
+
+Tests, demos and the embedded `clora up` default. Use a real base model for real agents.
+"""

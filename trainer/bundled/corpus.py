@@ -1,0 +1,155 @@
+"""Synthetic tool-use conversations that teach the bundled model the calculator protocol.
+
+Every conversation is rendered with the real chat template. Loss is taken on assistant
+tokens only. The first assistant token that names a tool (``calculator`` or ``final``)
+is the *decision token*: it is trained against a soft target ``p_calc`` that depends on
+the template and the size of the numbers, so the shipped policy calls the calculator on
+roughly 40% of tasks, and RL has a decision to fix. The continuation after the decision
+follows the calculator path in most traces (``calc_path_fraction``) regardless of
+``p_calc``, so that copying numbers into the expression and out of the tool result gets
+practice and is nearly always right.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PreTrainedTokenizerFast
+
+from trainer.envs.arithmetic_tasks import ArithmeticProblem, make_problem
+from trainer.envs.calculator import SYSTEM_PROMPT, CalculatorEnvironment
+from trainer.envs.safe_math import calculate
+
+# Logit of p_calc: harder templates and bigger numbers make the calculator more likely.
+P_CALC_TEMPLATE_BIAS: dict[str, float] = {
+    "add": -2.1,
+    "sub": -1.9,
+    "mul": -0.7,
+    "div": -1.1,
+    "add_sub": -1.1,
+    "mul_add": -0.3,
+    "mul_sub": -0.5,
+    "two_products": 0.3,
+    "daily": 0.1,
+}
+P_CALC_PER_DIGIT = 0.9
+P_CALC_MIN, P_CALC_MAX = 0.1, 0.9
+
+
+def p_calc(problem: ArithmeticProblem) -> float:
+    """Target probability of calling the calculator first for ``problem``."""
+    digits = max(len(str(n)) for n in problem.numbers)
+    logit = P_CALC_TEMPLATE_BIAS[problem.template] + P_CALC_PER_DIGIT * (digits - 2)
+    return min(P_CALC_MAX, max(P_CALC_MIN, 1.0 / (1.0 + math.exp(-logit))))
+
+
+def _call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+
+
+def conversation(problem: ArithmeticProblem, use_calculator: bool) -> list[dict[str, Any]]:
+    """The OpenAI messages of one ideal episode along the chosen path."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": problem.question},
+    ]
+    if use_calculator:
+        call = _call("call_0", "calculator", {"expression": problem.expression})
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        result = calculate(problem.expression)
+        messages.append({"role": "tool", "tool_call_id": "call_0", "content": result})
+    final = _call("call_1", "final_answer", {"answer": problem.answer})
+    messages.append({"role": "assistant", "content": None, "tool_calls": [final]})
+    return messages
+
+
+@dataclass
+class Example:
+    """One tokenized training conversation."""
+
+    input_ids: list[int]
+    labels: list[int]  # -100 where no loss is taken
+    decision_index: int  # position whose *next-token* prediction is the decision token
+    p_calc: float
+
+
+class ConversationEncoder:
+    """Renders conversations with the chat template and marks the trained tokens."""
+
+    NAME_PREFIX = '<tool_call>{"name": "'
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+        """Bind the tokenizer and look up the two decision token ids."""
+        self.tokenizer = tokenizer
+        self.tools = CalculatorEnvironment().tools()
+        self.calc_id = self._first_token("calculator")
+        self.final_id = self._first_token("final_answer")
+        if self.calc_id == self.final_id:
+            raise RuntimeError("calculator and final_answer share their first token")
+
+    def _first_token(self, name: str) -> int:
+        ids = self.tokenizer(self.NAME_PREFIX + name, add_special_tokens=False)["input_ids"]
+        prefix = self.tokenizer(self.NAME_PREFIX, add_special_tokens=False)["input_ids"]
+        if ids[: len(prefix)] != prefix:
+            raise RuntimeError("tool name does not start on a token boundary")
+        return int(ids[len(prefix)])
+
+    def render(self, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str:
+        """The chat-template text of ``messages`` with the calculator tools."""
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            tools=self.tools,
+            tokenize=False,
+            add_generation_prompt=generation_prompt,
+        )
+        assert isinstance(text, str)
+        return text
+
+    def encode(self, messages: list[dict[str, Any]], target_p_calc: float) -> Example:
+        """Tokenize a conversation; label assistant turns (each up to its ``<|im_end|>``)."""
+        full = self.render(messages)
+        spans: list[tuple[int, int]] = []
+        for k, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            start = len(self.render(messages[:k], generation_prompt=True))
+            end = len(self.render(messages[: k + 1])) - 1  # drop the "\n" after <|im_end|>
+            spans.append((start, end))
+        encoding = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids: list[int] = encoding["input_ids"]
+        labels = [-100] * len(ids)
+        decision_char = spans[0][0] + len(self.NAME_PREFIX)
+        decision_index = -1
+        for i, (lo, hi) in enumerate(encoding["offset_mapping"]):
+            if any(s <= lo and hi <= e for s, e in spans):
+                labels[i] = ids[i]
+            if lo == decision_char and decision_index < 0:
+                decision_index = i - 1
+        if decision_index < 0 or ids[decision_index + 1] not in (self.calc_id, self.final_id):
+            raise RuntimeError("could not locate the decision token")
+        return Example(ids, labels, decision_index, target_p_calc)
+
+
+def sample_examples(
+    encoder: ConversationEncoder,
+    rng: random.Random,
+    n: int,
+    calc_path_fraction: float,
+) -> list[Example]:
+    """Draw ``n`` training-split conversations (held-out problems are skipped)."""
+    out: list[Example] = []
+    while len(out) < n:
+        problem = make_problem(rng)
+        if problem.split != "train":
+            continue
+        use_calc = rng.random() < calc_path_fraction
+        out.append(encoder.encode(conversation(problem, use_calc), p_calc(problem)))
+    return out

@@ -1,0 +1,113 @@
+"""The bundled model's tokenizer: byte-level BPE trained here, plus a Hermes chat template.
+
+Digits are split one per token (so copying numbers is per-digit). ``<|im_start|>``,
+``<|im_end|>`` and ``<|endoftext|>`` are special tokens; ``<tool_call>`` and
+``</tool_call>`` are ordinary added tokens, single ids that survive
+``skip_special_tokens=True``, so vLLM's ``hermes`` parser always sees them in the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+TOOL_CALL_START = "<tool_call>"
+TOOL_CALL_END = "</tool_call>"
+SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
+TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END)
+
+#: Total vocabulary including the special and tool tokens (also the model's vocab_size).
+VOCAB_SIZE = 512
+
+# One line on purpose: with no literal newlines, trim_blocks/lstrip_blocks cannot change it.
+# Tools are listed compactly as name(param,...) so prompts stay short for a tiny model.
+# Tool calls render exactly as the model emits them and as vLLM's hermes parser reads them:
+# <tool_call>{"name": NAME, "arguments": {...}}</tool_call>.
+CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- if messages[0]['content'] is string -%}{%- set ns.system = messages[0]['content'] -%}"
+    "{%- else -%}{%- for part in messages[0]['content'] -%}"
+    "{%- set ns.system = ns.system + part['text'] -%}{%- endfor -%}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- if ns.system or tools -%}"
+    "{{- '<|im_start|>system\\n' + ns.system -}}"
+    "{%- if tools -%}"
+    "{{- '\\n' if ns.system else '' -}}{{- 'Tools:' -}}"
+    "{%- for tool in tools -%}"
+    "{%- set fn = tool['function'] if tool['function'] is defined else tool -%}"
+    "{{- ' ' + fn['name'] + '(' -}}"
+    "{%- if fn['parameters'] is defined and fn['parameters']['properties'] is defined -%}"
+    "{{- fn['parameters']['properties'] | list | join(',') -}}"
+    "{%- endif -%}"
+    "{{- ')' -}}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if not (loop.first and message['role'] == 'system') -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- elif message['content'] -%}{%- for part in message['content'] -%}"
+    "{{- part['text'] -}}{%- endfor -%}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' and message['tool_calls'] -%}"
+    "{%- for call in message['tool_calls'] -%}"
+    "{%- set fn = call['function'] if call['function'] is defined else call -%}"
+    "{{- '<tool_call>{\"name\": \"' + fn['name'] + '\", \"arguments\": ' -}}"
+    "{%- if fn['arguments'] is string -%}{{- fn['arguments'] -}}"
+    "{%- else -%}{{- fn['arguments'] | tojson -}}{%- endif -%}"
+    "{{- '}</tool_call>' -}}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def _strip_special(texts: Iterable[str]) -> Iterable[str]:
+    """Split rendered conversations at special/tool tokens so BPE never learns across them."""
+    for text in texts:
+        pieces = [text]
+        for token in (*SPECIAL_TOKENS, *TOOL_TOKENS):
+            pieces = [p for piece in pieces for p in piece.split(token)]
+        yield from (p for p in pieces if p)
+
+
+def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """Train the byte-level BPE on rendered conversations; return the HF fast tokenizer."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE - len(TOOL_TOKENS),
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_strip_special(texts), trainer=trainer)
+    bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=1024,
+        clean_up_tokenization_spaces=False,
+    )
+    if len(tokenizer) > VOCAB_SIZE:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, more than {VOCAB_SIZE}")
+    return tokenizer

@@ -1,0 +1,80 @@
+"""Trainer configuration: per-agent LoRA settings and the engine's own settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TARGET_MODULES: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+#: Where the bundled tiny model lives, relative to the repository root.
+DEFAULT_BASE_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "clora-tiny"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """How one agent's LoRA adapter is shaped and initialised (PEFT's `LoraConfig` subset)."""
+
+    rank: int = 16
+    """LoRA rank r: A is (r, in_features), B is (out_features, r)."""
+
+    alpha: float = 32.0
+    """LoRA alpha; the adapter's output is scaled by alpha / rank (PEFT's default scaling)."""
+
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    """Suffixes of the base model's `nn.Linear` module names that get an adapter (PEFT matching)."""
+
+    dropout: float = 0.0
+    """Dropout on the adapter's input during training; non-zero breaks bitwise reproducibility."""
+
+    init_seed: int = 0
+    """Seed of the kaiming-uniform init of A (B starts at zero, so a fresh adapter is a no-op)."""
+
+    def __post_init__(self) -> None:
+        if self.rank <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {self.rank}")
+        if not self.target_modules:
+            raise ValueError("LoRA target_modules must not be empty")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        # Normalise order so that two settings naming the same modules compare equal.
+        object.__setattr__(self, "target_modules", tuple(sorted(set(self.target_modules))))
+
+    @property
+    def scale(self) -> float:
+        """Factor applied to the LoRA term B @ A @ x."""
+        return self.alpha / self.rank
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Settings of one training engine (one base model, many adapters)."""
+
+    base_model_dir: Path = DEFAULT_BASE_MODEL_DIR
+    """Hugging Face model directory of the frozen base model."""
+
+    device: str | None = None
+    """Torch device of the base model; None picks `cuda` when available, else `cpu`."""
+
+    dtype: str = "float32"
+    """Dtype of the base model and of the adapters' working weights (masters are always fp32)."""
+
+    multiplex: bool = True
+    """Share one forward/backward between rows of several adapters; False swaps them one at a
+    time (the seed design, kept as the baseline of `bench/trainer_multiplex.py`)."""
+
+    max_tokens_per_pass: int = 4096
+    """Upper bound on padded tokens (rows x longest row) in one forward/backward. Larger work is
+    split into several passes whose gradients accumulate; on CPU passes beyond a few thousand
+    tokens become memory-bound and slower per token (see docs/TRAINER.md)."""
+
+    pin_memory: bool | None = None
+    """Keep adapter state in pinned host memory; None pins exactly when the device is CUDA."""

@@ -1,0 +1,117 @@
+"""The interface every clora RL environment implements, and the records episodes produce.
+
+An environment is a verifiable task family: it draws tasks, offers tools to the model
+(OpenAI tools JSON), executes tool calls, and scores the final answer. The episode runner
+(:mod:`trainer.envs.runner`) drives any environment against any OpenAI-compatible chat
+endpoint, so a tenant's own task plugs in by subclassing :class:`Environment` and adding
+it to the registry in :mod:`trainer.envs`. See ``docs/ENVIRONMENTS.md``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Split = Literal["train", "test"]
+
+#: Why an episode ended.
+#: ``final_answer``: the final-answer tool was called (reward decides right or wrong);
+#: ``malformed``: a tool call could not be parsed, named an unknown tool, or lacked its
+#: arguments; ``no_tool_call``: the model answered in plain text; ``turn_limit``: the
+#: episode used ``max_turns`` assistant turns without a final answer; ``length``: the
+#: completion hit ``max_tokens`` before finishing.
+FinishReason = Literal["final_answer", "malformed", "no_tool_call", "turn_limit", "length"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task instance: the user prompt and the ground truth the reward checks."""
+
+    id: str
+    prompt: str
+    answer: str
+    template: str
+    difficulty: int
+    info: Mapping[str, Any] = field(default_factory=dict)
+    """Environment-specific extras (for the calculator: numbers and a solving expression)."""
+
+
+@dataclass
+class AssistantTurn:
+    """What the endpoint reported for one assistant turn (token-level data for training).
+
+    Each field is None when the endpoint did not return it (an endpoint other than vLLM,
+    or a request without ``return_token_ids`` / ``logprobs``).
+    """
+
+    prompt_token_ids: list[int] | None
+    """The full rendered prompt of this turn, as the engine tokenized it."""
+    completion_token_ids: list[int] | None
+    """The sampled tokens, including the end-of-turn token when the engine returns it."""
+    logprobs: list[float] | None
+    """Sampling log-probability of each completion token, aligned with the ids."""
+    finish_reason: str | None = None
+    """The endpoint's finish reason (``stop``, ``tool_calls``, ``length``)."""
+
+
+@dataclass
+class Episode:
+    """The result of running one task to the end: transcript, reward and token data."""
+
+    task: Task
+    messages: list[dict[str, Any]]
+    """The whole conversation as OpenAI chat messages (system, user, assistant, tool)."""
+    reward: float
+    correct: bool
+    used_calculator: bool
+    """True when any tool other than the final-answer tool was executed."""
+    turns: int
+    """Number of assistant turns sampled."""
+    finish_reason: FinishReason
+    assistant_turns: list[AssistantTurn] = field(default_factory=list)
+    final_answer: Any = None
+    """The value passed to the final-answer tool, if it was called."""
+
+
+class Environment(ABC):
+    """A verifiable tool-use task family: tasks, tools, tool execution and reward."""
+
+    #: Registry name, e.g. ``"calculator"``.
+    name: str
+    #: System message shown at the start of every episode.
+    system_prompt: str
+    #: Calling this tool ends the episode; its ``final_answer_argument`` is graded.
+    final_answer_tool: str = "final_answer"
+    final_answer_argument: str = "answer"
+
+    @abstractmethod
+    def tasks(self, split: Split, n: int, seed: int = 0) -> list[Task]:
+        """``n`` distinct tasks of ``split``, deterministic in ``seed``.
+
+        The ``test`` split must be disjoint from ``train`` for every seed.
+        """
+
+    @abstractmethod
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools offered to the model, in OpenAI ``tools`` JSON format."""
+
+    @abstractmethod
+    def execute_tool(self, name: str, args: Mapping[str, Any]) -> str:
+        """Run one tool call and return the text shown to the model. Must never raise."""
+
+    @abstractmethod
+    def reward(self, task: Task, final_answer: Any) -> float:
+        """Score a final answer against ``task``; 1.0 means correct."""
+
+    def tool_names(self) -> set[str]:
+        """Names of every tool offered, including the final-answer tool."""
+        return {tool["function"]["name"] for tool in self.tools()}
+
+    def initial_messages(self, task: Task) -> list[dict[str, Any]]:
+        """The conversation an episode starts from: system prompt and the task prompt."""
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": task.prompt},
+        ]

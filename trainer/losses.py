@@ -1,0 +1,198 @@
+"""Training losses as pure functions: SFT cross-entropy, DPO, clipped policy gradient, KL.
+
+Every loss returns per-row *sums* plus the number of normalisation units of each row. The engine
+adds sums and units over every `forward_backward` of a step and divides the summed gradient by
+the summed units in `optim_step`, so accumulating over several calls (and multiplexing rows of
+several adapters into one pass) equals one call on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+AdvantageKind = Literal["grpo", "rloo"]
+PgNormalize = Literal["tokens", "sequences"]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Which loss a `forward_backward` call optimises, and its hyper-parameters."""
+
+    kind: Literal["sft", "dpo", "pg"]
+    """sft: cross-entropy on masked tokens; dpo: preference pairs; pg: clipped policy gradient."""
+    dpo_beta: float = 0.1
+    """DPO temperature beta (Rafailov et al. 2023, eq. 7)."""
+    clip_low: float = 0.2
+    """PPO clip epsilon below 1: the ratio is clipped to >= 1 - clip_low."""
+    clip_high: float = 0.2
+    """PPO clip epsilon above 1 (DAPO's clip-higher uses 0.28): ratio clipped to <= 1 + clip_high."""
+    advantage: AdvantageKind = "grpo"
+    """Estimator turning `Batch.rewards` into advantages when `Batch.advantages` is None."""
+    group_size: int | None = None
+    """Rollouts per prompt for the advantage estimator (consecutive rows form a group)."""
+    kl_coef: float = 0.0
+    """Weight of the per-token KL penalty towards the reference (pg only)."""
+    reference: Literal["parent", "base"] = "parent"
+    """DPO/KL reference when the batch carries no reference logprobs: the adapter's pinned
+    parent weights (`TrainingEngine.set_reference`) or the base model with the adapter off."""
+    pg_normalize: PgNormalize = "tokens"
+    """pg: average over all assistant tokens of the step, or first within each sequence (GRPO)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sft", "dpo", "pg"):
+            raise ValueError(f"unknown loss kind {self.kind!r}")
+        if self.clip_low < 0 or self.clip_high < 0 or self.dpo_beta <= 0 or self.kl_coef < 0:
+            raise ValueError("clip epsilons and kl_coef must be >= 0, dpo_beta > 0")
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when the loss reads reference logprobs."""
+        return self.kind == "dpo" or (self.kind == "pg" and self.kl_coef > 0)
+
+
+@dataclass
+class LossTerms:
+    """Per-row loss sums, normalisation units and metrics of one loss evaluation."""
+
+    loss: torch.Tensor  # (R,) summed loss of each row; the objective is loss.sum() / units.sum()
+    units: torch.Tensor  # (R,) normalisation units of each row (tokens, sequences or pairs)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (R,)
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each input token given the tokens before it, aligned with input_ids."""
+    shifted = logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
+    targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
+    picked = shifted.gather(-1, targets).squeeze(-1)  # (B, T-1)
+    logp = picked - torch.logsumexp(shifted, dim=-1)  # (B, T-1)
+    return F.pad(logp, (1, 0))  # (B, T); token 0 has no prediction, logprob 0
+
+
+def sft_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> LossTerms:
+    """Cross-entropy on masked target tokens: sum_t -mask_t * log p(x_t | x_<t)."""
+    # logprobs, mask: (R, T)
+    nll = -(logprobs * mask).sum(dim=1)  # (R,)
+    units = mask.sum(dim=1)  # (R,)
+    mean_nll = nll.detach() / units.clamp(min=1e-9)
+    return LossTerms(nll, units, {"nll": mean_nll})
+
+
+def sequence_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of masked token logprobs: log pi(y | x) of each completion."""
+    return (logprobs * mask).sum(dim=1)  # (R, T) -> (R,)
+
+
+def dpo_loss(
+    chosen_logprobs: torch.Tensor,
+    chosen_mask: torch.Tensor,
+    rejected_logprobs: torch.Tensor,
+    rejected_mask: torch.Tensor,
+    ref_chosen_logprobs: torch.Tensor,
+    ref_rejected_logprobs: torch.Tensor,
+    beta: float,
+) -> LossTerms:
+    """DPO, Rafailov et al. 2023 eq. 7, one unit per pair.
+
+    L = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))])
+    """
+    # every *_logprobs and *_mask: (P, T) for P pairs (chosen and rejected padded alike)
+    pi_w = sequence_logprob(chosen_logprobs, chosen_mask)  # (P,)
+    pi_l = sequence_logprob(rejected_logprobs, rejected_mask)  # (P,)
+    ref_w = sequence_logprob(ref_chosen_logprobs, chosen_mask)  # (P,)
+    ref_l = sequence_logprob(ref_rejected_logprobs, rejected_mask)  # (P,)
+    reward_w = beta * (pi_w - ref_w)  # (P,) implicit reward of the chosen completion
+    reward_l = beta * (pi_l - ref_l)  # (P,)
+    loss = -F.logsigmoid(reward_w - reward_l)  # (P,)
+    metrics = {
+        "reward_chosen": reward_w.detach(),
+        "reward_rejected": reward_l.detach(),
+        "reward_margin": (reward_w - reward_l).detach(),
+        "accuracy": (reward_w > reward_l).float().detach(),
+    }
+    return LossTerms(loss, torch.ones_like(loss), metrics)
+
+
+def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(pi || ref) estimator, Shao et al. 2024 eq. 4 (Schulman's k3, always >= 0)."""
+    # (R, T) -> (R, T): ref/pi - log(ref/pi) - 1
+    log_ratio = ref_logprobs - logprobs
+    return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+def policy_gradient_loss(
+    logprobs: torch.Tensor,
+    sampling_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    normalize: PgNormalize = "tokens",
+) -> LossTerms:
+    """Importance-sampled policy gradient with PPO clipping, Schulman et al. 2017 eq. 7.
+
+    Per token: -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A), rho = pi / pi_sampling,
+    plus kl_coef * KL_k3(pi || ref) (GRPO, Shao et al. 2024 eq. 3). With `normalize="tokens"`
+    every assistant token of the step weighs the same; "sequences" first averages within a row.
+    """
+    # logprobs, sampling_logprobs, mask: (R, T); advantages: (R,)
+    ratio = torch.exp(logprobs - sampling_logprobs)  # (R, T)
+    adv = advantages.unsqueeze(1)  # (R, 1)
+    unclipped = ratio * adv  # (R, T)
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv  # (R, T)
+    per_token = -torch.minimum(unclipped, clipped)  # (R, T)
+    metrics: dict[str, torch.Tensor] = {}
+    if ref_logprobs is not None and kl_coef > 0:
+        kl = kl_k3(logprobs, ref_logprobs)  # (R, T)
+        per_token = per_token + kl_coef * kl
+        metrics["kl"] = _masked_mean(kl.detach(), mask)
+    tokens = mask.sum(dim=1)  # (R,)
+    row_sum = (per_token * mask).sum(dim=1)  # (R,)
+    if normalize == "tokens":
+        loss, units = row_sum, tokens
+    else:
+        loss, units = row_sum / tokens.clamp(min=1e-9), torch.ones_like(row_sum)
+    metrics["clip_fraction"] = _masked_mean((clipped < unclipped).float(), mask)
+    metrics["ratio"] = _masked_mean(ratio.detach(), mask)
+    return LossTerms(loss, units, metrics)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)  # (R, T) -> (R,)
+
+
+def group_advantages(
+    rewards: torch.Tensor | list[float],
+    group_size: int,
+    kind: AdvantageKind = "grpo",
+    *,
+    scale_by_std: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Advantages of G rollouts per prompt from their rewards; consecutive rows form a group.
+
+    grpo (Shao et al. 2024, sec. 4.1.2): A_i = (r_i - mean(r)) / (std(r) + eps), unbiased std
+    as in TRL; `scale_by_std=False` keeps only the mean baseline (Dr. GRPO).
+    rloo (Ahmadian et al. 2024, eq. 6): A_i = r_i - mean_{j != i} r_j.
+    """
+    r = torch.as_tensor(rewards, dtype=torch.float64)  # (N,)
+    if group_size < 2 or r.numel() % group_size != 0:
+        raise ValueError(f"{r.numel()} rewards do not split into groups of {group_size} >= 2")
+    groups = r.view(-1, group_size)  # (N / G, G)
+    mean = groups.mean(dim=1, keepdim=True)  # (N / G, 1)
+    if kind == "grpo":
+        adv = groups - mean
+        if scale_by_std:
+            adv = adv / (groups.std(dim=1, keepdim=True) + eps)
+    elif kind == "rloo":
+        others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+        adv = groups - others
+    else:
+        raise ValueError(f"unknown advantage estimator {kind!r}")
+    return adv.reshape(-1).float()  # (N,)
