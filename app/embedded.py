@@ -39,6 +39,8 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
         except subprocess.CalledProcessError:
             log.warning("embedded postgres was already stopped")
+        # pgserver caches one handle per data dir; drop it so a later start() really starts.
+        type(self._server)._instances.pop(self.pgdata, None)
         self._server = None
 
 

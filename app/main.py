@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.core.config import get_settings
 from app.core.http_errors import install_error_handlers
+from app.core.middleware import BodySizeLimit
 from app.health.router import router as health_router
+from app.serving import metrics
 from app.serving.router import router as serving_router
+from app.serving.state import GatewayState
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = GatewayState.create(get_settings())
+    app.state.gateway = state
+    drain = asyncio.create_task(state.drain_forever())
+    try:
+        yield
+    finally:
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+        await state.pool.close()
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="clora", version="0.1.0")
+    settings = get_settings()
+    app = FastAPI(title="clora", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health_router)
     app.include_router(serving_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        # Redis down: report the last depth seen.
+        with contextlib.suppress(Exception):
+            metrics.BUFFER_DEPTH.set(app.state.gateway.buffer.depth())
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 

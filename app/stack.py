@@ -79,6 +79,10 @@ class Stack:
             self._bootstrap(extra)
             env = self.child_env(extra)
             logs = self.data_dir / "logs"
+            if not self.with_engine:
+                env["CLORA_ENGINE_ENABLED"] = "false"
+            elif not self.settings.engine_urls:
+                self._add_engine(env, logs)
             gateway_argv = [
                 sys.executable, "-m", "uvicorn", "app.main:app",
                 "--host", self.settings.host, "--port", str(self.settings.port),
@@ -98,6 +102,26 @@ class Stack:
                 self.postgres.stop()
             (self.data_dir / RUNTIME_ENV).unlink(missing_ok=True)
             click.echo("stopped")
+
+    def _add_engine(self, env: dict[str, str], logs: Path) -> None:
+        """The embedded vLLM server on the base model, supervised like every other child."""
+        from app.engine.launcher import ENGINE_ENV, EngineProcess
+
+        engine = EngineProcess(
+            model_dir=self.settings.base_model_path,
+            port=self.settings.engine_port,
+            served_model_name=self.settings.served_model_name,
+            max_loras=self.settings.engine_max_loras,
+            max_lora_rank=self.settings.engine_max_lora_rank,
+            max_cpu_loras=self.settings.engine_max_cpu_loras,
+            log_path=logs / "engine.log",
+        )
+        self.supervisor.add(
+            Child("engine", engine.command(), {**env, **ENGINE_ENV}, engine.log_path)
+        )
+        click.echo(
+            f"engine    {engine.url} (vLLM on {self.settings.base_model_path}; log {engine.log_path})"
+        )
 
     def _bootstrap(self, extra: dict[str, str]) -> None:
         from sqlalchemy import create_engine

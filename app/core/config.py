@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="External vLLM servers; empty means clora up starts an embedded one.",
     )
+    engine_enabled: bool = Field(
+        default=True, description="False: serve nothing (`up --no-engine`)."
+    )
     engine_port: int = 8100
     engine_max_loras: int = 8
     engine_max_lora_rank: int = 16

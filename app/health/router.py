@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -19,8 +20,12 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz() -> JSONResponse:
-    """Database and Redis answer (and, once configured, the engine)."""
+async def readyz(request: Request) -> JSONResponse:
+    """Database, Redis and every engine replica answer."""
+    return await run_in_threadpool(_readiness, request)
+
+
+def _readiness(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with get_engine().connect() as conn:
@@ -33,5 +38,8 @@ def readyz() -> JSONResponse:
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"error: {type(exc).__name__}"
+    state = getattr(request.app.state, "gateway", None)
+    if state is not None and state.settings.engine_enabled:
+        checks["engine"] = "ok" if state.pool.healthy_sync() else "error: unreachable"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

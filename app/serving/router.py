@@ -2,21 +2,78 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.adapters.repository import AdapterVersionRepository
+from app.adapters.service import adapter_name
 from app.agents.repository import AgentRepository
-from app.deps import CurrentTenant, SessionDep
-from app.serving.protocol import ModelCard, ModelList
+from app.deps import SessionDep
+from app.serving.protocol import ChatCompletionRequest, ModelCard, ModelList
+from app.serving.serving import ChatCompletionHandler
+from app.serving.state import GatewayState
+from app.tenants.service import ApiPrincipal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
+def gateway_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+def bearer_key(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def serving_principal(request: Request) -> ApiPrincipal:
+    """Authenticate with the key; keeps working from cache while Postgres is down."""
+    state = gateway_state(request)
+    return await run_in_threadpool(state.authenticate, bearer_key(request))
+
+
+ServingTenant = Annotated[ApiPrincipal, Depends(serving_principal)]
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, tenant: ServingTenant
+) -> JSONResponse | StreamingResponse:
+    """Serve the caller's agent (live or pinned version) on the shared engine."""
+    state = gateway_state(request)
+    state.limits.check_rate(tenant.tenant_id)
+    route = await run_in_threadpool(state.resolve, tenant, body.model)
+    handler = ChatCompletionHandler(state, tenant, route)
+    with state.limits.slot(tenant.tenant_id):
+        if body.stream:
+            return await handler.stream(body)
+        return await handler.complete(body)
+
+
 @router.get("/models", response_model=ModelList)
-def list_models(tenant: CurrentTenant, session: SessionDep) -> ModelList:
-    """The caller's agents (each serves its live adapter version)."""
-    agents = AgentRepository(session).list(tenant.tenant_id)
-    cards = [
-        ModelCard(id=a.name, created=int(a.created_at.timestamp()), owned_by=tenant.tenant_slug)
-        for a in agents
-    ]
+def list_models(tenant: ServingTenant, session: SessionDep) -> ModelList:
+    """The caller's agents and every version of each (``agent@vN`` pins a version)."""
+    cards: list[ModelCard] = []
+    versions = AdapterVersionRepository(session)
+    for agent in AgentRepository(session).list(tenant.tenant_id):
+        created = int(agent.created_at.timestamp())
+        listed = versions.list(tenant.tenant_id, agent.id)
+        live = next((v for v in listed if v.id == agent.live_version_id), None)
+        live_name = adapter_name(tenant.tenant_slug, agent.name, live.number) if live else None
+        cards.append(
+            ModelCard(
+                id=agent.name, created=created, owned_by=tenant.tenant_slug, live_version=live_name
+            )
+        )
+        for v in listed:
+            cards.append(
+                ModelCard(
+                    id=f"{agent.name}@v{v.number}",
+                    created=int(v.created_at.timestamp()),
+                    owned_by=tenant.tenant_slug,
+                )
+            )
     return ModelList(data=cards)

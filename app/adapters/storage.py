@@ -1,0 +1,92 @@
+"""Adapter folders on disk: written atomically, never changed, checked by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from app.core.errors import InvalidRequest
+
+REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def checksum(folder: Path) -> str:
+    """sha256 over the required files' names and bytes, in a fixed order."""
+    digest = hashlib.sha256()
+    for name in REQUIRED_FILES:
+        digest.update(name.encode())
+        with (folder / name).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate_adapter_folder(folder: Path, max_rank: int) -> dict:
+    """Refuse a folder that is not a PEFT LoRA adapter vLLM could load; return its config."""
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            raise InvalidRequest(f"adapter is missing {name}", param="adapter")
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"adapter_config.json is not JSON: {exc}", param="adapter") from exc
+    if config.get("peft_type") != "LORA":
+        raise InvalidRequest("adapter is not a LoRA (peft_type)", param="adapter")
+    rank = config.get("r")
+    if not isinstance(rank, int) or not 1 <= rank <= max_rank:
+        raise InvalidRequest(f"adapter rank must be 1..{max_rank}", param="adapter")
+    return config
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_version_folder(
+    root: Path, relative: Path, write: Callable[[Path], None], max_rank: int
+) -> tuple[Path, str]:
+    """Write into a temp folder, validate, fsync, then rename into place; never overwrite."""
+    final = root / relative
+    if final.exists():
+        raise FileExistsError(f"adapter folder {final} already exists")
+    tmp = root / ".tmp" / uuid.uuid4().hex
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        validate_adapter_folder(tmp, max_rank)
+        digest = checksum(tmp)
+        _fsync_tree(tmp)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final, digest
+
+
+def copy_from(source: Path) -> Callable[[Path], None]:
+    """A writer that copies an existing adapter folder's required files."""
+
+    def write(dest: Path) -> None:
+        for name in REQUIRED_FILES:
+            shutil.copyfile(source / name, dest / name)
+
+    return write

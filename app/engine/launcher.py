@@ -1,0 +1,230 @@
+"""Starts and stops the embedded vLLM OpenAI server (the sampler) as a subprocess.
+
+The engine runs as ``python -m vllm.entrypoints.openai.api_server`` in its own process
+group with LoRA enabled, the Hermes tool-call parser and runtime adapter loading, so the
+gateway can serve every tenant's adapter from one warm base model. Plain arguments only:
+the app passes values from its settings; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+#: Environment every engine gets (see shared VLLM-CPU-NOTES): fast in-process engine core,
+#: a small KV cache, runtime LoRA loading, and never any network access to a model hub.
+ENGINE_ENV: dict[str, str] = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class EngineError(RuntimeError):
+    """Base class for engine process failures."""
+
+
+class EngineStartError(EngineError):
+    """The engine did not become ready; carries the last lines of its log."""
+
+    def __init__(self, message: str, log_tail: str) -> None:
+        """Keep the log tail both as an attribute and in the message."""
+        super().__init__(f"{message}\n--- last engine log lines ---\n{log_tail}")
+        self.log_tail = log_tail
+
+
+class EngineExitedError(EngineStartError):
+    """The engine process exited before it was ready."""
+
+
+class EngineTimeoutError(EngineStartError):
+    """The engine was still not ready when the timeout ran out."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EngineProcess:
+    """One vLLM OpenAI-compatible server subprocess serving a base model and its LoRAs."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        port: int | None = None,
+        served_model_name: str = "clora-tiny",
+        max_loras: int = 4,
+        max_lora_rank: int = 16,
+        max_cpu_loras: int | None = None,
+        log_path: str | Path | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        host: str = "127.0.0.1",
+        max_model_len: int = 1024,
+        env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        """Configure (not start) the engine; ``port=None`` picks a free port."""
+        self.model_dir = Path(model_dir)
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.served_model_name = served_model_name
+        self.max_loras = max_loras
+        self.max_lora_rank = max_lora_rank
+        self.max_cpu_loras = max(max_cpu_loras or max_loras, max_loras)
+        self.max_model_len = max_model_len
+        self.log_path = Path(log_path) if log_path else Path(f"/tmp/clora-engine-{self.port}.log")
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.python = python
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Root URL of the server, e.g. ``http://127.0.0.1:8001``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """Base URL for OpenAI clients (``url`` + ``/v1``)."""
+        return f"{self.url}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the server while it runs."""
+        return self._process.pid if self._process else None
+
+    def command(self) -> list[str]:
+        """The full command line the engine is started with."""
+        return [
+            self.python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model_dir),
+            "--served-model-name", self.served_model_name,
+            "--dtype", "float32",
+            "--max-model-len", str(self.max_model_len),
+            "--enable-lora",
+            "--max-loras", str(self.max_loras),
+            "--max-lora-rank", str(self.max_lora_rank),
+            "--max-cpu-loras", str(self.max_cpu_loras),
+            "--enable-auto-tool-choice",
+            "--tool-call-parser", "hermes",
+            "--seed", "0",
+            "--disable-uvicorn-access-log",
+            "--host", self.host,
+            "--port", str(self.port),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def is_running(self) -> bool:
+        """Whether the subprocess has been started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Launch the server (returns at once; call :meth:`wait_ready` next)."""
+        if self.is_running():
+            raise EngineError(f"engine already running (pid {self.pid})")
+        if not (self.model_dir / "config.json").is_file():
+            raise EngineError(f"no model at {self.model_dir} (config.json missing)")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **ENGINE_ENV, **self.extra_env}
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== {time.strftime('%F %T')} {' '.join(self.command())}\n".encode())
+            log.flush()
+            # Own process group: stop() signals the whole group, so no child outlives us.
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the engine log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log file)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Block until ``/v1/models`` answers; raise :class:`EngineStartError` otherwise."""
+        if self._process is None:
+            raise EngineError("engine not started")
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = self._process.poll()
+                if code is not None:
+                    raise EngineExitedError(f"engine exited with code {code}", self.log_tail())
+                try:
+                    if client.get(f"{self.api_base}/models").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise EngineTimeoutError(
+                        f"engine not ready after {timeout:.0f}s", self.log_tail()
+                    )
+                time.sleep(0.5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate the server's process group, then kill it if it does not exit."""
+        process = self._process
+        if process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if process.poll() is not None:
+                break
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+        # The leader may be gone while children linger in its group: make sure they go too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        self._process = None
+
+    def __enter__(self) -> EngineProcess:
+        """Start and wait until ready; stop on any failure."""
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the engine."""
+        self.stop()

@@ -1,0 +1,111 @@
+"""Write-behind log of interactions: a Redis stream that a consumer drains into Postgres.
+
+The gateway appends one entry per finished request (no database round trip on the response
+path). ``drain_once`` reads entries through a consumer group, inserts them with
+``ON CONFLICT (id) DO NOTHING`` and acknowledges them only after the commit, so a database
+outage leaves entries pending in the stream and a retry lands each row exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import redis
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import Interaction
+
+log = logging.getLogger(__name__)
+
+STREAM = "clora:interactions"
+GROUP = "interaction-writers"
+_COLUMNS = {c.name for c in Interaction.__table__.columns}
+
+
+def _encode(record: dict[str, Any]) -> str:
+    def default(value: object) -> str:
+        if isinstance(value, uuid.UUID | datetime):
+            return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+        raise TypeError(f"cannot encode {type(value).__name__}")
+
+    return json.dumps(record, default=default)
+
+
+def _decode(raw: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _COLUMNS:
+            continue
+        if value is not None and (key == "id" or key.endswith("_id")):
+            value = uuid.UUID(value)
+        elif value is not None and key.endswith("_at"):
+            value = datetime.fromisoformat(value)
+        row[key] = value
+    return row
+
+
+class InteractionBuffer:
+    """Append finished interactions; drain them into Postgres in batches."""
+
+    def __init__(self, client: redis.Redis, consumer: str) -> None:
+        self.redis = client
+        self.consumer = consumer
+        self._group_ready = False
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.redis.xadd(STREAM, {"r": _encode(record)})
+
+    def depth(self) -> int:
+        return int(self.redis.xlen(STREAM))
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def drain_once(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
+        """Move up to ``batch`` entries into Postgres; returns how many were written."""
+        self._ensure_group()
+        # Entries another consumer took but never acknowledged (it died) come first.
+        _, claimed, _ = self.redis.xautoclaim(
+            STREAM, GROUP, self.consumer, min_idle_time=30_000, count=batch
+        )
+        entries = list(claimed)
+        if len(entries) < batch:
+            got: Any = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: "0"}, count=batch)
+            entries += got[0][1] if got else []
+        if len(entries) < batch:
+            got = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=batch)
+            entries += got[0][1] if got else []
+        if not entries:
+            return 0
+        seen: dict[str, dict[str, Any]] = {}
+        for _, fields in entries:
+            row = _decode(json.loads(fields[b"r"]))
+            seen[str(row["id"])] = row
+        with sessions() as session, session.begin():
+            session.execute(
+                insert(Interaction)
+                .values(list(seen.values()))
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+        ids = [entry_id for entry_id, _ in entries]
+        self.redis.xack(STREAM, GROUP, *ids)
+        self.redis.xdel(STREAM, *ids)
+        return len(seen)
+
+    def drain_all(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
+        total = 0
+        while written := self.drain_once(sessions, batch):
+            total += written
+        return total

@@ -1,0 +1,52 @@
+"""Per-tenant request-rate and concurrency limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from app.core.errors import RateLimited
+
+log = logging.getLogger(__name__)
+
+
+class TenantLimits:
+    """A fixed-window rate in Redis (shared by replicas) and an in-process concurrency cap."""
+
+    def __init__(self, client: redis.Redis, per_minute: int, max_concurrency: int) -> None:
+        self.redis = client
+        self.per_minute = per_minute
+        self.max_concurrency = max_concurrency
+        self._active: dict[uuid.UUID, int] = defaultdict(int)
+
+    def check_rate(self, tenant_id: uuid.UUID) -> None:
+        window = int(time.time() // 60)
+        key = f"clora:rate:{tenant_id}:{window}"
+        try:
+            pipe = self.redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count = int(pipe.execute()[0])
+        except redis.RedisError:
+            log.warning("rate limiter unavailable; admitting request")
+            return
+        if count > self.per_minute:
+            raise RateLimited(f"rate limit of {self.per_minute} requests per minute exceeded")
+
+    @contextmanager
+    def slot(self, tenant_id: uuid.UUID) -> Iterator[None]:
+        if self._active[tenant_id] >= self.max_concurrency:
+            raise RateLimited(
+                f"concurrency limit of {self.max_concurrency} requests in flight exceeded"
+            )
+        self._active[tenant_id] += 1
+        try:
+            yield
+        finally:
+            self._active[tenant_id] -= 1

@@ -1,0 +1,244 @@
+"""Chat completions: route to the tenant's adapter on the shared engine, answer, log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.adapters.service import Route
+from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
+from app.engine.pool import EngineReplica
+from app.serving import metrics
+from app.serving.protocol import ChatCompletionRequest
+from app.serving.state import GatewayState
+from app.serving.stream_log import StreamAccumulator
+from app.tenants.service import ApiPrincipal
+
+log = logging.getLogger(__name__)
+
+
+def completion_id(interaction_id: uuid.UUID) -> str:
+    """The id the agent receives, and later sends back with feedback."""
+    return f"chatcmpl-{interaction_id.hex}"
+
+
+def parse_completion_id(value: str) -> uuid.UUID | None:
+    if not isinstance(value, str) or not value.startswith("chatcmpl-"):
+        return None
+    try:
+        return uuid.UUID(hex=value.removeprefix("chatcmpl-"))
+    except ValueError:
+        return None
+
+
+class ChatCompletionHandler:
+    """One request's path through the gateway."""
+
+    def __init__(self, state: GatewayState, principal: ApiPrincipal, route: Route) -> None:
+        self.state = state
+        self.principal = principal
+        self.route = route
+        self.interaction_id = uuid.uuid4()
+        self.started = time.perf_counter()
+        self.created_at = datetime.now(UTC)
+        self.upstream_s = 0.0
+        self.engine_name, self.engine_path = state.engine_target(route)
+
+    def _headers(self) -> dict[str, str]:
+        overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000
+        metrics.OVERHEAD.observe(overhead_ms / 1000)
+        return {
+            "x-clora-adapter-version": self.route.version_label,
+            "x-clora-overhead-ms": f"{overhead_ms:.3f}",
+            "x-clora-interaction-id": completion_id(self.interaction_id),
+        }
+
+    async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+        """POST to a replica holding the adapter; reload once if the engine forgot it."""
+        for attempt in (1, 2):
+            replica = self.state.pool.pick(self.engine_name)
+            if self.engine_name not in replica.loaded:
+                await self.state.pool.load(replica, self.engine_name, self.engine_path)
+            resp = await self._post(replica, body, stream)
+            if resp.status_code == 404 and attempt == 1:
+                await resp.aread()
+                replica.loaded.discard(self.engine_name)
+                continue
+            if resp.status_code != 200:
+                await resp.aread()
+                await resp.aclose()
+                raise _engine_error(resp)
+            return resp
+        raise EngineUnavailable("engine does not know the adapter after reloading it")
+
+    async def _post(
+        self, replica: EngineReplica, body: dict[str, Any], stream: bool
+    ) -> httpx.Response:
+        t0 = time.perf_counter()
+        try:
+            request = self.state.pool.http.build_request(
+                "POST", f"{replica.url}/v1/chat/completions", json=body
+            )
+            return await self.state.pool.http.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
+        finally:
+            self.upstream_s += time.perf_counter() - t0
+
+    async def complete(self, request: ChatCompletionRequest) -> JSONResponse:
+        self.state.in_flight[self.engine_name] += 1
+        try:
+            resp = await self._send(request.engine_body(self.engine_name), stream=False)
+            data = resp.json()
+        except CloraError as exc:
+            self._record(request, None, error=exc)
+            raise
+        finally:
+            self.state.in_flight[self.engine_name] -= 1
+        self._record(request, data)
+        return JSONResponse(self._public(data, request), headers=self._headers(), status_code=200)
+
+    async def stream(self, request: ChatCompletionRequest) -> StreamingResponse:
+        self.state.in_flight[self.engine_name] += 1
+        try:
+            resp = await self._send(request.engine_body(self.engine_name), stream=True)
+        except CloraError as exc:
+            self.state.in_flight[self.engine_name] -= 1
+            self._record(request, None, error=exc)
+            raise
+        headers = self._headers()
+        want_usage = bool(request.stream_options and request.stream_options.include_usage)
+        return StreamingResponse(
+            self._relay(resp, request, want_usage),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _relay(
+        self, resp: httpx.Response, request: ChatCompletionRequest, want_usage: bool
+    ) -> AsyncIterator[bytes]:
+        acc = StreamAccumulator()
+        error: CloraError | None = None
+        try:
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                payload = line[6:]
+                if payload == "[DONE]":
+                    yield b"data: [DONE]\n\n"
+                    break
+                chunk = json.loads(payload)
+                acc.add(chunk)
+                public = self._public_chunk(chunk, request, want_usage)
+                if public is not None:
+                    yield f"data: {json.dumps(public)}\n\n".encode()
+        except httpx.TransportError:
+            error = EngineUnavailable("engine stream broke off")
+            yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type}})}\n\n".encode()
+        finally:
+            await resp.aclose()
+            self.state.in_flight[self.engine_name] -= 1
+            self._record(request, acc.as_response(), error=error)
+
+    def _public(self, data: dict[str, Any], request: ChatCompletionRequest) -> dict[str, Any]:
+        data = dict(data)
+        data["id"] = completion_id(self.interaction_id)
+        data["model"] = request.model
+        data["system_fingerprint"] = self.route.version_label
+        data.pop("prompt_token_ids", None)
+        data.pop("prompt_logprobs", None)
+        data.pop("kv_transfer_params", None)
+        for choice in data.get("choices", []):
+            choice.pop("token_ids", None)
+            choice.pop("stop_reason", None)
+            if not request.logprobs:
+                choice["logprobs"] = None
+            elif not request.top_logprobs and choice.get("logprobs"):
+                for item in choice["logprobs"].get("content") or []:
+                    item["top_logprobs"] = []
+        return data
+
+    def _public_chunk(
+        self, chunk: dict[str, Any], request: ChatCompletionRequest, want_usage: bool
+    ) -> dict[str, Any] | None:
+        if not chunk.get("choices") and chunk.get("usage") is not None and not want_usage:
+            return None
+        public = self._public(chunk, request)
+        if not want_usage:
+            public.pop("usage", None)
+        return public
+
+    def _record(
+        self,
+        request: ChatCompletionRequest,
+        data: dict[str, Any] | None,
+        *,
+        error: CloraError | None = None,
+    ) -> dict[str, Any]:
+        """Append the interaction to the write-behind log (never raises)."""
+        choice = (data or {}).get("choices", [{}])[0] if data and data.get("choices") else {}
+        content = ((choice.get("logprobs") or {}).get("content")) or []
+        usage = (data or {}).get("usage")
+        latency_ms = (time.perf_counter() - self.started) * 1000
+        record: dict[str, Any] = {
+            "id": self.interaction_id,
+            "tenant_id": self.principal.tenant_id,
+            "agent_id": self.route.agent_id,
+            "adapter_version_id": self.route.version_id,
+            "api_key_id": self.principal.api_key_id,
+            "request": request.model_dump(exclude_none=True),
+            "output": _output(data) if data else None,
+            "prompt_token_ids": (data or {}).get("prompt_token_ids"),
+            "completion_token_ids": choice.get("token_ids"),
+            "completion_logprobs": [item["logprob"] for item in content] or None,
+            "usage": usage,
+            "finish_reason": choice.get("finish_reason"),
+            "latency_ms": latency_ms,
+            "error": {"type": error.type, "message": error.message} if error else None,
+            "stream": request.stream,
+            "created_at": self.created_at,
+            "completed_at": datetime.now(UTC),
+        }
+        status = "error" if error else "ok"
+        tenant = self.principal.tenant_slug
+        metrics.REQUESTS.labels(tenant, self.route.version_label, status).inc()
+        metrics.LATENCY.labels(tenant, self.route.version_label).observe(
+            record["latency_ms"] / 1000
+        )
+        if usage:
+            for kind in ("prompt_tokens", "completion_tokens"):
+                metrics.TOKENS.labels(tenant, self.route.version_label, kind).inc(
+                    usage.get(kind, 0)
+                )
+        try:
+            self.state.buffer.append(record)
+        except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
+            self.state.pending.append(record)
+            log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
+        return record
+
+
+def _output(data: dict[str, Any]) -> dict[str, Any]:
+    messages = [c.get("message") or {} for c in data.get("choices", [])]
+    first = dict(messages[0]) if messages else {}
+    if len(messages) > 1:
+        first["alternatives"] = messages[1:]
+    return first
+
+
+def _engine_error(resp: httpx.Response) -> CloraError:
+    try:
+        message = resp.json().get("error", {}).get("message") or resp.text
+    except ValueError:
+        message = resp.text
+    if 400 <= resp.status_code < 500:
+        return InvalidRequest(f"the engine refused the request: {message}"[:2000])
+    return EngineUnavailable(f"engine error {resp.status_code}")

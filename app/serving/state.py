@@ -1,0 +1,117 @@
+"""What the gateway keeps between requests: engines, the log buffer, limits, fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from app.adapters.service import Route, resolve
+from app.core.config import Settings
+from app.core.db import get_sessionmaker
+from app.core.errors import EngineUnavailable
+from app.core.redis import get_redis
+from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.engine.pool import EnginePool
+from app.interactions.buffer import InteractionBuffer
+from app.serving.limits import TenantLimits
+from app.tenants.service import ApiPrincipal, authenticate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayState:
+    """Process-wide serving state, created in the app's lifespan."""
+
+    settings: Settings
+    pool: EnginePool
+    buffer: InteractionBuffer
+    limits: TenantLimits
+    identity_path: str
+    in_flight: Counter[str] = field(default_factory=Counter)
+    # Records whose append to Redis failed; retried by the drain loop.
+    pending: list[dict] = field(default_factory=list)
+    # Last known answers, used only while Postgres is unreachable so serving goes on.
+    _principals: dict[str, ApiPrincipal] = field(default_factory=dict)
+    _routes: dict[tuple[uuid.UUID, str], Route] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings) -> GatewayState:
+        urls = settings.engine_urls or [f"http://127.0.0.1:{settings.engine_port}"]
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        redis_client = get_redis()
+        return cls(
+            settings=settings,
+            pool=EnginePool(urls),
+            buffer=InteractionBuffer(redis_client, consumer),
+            limits=TenantLimits(
+                redis_client,
+                settings.tenant_rate_limit_per_minute,
+                settings.tenant_max_concurrency,
+            ),
+            identity_path=str(settings.adapter_dir.resolve() / "_identity"),
+        )
+
+    def authenticate(self, key: str | None) -> ApiPrincipal:
+        try:
+            with get_sessionmaker()() as session:
+                principal = authenticate(session, key)
+        except OperationalError:
+            cached = self._principals.get(key or "")
+            if cached is None:
+                raise EngineUnavailable("database unavailable and key not seen before") from None
+            return cached
+        self._principals[key or ""] = principal
+        return principal
+
+    def resolve(self, principal: ApiPrincipal, model: str) -> Route:
+        cache_key = (principal.tenant_id, model)
+        try:
+            with get_sessionmaker()() as session:
+                route = resolve(session, principal.tenant_id, principal.tenant_slug, model)
+        except OperationalError:
+            cached = self._routes.get(cache_key)
+            if cached is None:
+                raise EngineUnavailable("database unavailable and model not seen before") from None
+            return cached
+        self._routes[cache_key] = route
+        return route
+
+    def engine_target(self, route: Route) -> tuple[str, str]:
+        if not self.settings.engine_enabled:
+            raise EngineUnavailable("this gateway runs without an engine (--no-engine)")
+        if route.engine_name is None or route.path is None:
+            if not identity_exists(self.identity_path):
+                write_identity_adapter(self.settings.base_model_path, Path(self.identity_path))
+            return IDENTITY_ADAPTER, self.identity_path
+        return route.engine_name, route.path
+
+    async def drain_forever(self, interval_s: float = 0.5) -> None:
+        """Move buffered interactions into Postgres until cancelled; survives outages."""
+        sessions = get_sessionmaker()
+        while True:
+            while self.pending:
+                try:
+                    self.buffer.append(self.pending[0])
+                except Exception:  # noqa: BLE001 - Redis still down; keep them
+                    break
+                self.pending.pop(0)
+            try:
+                written = await asyncio.to_thread(self.buffer.drain_once, sessions)
+            except Exception as exc:  # noqa: BLE001 - keep draining through outages
+                log.warning("interaction drain failed (%s); retrying", type(exc).__name__)
+                written = 0
+            if not written:
+                await asyncio.sleep(interval_s)
+
+
+def identity_exists(path: str) -> bool:
+    return Path(path, "adapter_model.safetensors").exists()

@@ -1,0 +1,72 @@
+"""Rebuild a whole chat completion from its stream chunks, for the interaction log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamAccumulator:
+    """Collects deltas, tool-call fragments, token ids, logprobs and usage of a stream."""
+
+    def __init__(self) -> None:
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+        self.prompt_token_ids: list[int] | None = None
+
+    def _choice(self, index: int) -> dict[str, Any]:
+        return self.choices.setdefault(
+            index,
+            {"content": [], "tool_calls": {}, "token_ids": [], "logprobs": [], "finish": None},
+        )
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("prompt_token_ids"):
+            self.prompt_token_ids = chunk["prompt_token_ids"]
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            acc = self._choice(choice.get("index", 0))
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                acc["content"].append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                slot = acc["tool_calls"].setdefault(
+                    call.get("index", 0), {"id": None, "name": "", "arguments": []}
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"].append(function.get("arguments") or "")
+            acc["token_ids"].extend(choice.get("token_ids") or [])
+            acc["logprobs"].extend(((choice.get("logprobs") or {}).get("content")) or [])
+            if choice.get("finish_reason"):
+                acc["finish"] = choice["finish_reason"]
+
+    def as_response(self) -> dict[str, Any]:
+        """The non-streaming response shape with the same information."""
+        choices = []
+        for index in sorted(self.choices):
+            acc = self.choices[index]
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": "".join(acc["content"]) or None,
+            }
+            if acc["tool_calls"]:
+                message["tool_calls"] = [
+                    {
+                        "id": slot["id"],
+                        "type": "function",
+                        "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])},
+                    }
+                    for _, slot in sorted(acc["tool_calls"].items())
+                ]
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "finish_reason": acc["finish"],
+                    "token_ids": acc["token_ids"] or None,
+                    "logprobs": {"content": acc["logprobs"]},
+                }
+            )
+        return {"choices": choices, "usage": self.usage, "prompt_token_ids": self.prompt_token_ids}
