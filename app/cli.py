@@ -18,6 +18,11 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
+def attach() -> Settings:
+    """Settings with the URLs of the running embedded stack filled in."""
+    return _attach(_settings())
+
+
 def _attach(settings: Settings) -> Settings:
     """Fill in the URLs of a running embedded stack for commands other than `up`."""
     from app.stack import read_runtime_env
@@ -126,6 +131,12 @@ def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
         raise click.ClickException(exc.message) from exc
     click.echo(f"agent {agent_name} created for {slug}")
 
+
+from app.cli_learning import adapter, cycle, dataset  # noqa: E402
+
+main.add_command(cycle)
+main.add_command(adapter)
+main.add_command(dataset)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,13 +9,19 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.agents.router import router as agents_router
+from app.auth.router import router as auth_router
 from app.core.config import get_settings
 from app.core.http_errors import install_error_handlers
 from app.core.middleware import BodySizeLimit
+from app.cycles.router import router as cycles_router
+from app.feedback.router import router as feedback_router
 from app.health.router import router as health_router
+from app.interactions.router import router as interactions_router
 from app.serving import metrics
 from app.serving.router import router as serving_router
 from app.serving.state import GatewayState
+from app.tenants.router import router as tenants_router
 
 
 @contextlib.asynccontextmanager
@@ -39,6 +45,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health_router)
     app.include_router(serving_router)
+    app.include_router(feedback_router)
+    for router in (auth_router, tenants_router, agents_router, interactions_router, cycles_router):
+        app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

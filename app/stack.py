@@ -89,6 +89,12 @@ class Stack:
                 "--no-access-log",
             ]  # fmt: skip
             self.supervisor.add(Child("gateway", gateway_argv, env, logs / "gateway.log"))
+            worker_argv = [
+                sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
+                "--concurrency", "2", "--loglevel", "INFO",
+                "--schedule", str(self.data_dir / "celerybeat-schedule"),
+            ]  # fmt: skip
+            self.supervisor.add(Child("worker", worker_argv, env, logs / "worker.log"))
             click.echo(
                 f"gateway   http://{self.settings.host}:{self.settings.port}  (Ctrl-C stops)"
             )

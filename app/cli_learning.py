@@ -1,0 +1,196 @@
+"""`clora cycle|adapter|dataset`: the learning loop from the command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from app.core.errors import CloraError
+
+TENANT = click.option("--tenant", default="demo", show_default=True, help="Tenant slug.")
+
+
+def _scope(session: object, tenant_slug: str, agent_name: str | None = None) -> tuple:
+    from app.agents.service import get_agent
+    from app.tenants.repository import TenantRepository
+
+    tenant = TenantRepository(session).get_by_slug(tenant_slug)  # type: ignore[arg-type]
+    if tenant is None:
+        raise click.ClickException(f"no tenant {tenant_slug!r}")
+    agent = get_agent(session, tenant.id, agent_name) if agent_name else None  # type: ignore[arg-type]
+    return tenant, agent
+
+
+def _readable(fn):  # type: ignore[no-untyped-def]
+    """Turn expected errors into a one-line message instead of a traceback."""
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from app.cli import attach
+
+        attach()
+        try:
+            return fn(*args, **kwargs)
+        except CloraError as exc:
+            raise click.ClickException(exc.message) from exc
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@click.group()
+def cycle() -> None:
+    """Learning cycles."""
+
+
+@cycle.command("run")
+@click.argument("agent")
+@TENANT
+@click.option("--wait/--no-wait", default=True, help="Follow progress until the cycle ends.")
+@_readable
+def cycle_run(agent: str, tenant: str, wait: bool) -> None:
+    """Start AGENT's learning cycle now and show its progress."""
+    from app.core.db import unit_of_work
+    from app.cycles import service
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        run, created = service.start_cycle(session, owner.id, found.id, trigger="manual")
+        run_id, tenant_id = run.id, owner.id
+    click.echo(f"cycle {run_id} {'queued' if created else 'already active'}")
+    if wait:
+        _follow(tenant_id, run_id)
+
+
+def _follow(tenant_id: uuid.UUID, run_id: uuid.UUID, timeout_s: float = 3600) -> None:
+    from app.core.db import unit_of_work
+    from app.cycles.service import get_run
+
+    deadline = time.monotonic() + timeout_s
+    with click.progressbar(length=100, label="cycle", file=sys.stderr) as bar:
+        shown = 0
+        while time.monotonic() < deadline:
+            with unit_of_work() as session:
+                run = get_run(session, tenant_id, run_id)
+                status, progress, metrics, error = run.status, run.progress, run.metrics, run.error
+            bar.update(int(progress * 100) - shown)
+            shown = int(progress * 100)
+            if status not in ("queued", "running"):
+                break
+            time.sleep(1)
+    click.echo(f"status {status}: {metrics.get('decision', '')} {error or ''}".rstrip())
+    if status == "failed":
+        raise click.ClickException(error or "cycle failed")
+
+
+@cycle.command("list")
+@TENANT
+@click.option("--agent", default=None)
+@_readable
+def cycle_list(tenant: str, agent: str | None) -> None:
+    """List cycle runs, newest first."""
+    from app.core.db import unit_of_work
+    from app.cycles.repository import CycleRepository
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        for run in CycleRepository(session).runs(owner.id, found.id if found else None)[:50]:
+            click.echo(f"{run.id}  {run.status:<10} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
+                       f"{run.metrics.get('decision', '')}")  # fmt: skip
+
+
+@click.group()
+def adapter() -> None:
+    """Adapter versions: promote and roll back."""
+
+
+@adapter.command("promote")
+@click.argument("agent")
+@click.argument("version", type=int)
+@TENANT
+@_readable
+def adapter_promote(agent: str, version: int, tenant: str) -> None:
+    """Make AGENT@vVERSION live now."""
+    from app.adapters import service as registry
+    from app.adapters.repository import AdapterVersionRepository
+    from app.core.db import unit_of_work
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        row = AdapterVersionRepository(session).get_by_number(owner.id, found.id, version)
+        if row is None:
+            raise click.ClickException(f"{agent} has no version {version}")
+        registry.promote(session, owner.id, row.id)
+    click.echo(f"{tenant}/{agent}@v{version} is live")
+
+
+@adapter.command("rollback")
+@click.argument("agent")
+@click.option(
+    "--to", "to_version", type=int, default=None, help="Version (default: the previous live one)."
+)
+@TENANT
+@_readable
+def adapter_rollback(agent: str, to_version: int | None, tenant: str) -> None:
+    """Serve an earlier version of AGENT again."""
+    from app.adapters import service as registry
+    from app.core.db import unit_of_work
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        row = registry.rollback(session, owner.id, found.id, to_version)
+        number = row.number
+    click.echo(f"{tenant}/{agent}@v{number} is live")
+
+
+@click.group()
+def dataset() -> None:
+    """Export and import an agent's examples as JSONL."""
+
+
+@dataset.command("export")
+@click.argument("agent")
+@TENANT
+@click.option("--split", type=click.Choice(["train", "eval"]), default=None)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@_readable
+def dataset_export(agent: str, tenant: str, split: str | None, output: Path | None) -> None:
+    """Write AGENT's examples (OpenAI chat and preference formats)."""
+    from app.core.db import unit_of_work
+    from app.datasets.service import export_examples
+    from app.models.enums import ExampleSplit
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        lines = list(
+            export_examples(session, owner.id, found.id, ExampleSplit(split) if split else None)
+        )
+    if output:
+        output.write_text("".join(lines))
+        click.echo(f"{len(lines)} examples written to {output}")
+    else:
+        click.echo("".join(lines), nl=False)
+
+
+@dataset.command("import")
+@click.argument("agent")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@TENANT
+@click.option("--split", type=click.Choice(["train", "eval"]), default="train", show_default=True)
+@_readable
+def dataset_import(agent: str, file: Path, tenant: str, split: str) -> None:
+    """Import a JSONL file into AGENT's examples (eval: golden examples)."""
+    from app.core.db import unit_of_work
+    from app.datasets.service import import_examples
+    from app.models.enums import ExampleSplit
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        count = import_examples(
+            session, owner.id, found.id, file.read_text().splitlines(), ExampleSplit(split)
+        )
+    click.echo(f"{count} examples imported into {agent} ({split})")

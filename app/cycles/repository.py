@@ -1,0 +1,91 @@
+"""Queries on schedules and cycle runs, within one tenant (except the sweepers' scans)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import CycleRun, LearningSchedule
+from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus, ScheduleMode
+
+
+class CycleRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def schedule(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> LearningSchedule | None:
+        return self.session.scalar(
+            select(LearningSchedule).where(
+                LearningSchedule.tenant_id == tenant_id, LearningSchedule.agent_id == agent_id
+            )
+        )
+
+    def add(self, row: LearningSchedule | CycleRun) -> None:
+        self.session.add(row)
+        self.session.flush()
+
+    def get_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleRun | None:
+        return self.session.scalar(
+            select(CycleRun).where(CycleRun.tenant_id == tenant_id, CycleRun.id == run_id)
+        )
+
+    def active_run(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
+        return self.session.scalar(
+            select(CycleRun).where(
+                CycleRun.tenant_id == tenant_id,
+                CycleRun.agent_id == agent_id,
+                CycleRun.status.in_(ACTIVE_RUN_STATUSES),
+            )
+        )
+
+    def runs(self, tenant_id: uuid.UUID, agent_id: uuid.UUID | None = None) -> Sequence[CycleRun]:
+        query = select(CycleRun).where(CycleRun.tenant_id == tenant_id)
+        if agent_id is not None:
+            query = query.where(CycleRun.agent_id == agent_id)
+        return self.session.scalars(query.order_by(CycleRun.created_at.desc())).all()
+
+    def last_finished(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
+        return self.session.scalar(
+            select(CycleRun)
+            .where(
+                CycleRun.tenant_id == tenant_id,
+                CycleRun.agent_id == agent_id,
+                CycleRun.status.in_((RunStatus.succeeded, RunStatus.rejected)),
+            )
+            .order_by(CycleRun.started_at.desc())
+            .limit(1)
+        )
+
+    def claim(
+        self, tenant_id: uuid.UUID, run_id: uuid.UUID, now: datetime, stale: datetime
+    ) -> bool:
+        """Take a queued run, or a running one whose worker stopped heartbeating (it died)."""
+        result = self.session.execute(
+            update(CycleRun)
+            .where(
+                CycleRun.tenant_id == tenant_id,
+                CycleRun.id == run_id,
+                (CycleRun.status == RunStatus.queued)
+                | ((CycleRun.status == RunStatus.running) & (CycleRun.heartbeat_at < stale)),
+            )
+            .values(status=RunStatus.running, started_at=now, heartbeat_at=now, progress=0.0)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def cron_schedules(self) -> Sequence[LearningSchedule]:
+        """Across tenants: the cron ticker fires each tenant's own schedules."""
+        return self.session.scalars(
+            select(LearningSchedule).where(LearningSchedule.mode == ScheduleMode.cron)
+        ).all()
+
+    def stale_runs(self, before: datetime) -> Sequence[CycleRun]:
+        """Across tenants: running cycles whose heartbeat stopped (the reaper's scan)."""
+        return self.session.scalars(
+            select(CycleRun).where(
+                CycleRun.status == RunStatus.running, CycleRun.heartbeat_at < before
+            )
+        ).all()

@@ -1,0 +1,66 @@
+"""Learning-cycle schedule and run bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOSSES = ("sft", "dpo")
+
+
+class PromotionRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+    """How much the held-out score may fall (absolute, 0..1) and still promote."""
+    require_improvement: bool = True
+    """Promote only when the candidate fits the new examples better than the live version."""
+
+
+class ScheduleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["manual", "cron", "every_k"] = "manual"
+    cron: str | None = Field(default=None, max_length=120)
+    every_k: int | None = Field(default=None, ge=1, le=100_000)
+    loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0})
+    steps: int = Field(default=30, ge=1, le=10_000)
+    learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0)
+    replay_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    kl_coef: float = Field(default=0.0, ge=0.0, le=10.0)
+    promotion_rule: PromotionRule = Field(default_factory=PromotionRule)
+
+    @field_validator("loss_mixture")
+    @classmethod
+    def _known_losses(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(LOSSES)
+        if unknown or any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError(f"weights >= 0 over {list(LOSSES)}, at least one positive")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> ScheduleUpdate:
+        if self.mode == "cron":
+            from croniter import croniter
+
+            if not self.cron or not croniter.is_valid(self.cron):
+                raise ValueError("mode 'cron' needs a valid 5-field cron expression in 'cron'")
+        if self.mode == "every_k" and not self.every_k:
+            raise ValueError("mode 'every_k' needs 'every_k'")
+        return self
+
+
+class CycleRunOut(BaseModel):
+    id: str
+    agent: str
+    status: str
+    trigger: str
+    progress: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    candidate_version: int | None
+    metrics: dict[str, Any]
+    error: str | None

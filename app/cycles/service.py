@@ -1,0 +1,142 @@
+"""Learning cycles: schedules, triggering (manual, cron, every K feedback items), reaping."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.errors import NotFound
+from app.core.jobs import enqueue
+from app.cycles.repository import CycleRepository
+from app.cycles.schemas import ScheduleUpdate
+from app.feedback.repository import FeedbackRepository
+from app.models import CycleRun, Interaction, LearningSchedule
+from app.models.enums import RunStatus, ScheduleMode
+
+HEARTBEAT_STALE_S = 120
+
+
+def get_schedule(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> LearningSchedule:
+    """The agent's schedule, created with defaults (manual) on first use."""
+    repo = CycleRepository(session)
+    schedule = repo.schedule(tenant_id, agent_id)
+    if schedule is None:
+        defaults = ScheduleUpdate()
+        schedule = LearningSchedule(
+            tenant_id=tenant_id,
+            agent_id=agent_id,
+            mode=ScheduleMode(defaults.mode),
+            loss_mixture=defaults.loss_mixture,
+            steps=defaults.steps,
+            learning_rate=defaults.learning_rate,
+            replay_share=defaults.replay_share,
+            kl_coef=defaults.kl_coef,
+            promotion_rule=defaults.promotion_rule.model_dump(),
+        )
+        repo.add(schedule)
+    return schedule
+
+
+def update_schedule(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, body: ScheduleUpdate
+) -> LearningSchedule:
+    schedule = get_schedule(session, tenant_id, agent_id)
+    schedule.mode = ScheduleMode(body.mode)
+    schedule.cron = body.cron
+    schedule.every_k = body.every_k
+    schedule.loss_mixture = body.loss_mixture
+    schedule.steps = body.steps
+    schedule.learning_rate = body.learning_rate
+    schedule.replay_share = body.replay_share
+    schedule.kl_coef = body.kl_coef
+    schedule.promotion_rule = body.promotion_rule.model_dump()
+    schedule.last_fired_at = schedule.last_fired_at or datetime.now(UTC)
+    session.flush()
+    return schedule
+
+
+def start_cycle(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, trigger: str = "manual"
+) -> tuple[CycleRun, bool]:
+    """Queue a cycle unless one is queued or running for the agent (then return that one)."""
+    repo = CycleRepository(session)
+    active = repo.active_run(tenant_id, agent_id)
+    if active is not None:
+        return active, False
+    run = CycleRun(id=uuid.uuid4(), tenant_id=tenant_id, agent_id=agent_id, trigger=trigger)
+    try:
+        with session.begin_nested():
+            repo.add(run)
+    except IntegrityError:
+        # Another trigger queued one between our check and insert: the unique index decides.
+        active = repo.active_run(tenant_id, agent_id)
+        if active is None:
+            raise
+        return active, False
+    enqueue(session, "cycle.run", str(tenant_id), str(run.id))
+    return run, True
+
+
+def get_run(session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleRun:
+    run = CycleRepository(session).get_run(tenant_id, run_id)
+    if run is None:
+        raise NotFound("no such cycle run", param="run_id")
+    return run
+
+
+def maybe_trigger_after_feedback(
+    session: Session, tenant_id: uuid.UUID, feedback_id: uuid.UUID
+) -> CycleRun | None:
+    """For an every-K schedule: start a cycle once K feedback items arrived since the last."""
+    feedback = FeedbackRepository(session).get(tenant_id, feedback_id)
+    if feedback is None:
+        return None
+    interaction = session.get(Interaction, feedback.interaction_id)
+    if interaction is None or interaction.tenant_id != tenant_id:
+        return None
+    repo = CycleRepository(session)
+    schedule = repo.schedule(tenant_id, interaction.agent_id)
+    if schedule is None or schedule.mode != ScheduleMode.every_k or not schedule.every_k:
+        return None
+    # Lock the schedule row: concurrent compiles count and fire one at a time.
+    session.refresh(schedule, with_for_update=True)
+    count = FeedbackRepository(session).count_for_agent_since(
+        tenant_id, interaction.agent_id, schedule.last_fired_at
+    )
+    if count < schedule.every_k:
+        return None
+    schedule.last_fired_at = datetime.now(UTC)
+    run, _ = start_cycle(session, tenant_id, interaction.agent_id, trigger="every_k")
+    return run
+
+
+def tick(session: Session, now: datetime | None = None) -> int:
+    """Start the cycles whose cron time has come; returns how many were started."""
+    from croniter import croniter
+
+    now = now or datetime.now(UTC)
+    started = 0
+    for schedule in CycleRepository(session).cron_schedules():
+        if not schedule.cron:
+            continue
+        since = schedule.last_fired_at or schedule.created_at
+        due = croniter(schedule.cron, since).get_next(datetime)
+        if due <= now:
+            schedule.last_fired_at = now
+            _, created = start_cycle(session, schedule.tenant_id, schedule.agent_id, trigger="cron")
+            started += int(created)
+    return started
+
+
+def reap(session: Session, now: datetime | None = None) -> int:
+    """Fail running cycles whose worker stopped heartbeating long ago (never left running)."""
+    now = now or datetime.now(UTC)
+    stale = CycleRepository(session).stale_runs(now - timedelta(seconds=HEARTBEAT_STALE_S * 5))
+    for run in stale:
+        run.status = RunStatus.failed
+        run.finished_at = now
+        run.error = "the worker running this cycle stopped; marked failed by the reaper"
+    return len(stale)

@@ -1,0 +1,32 @@
+"""Celery tasks of the learning-cycle domain."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from app.core.db import unit_of_work
+from app.cycles import service
+from app.cycles.runner import CycleGone, run_cycle
+from app.worker import celery_app
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name="cycle.run", acks_late=True)
+def run_task(tenant_id: str, run_id: str) -> str:
+    """Run one cycle; guarded by its status, so a re-delivered task does not run it twice."""
+    try:
+        return str(run_cycle(uuid.UUID(tenant_id), uuid.UUID(run_id)))
+    except CycleGone:
+        log.warning("cycle %s is gone", run_id)
+        return "gone"
+
+
+@celery_app.task(name="cycle.tick")
+def tick_task() -> int:
+    """Fire cron schedules that are due and reap cycles whose worker died."""
+    with unit_of_work() as session:
+        started = service.tick(session)
+        service.reap(session)
+    return started

@@ -1,0 +1,140 @@
+"""Queries on feedback, interactions and training examples, within one tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.models import Feedback, Interaction, TrainingExample
+from app.models.enums import ExampleKind, FeedbackKind
+
+
+class FeedbackRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def interaction(self, tenant_id: uuid.UUID, interaction_id: uuid.UUID) -> Interaction | None:
+        return self.session.scalar(
+            select(Interaction).where(
+                Interaction.tenant_id == tenant_id, Interaction.id == interaction_id
+            )
+        )
+
+    def get(self, tenant_id: uuid.UUID, feedback_id: uuid.UUID) -> Feedback | None:
+        return self.session.scalar(
+            select(Feedback).where(Feedback.tenant_id == tenant_id, Feedback.id == feedback_id)
+        )
+
+    def by_idempotency_key(self, tenant_id: uuid.UUID, key: str) -> Feedback | None:
+        return self.session.scalar(
+            select(Feedback).where(Feedback.tenant_id == tenant_id, Feedback.idempotency_key == key)
+        )
+
+    def insert_once(self, feedback: Feedback) -> bool:
+        """Insert unless the tenant's idempotency key exists; True when inserted."""
+        values = {c.name: getattr(feedback, c.key) for c in Feedback.__table__.columns}
+        values = {k: v for k, v in values.items() if v is not None}
+        stmt = insert(Feedback).values(values).on_conflict_do_nothing().returning(Feedback.id)
+        return self.session.scalar(stmt) is not None
+
+    def for_interaction(
+        self, tenant_id: uuid.UUID, interaction_id: uuid.UUID
+    ) -> Sequence[Feedback]:
+        return self.session.scalars(
+            select(Feedback)
+            .where(Feedback.tenant_id == tenant_id, Feedback.interaction_id == interaction_id)
+            .order_by(Feedback.created_at)
+        ).all()
+
+    def uncompiled_ids(self, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(tenant, feedback) pairs never compiled; used by the sweeper across tenants."""
+        rows = self.session.execute(
+            select(Feedback.tenant_id, Feedback.id)
+            .where(Feedback.compiled_at.is_(None))
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def mark_compiled(self, tenant_id: uuid.UUID, feedback_id: uuid.UUID) -> None:
+        self.session.execute(
+            update(Feedback)
+            .where(Feedback.tenant_id == tenant_id, Feedback.id == feedback_id)
+            .values(compiled_at=datetime.now(UTC))
+        )
+
+    def count_for_agent_since(
+        self, tenant_id: uuid.UUID, agent_id: uuid.UUID, since: datetime | None
+    ) -> int:
+        from sqlalchemy import func
+
+        query = (
+            select(func.count())
+            .select_from(Feedback)
+            .join(Interaction, Interaction.id == Feedback.interaction_id)
+            .where(Feedback.tenant_id == tenant_id, Interaction.agent_id == agent_id)
+        )
+        if since is not None:
+            query = query.where(Feedback.created_at > since)
+        return int(self.session.scalar(query) or 0)
+
+
+class ExampleRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def insert_once(self, example: TrainingExample) -> bool:
+        """One example per (feedback, kind): a re-delivered compile task adds nothing."""
+        values = {c.name: getattr(example, c.key) for c in TrainingExample.__table__.columns}
+        values = {k: v for k, v in values.items() if v is not None}
+        stmt = (
+            insert(TrainingExample)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(TrainingExample.id)
+        )
+        return self.session.scalar(stmt) is not None
+
+    def supersede_corrections(
+        self, tenant_id: uuid.UUID, interaction_id: uuid.UUID, keep_feedback_id: uuid.UUID
+    ) -> int:
+        """Latest correction wins: retire examples of earlier corrections of the interaction."""
+        earlier = select(Feedback.id).where(
+            Feedback.tenant_id == tenant_id,
+            Feedback.interaction_id == interaction_id,
+            Feedback.kind == FeedbackKind.correction,
+            Feedback.id != keep_feedback_id,
+        )
+        result = self.session.execute(
+            update(TrainingExample)
+            .where(
+                TrainingExample.tenant_id == tenant_id,
+                TrainingExample.feedback_id.in_(earlier),
+                TrainingExample.superseded_at.is_(None),
+            )
+            .values(superseded_at=datetime.now(UTC))
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def for_agent(
+        self,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        *,
+        split: str | None = None,
+        kinds: Sequence[ExampleKind] | None = None,
+    ) -> Sequence[TrainingExample]:
+        query = select(TrainingExample).where(
+            TrainingExample.tenant_id == tenant_id,
+            TrainingExample.agent_id == agent_id,
+            TrainingExample.superseded_at.is_(None),
+        )
+        if split is not None:
+            query = query.where(TrainingExample.split == split)
+        if kinds:
+            query = query.where(TrainingExample.kind.in_(kinds))
+        return self.session.scalars(query.order_by(TrainingExample.created_at)).all()

@@ -1,0 +1,36 @@
+"""`/v1/feedback`: the same feedback operations for agents (API key) as for operators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app.deps import SessionDep
+from app.feedback.schemas import FeedbackCreate, FeedbackOut
+from app.feedback.service import Author, create_feedback, get_feedback, to_out
+from app.serving.router import ServingTenant
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post("/feedback", response_model=FeedbackOut, status_code=201)
+async def post_feedback(
+    body: FeedbackCreate, request: Request, tenant: ServingTenant, session: SessionDep
+) -> JSONResponse:
+    """Rate, correct or compare an interaction by its completion id."""
+    # Interactions reach Postgres through the write-behind buffer: flush it first, so
+    # feedback sent right after the answer finds its interaction.
+    state = request.app.state.gateway
+    from app.core.db import get_sessionmaker
+
+    await run_in_threadpool(state.buffer.drain_all, get_sessionmaker())
+    author = Author(tenant_id=tenant.tenant_id, api_key_id=tenant.api_key_id)
+    feedback, created = await run_in_threadpool(create_feedback, session, author, body)
+    out = to_out(feedback).model_dump(mode="json")
+    return JSONResponse(out, status_code=201 if created else 200)
+
+
+@router.get("/feedback/{feedback_id}", response_model=FeedbackOut)
+def read_feedback(feedback_id: str, tenant: ServingTenant, session: SessionDep) -> FeedbackOut:
+    return to_out(get_feedback(session, tenant.tenant_id, feedback_id))

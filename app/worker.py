@@ -1,0 +1,30 @@
+"""The Celery application: Redis broker and result backend, dotted task names."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.core.config import get_settings
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    app = Celery("clora", broker=url, backend=url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="clora",
+        broker_connection_retry_on_startup=True,
+        result_expires=3600,
+        beat_schedule={
+            "feedback-sweep": {"task": "feedback.sweep", "schedule": 30.0},
+            "cycles-tick": {"task": "cycle.tick", "schedule": 15.0},
+        },
+        imports=("app.feedback.tasks", "app.cycles.tasks", "app.adapters.tasks"),
+    )
+    return app
+
+
+celery_app = make_celery()
