@@ -18,6 +18,8 @@ def make_celery() -> Celery:
         task_default_queue="clora",
         broker_connection_retry_on_startup=True,
         result_expires=3600,
+        # A task whose worker died (kill -9) is delivered again after this long.
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         beat_schedule={
             "feedback-sweep": {"task": "feedback.sweep", "schedule": 30.0},
             "cycles-tick": {"task": "cycle.tick", "schedule": 15.0},

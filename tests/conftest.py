@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 
 ADMIN_URL = os.environ.get("CLORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("CLORA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Set before anything imports app.worker, whose Celery app reads the broker URL once.
+os.environ["CLORA_REDIS_URL"] = TEST_REDIS_URL
+os.environ.setdefault("CLORA_ENVIRONMENT", "development")
 
 
 def _server_url(database: str) -> str:
@@ -32,6 +35,14 @@ def drop_database(url: str) -> None:
     name = url.rpartition("/")[2]
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_redis() -> None:
+    """Each run starts from an empty test Redis database (streams, queues, rate windows)."""
+    import redis
+
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, description="First admin's password; generated and printed when unset."
     )
+    cycle_stale_after_s: float = Field(
+        default=120.0, description="A running cycle without heartbeat this long may be taken over."
+    )
+    broker_visibility_timeout_s: int = Field(
+        default=300, description="Unacknowledged Celery tasks return to the queue after this."
+    )
     max_request_bytes: int = 1_000_000
     tenant_rate_limit_per_minute: int = 600
     tenant_max_concurrency: int = 32

@@ -18,7 +18,7 @@ from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.cycles import evaluation
 from app.cycles.repository import CycleRepository
-from app.cycles.service import HEARTBEAT_STALE_S, get_schedule
+from app.cycles.service import get_schedule
 from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.feedback.repository import ExampleRepository
 from app.models import Agent, CycleRun, Tenant, TrainingExample
@@ -66,7 +66,8 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
         run = repo.get_run(tenant_id, run_id)
         if run is None:
             raise CycleGone(str(run_id))
-        if not repo.claim(tenant_id, run_id, now, now - timedelta(seconds=HEARTBEAT_STALE_S)):
+        stale = now - timedelta(seconds=settings.cycle_stale_after_s)
+        if not repo.claim(tenant_id, run_id, now, stale):
             return RunStatus(run.status)
         plan = _plan(session, run, settings)
     try:
@@ -141,7 +142,7 @@ def _execute(
     steps = plan["steps"]
 
     def on_step(record: trainer_client.TrainStep) -> None:
-        if record.step % 5 == 0 or record.step == steps:
+        if record.step % 2 == 0 or record.step == steps:
             _heartbeat(tenant_id, run_id, 0.8 * record.step / steps, last_losses=record.losses)
 
     staging = settings.data_dir.resolve() / "staging" / str(run_id)

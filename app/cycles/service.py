@@ -131,12 +131,29 @@ def tick(session: Session, now: datetime | None = None) -> int:
     return started
 
 
-def reap(session: Session, now: datetime | None = None) -> int:
-    """Fail running cycles whose worker stopped heartbeating long ago (never left running)."""
+def reap(
+    session: Session,
+    now: datetime | None = None,
+    *,
+    stale_after_s: float = HEARTBEAT_STALE_S,
+    max_resumes: int = 3,
+    queue: str | None = None,
+) -> int:
+    """Resume running cycles whose worker died (no heartbeat); fail them after a few tries.
+
+    A cycle is never left running forever: it is handed to another worker (whose claim takes
+    it over because the heartbeat is stale) or, after ``max_resumes``, marked failed."""
     now = now or datetime.now(UTC)
-    stale = CycleRepository(session).stale_runs(now - timedelta(seconds=HEARTBEAT_STALE_S * 5))
+    stale = CycleRepository(session).stale_runs(now - timedelta(seconds=stale_after_s))
     for run in stale:
-        run.status = RunStatus.failed
-        run.finished_at = now
-        run.error = "the worker running this cycle stopped; marked failed by the reaper"
+        resumed = int((run.metrics or {}).get("resumed", 0))
+        if resumed >= max_resumes:
+            run.status = RunStatus.failed
+            run.finished_at = now
+            run.error = f"the worker stopped {resumed + 1} times; marked failed"
+            continue
+        run.metrics = {**(run.metrics or {}), "resumed": resumed + 1}
+        run.status = RunStatus.queued  # claimable again, and not resumed twice
+        options = {"queue": queue} if queue else {}
+        enqueue(session, "cycle.run", str(run.tenant_id), str(run.id), **options)
     return len(stale)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
@@ -28,5 +29,5 @@ def tick_task() -> int:
     """Fire cron schedules that are due and reap cycles whose worker died."""
     with unit_of_work() as session:
         started = service.tick(session)
-        service.reap(session)
+        service.reap(session, stale_after_s=get_settings().cycle_stale_after_s)
     return started

@@ -72,14 +72,17 @@ class FeedbackCreate(BaseModel):
     note: str | None = Field(default=None, max_length=4000)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
-    @model_validator(mode="after")
-    def _matches_kind(self) -> FeedbackCreate:
+    def check_kind(self) -> None:
+        """The field named by ``kind`` is given, and no other kind's field."""
+        from app.core.errors import InvalidRequest
+
         if getattr(self, self.kind) is None:
-            raise ValueError(f"kind '{self.kind}' needs the '{self.kind}' field")
-        others = {"rating", "correction", "preference"} - {self.kind}
-        if any(getattr(self, o) is not None for o in others):
-            raise ValueError(f"only the '{self.kind}' field may be given for kind '{self.kind}'")
-        return self
+            raise InvalidRequest(
+                f"kind '{self.kind}' needs the '{self.kind}' field", param=self.kind
+            )
+        for other in {"rating", "correction", "preference"} - {self.kind}:
+            if getattr(self, other) is not None:
+                raise InvalidRequest(f"'{other}' does not go with kind '{self.kind}'", param=other)
 
     def payload(self) -> dict[str, Any]:
         body = getattr(self, self.kind)

@@ -55,6 +55,7 @@ def create_feedback(
     """Store one feedback item; a retry with the same idempotency key returns the first one.
 
     Returns the item and whether it was created now."""
+    body.check_kind()
     repo = FeedbackRepository(session)
     if body.idempotency_key:
         existing = repo.by_idempotency_key(author.tenant_id, body.idempotency_key)

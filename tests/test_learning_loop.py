@@ -1,0 +1,265 @@
+"""The continual-learning loop end to end: serve, correct, learn, promote (or not), roll back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.adapters import service as registry
+from app.core.config import get_settings
+from app.core.db import unit_of_work
+from app.cycles import service as cycles
+from app.cycles.schemas import PromotionRule, ScheduleUpdate
+from app.datasets.service import import_examples
+from app.models import AdapterVersion, Agent, CycleRun, TrainingExample
+from app.models.enums import ExampleSplit
+from tests.gateway_fixtures import Gateway, TenantFixture, make_tenant
+from tests.worker_fixtures import start_worker, wait_for, worker_env
+from trainer.envs import CalculatorEnvironment
+
+pytest_plugins = ["tests.worker_fixtures"]
+pytestmark = pytest.mark.slow
+
+ENV = CalculatorEnvironment()
+TOOLS = ENV.tools()
+
+
+def prompt(seed: int) -> list[dict]:
+    return ENV.initial_messages(ENV.tasks("test", 1, seed=seed)[0])
+
+
+def greedy(gateway: Gateway, fx: TenantFixture, messages: list[dict], model: str | None = None):  # type: ignore[no-untyped-def]
+    return fx.client(gateway).chat.completions.create(
+        model=model or fx.agent.name, messages=messages, tools=TOOLS, temperature=0, max_tokens=64
+    )
+
+
+def as_dict(message) -> dict:  # type: ignore[no-untyped-def]
+    out: dict = {"role": "assistant", "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.function.name, "arguments": c.function.arguments},
+            }
+            for c in message.tool_calls
+        ]
+    return out
+
+
+def golden(gateway: Gateway, fx: TenantFixture, seeds: list[int]) -> None:
+    """Golden eval examples: what the live version answers now (so it scores 1.0 on them)."""
+    lines = [json.dumps({"messages": [*prompt(s), as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)],
+                         "tools": TOOLS}) for s in seeds]  # fmt: skip
+    with unit_of_work() as session:
+        import_examples(session, fx.tenant.id, fx.agent.id, lines, ExampleSplit.eval)
+
+
+def run_cycle_and_wait(fx: TenantFixture, timeout_s: float = 300) -> CycleRun:
+    with unit_of_work() as session:
+        run, created = cycles.start_cycle(session, fx.tenant.id, fx.agent.id)
+        assert created
+        run_id = run.id
+
+    def finished() -> CycleRun | None:
+        with unit_of_work() as session:
+            row = cycles.get_run(session, fx.tenant.id, run_id)
+            session.expunge(row)
+            return row if row.status not in ("queued", "running") else None
+
+    return wait_for(finished, timeout_s=timeout_s, interval_s=1)
+
+
+def correct(gateway: Gateway, fx: TenantFixture, completion_id: str, message: dict) -> None:
+    resp = httpx.post(f"{gateway.api_base}/feedback", headers={"Authorization": f"Bearer {fx.key}"},
+                      json={"interaction_id": completion_id, "kind": "correction", "correction": message})  # fmt: skip
+    assert resp.status_code == 201, resp.text
+
+
+def schedule(fx: TenantFixture, **changes: object) -> None:
+    with unit_of_work() as session:
+        cycles.update_schedule(
+            session,
+            fx.tenant.id,
+            fx.agent.id,
+            ScheduleUpdate(**{"steps": 30, "learning_rate": 3e-3, **changes}),
+        )
+
+
+def answer_call(value: str) -> dict:
+    return {"content": None, "tool_calls": [{"id": "call_fix", "type": "function",
+            "function": {"name": "final_answer", "arguments": json.dumps({"answer": value})}}]}  # fmt: skip
+
+
+def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) -> None:
+    fx = make_tenant("learner")
+    schedule(fx)
+    golden(gateway, fx, [21, 22, 23])
+    wrong = greedy(gateway, fx, prompt(7))
+    target = answer_call("777")
+    assert as_dict(wrong.choices[0].message).get("tool_calls") != target["tool_calls"]
+    correct(gateway, fx, wrong.id, target)
+    wait_for(lambda: _examples(fx) >= 2)
+
+    run = run_cycle_and_wait(fx)
+    assert run.status == "succeeded", (run.error, run.metrics)
+    assert (
+        run.metrics["new_candidate"] == 1.0
+        and run.metrics["eval_candidate"] >= run.metrics["eval_live"]
+    )
+    after = greedy(gateway, fx, prompt(7))
+    with unit_of_work() as session:
+        agent = session.get(Agent, fx.agent.id)
+        live = session.get(AdapterVersion, agent.live_version_id)  # type: ignore[union-attr]
+        assert live is not None and live.id == run.candidate_version_id and registry.verify(live)
+        name = registry.adapter_name(fx.tenant.slug, fx.agent.name, live.number)
+    assert after.system_fingerprint == name
+    call = after.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "final_answer" and json.loads(call.function.arguments) == {
+        "answer": "777"
+    }
+    for seed in (21, 22, 23):  # the golden examples did not regress
+        lines = _golden_targets(fx)
+        assert (
+            as_dict(greedy(gateway, fx, prompt(seed)).choices[0].message)["tool_calls"][0][
+                "function"
+            ]
+            == lines[seed]
+        )
+
+
+def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
+    with unit_of_work() as session:
+        rows = session.scalars(
+            select(TrainingExample).where(
+                TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "eval"
+            )
+        ).all()
+        by_prompt = {
+            json.dumps(r.payload["messages"][:-1]): r.payload["messages"][-1]["tool_calls"][0][
+                "function"
+            ]
+            for r in rows
+        }
+    return {s: by_prompt[json.dumps(prompt(s))] for s in (21, 22, 23)}
+
+
+def _examples(fx: TenantFixture) -> int:
+    with unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(TrainingExample).where(
+            TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")) or 0)  # fmt: skip
+
+
+def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
+    fx = make_tenant("guarded")
+    schedule(fx, promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False))
+    golden(gateway, fx, [31])  # the live answer to prompt 31 is golden ...
+    wrong = greedy(gateway, fx, prompt(31))
+    correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it
+    wait_for(lambda: _examples(fx) >= 2)
+    before = greedy(gateway, fx, prompt(31))
+    run = run_cycle_and_wait(fx)
+    assert run.status == "rejected", run.metrics
+    assert "fell" in run.metrics["decision"]
+    with unit_of_work() as session:
+        candidate = session.get(AdapterVersion, run.candidate_version_id)
+        assert candidate is not None and candidate.status == "rejected"
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]
+    after = greedy(gateway, fx, prompt(31))
+    assert after.system_fingerprint == before.system_fingerprint
+    assert as_dict(after.choices[0].message) | {"tool_calls": None} == as_dict(
+        before.choices[0].message
+    ) | {"tool_calls": None}
+
+
+def test_rollback_restores_previous_outputs(gateway: Gateway, worker: object) -> None:
+    fx = make_tenant("rolling")
+    schedule(fx, steps=20)
+    outputs = {}
+    for value in ("111", "222"):
+        first = greedy(gateway, fx, prompt(41))
+        correct(gateway, fx, first.id, answer_call(value))
+        run = run_cycle_and_wait(fx)
+        assert run.status == "succeeded", run.metrics
+        outputs[value] = [
+            as_dict(greedy(gateway, fx, prompt(s)).choices[0].message) for s in (41, 42, 43)
+        ]
+    with unit_of_work() as session:
+        version = registry.rollback(session, fx.tenant.id, fx.agent.id)
+        number = version.number
+    restored = [as_dict(greedy(gateway, fx, prompt(s)).choices[0].message) for s in (41, 42, 43)]
+    strip = lambda m: {**m, "tool_calls": [c["function"] for c in m.get("tool_calls") or []]}  # noqa: E731
+    assert [strip(m) for m in restored] == [strip(m) for m in outputs["111"]]
+    assert greedy(gateway, fx, prompt(41)).system_fingerprint.endswith(f"@v{number}")  # type: ignore[union-attr]
+
+
+def test_worker_killed_during_cycle_resumes_cleanly(
+    gateway: Gateway, engine, database_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 the worker mid-training: the reaper hands the cycle to a new worker, which ends it.
+
+    The cycle goes to a queue of its own so that the session's worker does not take it."""
+    from app.models import CycleRun as Run
+    from app.worker import celery_app
+
+    fx = make_tenant("crashy")
+    schedule(fx, steps=300, learning_rate=1e-3)
+    first = greedy(gateway, fx, prompt(51))
+    correct(gateway, fx, first.id, answer_call("5151"))
+    wait_for(lambda: _examples(fx) >= 2)
+    examples_before = _examples(fx)
+    env = worker_env(database_url, engine.url, get_settings().data_dir)
+    queue = f"crash-{uuid.uuid4().hex[:6]}"
+    proc = start_worker(env, tmp_path / "worker.log", queue=queue)
+    with unit_of_work() as session:
+        run = Run(id=uuid.uuid4(), tenant_id=fx.tenant.id, agent_id=fx.agent.id, trigger="manual")
+        session.add(run)
+        run_id = run.id
+    celery_app.send_task("cycle.run", args=[str(fx.tenant.id), str(run_id)], queue=queue)
+
+    def progress() -> float:
+        with unit_of_work() as session:
+            return cycles.get_run(session, fx.tenant.id, run_id).progress
+
+    try:
+        wait_for(lambda: progress() > 0.02, timeout_s=180)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    import time
+
+    time.sleep(2)
+    with unit_of_work() as session:  # what beat's cycle.tick does, with a short stale period
+        assert cycles.reap(session, stale_after_s=1, queue=queue) == 1
+    replacement = start_worker(env, tmp_path / "worker2.log", queue=queue)
+    try:
+
+        def done() -> CycleRun | None:
+            with unit_of_work() as session:
+                row = cycles.get_run(session, fx.tenant.id, run_id)
+                session.expunge(row)
+                return row if row.status not in ("queued", "running") else None
+
+        finished = wait_for(done, timeout_s=900, interval_s=1)
+    finally:
+        replacement.terminate()
+        replacement.wait(20)
+    assert finished.status in ("succeeded", "rejected"), (finished.status, finished.error)
+    assert finished.metrics["resumed"] == 1
+    assert _examples(fx) == examples_before
+    with unit_of_work() as session:
+        versions = session.scalars(
+            select(AdapterVersion).where(AdapterVersion.agent_id == fx.agent.id)
+        ).all()
+        assert len(versions) == 1 and all(registry.verify(v) for v in versions)
+        assert versions[0].id == finished.candidate_version_id

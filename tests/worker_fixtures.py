@@ -1,0 +1,80 @@
+"""Pytest plugin: a real Celery worker process on the test database, Redis and engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.engine.launcher import EngineProcess
+from tests.fixtures_engine import MODEL_DIR
+from tests.gateway_fixtures import Gateway
+
+pytest_plugins = ["tests.gateway_fixtures"]
+
+
+def worker_env(database_url: str, engine_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
+    env.update(
+        CLORA_DATABASE_URL=database_url,
+        CLORA_REDIS_URL=os.environ["CLORA_REDIS_URL"],
+        CLORA_ENGINE_URLS=json.dumps([engine_url]),
+        CLORA_DATA_DIR=str(data_dir),
+        CLORA_BASE_MODEL_PATH=str(MODEL_DIR),
+        CLORA_ENVIRONMENT="development",
+    )
+    return env
+
+
+def start_worker(
+    env: dict[str, str], log: Path, queue: str | None = None
+) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool", "solo",
+           "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if queue:
+        cmd += ["--queues", queue]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if "ready." in log.read_text(errors="replace"):
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text())
+        time.sleep(0.3)
+    raise RuntimeError("celery worker did not start:\n" + log.read_text())
+
+
+@pytest.fixture(scope="session")
+def worker(
+    database_url: str,
+    engine: EngineProcess,
+    gateway: Gateway,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[subprocess.Popen[bytes]]:
+    from app.core.config import get_settings
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = worker_env(database_url, engine.url, get_settings().data_dir)
+    proc = start_worker(env, log)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for(predicate, timeout_s: float = 120, interval_s: float = 0.3):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError("condition not met in time")
