@@ -114,7 +114,7 @@ def test_tasks_are_deterministic_distinct_and_correct() -> None:
     assert len({t.id for t in first}) == 300
     for task in first:
         assert calculate(task.info["expression"]) == task.answer
-        assert int(task.answer) >= 0
+        assert int(task.answer) >= 0 and max(task.info["numbers"]) <= 999
         at = 0
         for number in task.info["numbers"]:  # numbers appear in the prompt in expression order
             at = task.prompt.index(str(number), at) + len(str(number))

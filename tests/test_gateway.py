@@ -151,8 +151,8 @@ def test_two_tenants_interleaved_match_their_adapter_alone(
     gateway: Gateway, engine: EngineProcess, tmp_path: Path
 ) -> None:
     a, b = make_tenant("helper"), make_tenant("helper")
-    va = publish_live(a, random_adapter(tmp_path / "a", seed=1))
-    vb = publish_live(b, random_adapter(tmp_path / "b", seed=2))
+    va = publish_live(a, random_adapter(tmp_path / "a", seed=1, scale=3.0))
+    vb = publish_live(b, random_adapter(tmp_path / "b", seed=2, scale=3.0))
     prompts = [f"Question {i}: what is {i} times 7?" for i in range(6)]
 
     def direct(fx: TenantFixture, version: AdapterVersion, prompt: str) -> str:
