@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
@@ -41,6 +42,7 @@ class EmbeddedPostgres:
             log.warning("embedded postgres was already stopped")
         # pgserver caches one handle per data dir; drop it so a later start() really starts.
         type(self._server)._instances.pop(self.pgdata, None)
+        atexit.unregister(self._server._cleanup)
         self._server = None
 
 
