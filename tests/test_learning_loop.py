@@ -55,12 +55,13 @@ def as_dict(message) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
-def golden(gateway: Gateway, fx: TenantFixture, seeds: list[int]) -> None:
-    """Golden eval examples: what the live version answers now (so it scores 1.0 on them)."""
+def golden(gateway: Gateway, fx: TenantFixture, seeds: list[int], split: ExampleSplit = ExampleSplit.eval) -> None:
+    """Examples of what the live version answers now: golden evaluation examples (it scores
+    1.0 on them), or with ``split=train`` the agent's existing dataset that anchors training."""
     lines = [json.dumps({"messages": [*prompt(s), as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)],
                          "tools": TOOLS}) for s in seeds]  # fmt: skip
     with unit_of_work() as session:
-        import_examples(session, fx.tenant.id, fx.agent.id, lines, ExampleSplit.eval)
+        import_examples(session, fx.tenant.id, fx.agent.id, lines, split)
 
 
 def run_cycle_and_wait(fx: TenantFixture, timeout_s: float = 300) -> CycleRun:
@@ -99,41 +100,68 @@ def answer_call(value: str) -> dict:
             "function": {"name": "final_answer", "arguments": json.dumps({"answer": value})}}]}  # fmt: skip
 
 
+def calculator_call(seed: int) -> dict:
+    """The right first step for a task: the calculator with the task's expression."""
+    task = ENV.tasks("test", 1, seed=seed)[0]
+    args = json.dumps({"expression": task.info["expression"]})
+    return {"content": None, "tool_calls": [{"id": "call_fix", "type": "function",
+            "function": {"name": "calculator", "arguments": args}}]}  # fmt: skip
+
+
+def first_call(message: dict) -> dict | None:
+    calls = message.get("tool_calls") or []
+    return calls[0]["function"] if calls else None
+
+
 def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) -> None:
+    """A task the model answers without the calculator is corrected to use it, and learned."""
     fx = make_tenant("learner")
     schedule(fx)
-    golden(gateway, fx, [21, 22, 23])
-    wrong = greedy(gateway, fx, prompt(7))
-    target = answer_call("777")
-    assert as_dict(wrong.choices[0].message).get("tool_calls") != target["tool_calls"]
+    wrong_seed, wrong = next(
+        (s, r) for s in range(1, 80)
+        if first_call(as_dict((r := greedy(gateway, fx, prompt(s))).choices[0].message))
+        != calculator_call(s)["tool_calls"][0]["function"]
+    )  # fmt: skip
+    # Golden examples: tasks the live version already gets right; they must stay right.
+    golden_seeds = [
+        s for s in range(100, 160)
+        if s != wrong_seed
+        and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
+        == calculator_call(s)["tool_calls"][0]["function"]
+    ][:4]  # fmt: skip
+    assert len(golden_seeds) == 4
+    golden(gateway, fx, golden_seeds)
+    golden(gateway, fx, [s for s in range(200, 216) if s != wrong_seed], ExampleSplit.train)
+    target = calculator_call(wrong_seed)
     correct(gateway, fx, wrong.id, target)
-    wait_for(lambda: _examples(fx) >= 2)
+    wait_for(lambda: _examples(fx) >= 18)
 
     run = run_cycle_and_wait(fx)
-    assert run.status == "succeeded", (run.error, run.metrics)
+    assert run.status == "succeeded", (
+        run.error,
+        str({k: v for k, v in run.metrics.items() if "loss" not in k}),
+    )
     assert (
         run.metrics["new_candidate"] == 1.0
         and run.metrics["eval_candidate"] >= run.metrics["eval_live"]
     )
-    after = greedy(gateway, fx, prompt(7))
+    after = greedy(gateway, fx, prompt(wrong_seed))
     with unit_of_work() as session:
         agent = session.get(Agent, fx.agent.id)
         live = session.get(AdapterVersion, agent.live_version_id)  # type: ignore[union-attr]
         assert live is not None and live.id == run.candidate_version_id and registry.verify(live)
         name = registry.adapter_name(fx.tenant.slug, fx.agent.name, live.number)
     assert after.system_fingerprint == name
-    call = after.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert call.function.name == "final_answer" and json.loads(call.function.arguments) == {
-        "answer": "777"
+    assert first_call(as_dict(after.choices[0].message)) == target["tool_calls"][0]["function"] | {
+        "arguments": after.choices[0].message.tool_calls[0].function.arguments  # type: ignore[index]
     }
-    for seed in (21, 22, 23):  # the golden examples did not regress
-        lines = _golden_targets(fx)
-        assert (
-            as_dict(greedy(gateway, fx, prompt(seed)).choices[0].message)["tool_calls"][0][
-                "function"
-            ]
-            == lines[seed]
-        )
+    produced = json.loads(after.choices[0].message.tool_calls[0].function.arguments)  # type: ignore[index]
+    assert produced == json.loads(target["tool_calls"][0]["function"]["arguments"])
+    targets = _golden_targets(fx)
+    for seed in golden_seeds:  # the golden examples did not regress
+        got = first_call(as_dict(greedy(gateway, fx, prompt(seed)).choices[0].message))
+        assert got is not None and got["name"] == targets[seed]["name"]
+        assert json.loads(got["arguments"]) == json.loads(targets[seed]["arguments"])
 
 
 def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
@@ -149,7 +177,11 @@ def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
             ]
             for r in rows
         }
-    return {s: by_prompt[json.dumps(prompt(s))] for s in (21, 22, 23)}
+    return {
+        s: by_prompt[json.dumps(prompt(s))]
+        for s in range(200)
+        if json.dumps(prompt(s)) in by_prompt
+    }
 
 
 def _examples(fx: TenantFixture) -> int:

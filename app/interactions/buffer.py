@@ -75,6 +75,16 @@ class InteractionBuffer:
 
     def drain_once(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
         """Move up to ``batch`` entries into Postgres; returns how many were written."""
+        try:
+            return self._drain_once(sessions, batch)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the group (restarted without persistence, or flushed): make it again.
+            self._group_ready = False
+            return self._drain_once(sessions, batch)
+
+    def _drain_once(self, sessions: sessionmaker[Session], batch: int) -> int:
         self._ensure_group()
         # Entries another consumer took but never acknowledged (it died) come first.
         _, claimed, _ = self.redis.xautoclaim(

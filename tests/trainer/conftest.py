@@ -84,19 +84,17 @@ EngineFactory = Callable[..., TrainingEngine]
 
 @pytest.fixture
 def make_engine(tiny_model_dir: Path) -> EngineFactory:
-    """Engines on the tiny model: make_engine(multiplex=, dtype=, max_tokens=, kernel=)."""
+    """Engines on the tiny model: make_engine(multiplex=, dtype=, max_tokens=)."""
 
     def build(
         multiplex: bool = True,
         dtype: torch.dtype = torch.float32,
-        max_tokens: int = 4096,
-        kernel: str = "segments",
+        max_tokens: int | None = 4096,
     ) -> TrainingEngine:
         cfg = TrainerConfig(
             base_model_dir=tiny_model_dir,
             multiplex=multiplex,
             max_tokens_per_pass=max_tokens,
-            lora_kernel=kernel,
         )
         return TrainingEngine(device="cpu", dtype=dtype, config=cfg)
 

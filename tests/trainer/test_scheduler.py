@@ -20,6 +20,8 @@ SFT = LossSpec("sft")
 class RecordingBackend:
     """Stands in for the engine where only the order of work matters (no model needed)."""
 
+    max_tokens_per_pass = 4096
+
     def __init__(self) -> None:
         self.groups: list[list[str]] = []
         self.fail_steps: set[str] = set()

@@ -41,8 +41,7 @@ def test_swap_round_trip_restores_every_tensor(make_engine: EngineFactory) -> No
     before = snapshot(engine, "a")
     on_device = engine.store.swap_in(st, TENSOR_GROUPS)
     for group in TENSOR_GROUPS:  # the host copies are overwritten while swapped out
-        for t in st.group(group).values():
-            t.fill_(float("nan"))
+        st.flat[group].fill_(float("nan"))
     engine.store.swap_out(st, on_device)
     after = snapshot(engine, "a")
     assert before.keys() == after.keys()
@@ -54,9 +53,8 @@ def test_swap_round_trip_restores_every_tensor(make_engine: EngineFactory) -> No
 def test_stacked_swap_in_matches_each_adapter(make_engine: EngineFactory) -> None:
     engine = make_engine()
     states = [engine.create_adapter(a, SMALL_LORA, seed=i) for i, a in enumerate("abc")]
-    names = states[0].param_names
-    stacks = engine.store.stack_to_device(states, "weights", names)
-    for name in names:
+    stacks = states[0].layout.views(engine.store.stack_to_device(states, "weights"))  # (S, ...)
+    for name in states[0].param_names:
         for i, st in enumerate(states):
             assert torch.equal(stacks[name][i], st.weights[name])
 
