@@ -132,11 +132,13 @@ def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
     click.echo(f"agent {agent_name} created for {slug}")
 
 
+from app.cli_experiments import experiment  # noqa: E402
 from app.cli_learning import adapter, cycle, dataset  # noqa: E402
 
 main.add_command(cycle)
 main.add_command(adapter)
 main.add_command(dataset)
+main.add_command(experiment)
 
 if __name__ == "__main__":
     sys.exit(main())

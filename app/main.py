@@ -15,6 +15,7 @@ from app.core.config import get_settings
 from app.core.http_errors import install_error_handlers
 from app.core.middleware import BodySizeLimit
 from app.cycles.router import router as cycles_router
+from app.experiments.router import router as experiments_router
 from app.feedback.router import router as feedback_router
 from app.health.router import router as health_router
 from app.interactions.router import router as interactions_router
@@ -46,7 +47,14 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(serving_router)
     app.include_router(feedback_router)
-    for router in (auth_router, tenants_router, agents_router, interactions_router, cycles_router):
+    for router in (
+        auth_router,
+        tenants_router,
+        agents_router,
+        interactions_router,
+        cycles_router,
+        experiments_router,
+    ):
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

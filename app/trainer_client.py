@@ -133,3 +133,71 @@ def _dpo_batch(batch_cls: Any, tokenizer: Any, payloads: Sequence[dict[str, Any]
         rejected_input_ids=[r[0] for r in rejected],
         rejected_loss_mask=[r[1] for r in rejected],
     )
+
+
+class SharedTrainer:
+    """One warm trainer shared by concurrent experiments in this process.
+
+    Experiments submit whole optimiser steps; a single worker thread runs them through the
+    trainer's fair scheduler, which multiplexes several agents' steps into one pass when they
+    fit, so no experiment waits for another except for the trainer itself."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        from trainer.scheduler import FairScheduler
+
+        self.engine, self.tokenizer = _warm()
+        self.scheduler = FairScheduler(
+            self.engine, signature=lambda a: self.engine.store.get(a).pass_signature
+        )
+        self._futures: dict[int, Any] = {}
+        self._wake = asyncio.Event()
+        self._runner: Any = None
+        self.busy_s = 0.0
+
+    def ensure_adapter(
+        self, adapter_id: str, lora: LoraShape, parent_dir: Path | None, seed: int
+    ) -> None:
+        from trainer.config import LoraSettings
+
+        if not self.engine.has_adapter(adapter_id):
+            settings = LoraSettings(
+                rank=lora.rank, alpha=lora.alpha, target_modules=lora.target_modules
+            )
+            self.engine.create_adapter(adapter_id, settings, seed=seed, parent_dir=parent_dir)
+
+    def drop(self, adapter_id: str) -> None:
+        if self.engine.has_adapter(adapter_id):
+            self.engine.drop_adapter(adapter_id)
+
+    def save(self, adapter_id: str, out_dir: Path) -> None:
+        self.engine.save_adapter(adapter_id, out_dir)
+
+    async def step(self, adapter_id: str, batch: Any, loss: Any, lr: float, step_id: str) -> Any:
+        """Queue one optimiser step and wait for its result (rows, step metrics, error)."""
+        import asyncio
+
+        from trainer.scheduler import StepRequest
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        request = StepRequest(adapter_id, batch, loss, lr, step_id=step_id, max_grad_norm=1.0)
+        self._futures[id(request)] = future
+        self.scheduler.submit(request)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        import asyncio
+        import time
+
+        while self.scheduler.pending():
+            started = time.perf_counter()
+            results = await asyncio.to_thread(self.scheduler.run_once)
+            self.busy_s += time.perf_counter() - started
+            for result in results:
+                future = self._futures.pop(id(result.request))
+                if not future.done():
+                    future.set_result(result)

@@ -24,7 +24,12 @@ def make_celery() -> Celery:
             "feedback-sweep": {"task": "feedback.sweep", "schedule": 30.0},
             "cycles-tick": {"task": "cycle.tick", "schedule": 15.0},
         },
-        imports=("app.feedback.tasks", "app.cycles.tasks", "app.adapters.tasks"),
+        imports=(
+            "app.feedback.tasks",
+            "app.cycles.tasks",
+            "app.adapters.tasks",
+            "app.experiments.tasks",
+        ),
     )
     return app
 

@@ -55,7 +55,9 @@ def as_dict(message) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
-def golden(gateway: Gateway, fx: TenantFixture, seeds: list[int], split: ExampleSplit = ExampleSplit.eval) -> None:
+def golden(
+    gateway: Gateway, fx: TenantFixture, seeds: list[int], split: ExampleSplit = ExampleSplit.eval
+) -> None:
     """Examples of what the live version answers now: golden evaluation examples (it scores
     1.0 on them), or with ``split=train`` the agent's existing dataset that anchors training."""
     lines = [json.dumps({"messages": [*prompt(s), as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)],

@@ -90,16 +90,27 @@ def test_multiplexed_rounds_equal_sequential(
             torch.testing.assert_close(w_mux[key], w_seq[key], **tol, msg=f"{a} {key}")
 
 
-def test_one_pass_holds_all_adapters_when_multiplexed(make_engine: EngineFactory) -> None:
+def test_pass_planning_merges_small_work_only(make_engine: EngineFactory) -> None:
     engine = make_engine()
     for a in ADAPTERS:
         engine.create_adapter(a, SMALL_LORA)
-    items = [(a, random_batch(i)) for i, a in enumerate(ADAPTERS)]
     sig = lambda a: engine.store.get(a).pass_signature  # noqa: E731
-    assert len(plan_passes(items, sig, 4096, multiplex=True)) == 1
-    assert len(plan_passes(items, sig, 4096, multiplex=False)) == 3
-    small = plan_passes(items, sig, 20, multiplex=True)
-    assert all(p.sequences * p.max_len <= 20 or len(p.rows) == 1 for p in small)
+    small = [(a, random_batch(i, rows=3, length=10)) for i, a in enumerate(ADAPTERS)]  # 30 each
+    assert [p.adapter_ids for p in plan_passes(small, sig, 4096, 64)] == [["a", "b", "c"]]
+    assert len(plan_passes(small, sig, 4096, 0)) == 3  # never merge: one adapter at a time
+    assert [len(p.adapter_ids) for p in plan_passes(small, sig, 60, 64)] == [2, 1]  # bounded
+    big = [("a", random_batch(1, rows=10, length=10)), ("b", random_batch(2, rows=2, length=10))]
+    plans = plan_passes(big + small[2:], sig, 40, 64)
+    # a (100 tokens) alone in 3 balanced chunks; b and c (20 + 30 tokens) over the bound of 40
+    assert [(p.adapter_ids, len(p.rows)) for p in plans] == [
+        (["a"], 4),
+        (["a"], 3),
+        (["a"], 3),
+        (["b"], 2),
+        (["c"], 3),
+    ]
+    assert all(p.sequences * p.max_len <= 40 for p in plans)
+    assert sorted(r for p in plans[:3] for _, r in p.rows) == list(range(10))
 
 
 def test_accumulation_across_interleaved_calls(
@@ -142,7 +153,7 @@ def test_different_shapes_fall_back_to_separate_passes(make_engine: EngineFactor
                     engine.store.get(a).weights[name].copy_(t)
     items = [(a, random_batch(i)) for i, a in enumerate(shapes)]
     sig = lambda a: mux.store.get(a).pass_signature  # noqa: E731
-    assert len(plan_passes(items, sig, 4096, multiplex=True)) == 3
+    assert len(plan_passes(items, sig, 4096, 4096)) == 3
     mux.forward_backward(items, spec)
     for item in items:
         seq.forward_backward([item], spec)

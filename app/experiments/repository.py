@@ -1,0 +1,54 @@
+"""Queries on experiments and their steps, within one tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.models import Experiment, ExperimentStep
+
+
+class ExperimentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, experiment: Experiment) -> Experiment:
+        self.session.add(experiment)
+        self.session.flush()
+        return experiment
+
+    def get(self, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Experiment | None:
+        return self.session.scalar(
+            select(Experiment).where(
+                Experiment.tenant_id == tenant_id, Experiment.id == experiment_id
+            )
+        )
+
+    def list(self, tenant_id: uuid.UUID) -> Sequence[Experiment]:
+        return self.session.scalars(
+            select(Experiment)
+            .where(Experiment.tenant_id == tenant_id)
+            .order_by(Experiment.created_at.desc())
+        ).all()
+
+    def steps(self, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Sequence[ExperimentStep]:
+        return self.session.scalars(
+            select(ExperimentStep)
+            .where(
+                ExperimentStep.tenant_id == tenant_id, ExperimentStep.experiment_id == experiment_id
+            )
+            .order_by(ExperimentStep.step)
+        ).all()
+
+    def record_step(self, step: ExperimentStep) -> None:
+        """One row per (experiment, step): a replayed step does not write twice."""
+        values = {
+            "id": uuid.uuid4(), "created_at": step.created_at, "tenant_id": step.tenant_id,
+            "experiment_id": step.experiment_id, "step": step.step,
+            "adapter_version_id": step.adapter_version_id, "metrics": step.metrics,
+        }  # fmt: skip
+        self.session.execute(insert(ExperimentStep).values(values).on_conflict_do_nothing())

@@ -1,0 +1,273 @@
+"""The synchronous RL loop of one experiment, and N of them sharing one engine and trainer.
+
+Each step: sample G rollouts for each of P prompts through the shared engine with the
+agent's current version, reward them, compute group-relative advantages, run one
+policy-gradient optimiser step on the shared trainer, publish the new version into the
+engine, and record the step's metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from app import trainer_client
+from app.adapters import service as registry
+from app.adapters.repository import AdapterVersionRepository
+from app.adapters.storage import copy_from
+from app.core.config import Settings
+from app.core.db import unit_of_work
+from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.experiments.repository import ExperimentRepository
+from app.experiments.schemas import ExperimentConfig
+from app.models import Agent, ExperimentStep, Tenant
+from app.models.enums import RunStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepReport:
+    """What one RL step measured (also stored as the step's metrics)."""
+
+    step: int
+    metrics: dict[str, Any]
+
+
+class ExperimentCancelled(Exception):
+    """The experiment was cancelled; it stops at a step boundary."""
+
+
+class ExperimentLoop:
+    """One experiment: owns its adapter on the shared trainer and its versions in the registry."""
+
+    def __init__(
+        self,
+        tenant_id: uuid.UUID,
+        experiment_id: uuid.UUID,
+        settings: Settings,
+        trainer: trainer_client.SharedTrainer,
+        *,
+        on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.experiment_id = experiment_id
+        self.settings = settings
+        self.trainer = trainer
+        self.on_step = on_step
+        self.engine_url = registry.engine_urls(settings)[0].rstrip("/")
+        self.client = openai.AsyncOpenAI(
+            base_url=f"{self.engine_url}/v1", api_key="engine", max_retries=2, timeout=600
+        )
+        self.adapter_id = f"exp-{experiment_id}"
+
+    def _load(self) -> None:
+        with unit_of_work() as session:
+            experiment = ExperimentRepository(session).get(self.tenant_id, self.experiment_id)
+            if experiment is None:
+                raise LookupError(f"experiment {self.experiment_id} is gone")
+            if experiment.status != RunStatus.queued:
+                raise ExperimentCancelled(str(experiment.status))
+            experiment.status = RunStatus.running
+            experiment.started_at = datetime.now(UTC)
+            tenant = session.get(Tenant, self.tenant_id)
+            agent = session.get(Agent, experiment.agent_id)
+            assert tenant is not None and agent is not None
+            live = (
+                AdapterVersionRepository(session).get(self.tenant_id, agent.live_version_id)
+                if agent.live_version_id else None
+            )  # fmt: skip
+            self.config = ExperimentConfig.model_validate(experiment.config)
+            self.tenant_slug, self.agent_name, self.agent_id = tenant.slug, agent.name, agent.id
+            self.lora = trainer_client.LoraShape(
+                agent.lora_rank, agent.lora_alpha, tuple(agent.lora_target_modules)
+            )
+            self.version: tuple[uuid.UUID, str, str] | None = (
+                (live.id, registry.adapter_name(tenant.slug, agent.name, live.number), live.path)
+                if live
+                else None
+            )
+
+    def _check_not_cancelled(self) -> None:
+        with unit_of_work() as session:
+            experiment = ExperimentRepository(session).get(self.tenant_id, self.experiment_id)
+            if experiment is None or experiment.status == RunStatus.cancelled:
+                raise ExperimentCancelled("cancelled")
+
+    async def run(self) -> RunStatus:
+        from trainer.envs import get_environment
+
+        try:
+            await asyncio.to_thread(self._load)
+        except ExperimentCancelled:
+            return RunStatus.cancelled
+        self.env = get_environment(self.config.environment)
+        parent = Path(self.version[2]) if self.version else None
+        self.trainer.ensure_adapter(self.adapter_id, self.lora, parent, seed=self.config.seed)
+        if self.version is None:
+            identity = write_identity_adapter(
+                self.settings.base_model_path, self.settings.adapter_dir.resolve() / "_identity"
+            )
+            await asyncio.to_thread(
+                registry.load_into_engines, self.settings, IDENTITY_ADAPTER, str(identity)
+            )
+        status = RunStatus.succeeded
+        try:
+            for step in range(self.config.steps):
+                await asyncio.to_thread(self._check_not_cancelled)
+                await self._step(step)
+        except ExperimentCancelled:
+            status = RunStatus.cancelled
+        except Exception as exc:
+            log.exception("experiment %s failed", self.experiment_id)
+            await asyncio.to_thread(self._finish, RunStatus.failed, f"{type(exc).__name__}: {exc}")
+            return RunStatus.failed
+        finally:
+            self.trainer.drop(self.adapter_id)
+        await asyncio.to_thread(self._finish, status, None)
+        return status
+
+    def _finish(self, status: RunStatus, error: str | None) -> None:
+        with unit_of_work() as session:
+            experiment = ExperimentRepository(session).get(self.tenant_id, self.experiment_id)
+            if experiment is None:
+                return
+            if experiment.status != RunStatus.cancelled:
+                experiment.status = status
+            experiment.finished_at = experiment.finished_at or datetime.now(UTC)
+            experiment.error = error
+
+    async def _step(self, step: int) -> None:
+        from trainer.envs.runner import run_episodes
+        from trainer.losses import LossSpec
+
+        cfg = self.config
+        model = self.version[1] if self.version else IDENTITY_ADAPTER
+        t0 = time.perf_counter()
+        prompts = self.env.tasks("train", cfg.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
+        tasks = [t for t in prompts for _ in range(cfg.group_size)]
+        episodes = await run_episodes(
+            self.client, model, self.env, tasks, concurrency=64, temperature=cfg.temperature,
+            max_turns=cfg.max_turns, max_tokens=cfg.max_tokens, seed=cfg.seed * 7919 + step * 100_003,
+        )  # fmt: skip
+        rollout_s = time.perf_counter() - t0
+        rewards = [e.reward for e in episodes]
+        batch, used_groups, tokens = _pg_batch(episodes, cfg.group_size, cfg.advantage)
+        t1 = time.perf_counter()
+        loss = None
+        if batch is not None:
+            result = await self.trainer.step(
+                self.adapter_id, batch, LossSpec(kind="pg", advantage=cfg.advantage),  # type: ignore[arg-type]
+                cfg.learning_rate, step_id=f"{self.experiment_id}:{step}",
+            )  # fmt: skip
+            if result.error is not None:
+                raise result.error
+            loss = sum(r.loss_sum for r in result.rows) / max(
+                sum(r.units for r in result.rows), 1e-9
+            )
+        train_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        await asyncio.to_thread(self._check_not_cancelled)
+        version_id = await asyncio.to_thread(self._publish, step)
+        sync_s = time.perf_counter() - t2
+        metrics = {
+            "reward_mean": statistics.fmean(rewards), "accuracy": sum(e.correct for e in episodes) / len(episodes),
+            "calculator_rate": sum(e.used_calculator for e in episodes) / len(episodes),
+            "loss": loss, "episodes": len(episodes), "groups_with_signal": used_groups,
+            "tokens": tokens, "rollout_s": rollout_s, "train_s": train_s, "sync_s": sync_s,
+            "step_s": time.perf_counter() - t0,
+        }  # fmt: skip
+        await asyncio.to_thread(self._record, step, version_id, metrics)
+        if self.on_step:
+            self.on_step(self.experiment_id, StepReport(step, metrics))
+
+    def _publish(self, step: int) -> uuid.UUID:
+        staging = self.settings.data_dir.resolve() / "staging" / f"{self.adapter_id}-{step}"
+        staging.mkdir(parents=True, exist_ok=True)
+        self.trainer.save(self.adapter_id, staging)
+        with unit_of_work() as session:
+            tenant = session.get(Tenant, self.tenant_id)
+            assert tenant is not None
+            version = registry.publish(
+                session, self.settings, tenant, self.agent_id, copy_from(staging),
+                parent_id=self.version[0] if self.version else None, source="experiment",
+                metrics={"experiment": str(self.experiment_id), "step": step},
+            )  # fmt: skip
+            name = registry.adapter_name(self.tenant_slug, self.agent_name, version.number)
+            self.version = (version.id, name, version.path)
+        registry.load_into_engines(self.settings, name, self.version[2])
+        return self.version[0]
+
+    def _record(self, step: int, version_id: uuid.UUID, metrics: dict[str, Any]) -> None:
+        with unit_of_work() as session:
+            ExperimentRepository(session).record_step(
+                ExperimentStep(
+                    tenant_id=self.tenant_id,
+                    experiment_id=self.experiment_id,
+                    step=step,
+                    adapter_version_id=version_id,
+                    metrics=metrics,
+                    created_at=datetime.now(UTC),
+                )  # fmt: skip
+            )
+
+
+def _pg_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any, int, int]:
+    """One row per assistant turn, weighted by its episode's group-relative advantage.
+
+    Groups whose samples all scored the same carry no signal and are left out."""
+    from trainer.batch import Batch
+    from trainer.losses import group_advantages
+
+    advantages = group_advantages([e.reward for e in episodes], group_size, advantage).tolist()  # type: ignore[arg-type]
+    ids: list[list[int]] = []
+    masks: list[list[float]] = []
+    logps: list[list[float]] = []
+    advs: list[float] = []
+    used, tokens = 0, 0
+    for g in range(0, len(episodes), group_size):
+        group = episodes[g : g + group_size]
+        if len({e.reward for e in group}) == 1:
+            continue
+        used += 1
+        for episode, adv in zip(group, advantages[g : g + group_size], strict=True):
+            for turn in episode.assistant_turns:
+                if not (turn.prompt_token_ids and turn.completion_token_ids and turn.logprobs):
+                    continue
+                if len(turn.logprobs) != len(turn.completion_token_ids):
+                    continue
+                prompt, completion = turn.prompt_token_ids, turn.completion_token_ids
+                ids.append([*prompt, *completion])
+                masks.append([0.0] * len(prompt) + [1.0] * len(completion))
+                logps.append([0.0] * len(prompt) + list(turn.logprobs))
+                advs.append(float(adv))
+                tokens += len(completion)
+    if not ids:
+        return None, used, tokens
+    return (
+        Batch(input_ids=ids, loss_mask=masks, advantages=advs, sampling_logprobs=logps),
+        used,
+        tokens,
+    )
+
+
+async def run_experiments(
+    settings: Settings,
+    experiments: list[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    trainer: trainer_client.SharedTrainer | None = None,
+    on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
+) -> list[RunStatus]:
+    """Run experiments concurrently on one engine and one shared trainer."""
+    shared = trainer or trainer_client.SharedTrainer()
+    loops = [ExperimentLoop(t, e, settings, shared, on_step=on_step) for t, e in experiments]
+    return list(await asyncio.gather(*(loop.run() for loop in loops)))

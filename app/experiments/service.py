@@ -1,0 +1,81 @@
+"""Create, read and cancel RL experiments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from app.adapters.repository import AdapterVersionRepository
+from app.agents.repository import AgentRepository
+from app.agents.service import get_agent
+from app.core.errors import Conflict, InvalidRequest, NotFound
+from app.experiments.repository import ExperimentRepository
+from app.experiments.schemas import ExperimentConfig, ExperimentOut, ExperimentStepOut
+from app.models import Experiment
+from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus
+
+
+def create_experiment(
+    session: Session, tenant_id: uuid.UUID, agent_name: str, config: ExperimentConfig
+) -> Experiment:
+    from trainer.envs import get_environment
+
+    agent = get_agent(session, tenant_id, agent_name)
+    try:
+        get_environment(config.environment)
+    except (KeyError, ValueError) as exc:
+        raise InvalidRequest(
+            f"unknown environment {config.environment!r}", param="environment"
+        ) from exc
+    experiment = Experiment(
+        id=uuid.uuid4(), tenant_id=tenant_id, agent_id=agent.id, environment=config.environment,
+        status=RunStatus.queued, config=config.model_dump(),
+    )  # fmt: skip
+    return ExperimentRepository(session).add(experiment)
+
+
+def get_experiment(session: Session, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Experiment:
+    found = ExperimentRepository(session).get(tenant_id, experiment_id)
+    if found is None:
+        raise NotFound("no such experiment", param="experiment_id")
+    return found
+
+
+def cancel_experiment(
+    session: Session, tenant_id: uuid.UUID, experiment_id: uuid.UUID
+) -> Experiment:
+    """Ask a queued or running experiment to stop at its next step boundary."""
+    experiment = get_experiment(session, tenant_id, experiment_id)
+    if experiment.status not in ACTIVE_RUN_STATUSES:
+        raise Conflict(f"the experiment is already {experiment.status}", param="experiment_id")
+    experiment.status = RunStatus.cancelled
+    experiment.finished_at = datetime.now(UTC)
+    session.flush()
+    return experiment
+
+
+def to_out(session: Session, experiment: Experiment) -> ExperimentOut:
+    agent = AgentRepository(session).get(experiment.tenant_id, experiment.agent_id)
+    versions = AdapterVersionRepository(session)
+    steps = []
+    for row in ExperimentRepository(session).steps(experiment.tenant_id, experiment.id):
+        version = (
+            versions.get(experiment.tenant_id, row.adapter_version_id)
+            if row.adapter_version_id
+            else None
+        )
+        steps.append(
+            ExperimentStepOut(
+                step=row.step,
+                adapter_version=version.number if version else None,
+                metrics=row.metrics,
+            )
+        )
+    return ExperimentOut(
+        id=str(experiment.id), agent=agent.name if agent else "?", environment=experiment.environment,
+        status=experiment.status, config=experiment.config, created_at=experiment.created_at,
+        started_at=experiment.started_at, finished_at=experiment.finished_at, error=experiment.error,
+        steps=steps,
+    )  # fmt: skip
