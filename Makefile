@@ -42,5 +42,9 @@ format: install
 model: install
 	$(PY) -m trainer.bundled.build --out models/clora-tiny
 
+bench: install
+	$(PY) -m bench.experiments --n 1,2,4,8 --steps 10
+	$(PY) -m bench.gateway_overhead
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

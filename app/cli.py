@@ -140,5 +140,23 @@ main.add_command(adapter)
 main.add_command(dataset)
 main.add_command(experiment)
 
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (print a table, write JSON and a plot under bench/results/)."""
+
+
+@bench.command("experiments", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_experiments(args: tuple[str, ...]) -> None:
+    """N concurrent RL experiments vs serial warm and serial cold (see bench/experiments.py)."""
+    import subprocess
+
+    from app.core.config import REPO_ROOT
+
+    cmd = [sys.executable, "-m", "bench.experiments", *args]
+    raise SystemExit(subprocess.call(cmd, cwd=REPO_ROOT))
+
+
 if __name__ == "__main__":
     sys.exit(main())

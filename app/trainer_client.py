@@ -143,8 +143,6 @@ class SharedTrainer:
     fit, so no experiment waits for another except for the trainer itself."""
 
     def __init__(self) -> None:
-        import asyncio
-
         from trainer.scheduler import FairScheduler
 
         self.engine, self.tokenizer = _warm()
@@ -152,7 +150,6 @@ class SharedTrainer:
             self.engine, signature=lambda a: self.engine.store.get(a).pass_signature
         )
         self._futures: dict[int, Any] = {}
-        self._wake = asyncio.Event()
         self._runner: Any = None
         self.busy_s = 0.0
 
