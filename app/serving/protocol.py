@@ -84,6 +84,12 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = Field(default=None, max_length=256)
     metadata: dict[str, str] | None = None
+    # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
+    top_k: int | None = Field(default=None, ge=-1, le=1000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    min_tokens: int | None = Field(default=None, ge=0, le=32_768)
+    ignore_eos: bool | None = None
 
     @field_validator("stop")
     @classmethod
