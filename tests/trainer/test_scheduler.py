@@ -126,3 +126,19 @@ def test_scheduled_training_equals_sequential_training(make_engine: EngineFactor
     for a in agents:
         for name, t in grouped.store.get(a).master.items():
             torch.testing.assert_close(t, alone.store.get(a).master[name], rtol=1e-4, atol=2e-5)
+
+
+def test_an_idle_agent_banks_no_credit() -> None:
+    backend = RecordingBackend()
+    sched = FairScheduler(backend, multiplex=False)
+    for i in range(10):  # "busy" works alone for a while
+        sched.submit(_req("busy", i))
+    for _ in range(10):
+        sched.run_once()
+    for i in range(6):
+        sched.submit(_req("busy", 100 + i))
+        sched.submit(_req("late", i))
+    sched.run_until_idle()
+    # The late agent alternates with the busy one instead of catching up on 10 missed steps.
+    order = [g[0] for g in backend.groups[10:]]
+    assert order[:4].count("late") == 2
