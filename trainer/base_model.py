@@ -35,7 +35,8 @@ class BaseModel:
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype)
         model.requires_grad_(False)
         model.eval()  # base dropout off: training only changes adapters
-        self.model: nn.Module = model.to(device)
+        model.to(device)  # type: ignore[arg-type]
+        self.model: nn.Module = model
         self.routing = LoraRouting()
         self.layers: dict[str, MultiLoraLinear] = {}
         self.linear_shapes: ModuleShapes = {
@@ -82,9 +83,7 @@ class BaseModel:
 
     def base_parameters(self) -> dict[str, torch.Tensor]:
         """The frozen base weights by name (wrapper prefixes removed), for checks and tests."""
-        return {
-            name.replace(".base_layer", ""): p for name, p in self.model.named_parameters()
-        }
+        return {name.replace(".base_layer", ""): p for name, p in self.model.named_parameters()}
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Next-token logits (R, T, V) with whatever adapters the routing holds."""

@@ -112,11 +112,14 @@ class Batch:
                 )
             if (self.reference_logprobs is None) != (self.rejected_reference_logprobs is None):
                 raise InvalidBatchError("give reference logprobs for both chosen and rejected")
-        for row, mask in zip(self.input_ids, self.loss_mask, strict=True):
+        pairs = zip(self.rejected_input_ids or [], self.rejected_loss_mask or [], strict=True)
+        for row, mask in [*zip(self.input_ids, self.loss_mask, strict=True), *pairs]:
             if len(row) < 2:
                 raise InvalidBatchError("every row needs at least two tokens")
             if mask[0] != 0:
-                raise InvalidBatchError("loss_mask[0] must be 0: the first token is never predicted")
+                raise InvalidBatchError(
+                    "loss_mask[0] must be 0: the first token is never predicted"
+                )
 
     @classmethod
     def from_tensors(
@@ -157,7 +160,9 @@ def _check_aligned(name: str, ids: TokenRows, values: Sequence[Sequence[float]])
             raise InvalidBatchError(f"{name}[{i}] has {len(v)} entries for {len(row)} tokens")
 
 
-def _render(tokenizer: Any, messages: Sequence[Mapping[str, Any]], tools: Any, gen: bool) -> list[int]:
+def _render(
+    tokenizer: Any, messages: Sequence[Mapping[str, Any]], tools: Any, gen: bool
+) -> list[int]:
     text = tokenizer.apply_chat_template(
         list(messages), tools=tools, tokenize=False, add_generation_prompt=gen
     )
@@ -175,7 +180,8 @@ def encode_chat(
 
     Renders incrementally: the tokens an assistant message adds beyond the prompt the template
     produces with `add_generation_prompt=True` are that message's tokens (its content, tool calls
-    and end-of-turn marker). User text, system text and tool results stay at mask 0.
+    and end-of-turn token, up to the tokenizer's eos). User text, system text and tool results
+    stay at mask 0.
     """
     full = _render(tokenizer, messages, tools, gen=False)
     mask = [0.0] * len(full)
@@ -190,7 +196,14 @@ def encode_chat(
                 "the chat template does not render prefix-consistently (it rewrites earlier "
                 "turns); assistant tokens cannot be located"
             )
-        for t in range(len(prompt), len(upto)):
+        end = len(upto)
+        # Stop after the end-of-turn token: what the template adds behind it (a newline) is
+        # never sampled, so it is not trained either.
+        eos = getattr(tokenizer, "eos_token_id", None)
+        span = upto[len(prompt) :]
+        if eos is not None and eos in span:
+            end = len(prompt) + len(span) - span[::-1].index(eos)
+        for t in range(len(prompt), end):
             mask[t] = 1.0
     if mask and mask[0] != 0.0:
         raise ChatTemplateError("the rendered conversation starts with an assistant token")

@@ -30,7 +30,7 @@ def save_state(state: AdapterState, directory: Path, base_info: dict[str, Any]) 
     """Write the adapter's state into `directory` atomically; returns the file written."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {
-        f"{group}/{name}": t.detach().to("cpu").contiguous()
+        f"{group}/{name}": t.detach().to("cpu").clone()  # views of one buffer: unshare
         for group in TENSOR_GROUPS
         for name, t in state.group(group).items()
     }

@@ -71,10 +71,19 @@ class TrainerConfig:
     """Share one forward/backward between rows of several adapters; False swaps them one at a
     time (the seed design, kept as the baseline of `bench/trainer_multiplex.py`)."""
 
-    max_tokens_per_pass: int = 4096
-    """Upper bound on padded tokens (rows x longest row) in one forward/backward. Larger work is
-    split into several passes whose gradients accumulate; on CPU passes beyond a few thousand
-    tokens become memory-bound and slower per token (see docs/TRAINER.md)."""
+    max_tokens_per_pass: int | None = None
+    """Upper bound on padded tokens (rows x longest row) in one forward/backward; None picks
+    1024 on CPU and 32768 on an accelerator. Work beyond it is split over passes whose
+    gradients accumulate, and adapters share a pass only up to it. On the CPU measured here a
+    pass's activations must stay near the L2 cache: bigger passes cost more per token, so
+    merging pays only for small per-adapter batches (docs/TRAINER.md). The accelerator value is
+    a starting point, not a measurement: tune it with bench/trainer_multiplex.py."""
+
+    merge_below_tokens: int | None = None
+    """Adapters share a pass only when each one's work is under this many padded tokens; bigger
+    work runs in passes of its own. None picks 384 on CPU (measured: merging 8 adapters of
+    8 x 32 tokens is 1.09x faster, of 8 x 48 tokens 1.05x, of 8 x 64 tokens 0.97x) and
+    `max_tokens_per_pass` on an accelerator (merge whenever it fits; unmeasured here)."""
 
     pin_memory: bool | None = None
     """Keep adapter state in pinned host memory; None pins exactly when the device is CUDA."""

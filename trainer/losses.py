@@ -65,7 +65,9 @@ class LossTerms:
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Log-probability of each input token given the tokens before it, aligned with input_ids."""
-    shifted = logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
+    shifted = logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
+    if shifted.dtype not in (torch.float32, torch.float64):
+        shifted = shifted.float()  # half-precision logits lose too much in logsumexp
     targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
     picked = shifted.gather(-1, targets).squeeze(-1)  # (B, T-1)
     logp = picked - torch.logsumexp(shifted, dim=-1)  # (B, T-1)
@@ -142,6 +144,10 @@ def policy_gradient_loss(
     every assistant token of the step weighs the same; "sequences" first averages within a row.
     """
     # logprobs, sampling_logprobs, mask: (R, T); advantages: (R,)
+    # Untrained positions (prompt, tool results, padding) may hold any recorded value; pin
+    # their ratio to 1 so exp() cannot overflow into inf * 0 = NaN.
+    live = mask > 0
+    sampling_logprobs = torch.where(live, sampling_logprobs, logprobs.detach())
     ratio = torch.exp(logprobs - sampling_logprobs)  # (R, T)
     adv = advantages.unsqueeze(1)  # (R, 1)
     unclipped = ratio * adv  # (R, T)
@@ -149,7 +155,7 @@ def policy_gradient_loss(
     per_token = -torch.minimum(unclipped, clipped)  # (R, T)
     metrics: dict[str, torch.Tensor] = {}
     if ref_logprobs is not None and kl_coef > 0:
-        kl = kl_k3(logprobs, ref_logprobs)  # (R, T)
+        kl = kl_k3(logprobs, torch.where(live, ref_logprobs, logprobs.detach()))  # (R, T)
         per_token = per_token + kl_coef * kl
         metrics["kl"] = _masked_mean(kl.detach(), mask)
     tokens = mask.sum(dim=1)  # (R,)

@@ -2,7 +2,8 @@
 
 A pass holds rows of adapters that share a shape signature (rank, targets, dropout); each
 adapter gets one slot of the stacked LoRA weights and its rows are contiguous. Work beyond
-`max_tokens_per_pass` padded tokens is split over several passes whose gradients accumulate.
+`max_tokens_per_pass` padded tokens is split over several passes whose gradients accumulate:
+on CPU a pass of a few thousand tokens costs less per token than one of tens of thousands.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PassPlan:
     row_slots: list[int] = field(default_factory=list)  # slot of each row
     sequences: int = 0  # sequences through the model (a DPO pair counts 2)
     max_len: int = 0  # longest sequence
+    shared: bool = True  # may take rows of further (small) items
 
     def padded_tokens_with(self, seqs: int, length: int) -> int:
         """Padded tokens of this pass after adding `seqs` sequences of `length` tokens."""
@@ -43,37 +45,51 @@ def plan_passes(
     items: Sequence[tuple[str, Batch]],
     signature: Callable[[str], Hashable],
     max_tokens: int,
-    multiplex: bool,
+    merge_below: int,
 ) -> list[PassPlan]:
-    """Split work into passes: one signature per pass, at most `max_tokens` padded tokens each.
+    """Split work into passes of one signature and at most `max_tokens` padded tokens each.
 
-    Without multiplexing every item gets passes of its own (one adapter swapped in at a time).
-    Rows of one adapter stay contiguous, so slots are segments of the pass.
+    Items (one adapter's batch) under `merge_below` padded tokens are packed whole into shared
+    passes, so each adapter is one run of rows and equal items give equal runs (the batched
+    LoRA kernel). Bigger items run in passes of their own, cut into balanced chunks when over
+    `max_tokens` (gradients accumulate across them). `merge_below=0` never merges: one adapter
+    swapped in at a time. A single row longer than `max_tokens` gets a pass of its own.
     """
     groups: dict[Hashable, list[int]] = {}
     for i, (adapter_id, _) in enumerate(items):
-        key: Hashable = signature(adapter_id) if multiplex else ("item", i)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(signature(adapter_id), []).append(i)
     plans: list[PassPlan] = []
     for item_ids in groups.values():
-        # Same adapter twice in one call: keep its rows together in one slot.
+        # Same adapter twice in one call: keep its rows together in one run.
         first_seen: dict[str, int] = {}
         for i in item_ids:
             first_seen.setdefault(items[i][0], len(first_seen))
-        item_ids = sorted(item_ids, key=lambda i: first_seen[items[i][0]])
         current = PassPlan()
-        for i in item_ids:
+        for i in sorted(item_ids, key=lambda i: first_seen[items[i][0]]):
             adapter_id, batch = items[i]
             seqs = batch.sequences_per_row()
-            for r in range(len(batch)):
-                length = batch.row_length(r)
-                if current.rows and current.padded_tokens_with(seqs, length) > max_tokens:
+            length = max(batch.row_length(r) for r in range(len(batch)))
+            shared = len(batch) * seqs * length < merge_below
+            for chunk in _chunks(len(batch), seqs * length, max_tokens):
+                grown = current.padded_tokens_with(seqs * len(chunk), length)
+                if current.rows and (not shared or not current.shared or grown > max_tokens):
                     plans.append(current)
                     current = PassPlan()
-                current.add(adapter_id, i, r, seqs, length)
+                for r in chunk:
+                    current.add(adapter_id, i, r, seqs, batch.row_length(r))
+                current.shared = shared
         if current.rows:
             plans.append(current)
     return plans
+
+
+def _chunks(rows: int, tokens_per_row: int, max_tokens: int) -> list[range]:
+    """Rows 0..rows-1 in the fewest chunks of at most max_tokens (1 row at least), sizes
+    differing by at most one row: 10 rows of 10 tokens under 40 -> 4, 3, 3."""
+    n = -(-rows // max(1, max_tokens // tokens_per_row))  # ceil
+    sizes = [rows // n + (1 if i < rows % n else 0) for i in range(n)]
+    starts = [sum(sizes[:i]) for i in range(n)]
+    return [range(start, start + size) for start, size in zip(starts, sizes, strict=True)]
 
 
 @dataclass
@@ -83,17 +99,40 @@ class PassTensors:
     input_ids: torch.Tensor  # (N, T) long
     attention_mask: torch.Tensor | None  # (N, T) long; None when no row is padded
     loss_mask: torch.Tensor  # (N, T) float32
-    seq_slot: torch.Tensor  # (N,) long: adapter slot of each sequence
-    sampling_logprobs: torch.Tensor | None  # (N, T) float32
-    reference_logprobs: torch.Tensor | None  # (N, T) float32; None when any row lacks them
+    runs: list[tuple[int, int, int]]  # maximal runs of sequences of one slot: (start, end, slot)
+    sampling_logprobs: torch.Tensor | None  # (N, T) float32; NaN rows: none recorded
+    reference_logprobs: torch.Tensor | None  # (N, T) float32; NaN rows: engine computes them
     advantages: torch.Tensor | None  # (N,) float32
 
 
-def _pad(rows: Sequence[Sequence[float]], length: int, value: float, dtype: torch.dtype) -> torch.Tensor:
+def slot_runs(slots: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Maximal runs of equal slots: [0, 0, 1, 1, 0] -> [(0, 2, 0), (2, 4, 1), (4, 5, 0)]."""
+    runs: list[tuple[int, int, int]] = []
+    for i, slot in enumerate(slots):
+        if runs and runs[-1][2] == slot:
+            runs[-1] = (runs[-1][0], i + 1, slot)
+        else:
+            runs.append((i, i + 1, slot))
+    return runs
+
+
+def _pad(
+    rows: Sequence[Sequence[float]], length: int, value: float, dtype: torch.dtype
+) -> torch.Tensor:
     out = torch.full((len(rows), length), value, dtype=dtype)  # (N, T)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=dtype)
     return out
+
+
+def _rows_or_nan(
+    sources: Sequence[tuple[Sequence[Sequence[float]] | None, int, int]],
+) -> list[list[float]] | None:
+    """Row r of each source (or NaNs of the row's length); None when no source has rows."""
+    if all(values is None for values, _, _ in sources):
+        return None
+    nan = float("nan")
+    return [list(values[r]) if values is not None else [nan] * n for values, r, n in sources]
 
 
 def collate_pass(
@@ -108,12 +147,10 @@ def collate_pass(
     ids = [b.input_ids[r] for b, r in batches]
     masks = [b.loss_mask[r] for b, r in batches]
     slots = list(plan.row_slots)
-    samp: list[list[float]] | None = None
-    if all(b.sampling_logprobs is not None for b, _ in batches):
-        samp = [b.sampling_logprobs[r] for b, r in batches]  # type: ignore[index]
-    refs: list[list[float]] | None = None
-    if all(b.reference_logprobs is not None for b, _ in batches):
-        refs = [b.reference_logprobs[r] for b, r in batches]  # type: ignore[index]
+    # Rows without recorded logprobs (another item of the pass has them) get NaN: the loss
+    # then uses on-policy / engine-computed values for exactly those rows.
+    samp = _rows_or_nan([(b.sampling_logprobs, r, len(b.input_ids[r])) for b, r in batches])
+    refs = _rows_or_nan([(b.reference_logprobs, r, len(b.input_ids[r])) for b, r in batches])
     adv_rows = [advantages[i] for i, _ in plan.rows]
     adv = None
     if all(a is not None for a in adv_rows):
@@ -123,7 +160,11 @@ def collate_pass(
         masks += [b.rejected_loss_mask[r] for b, r in batches]  # type: ignore[index]
         slots += slots
         if refs is not None:
-            refs += [b.rejected_reference_logprobs[r] for b, r in batches]  # type: ignore[index]
+            rejected = [
+                (b.rejected_reference_logprobs, r, len(b.rejected_input_ids[r]))  # type: ignore[index]
+                for b, r in batches
+            ]
+            refs += _rows_or_nan(rejected) or []
     length = max(len(s) for s in ids)
     padded = any(len(s) != length for s in ids)
     attention = _pad([[1] * len(s) for s in ids], length, 0, torch.long) if padded else None
@@ -135,7 +176,7 @@ def collate_pass(
         input_ids=_pad(ids, length, pad_id, torch.long).to(device),
         attention_mask=dev(attention),
         loss_mask=_pad(masks, length, 0.0, torch.float32).to(device),
-        seq_slot=torch.tensor(slots, dtype=torch.long).to(device),
+        runs=slot_runs(slots),
         sampling_logprobs=dev(None if samp is None else _pad(samp, length, 0.0, torch.float32)),
         reference_logprobs=dev(None if refs is None else _pad(refs, length, 0.0, torch.float32)),
         advantages=dev(adv),

@@ -47,7 +47,8 @@ def write_peft_adapter(
     out_dir.mkdir(parents=True, exist_ok=True)
     config = LoraConfig(
         r=lora.rank,
-        lora_alpha=lora.alpha,
+        # PEFT and vLLM type alpha as int; keep a fractional alpha as it is.
+        lora_alpha=int(lora.alpha) if float(lora.alpha).is_integer() else lora.alpha,  # type: ignore[arg-type]
         target_modules=list(lora.target_modules),
         lora_dropout=lora.dropout,
         bias="none",
@@ -61,7 +62,7 @@ def write_peft_adapter(
 
 
 def read_peft_adapter(adapter_dir: Path) -> tuple[LoraSettings, dict[str, torch.Tensor]]:
-    """LoRA settings and fp32 weights (store names) of a PEFT adapter directory.
+    """LoRA settings and fp32 (fp64 if saved so) weights (store names) of a PEFT adapter directory.
 
     Refuses PEFT features the multi-LoRA layers do not implement (DoRA, rsLoRA, per-module
     ranks, trained biases, extra saved modules) with `AdapterMismatchError`.
@@ -97,5 +98,7 @@ def read_peft_adapter(adapter_dir: Path) -> tuple[LoraSettings, dict[str, torch.
     if not weights_path.is_file():
         raise AdapterMismatchError(f"no {WEIGHTS_FILE} in {adapter_dir}")
     raw = load_file(str(weights_path))
-    weights = {from_peft_key(k): v.float() for k, v in raw.items()}
+    weights = {
+        from_peft_key(k): v if v.dtype == torch.float64 else v.float() for k, v in raw.items()
+    }
     return lora, weights

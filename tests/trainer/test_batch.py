@@ -19,7 +19,7 @@ CONVERSATION = [
 
 
 def _trained_text(tok: PreTrainedTokenizerFast, ids: list[int], mask: list[float]) -> str:
-    return tok.decode([t for t, m in zip(ids, mask, strict=True) if m])
+    return str(tok.decode([t for t, m in zip(ids, mask, strict=True) if m]))
 
 
 def test_only_assistant_tokens_are_trained(tokenizer: PreTrainedTokenizerFast) -> None:

@@ -51,6 +51,7 @@ def test_dpo_matches_rafailov_eq7() -> None:
     terms.loss.sum().backward()
     # d loss / d pi_w_t = -beta * sigmoid(-margin) on masked tokens, 0 elsewhere
     g = -0.5 * (1 - 1 / (1 + math.exp(-1.0)))
+    assert pi_w.grad is not None and pi_l.grad is not None
     assert torch.allclose(pi_w.grad, torch.tensor([[0.0, g, g, 0.0]]), atol=1e-6)
     assert torch.allclose(pi_l.grad, torch.tensor([[0.0, -g, 0.0, 0.0]]), atol=1e-6)
 
@@ -77,6 +78,7 @@ def test_pg_clipping_follows_ppo_eq7() -> None:
             sum(g == 0.0 for g in grads) / 3
         )
         terms.loss.sum().backward()
+        assert logp.grad is not None
         assert torch.allclose(logp.grad[0, 1:4], torch.tensor(grads), atol=1e-5)
         assert logp.grad[0, 0] == 0 and logp.grad[0, 4] == 0  # masked: no gradient, no NaN
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from trainer.losses import LossSpec
 from trainer.passes import plan_passes
 
 ADAPTERS = ("a", "b", "c")
-LOSSES = {
+LOSSES: dict[str, tuple[LossSpec, Callable[[int, int], Batch]]] = {
     "sft": (LossSpec("sft"), random_batch),
     "dpo": (LossSpec("dpo", dpo_beta=0.5), dpo_batch),
     "pg": (LossSpec("pg", clip_low=0.2, clip_high=0.28, kl_coef=0.05), pg_batch),
@@ -82,12 +83,12 @@ def test_multiplexed_rounds_equal_sequential(
         for engine in (mux, seq):
             for a in ADAPTERS:
                 engine.optim_step(a, lr=1e-2, weight_decay=0.01, max_grad_norm=10.0)
-    tol = {"rtol": 1e-4, "atol": 2e-5} if dtype == torch.float32 else {"rtol": 0, "atol": 1e-12}
+    rtol, atol = (1e-4, 2e-5) if dtype == torch.float32 else (0.0, 1e-12)
     for a in ADAPTERS:
         assert mux.store.get(a).step == seq.store.get(a).step == (3 if a != "c" else 2)
         w_mux, w_seq = _weights(mux, a), _weights(seq, a)
         for key in w_mux:
-            torch.testing.assert_close(w_mux[key], w_seq[key], **tol, msg=f"{a} {key}")
+            torch.testing.assert_close(w_mux[key], w_seq[key], rtol=rtol, atol=atol, msg=key)
 
 
 def test_pass_planning_merges_small_work_only(make_engine: EngineFactory) -> None:
