@@ -2,11 +2,12 @@
 
 Use it from a test module or conftest with ``pytest_plugins = ["tests.fixtures_engine"]``
 and request the ``engine`` fixture (an :class:`EngineProcess` with ``url``, ``api_base``
-and ``served_model_name``). Tests that use it should be marked ``@pytest.mark.slow``.
+and ``served_model_name``) or ``bundled_model_dir``. Tests that use it should be marked ``@pytest.mark.slow``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +15,21 @@ import pytest
 
 from app.engine.launcher import EngineProcess
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "clora-tiny"
+#: The bundled model; CLORA_TEST_MODEL_DIR points the tests at another build of it.
+MODEL_DIR = Path(
+    os.environ.get(
+        "CLORA_TEST_MODEL_DIR", Path(__file__).resolve().parents[1] / "models" / "clora-tiny"
+    )
+)
 SERVED_MODEL_NAME = "clora-tiny"
 #: Cold start on the shared 2-core CPU: importing vLLM alone takes 8-10 s.
 READY_TIMEOUT_S = 300.0
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    """The bundled model directory (``models/clora-tiny`` unless overridden)."""
+    return MODEL_DIR
 
 
 @pytest.fixture(scope="session")

@@ -72,16 +72,20 @@ class EngineProcess:
         served_model_name: str = "clora-tiny",
         max_loras: int = 4,
         max_lora_rank: int = 16,
-        max_cpu_loras: int | None = None,
         log_path: str | Path | None = None,
         extra_args: Sequence[str] = (),
         *,
+        max_cpu_loras: int | None = None,
         host: str = "127.0.0.1",
         max_model_len: int = 1024,
         env: Mapping[str, str] | None = None,
         python: str = sys.executable,
     ) -> None:
-        """Configure (not start) the engine; ``port=None`` picks a free port."""
+        """Configure (not start) the engine; ``port=None`` picks a free port.
+
+        ``max_cpu_loras`` (adapters cached in host memory, at least ``max_loras``) defaults
+        to ``max_loras``; ``extra_args`` are appended to the vLLM command line as given.
+        """
         self.model_dir = Path(model_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)

@@ -23,7 +23,14 @@ from trainer.bundled.card import model_card
 from trainer.bundled.corpus import ConversationEncoder, conversation, p_calc
 from trainer.bundled.evaluate import EvalReport, greedy_episodes, summarize
 from trainer.bundled.pretrain import PretrainConfig, make_model, pretrain
-from trainer.bundled.tokenizer import CHAT_TEMPLATE, ENDOFTEXT, IM_END, train_tokenizer
+from trainer.bundled.tokenizer import (
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    IM_END,
+    TOKENIZER_CLASS,
+    token_id,
+    train_tokenizer,
+)
 from trainer.envs.arithmetic_tasks import make_problem
 from trainer.envs.calculator import CalculatorEnvironment
 
@@ -47,7 +54,7 @@ def build_tokenizer(seed: int) -> PreTrainedTokenizerFast:
     renderer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.BPE()), chat_template=CHAT_TEMPLATE
     )
-    tools = CalculatorEnvironment().tools()
+    tools: list[Any] = CalculatorEnvironment().tools()
     texts: list[str] = []
     while len(texts) < TOKENIZER_CONVERSATIONS:
         problem = make_problem(rng)
@@ -65,15 +72,21 @@ def save(out: Path, model: Any, tokenizer: PreTrainedTokenizerFast) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config = GenerationConfig(
         eos_token_id=[
-            tokenizer.convert_tokens_to_ids(IM_END),
-            tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+            token_id(tokenizer, IM_END),
+            token_id(tokenizer, ENDOFTEXT),
         ],
-        pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-        bos_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+        pad_token_id=token_id(tokenizer, ENDOFTEXT),
+        bos_token_id=token_id(tokenizer, ENDOFTEXT),
     )
     model.save_pretrained(out, safe_serialization=True)
     # chat_template inside tokenizer_config.json (not chat_template.jinja): one file to read.
     tokenizer.save_pretrained(out, save_jinja_files=False)
+    # Name the Qwen2 class (as Qwen2 checkpoints do): transformers 4 loads tokenizer.json as
+    # is, transformers 5 rebuilds Qwen2's pipeline, which is the one the merges were trained on.
+    config_path = out / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text())
+    tokenizer_config["tokenizer_class"] = TOKENIZER_CLASS
+    config_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
 
 
 def passes_gate(report: EvalReport) -> bool:
@@ -87,36 +100,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("models/clora-tiny"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=PretrainConfig.steps)
+    parser.add_argument(
+        "--max-steps", type=int, default=PretrainConfig.max_steps, help="cap (for smoke builds)"
+    )
     parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     started = time.monotonic()
-    config = PretrainConfig(steps=args.steps, seed=args.seed)
+    config = PretrainConfig(max_steps=args.max_steps, seed=args.seed)
 
     tokenizer = build_tokenizer(args.seed)
     log(f"tokenizer: {len(tokenizer)} tokens")
     encoder = ConversationEncoder(tokenizer)
     model = make_model(config, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters; pretraining {config.steps} steps")
-    pretrain(model, encoder, config, log=log)
+    log(f"model: {n_params / 1e6:.2f}M parameters; pretraining (at most {config.max_steps} steps)")
+    losses = pretrain(model, encoder, config, log=log)
 
     env = CalculatorEnvironment()
     tasks = env.tasks("test", args.eval_tasks, seed=0)
     log(f"evaluating greedy on {len(tasks)} held-out tasks")
     report = summarize(greedy_episodes(model, tokenizer, env, tasks))
     build_seconds = time.monotonic() - started
-    mean_p = statistics.mean(
-        p_calc(make_problem(random.Random(f"p:{i}"))) for i in range(4000)
-    )
+    mean_p = statistics.mean(p_calc(make_problem(random.Random(f"p:{i}"))) for i in range(4000))
     info = {
         "parameters": n_params,
         "vocab_tokens": len(tokenizer),
         "vocab_size": model.config.vocab_size,
         "build_seconds": build_seconds,
+        "steps": len(losses),
         "mean_p_calc": mean_p,
     }
     save(args.out, model, tokenizer)

@@ -25,18 +25,21 @@ from trainer.envs.calculator import SYSTEM_PROMPT, CalculatorEnvironment
 from trainer.envs.safe_math import calculate
 
 # Logit of p_calc: harder templates and bigger numbers make the calculator more likely.
+# Every (template, digits) cell sits at least 0.5 logits away from 0.5 probability, so the
+# greedy step-0 policy is a stable function of the task (calculator on about 41% of tasks:
+# the 3-digit cells of div, mul, mul_add and mul_sub, and all of two_products and daily).
 P_CALC_TEMPLATE_BIAS: dict[str, float] = {
-    "add": -2.1,
-    "sub": -1.9,
-    "mul": -0.7,
-    "div": -1.1,
-    "add_sub": -1.1,
-    "mul_add": -0.3,
-    "mul_sub": -0.5,
-    "two_products": 0.3,
-    "daily": 0.1,
+    "add": -2.2,
+    "sub": -2.2,
+    "mul": -0.6,
+    "div": -0.6,
+    "add_sub": -2.0,
+    "mul_add": -0.6,
+    "mul_sub": -0.6,
+    "two_products": 0.5,
+    "daily": 0.5,
 }
-P_CALC_PER_DIGIT = 0.9
+P_CALC_PER_DIGIT = 1.2
 P_CALC_MIN, P_CALC_MAX = 0.1, 0.9
 
 
@@ -89,7 +92,7 @@ class ConversationEncoder:
     def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
         """Bind the tokenizer and look up the two decision token ids."""
         self.tokenizer = tokenizer
-        self.tools = CalculatorEnvironment().tools()
+        self.tools: list[Any] = CalculatorEnvironment().tools()
         self.calc_id = self._first_token("calculator")
         self.final_id = self._first_token("final_answer")
         if self.calc_id == self.final_id:

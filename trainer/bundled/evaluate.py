@@ -11,11 +11,12 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
-from trainer.bundled.tokenizer import IM_END
+from trainer.bundled.tokenizer import IM_END, token_id
 from trainer.envs.base import AssistantTurn, Environment, Episode, Task
 from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeState, ToolCallText
 
@@ -78,7 +79,7 @@ def summarize(episodes: list[Episode]) -> EvalReport:
 
 @torch.no_grad()
 def greedy_episodes(
-    model: PreTrainedModel,
+    model: Any,
     tokenizer: PreTrainedTokenizerFast,
     env: Environment,
     tasks: list[Task],
@@ -88,10 +89,10 @@ def greedy_episodes(
 ) -> list[Episode]:
     """Play every task with greedy decoding; return graded episodes in task order."""
     model.eval()
-    end_id = tokenizer.convert_tokens_to_ids(IM_END)
+    end_id = token_id(tokenizer, IM_END)
     pad_id = tokenizer.pad_token_id
     states = [EpisodeState(env, task, max_turns) for task in tasks]
-    tools = env.tools()
+    tools: list[Any] = env.tools()
     while True:
         live = [s for s in states if not s.done]
         if not live:
@@ -121,7 +122,7 @@ def greedy_episodes(
                 finished = end_id in completion
                 if finished:
                     completion = completion[: completion.index(end_id) + 1]
-                text = tokenizer.decode(completion, skip_special_tokens=True)
+                text = str(tokenizer.decode(completion, skip_special_tokens=True))
                 content, calls = parse_hermes(text, len(state.assistant_turns))
                 turn = AssistantTurn(
                     prompt_token_ids=prompt_ids[row],

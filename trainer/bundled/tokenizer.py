@@ -1,6 +1,10 @@
 """The bundled model's tokenizer: byte-level BPE trained here, plus a Hermes chat template.
 
-Digits are split one per token (so copying numbers is per-digit). ``<|im_start|>``,
+The normalizer and pre-tokenizer are exactly Qwen2's (NFC; Qwen2's split regex, which
+puts every digit in its own piece; byte-level), because ``transformers`` 5 rebuilds that
+pipeline for any ``qwen2`` model whatever ``tokenizer.json`` says: training the merges on
+the same pipeline makes the saved file, ``transformers`` 4 and 5, and vLLM agree.
+Digits are single tokens (so copying numbers is per-digit). ``<|im_start|>``,
 ``<|im_end|>`` and ``<|endoftext|>`` are special tokens; ``<tool_call>`` and
 ``</tool_call>`` are ordinary added tokens, single ids that survive
 ``skip_special_tokens=True``, so vLLM's ``hermes`` parser always sees them in the text.
@@ -10,7 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 ENDOFTEXT = "<|endoftext|>"
@@ -20,6 +33,14 @@ TOOL_CALL_START = "<tool_call>"
 TOOL_CALL_END = "</tool_call>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 TOOL_TOKENS = (TOOL_CALL_START, TOOL_CALL_END)
+
+#: Qwen2's pre-tokenization regex (transformers ``tokenization_qwen2.PRETOKENIZE_REGEX``).
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+#: The tokenizer class named in tokenizer_config.json (Qwen2TokenizerFast in transformers 4).
+TOKENIZER_CLASS = "Qwen2Tokenizer"
 
 #: Total vocabulary including the special and tool tokens (also the model's vocab_size).
 VOCAB_SIZE = 512
@@ -72,6 +93,14 @@ CHAT_TEMPLATE = (
 )
 
 
+def token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token of the vocabulary."""
+    value = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(value, int):
+        raise KeyError(token)
+    return value
+
+
 def _strip_special(texts: Iterable[str]) -> Iterable[str]:
     """Split rendered conversations at special/tool tokens so BPE never learns across them."""
     for text in texts:
@@ -84,10 +113,11 @@ def _strip_special(texts: Iterable[str]) -> Iterable[str]:
 def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     """Train the byte-level BPE on rendered conversations; return the HF fast tokenizer."""
     bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     bpe.decoder = decoders.ByteLevel()

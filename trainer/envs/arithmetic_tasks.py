@@ -19,6 +19,9 @@ Split = Literal["train", "test"]
 NAMES = ("Tom", "Ana", "Sam", "Mia", "Leo", "Eva", "Max", "Zoe")
 ITEMS = ("apples", "books", "coins", "cards", "eggs", "pens", "shells", "stamps")
 
+#: Every number in a question has at most three digits (answers may be longer).
+MAX_NUMBER = 999
+
 #: One problem in ten (by hash of template and numbers) belongs to the held-out split.
 HELD_OUT_MODULUS = 10
 
@@ -99,26 +102,29 @@ def _mul(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[str, 
 
 
 def _div(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[str, str], str]]:
-    b, q = _num(rng, 2), _num(rng, 2)
+    b = _num(rng, 2)
+    q = min(_num(rng, 2), MAX_NUMBER // b)
     a = b * q
     return (
         (a, b),
         f"{a}/{b}",
         q,
-        lambda n, i: f"{n} shares {a} {i} equally among {b} friends. How many {i} does each "
-        "friend get?",
+        lambda n, i: (
+            f"{n} shares {a} {i} equally among {b} friends. How many {i} does each friend get?"
+        ),
     )
 
 
 def _add_sub(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[str, str], str]]:
     a, b = _num(rng), _num(rng)
-    c = rng.randint(1, a + b - 1)
+    c = rng.randint(1, min(a + b - 1, MAX_NUMBER))
     return (
         (a, b, c),
         f"{a}+{b}-{c}",
         a + b - c,
-        lambda n, i: f"{n} has {a} {i}, finds {b} more and then loses {c}. How many {i} does "
-        f"{n} have now?",
+        lambda n, i: (
+            f"{n} has {a} {i}, finds {b} more and then loses {c}. How many {i} does {n} have now?"
+        ),
     )
 
 
@@ -128,20 +134,23 @@ def _mul_add(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[s
         (a, b, c),
         f"{a}*{b}+{c}",
         a * b + c,
-        lambda n, i: f"{n} buys {a} packs of {b} {i} and already had {c}. How many {i} does "
-        f"{n} have now?",
+        lambda n, i: (
+            f"{n} buys {a} packs of {b} {i} and already had {c}. How many {i} does {n} have now?"
+        ),
     )
 
 
 def _mul_sub(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[str, str], str]]:
     a, b = _num(rng, 2), _num(rng, 2)
-    c = rng.randint(1, a * b - 1) if a * b > 1 else 0
+    c = rng.randint(1, min(a * b - 1, MAX_NUMBER))
     return (
         (a, b, c),
         f"{a}*{b}-{c}",
         a * b - c,
-        lambda n, i: f"{n} earns {a} dollars a day for {b} days and spends {c} dollars. How "
-        "many dollars are left?",
+        lambda n, i: (
+            f"{n} earns {a} dollars a day for {b} days and spends {c} dollars. How "
+            "many dollars are left?"
+        ),
     )
 
 
@@ -153,20 +162,23 @@ def _two_products(
         (a, b, c, d),
         f"{a}*{b}+{c}*{d}",
         a * b + c * d,
-        lambda n, i: f"{n} buys {a} boxes of {b} {i} and {c} bags of {d} {i}. How many {i} "
-        f"does {n} buy?",
+        lambda n, i: (
+            f"{n} buys {a} boxes of {b} {i} and {c} bags of {d} {i}. How many {i} does {n} buy?"
+        ),
     )
 
 
 def _daily(rng: random.Random) -> tuple[tuple[int, ...], str, int, Callable[[str, str], str]]:
     a, b, c = _num(rng), _num(rng, 2), _num(rng, 2)
-    d = rng.randint(1, a + b * c - 1)
+    d = rng.randint(1, min(a + b * c - 1, MAX_NUMBER))
     return (
         (a, b, c, d),
         f"{a}+{b}*{c}-{d}",
         a + b * c - d,
-        lambda n, i: f"{n} has {a} {i}, gets {b} more each day for {c} days and then gives "
-        f"away {d}. How many {i} does {n} have now?",
+        lambda n, i: (
+            f"{n} has {a} {i}, gets {b} more each day for {c} days and then gives "
+            f"away {d}. How many {i} does {n} have now?"
+        ),
     )
 
 

@@ -63,7 +63,11 @@ class EpisodeState:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if tool_calls:
             message["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
                 for c in tool_calls
             ]
         self.messages.append(message)
@@ -157,6 +161,10 @@ async def run_episode(
     body: dict[str, Any] = {"return_token_ids": True} if token_data else {}
     body.update(extra_body or {})
     tools = env.tools()
+    # Only set what was asked for: a null field may be rejected by a strict endpoint.
+    options: dict[str, Any] = {"seed": seed} if seed is not None else {}
+    if token_data:
+        options["logprobs"] = True
     while not state.done:
         response = await client.chat.completions.create(
             model=model,
@@ -164,9 +172,8 @@ async def run_episode(
             tools=tools,  # type: ignore[arg-type]
             temperature=temperature,
             max_tokens=max_tokens,
-            seed=seed,
-            logprobs=True if token_data else None,
             extra_body=body,
+            **options,
         )
         choice = response.choices[0]
         calls = [

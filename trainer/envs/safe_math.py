@@ -89,10 +89,12 @@ def _eval(node: ast.AST) -> Fraction:
     if isinstance(node, ast.Name):
         raise CalculatorError(f"names are not allowed ({node.id!r}); use numbers and + - * / ( )")
     if isinstance(node, ast.BinOp):
-        symbol = {ast.BitXor: "^"}.get(type(node.op), type(node.op).__name__)
+        symbol = "^" if isinstance(node.op, ast.BitXor) else type(node.op).__name__
         hint = "; use ** for powers" if symbol == "^" else ""
         raise CalculatorError(f"operator {symbol} is not supported{hint}")
-    raise CalculatorError(f"unsupported syntax ({type(node).__name__}); use numbers and + - * / ( )")
+    raise CalculatorError(
+        f"unsupported syntax ({type(node).__name__}); use numbers and + - * / ( )"
+    )
 
 
 def _binary(op: ast.operator, left: Fraction, right: Fraction) -> Fraction:
