@@ -29,13 +29,18 @@ from app.tenants.router import router as tenants_router
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = GatewayState.create(get_settings())
     app.state.gateway = state
-    drain = asyncio.create_task(state.drain_forever())
+    app.state.loop = asyncio.get_running_loop()
+    loops = [
+        asyncio.create_task(state.drain_forever()),
+        asyncio.create_task(state.retire_forever()),
+    ]
     try:
         yield
     finally:
-        drain.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drain
+        for task in loops:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await state.pool.close()
 
 

@@ -233,3 +233,33 @@ def test_pinned_version_serves_that_version(gateway: Gateway, tmp_path: Path) ->
             select(AdapterVersion).where(AdapterVersion.agent_id == fx.agent.id)
         ).all()
         assert [v.status for v in stored] == ["retired", "live"]
+
+
+def test_retired_versions_are_unloaded_when_idle_and_reload_on_demand(
+    gateway: Gateway, engine: EngineProcess, tmp_path: Path
+) -> None:
+    fx = make_tenant()
+    v1 = publish_live(fx, random_adapter(tmp_path / "r1", seed=21))
+    client = fx.client(gateway)
+    client.chat.completions.create(
+        model=fx.agent.name, messages=[{"role": "user", "content": "a"}], max_tokens=2
+    )
+    v2 = publish_live(fx, random_adapter(tmp_path / "r2", seed=22))
+    client.chat.completions.create(
+        model=fx.agent.name, messages=[{"role": "user", "content": "b"}], max_tokens=2
+    )
+    old = adapter_name(fx.tenant.slug, fx.agent.name, v1.number)
+    new = adapter_name(fx.tenant.slug, fx.agent.name, v2.number)
+    state = gateway.app.state.gateway
+    unloaded = asyncio.run_coroutine_threadsafe(state.retire_idle(), gateway.app.state.loop).result(
+        60
+    )
+    assert old in unloaded and new not in unloaded
+    served = {m["id"] for m in httpx.get(f"{engine.url}/v1/models").json()["data"]}
+    assert old not in served and new in served
+    pinned = client.chat.completions.create(
+        model=f"{fx.agent.name}@v{v1.number}",
+        messages=[{"role": "user", "content": "c"}],
+        max_tokens=2,
+    )
+    assert pinned.system_fingerprint == old

@@ -62,6 +62,18 @@ class AdapterVersionRepository:
         )
         return list(self.session.scalars(query))
 
+    def engine_names_with_status(self, statuses: Sequence[AdapterStatus]) -> Sequence[str]:
+        """Across tenants: engine names of versions in these states (the retirement sweep)."""
+        from app.models import Tenant
+
+        rows = self.session.execute(
+            select(Tenant.slug, Agent.name, AdapterVersion.number)
+            .join(Agent, Agent.id == AdapterVersion.agent_id)
+            .join(Tenant, Tenant.id == AdapterVersion.tenant_id)
+            .where(AdapterVersion.status.in_(statuses))
+        )
+        return [f"{slug}/{agent}@v{number}" for slug, agent, number in rows]
+
     def with_status(self, status: AdapterStatus) -> Sequence[AdapterVersion]:
         """Across tenants: used only by the engine sync loop, which serves every tenant."""
         query = select(AdapterVersion).where(AdapterVersion.status == status)

@@ -94,6 +94,37 @@ class GatewayState:
             return IDENTITY_ADAPTER, self.identity_path
         return route.engine_name, route.path
 
+    def retired_names(self) -> set[str]:
+        from app.adapters.repository import AdapterVersionRepository
+        from app.models.enums import AdapterStatus
+
+        with get_sessionmaker()() as session:
+            repo = AdapterVersionRepository(session)
+            return set(
+                repo.engine_names_with_status([AdapterStatus.retired, AdapterStatus.rejected])
+            )
+
+    async def retire_idle(self) -> list[str]:
+        """Unload retired versions from the engines once no request of ours is using them.
+
+        A pinned request for one later simply loads it again."""
+        loaded = {name for replica in self.pool.replicas for name in replica.loaded}
+        if not loaded:
+            return []
+        retired = await asyncio.to_thread(self.retired_names)
+        idle = sorted(n for n in loaded & retired if self.in_flight.get(n, 0) == 0)
+        for name in idle:
+            await self.pool.unload(name)
+        return idle
+
+    async def retire_forever(self, interval_s: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.retire_idle()
+            except Exception as exc:  # noqa: BLE001 - retiring is housekeeping; never stop it
+                log.warning("adapter retirement sweep failed (%s)", type(exc).__name__)
+
     async def drain_forever(self, interval_s: float = 0.5) -> None:
         """Move buffered interactions into Postgres until cancelled; survives outages."""
         sessions = get_sessionmaker()
