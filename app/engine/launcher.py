@@ -132,6 +132,10 @@ class EngineProcess:
             "--enable-auto-tool-choice",
             "--tool-call-parser", "hermes",
             "--seed", "0",
+            # Whole prompts only: vLLM's CPU sampler crashes when it rewinds the generator of a
+            # seeded request whose prefill was split ("CPU Generator does not use offset").
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens", str(max(8192, self.max_model_len)),
             "--disable-uvicorn-access-log",
             "--host", self.host,
             "--port", str(self.port),
