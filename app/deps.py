@@ -26,13 +26,17 @@ def _session() -> Iterator[Session]:
         session.close()
 
 
-def _tenant(request: Request, session: Annotated[Session, Depends(_session)]) -> ApiPrincipal:
+# scope="function": commit before the response is sent, so that a client that reads right
+# after a write sees it (the default for yield dependencies ends after the response).
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _tenant(request: Request, session: SessionDep) -> ApiPrincipal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     key = token.strip() if scheme.lower() == "bearer" else None
     return authenticate(session, key)
 
 
-SessionDep = Annotated[Session, Depends(_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CurrentTenant = Annotated[ApiPrincipal, Depends(_tenant)]

@@ -23,6 +23,7 @@ from app.serving import metrics
 from app.serving.router import router as serving_router
 from app.serving.state import GatewayState
 from app.tenants.router import router as tenants_router
+from app.web import mount_ui
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
             metrics.BUFFER_DEPTH.set(app.state.gateway.buffer.depth())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_ui(app)  # frontend/dist at /, when built; after every API route
     return app
 
 

@@ -242,7 +242,9 @@ def test_sampled_episodes_are_seeded_and_forward_extra_body(engine: EngineProces
         for m in messages:
             m = {k: v for k, v in m.items() if k != "tool_call_id"}
             if m.get("tool_calls"):
-                m["tool_calls"] = [{k: v for k, v in c.items() if k != "id"} for c in m["tool_calls"]]
+                m["tool_calls"] = [
+                    {k: v for k, v in c.items() if k != "id"} for c in m["tool_calls"]
+                ]
             out.append(m)
         return out
 

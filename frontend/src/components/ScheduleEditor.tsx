@@ -1,0 +1,194 @@
+// The learning-cycle schedule editor: when cycles run, what they train, and when a candidate
+// may replace the live version. Bad input stays in the browser with a message per field.
+import { type FormEvent, useEffect, useState } from "react";
+import { ApiError } from "../api/client";
+import {
+  CRON_PRESETS,
+  fieldOfParam,
+  formFromSchedule,
+  mixtureShares,
+  type Schedule,
+  type ScheduleErrors,
+  type ScheduleForm,
+  validateSchedule,
+} from "../lib/schedule";
+import { ErrorText, Field } from "./ui";
+
+interface Props {
+  schedule: Schedule;
+  onSave: (value: Schedule) => Promise<unknown> | void;
+  saving?: boolean;
+  /** The gateway's answer to the last save, shown on its field when it names one. */
+  serverError?: Error | null;
+  readOnly?: boolean;
+}
+
+const MODES: { value: Schedule["mode"]; label: string; hint: string }[] = [
+  { value: "manual", label: "By hand", hint: "Cycles run only when an admin starts one." },
+  { value: "cron", label: "On a cron schedule", hint: "Cycles start at the times a cron expression names (UTC)." },
+  { value: "every_k", label: "Every K feedback items", hint: "A cycle starts once K new feedback items arrived." },
+];
+
+export function ScheduleEditor({ schedule, onSave, saving = false, serverError = null, readOnly = false }: Props) {
+  const [form, setForm] = useState<ScheduleForm>(() => formFromSchedule(schedule));
+  const [errors, setErrors] = useState<ScheduleErrors>({});
+  const [saved, setSaved] = useState(false);
+
+  useEffect(() => {
+    setForm(formFromSchedule(schedule));
+  }, [schedule]);
+
+  const set = <K extends keyof ScheduleForm>(key: K, value: ScheduleForm[K]) => {
+    setForm((f) => ({ ...f, [key]: value }));
+    setErrors((e) => ({ ...e, [key]: undefined, ...(key === "sft" || key === "dpo" ? { lossMixture: undefined } : {}) }));
+    setSaved(false);
+  };
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    const { errors: found, value } = validateSchedule(form);
+    setErrors(found);
+    if (!value) return;
+    await onSave(value);
+    setSaved(true);
+  };
+
+  const serverField = serverError instanceof ApiError ? fieldOfParam(serverError.param) : null;
+  const errorOf = (key: keyof ScheduleErrors) =>
+    errors[key] ?? (serverField === key && serverError ? serverError.message : undefined);
+  const mode = MODES.find((m) => m.value === form.mode)!;
+
+  return (
+    <form className="schedule-editor" onSubmit={submit} noValidate aria-label="Learning-cycle schedule">
+      <fieldset disabled={readOnly || saving}>
+        <legend>When</legend>
+        <div className="radio-row" role="radiogroup" aria-label="Mode">
+          {MODES.map((m) => (
+            <label key={m.value} className="radio">
+              <input
+                type="radio"
+                name="mode"
+                value={m.value}
+                checked={form.mode === m.value}
+                onChange={() => set("mode", m.value)}
+              />
+              {m.label}
+            </label>
+          ))}
+        </div>
+        <small className="hint">{mode.hint}</small>
+        {form.mode === "cron" && (
+          <Field
+            label="Cron expression"
+            htmlFor="schedule-cron"
+            error={errorOf("cron")}
+            hint="minute hour day-of-month month day-of-week"
+          >
+            <input
+              id="schedule-cron"
+              value={form.cron}
+              placeholder="0 2 * * *"
+              onChange={(e) => set("cron", e.target.value)}
+              spellCheck={false}
+            />
+            <div className="presets">
+              {CRON_PRESETS.map((p) => (
+                <button key={p.cron} type="button" className="link" onClick={() => set("cron", p.cron)}>
+                  {p.label}
+                </button>
+              ))}
+            </div>
+          </Field>
+        )}
+        {form.mode === "every_k" && (
+          <Field label="K (new feedback items)" htmlFor="schedule-every-k" error={errorOf("everyK")}>
+            <input
+              id="schedule-every-k"
+              inputMode="numeric"
+              value={form.everyK}
+              onChange={(e) => set("everyK", e.target.value)}
+            />
+          </Field>
+        )}
+      </fieldset>
+
+      <fieldset disabled={readOnly || saving}>
+        <legend>What to train</legend>
+        <div className="grid-2">
+          <Field label="SFT weight" htmlFor="schedule-sft" error={errorOf("sft")}>
+            <input id="schedule-sft" inputMode="decimal" value={form.sft} onChange={(e) => set("sft", e.target.value)} />
+          </Field>
+          <Field label="DPO weight" htmlFor="schedule-dpo" error={errorOf("dpo")}>
+            <input id="schedule-dpo" inputMode="decimal" value={form.dpo} onChange={(e) => set("dpo", e.target.value)} />
+          </Field>
+        </div>
+        <p className="hint" data-testid="mixture">
+          Loss mixture: {mixtureShares(form)}
+        </p>
+        <ErrorText error={errorOf("lossMixture")} />
+        <div className="grid-2">
+          <Field label="Steps" htmlFor="schedule-steps" error={errorOf("steps")}>
+            <input id="schedule-steps" inputMode="numeric" value={form.steps} onChange={(e) => set("steps", e.target.value)} />
+          </Field>
+          <Field label="Learning rate" htmlFor="schedule-lr" error={errorOf("learningRate")}>
+            <input
+              id="schedule-lr"
+              inputMode="decimal"
+              value={form.learningRate}
+              onChange={(e) => set("learningRate", e.target.value)}
+            />
+          </Field>
+          <Field label="Replay share" htmlFor="schedule-replay" error={errorOf("replayShare")} hint="0..1 of each batch">
+            <input
+              id="schedule-replay"
+              inputMode="decimal"
+              value={form.replayShare}
+              onChange={(e) => set("replayShare", e.target.value)}
+            />
+          </Field>
+          <Field label="KL coefficient" htmlFor="schedule-kl" error={errorOf("klCoef")}>
+            <input id="schedule-kl" inputMode="decimal" value={form.klCoef} onChange={(e) => set("klCoef", e.target.value)} />
+          </Field>
+        </div>
+      </fieldset>
+
+      <fieldset disabled={readOnly || saving}>
+        <legend>Promotion rule</legend>
+        <Field
+          label="Largest allowed drop of the held-out score"
+          htmlFor="schedule-max-regression"
+          error={errorOf("maxRegression")}
+          hint="absolute, 0..1; 0 means it must not fall at all"
+        >
+          <input
+            id="schedule-max-regression"
+            inputMode="decimal"
+            value={form.maxRegression}
+            onChange={(e) => set("maxRegression", e.target.value)}
+          />
+        </Field>
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={form.requireImprovement}
+            onChange={(e) => set("requireImprovement", e.target.checked)}
+          />
+          Promote only when the candidate fits the new examples better than the live version
+        </label>
+      </fieldset>
+
+      {!readOnly && (
+        <div className="actions">
+          <button type="submit" className="primary" disabled={saving}>
+            {saving ? "Saving…" : "Save schedule"}
+          </button>
+          {saved && !serverError && !saving && <span className="ok">Saved.</span>}
+        </div>
+      )}
+      {Object.values(errors).some(Boolean) && (
+        <ErrorText error="Some fields need fixing; nothing was saved." />
+      )}
+      {serverError && !serverField && <ErrorText error={serverError} />}
+    </form>
+  );
+}

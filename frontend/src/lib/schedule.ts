@@ -1,0 +1,203 @@
+// The learning-cycle schedule as a form: text fields in, a checked ScheduleUpdate out.
+// The bounds mirror app/cycles/schemas.py so that bad input never leaves the browser.
+import type { Schemas } from "../api/client";
+
+export type Schedule = Schemas["ScheduleUpdate"];
+export type Mode = Schedule["mode"];
+
+export interface ScheduleForm {
+  mode: Mode;
+  cron: string;
+  everyK: string;
+  sft: string;
+  dpo: string;
+  steps: string;
+  learningRate: string;
+  replayShare: string;
+  klCoef: string;
+  maxRegression: string;
+  requireImprovement: boolean;
+}
+
+export type ScheduleErrors = Partial<Record<keyof ScheduleForm | "lossMixture", string>>;
+
+export const CRON_PRESETS: { label: string; cron: string }[] = [
+  { label: "hourly", cron: "0 * * * *" },
+  { label: "nightly 02:00", cron: "0 2 * * *" },
+  { label: "weekly, Monday 03:00", cron: "0 3 * * 1" },
+];
+
+export function formFromSchedule(s: Schedule): ScheduleForm {
+  return {
+    mode: s.mode,
+    cron: s.cron ?? "",
+    everyK: s.every_k != null ? String(s.every_k) : "",
+    sft: String(s.loss_mixture?.["sft"] ?? 0),
+    dpo: String(s.loss_mixture?.["dpo"] ?? 0),
+    steps: String(s.steps),
+    learningRate: String(s.learning_rate),
+    replayShare: String(s.replay_share),
+    klCoef: String(s.kl_coef),
+    maxRegression: String(s.promotion_rule?.max_regression ?? 0),
+    requireImprovement: s.promotion_rule?.require_improvement ?? true,
+  };
+}
+
+/** A finite number from a form field, or null (empty, text, "1e", ...). */
+export function parseNumber(text: string): number | null {
+  const t = text.trim();
+  if (!t || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(t)) return null;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : null;
+}
+
+function integer(text: string, min: number, max: number, what: string): [number | null, string | null] {
+  const n = parseNumber(text);
+  if (n === null || !Number.isInteger(n)) return [null, `${what} must be a whole number.`];
+  if (n < min || n > max) return [null, `${what} must be between ${min} and ${max}.`];
+  return [n, null];
+}
+
+function bounded(
+  text: string,
+  what: string,
+  min: number,
+  max: number,
+  opts: { minExclusive?: boolean } = {},
+): [number | null, string | null] {
+  const n = parseNumber(text);
+  if (n === null) return [null, `${what} must be a number.`];
+  const low = opts.minExclusive ? n <= min : n < min;
+  if (low || n > max) {
+    return [null, `${what} must be ${opts.minExclusive ? "above" : "at least"} ${min} and at most ${max}.`];
+  }
+  return [n, null];
+}
+
+// Five fields: minute hour day-of-month month day-of-week, each a list of `*`, `n`, `a-b`,
+// optionally `/step`; months and weekdays may be named (jan, mon).
+const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31 },
+  {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+  },
+  { name: "day of week", min: 0, max: 7, names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
+];
+
+/** Null when the expression is a valid 5-field cron expression, else what is wrong with it. */
+export function cronProblem(expression: string): string | null {
+  const parts = expression.trim().split(/\s+/).filter(Boolean);
+  if (parts.length !== 5) {
+    return `A cron expression has 5 fields (minute hour day month weekday); this one has ${parts.length}.`;
+  }
+  for (let f = 0; f < 5; f++) {
+    const spec = CRON_FIELDS[f]!;
+    for (const item of parts[f]!.split(",")) {
+      if (!cronItemOk(item.toLowerCase(), spec)) {
+        return `The ${spec.name} field '${parts[f]}' is not valid (allowed ${spec.min}-${spec.max}, *, ranges a-b, steps /n, lists).`;
+      }
+    }
+  }
+  return null;
+}
+
+function cronItemOk(item: string, spec: { min: number; max: number; names?: string[] }): boolean {
+  const [range, step, ...extra] = item.split("/");
+  if (extra.length || range === undefined || range === "") return false;
+  if (step !== undefined && !(/^\d+$/.test(step) && Number(step) >= 1)) return false;
+  if (range === "*") return true;
+  const value = (v: string): number | null => {
+    if (/^\d+$/.test(v)) return Number(v);
+    const named = spec.names?.indexOf(v) ?? -1;
+    return named >= 0 ? named + (spec.min === 1 ? 1 : 0) : null;
+  };
+  const bounds = range.split("-");
+  if (bounds.length > 2) return false;
+  const nums = bounds.map(value);
+  if (nums.some((n) => n === null || n < spec.min || n > spec.max)) return false;
+  return nums.length === 1 || (nums[0] as number) <= (nums[1] as number);
+}
+
+/** Check the form; with no errors, `value` is the body for PUT /api/agents/{name}/schedule. */
+export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; value?: Schedule } {
+  const errors: ScheduleErrors = {};
+  let cron: string | null = null;
+  let everyK: number | null = null;
+  if (form.mode === "cron") {
+    const problem = form.cron.trim() ? cronProblem(form.cron) : "Give a cron expression, such as 0 2 * * *.";
+    if (problem) errors.cron = problem;
+    else cron = form.cron.trim().split(/\s+/).join(" ");
+  } else if (form.mode === "every_k") {
+    const [k, problem] = integer(form.everyK, 1, 100_000, "K");
+    if (problem) errors.everyK = problem;
+    everyK = k;
+  }
+  const [sft, sftProblem] = bounded(form.sft, "The SFT weight", 0, 1_000);
+  const [dpo, dpoProblem] = bounded(form.dpo, "The DPO weight", 0, 1_000);
+  if (sftProblem) errors.sft = sftProblem;
+  if (dpoProblem) errors.dpo = dpoProblem;
+  if (sft !== null && dpo !== null && sft + dpo <= 0) {
+    errors.lossMixture = "At least one loss needs a weight above 0.";
+  }
+  const [steps, stepsProblem] = integer(form.steps, 1, 10_000, "Steps");
+  if (stepsProblem) errors.steps = stepsProblem;
+  const [lr, lrProblem] = bounded(form.learningRate, "The learning rate", 0, 1, { minExclusive: true });
+  if (lrProblem) errors.learningRate = lrProblem;
+  const [replay, replayProblem] = bounded(form.replayShare, "The replay share", 0, 1);
+  if (replayProblem) errors.replayShare = replayProblem;
+  const [kl, klProblem] = bounded(form.klCoef, "The KL coefficient", 0, 10);
+  if (klProblem) errors.klCoef = klProblem;
+  const [maxRegression, regressionProblem] = bounded(form.maxRegression, "The allowed regression", 0, 1);
+  if (regressionProblem) errors.maxRegression = regressionProblem;
+  if (Object.keys(errors).length) return { errors };
+  const mixture: Record<string, number> = {};
+  if (sft! > 0) mixture["sft"] = sft!;
+  if (dpo! > 0) mixture["dpo"] = dpo!;
+  return {
+    errors,
+    value: {
+      mode: form.mode,
+      cron,
+      every_k: everyK,
+      loss_mixture: mixture,
+      steps: steps!,
+      learning_rate: lr!,
+      replay_share: replay!,
+      kl_coef: kl!,
+      promotion_rule: { max_regression: maxRegression!, require_improvement: form.requireImprovement },
+    },
+  };
+}
+
+/** The loss mixture as shares of one, for display ("SFT 67% · DPO 33%"). */
+export function mixtureShares(form: Pick<ScheduleForm, "sft" | "dpo">): string {
+  const sft = Math.max(parseNumber(form.sft) ?? 0, 0);
+  const dpo = Math.max(parseNumber(form.dpo) ?? 0, 0);
+  const total = sft + dpo;
+  if (total <= 0) return "no loss selected";
+  const pct = (w: number) => `${Math.round((100 * w) / total)}%`;
+  return [sft > 0 ? `SFT ${pct(sft)}` : null, dpo > 0 ? `DPO ${pct(dpo)}` : null].filter(Boolean).join(" · ");
+}
+
+/** Map an API error's `param` (e.g. "promotion_rule.max_regression") to a form field. */
+export function fieldOfParam(param: string | null): keyof ScheduleErrors | null {
+  if (!param) return null;
+  const map: Record<string, keyof ScheduleErrors> = {
+    mode: "mode",
+    cron: "cron",
+    every_k: "everyK",
+    loss_mixture: "lossMixture",
+    steps: "steps",
+    learning_rate: "learningRate",
+    replay_share: "replayShare",
+    kl_coef: "klCoef",
+    "promotion_rule.max_regression": "maxRegression",
+    "promotion_rule.require_improvement": "requireImprovement",
+  };
+  return map[param] ?? (param.startsWith("loss_mixture") ? "lossMixture" : null);
+}

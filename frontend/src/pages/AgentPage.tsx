@@ -1,0 +1,348 @@
+// One agent: its adapter versions (evaluation results, lineage, promote and rollback), the
+// learning-cycle schedule, and cycle runs with live progress.
+import { useEffect, useMemo, useRef } from "react";
+import { Link, useParams } from "react-router-dom";
+import { api, type Schemas, scopedUrl, unwrap } from "../api/client";
+import { Sparkline } from "../components/LineChart";
+import { ScheduleEditor } from "../components/ScheduleEditor";
+import { ErrorText, Loading, Progress, StatusBadge } from "../components/ui";
+import { ago, formatTime, num, percent, shortId } from "../lib/format";
+import { useAction, useQuery } from "../lib/hooks";
+
+type Version = Schemas["VersionOut"];
+type Run = Schemas["CycleRunOut"];
+
+const ACTIVE = new Set(["queued", "running"]);
+
+/** Depth of each version in its lineage tree (root versions at 0). */
+export function lineageDepths(versions: Version[]): Map<number, number> {
+  const parent = new Map(versions.map((v) => [v.number, v.parent]));
+  const depth = new Map<number, number>();
+  const of = (n: number, seen: Set<number>): number => {
+    if (depth.has(n)) return depth.get(n)!;
+    const p = parent.get(n);
+    const d = p == null || !parent.has(p) || seen.has(p) ? 0 : of(p, new Set([...seen, n])) + 1;
+    depth.set(n, d);
+    return d;
+  };
+  for (const v of versions) of(v.number, new Set());
+  return depth;
+}
+
+function lineageOf(live: number | null | undefined, versions: Version[]): number[] {
+  const parent = new Map(versions.map((v) => [v.number, v.parent]));
+  const chain: number[] = [];
+  let at = live ?? null;
+  while (at != null && !chain.includes(at)) {
+    chain.push(at);
+    at = parent.get(at) ?? null;
+  }
+  return chain;
+}
+
+function Score({ before, after }: { before: unknown; after: unknown }) {
+  if (typeof before !== "number" && typeof after !== "number") return <span className="muted">—</span>;
+  const delta = typeof before === "number" && typeof after === "number" ? after - before : null;
+  return (
+    <span>
+      {percent(before as number)} → <strong>{percent(after as number)}</strong>
+      {delta != null && delta !== 0 && <span className={delta > 0 ? "up" : "down"}> ({delta > 0 ? "+" : ""}{(delta * 100).toFixed(0)})</span>}
+    </span>
+  );
+}
+
+/** Final training losses: a number per loss kind ({sft, dpo}), or a per-step list. */
+function Losses({ value, label }: { value: unknown; label: string }) {
+  if (Array.isArray(value)) return <Sparkline values={value as number[]} label={label} />;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length) {
+      return (
+        <span title={label}>
+          {entries.map(([kind, loss]) => (
+            <div key={kind}>
+              {kind} {num(loss)}
+            </div>
+          ))}
+        </span>
+      );
+    }
+  }
+  return <span className="muted">—</span>;
+}
+
+function lossChange(first: unknown, last: unknown): string | null {
+  if (!last || typeof last !== "object") return null;
+  const before = (first && typeof first === "object" ? first : {}) as Record<string, unknown>;
+  return Object.entries(last as Record<string, unknown>)
+    .map(([kind, loss]) => (kind in before ? `${kind} ${num(before[kind])} → ${num(loss)}` : `${kind} ${num(loss)}`))
+    .join(", ");
+}
+
+function VersionRow({
+  v,
+  depth,
+  liveNumber,
+  onChanged,
+}: {
+  v: Version;
+  depth: number;
+  liveNumber: number | null;
+  onChanged: (agent: Schemas["AgentOut"]) => Promise<void>;
+}) {
+  const { name = "" } = useParams();
+  const act = useAction(async (kind: "promote" | "rollback") => {
+    const path = kind === "promote" ? "/api/agents/{name}/promote" : "/api/agents/{name}/rollback";
+    await onChanged(await unwrap(api.POST(path, { params: { path: { name } }, body: { version: v.number } })));
+  });
+  const m = v.metrics as Record<string, unknown>;
+  const isLive = v.number === liveNumber;
+  const older = liveNumber != null && v.number < liveNumber;
+  return (
+    <tr data-version={v.number} className={isLive ? "live" : undefined}>
+      <td>
+        <span className="lineage" style={{ paddingLeft: `${depth * 14}px` }}>
+          {depth > 0 && <span className="muted">└ </span>}
+          <strong>v{v.number}</strong>
+        </span>
+        <div className="muted small mono" title={v.name}>{v.name}</div>
+      </td>
+      <td>
+        <StatusBadge status={v.status} />
+      </td>
+      <td>{v.source}</td>
+      <td>{v.parent ? `v${v.parent}` : <span className="muted">base</span>}</td>
+      <td data-metric="eval">
+        <Score before={m["eval_live"]} after={m["eval_candidate"]} />
+      </td>
+      <td data-metric="new">
+        <Score before={m["new_live"]} after={m["new_candidate"]} />
+      </td>
+      <td className="small">
+        <Losses value={m["losses"]} label={`training loss of v${v.number}`} />
+      </td>
+      <td className="mono small" title={v.checksum}>
+        {v.checksum.slice(0, 10)}
+      </td>
+      <td title={formatTime(v.created_at)}>{ago(v.created_at)}</td>
+      <td className="row-actions">
+        {!isLive && (older && v.status === "retired" ? (
+          <button type="button" onClick={() => void act.run("rollback")} disabled={act.pending}>
+            Roll back to v{v.number}
+          </button>
+        ) : (
+          <button type="button" onClick={() => void act.run("promote")} disabled={act.pending}>
+            Promote v{v.number}
+          </button>
+        ))}
+        {isLive && <span className="ok">serving</span>}
+        <ErrorText error={act.error} />
+      </td>
+    </tr>
+  );
+}
+
+function RunRow({ run }: { run: Run }) {
+  const m = run.metrics as Record<string, unknown>;
+  return (
+    <tr data-run={run.id} data-status={run.status}>
+      <td className="mono small">{shortId(run.id)}</td>
+      <td>{run.trigger}</td>
+      <td>
+        <StatusBadge status={run.status} />
+      </td>
+      <td className="progress-cell">
+        {ACTIVE.has(run.status) ? (
+          <Progress value={run.status === "queued" ? null : run.progress} label={`cycle ${shortId(run.id)} progress`} />
+        ) : (
+          <span className="muted">{percent(run.progress)}</span>
+        )}
+      </td>
+      <td>{run.candidate_version ? `v${run.candidate_version}` : "—"}</td>
+      <td className="small">
+        {typeof m["decision"] === "string" && <div>{m["decision"]}</div>}
+        {typeof m["reason"] === "string" && <div>{m["reason"]}</div>}
+        {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"]) && (
+          <div className="muted">loss {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"])}</div>
+        )}
+        {typeof m["new"] === "number" && (
+          <div className="muted">
+            {num(m["new"])} new + {num(m["replay"])} replayed examples, {num(m["eval"])} held out
+          </div>
+        )}
+        {run.error && <div className="error">{run.error}</div>}
+      </td>
+      <td title={formatTime(run.created_at)}>{ago(run.created_at)}</td>
+      <td title={formatTime(run.finished_at)}>{run.finished_at ? ago(run.finished_at) : "—"}</td>
+    </tr>
+  );
+}
+
+export function AgentPage() {
+  const { name = "" } = useParams();
+  const path = { params: { path: { name } } };
+  const agents = useQuery(() => unwrap(api.GET("/api/agents")), [name]);
+  const agent = agents.data?.find((a) => a.name === name);
+  const versions = useQuery(() => unwrap(api.GET("/api/agents/{name}/versions", path)), [name]);
+  const schedule = useQuery(() => unwrap(api.GET("/api/agents/{name}/schedule", path)), [name]);
+  const runs = useQuery(
+    () => unwrap(api.GET("/api/cycles", { params: { query: { agent: name } } })),
+    [name],
+    (data) => (data?.some((r) => ACTIVE.has(r.status)) ? 1000 : null),
+  );
+  const active = runs.data?.some((r) => ACTIVE.has(r.status)) ?? false;
+
+  // When a run finishes, the versions (and the live one) may have changed.
+  const wasActive = useRef(false);
+  const { reload: reloadVersions } = versions;
+  const { reload: reloadAgents } = agents;
+  useEffect(() => {
+    if (wasActive.current && !active) {
+      void reloadVersions();
+      void reloadAgents();
+    }
+    wasActive.current = active;
+  }, [active, reloadVersions, reloadAgents]);
+
+  // Writes answer with what they changed; the page shows that at once.
+  const save = useAction(async (value: Schemas["ScheduleUpdate"]) => {
+    const saved = await unwrap(api.PUT("/api/agents/{name}/schedule", { ...path, body: value }));
+    schedule.mutate(() => saved);
+  });
+  const start = useAction(async () => {
+    const run = await unwrap(api.POST("/api/agents/{name}/cycles", path));
+    runs.mutate((list) => [run, ...(list ?? []).filter((r) => r.id !== run.id)]);
+  });
+  const liveChanged = async (changed: Schemas["AgentOut"]) => {
+    agents.mutate((list) => list?.map((a) => (a.id === changed.id ? changed : a)));
+    await versions.reload();
+  };
+  const rollbackPrevious = useAction(async () => {
+    await liveChanged(await unwrap(api.POST("/api/agents/{name}/rollback", { ...path, body: {} })));
+  });
+
+  const sorted = useMemo(() => [...(versions.data ?? [])].sort((a, b) => b.number - a.number), [versions.data]);
+  const depths = useMemo(() => lineageDepths(sorted), [sorted]);
+  const liveNumber = agent?.live_version ?? null;
+  const chain = lineageOf(liveNumber, sorted);
+
+  if (agents.data && !agent) {
+    return (
+      <div className="page">
+        <Link to="/admin/agents">← Agents</Link>
+        <ErrorText error={`This tenant has no agent '${name}'.`} />
+      </div>
+    );
+  }
+
+  return (
+    <div className="page agent">
+      <header className="page-head">
+        <div>
+          <Link to="/admin/agents">← Agents</Link>
+          <h1>{name}</h1>
+          <p className="muted">
+            {agent && [agent.description, `LoRA rank ${agent.lora_rank}, alpha ${agent.lora_alpha}`].filter(Boolean).join(" · ")}
+          </p>
+        </div>
+        <div className="live-box" data-testid="live-version">
+          <span className="muted small">live</span>
+          <strong>{liveNumber ? `v${liveNumber}` : "base model"}</strong>
+          {chain.length > 1 && <span className="muted small">lineage {chain.map((n) => `v${n}`).join(" ← ")} ← base</span>}
+        </div>
+      </header>
+
+      <section className="card" aria-label="Adapter versions">
+        <div className="section-head">
+          <h2>Adapter versions</h2>
+          <div className="actions">
+            <button type="button" onClick={() => void rollbackPrevious.run()} disabled={rollbackPrevious.pending || !liveNumber}>
+              Roll back to the previous version
+            </button>
+            <a className="button" href={scopedUrl(`/api/agents/${encodeURIComponent(name)}/dataset?split=train`)} download>
+              Training data (JSONL)
+            </a>
+            <a className="button" href={scopedUrl(`/api/agents/${encodeURIComponent(name)}/dataset?split=eval`)} download>
+              Held-out data (JSONL)
+            </a>
+          </div>
+        </div>
+        <ErrorText error={rollbackPrevious.error} />
+        <ErrorText error={versions.error} />
+        {versions.loading && !versions.data ? (
+          <Loading what="versions" />
+        ) : sorted.length ? (
+          <table className="versions">
+            <thead>
+              <tr>
+                <th>Version</th>
+                <th>Status</th>
+                <th>Source</th>
+                <th>Parent</th>
+                <th title="score on the held-out set: live → candidate">Held-out eval</th>
+                <th title="fit on the new examples: live → candidate">New examples</th>
+                <th>Loss</th>
+                <th>Checksum</th>
+                <th>Created</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {sorted.map((v) => (
+                <VersionRow key={v.id} v={v} depth={depths.get(v.number) ?? 0} liveNumber={liveNumber} onChanged={liveChanged} />
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <p className="empty">No versions yet: the agent answers with the base model until a cycle promotes one.</p>
+        )}
+      </section>
+
+      <section className="card" aria-label="Learning cycles">
+        <div className="section-head">
+          <h2>Learning cycles</h2>
+          <div className="actions">
+            <button type="button" className="primary" onClick={() => void start.run()} disabled={start.pending || active}>
+              {active ? "A cycle is running…" : start.pending ? "Starting…" : "Run a cycle now"}
+            </button>
+          </div>
+        </div>
+        <ErrorText error={start.error} />
+        <ErrorText error={runs.error} />
+        {runs.data?.length ? (
+          <table className="runs">
+            <thead>
+              <tr>
+                <th>Run</th>
+                <th>Trigger</th>
+                <th>Status</th>
+                <th>Progress</th>
+                <th>Candidate</th>
+                <th>Outcome</th>
+                <th>Started</th>
+                <th>Finished</th>
+              </tr>
+            </thead>
+            <tbody>
+              {runs.data.map((r) => (
+                <RunRow key={r.id} run={r} />
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          runs.data && <p className="empty">No cycle has run yet.</p>
+        )}
+      </section>
+
+      <section className="card" aria-label="Schedule">
+        <h2>Schedule</h2>
+        <ErrorText error={schedule.error} />
+        {schedule.data ? (
+          <ScheduleEditor schedule={schedule.data} onSave={save.run} saving={save.pending} serverError={save.error} />
+        ) : (
+          !schedule.error && <Loading what="the schedule" />
+        )}
+      </section>
+    </div>
+  );
+}

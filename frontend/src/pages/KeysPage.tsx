@@ -1,0 +1,128 @@
+// The tenant's API keys: create one (its secret is shown once) and revoke.
+import { type FormEvent, useState } from "react";
+import { api, type Schemas, unwrap } from "../api/client";
+import { useSession } from "../auth/session";
+import { ErrorText, Field, Loading } from "../components/ui";
+import { ago, formatTime } from "../lib/format";
+import { useAction, useQuery } from "../lib/hooks";
+import { requiredProblem } from "../lib/validate";
+
+type Key = Schemas["KeyOut"];
+
+function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => void }) {
+  const [confirming, setConfirming] = useState(false);
+  const revoke = useAction(async () => {
+    await unwrap(api.POST("/api/keys/{key_id}/revoke", { params: { path: { key_id: k.id } } }));
+    setConfirming(false);
+    onRevoked(k.id);
+  });
+  return (
+    <tr data-key={k.name}>
+      <td>{k.name}</td>
+      <td className="mono">{k.prefix}…</td>
+      <td title={formatTime(k.created_at)}>{ago(k.created_at)}</td>
+      <td>{k.revoked_at ? <span className="badge muted">revoked {ago(k.revoked_at)}</span> : <span className="badge good">active</span>}</td>
+      <td className="row-actions">
+        {!k.revoked_at &&
+          (confirming ? (
+            <>
+              <button type="button" className="danger" onClick={() => void revoke.run()} disabled={revoke.pending}>
+                Confirm: revoke {k.name}
+              </button>
+              <button type="button" onClick={() => setConfirming(false)}>
+                Keep it
+              </button>
+            </>
+          ) : (
+            <button type="button" onClick={() => setConfirming(true)}>
+              Revoke
+            </button>
+          ))}
+        <ErrorText error={revoke.error} />
+      </td>
+    </tr>
+  );
+}
+
+export function KeysPage() {
+  const { tenant } = useSession();
+  const keys = useQuery(() => unwrap(api.GET("/api/keys")), [tenant]);
+  const [name, setName] = useState("");
+  const [problem, setProblem] = useState<string | null>(null);
+  const [minted, setMinted] = useState<Key | null>(null);
+  const create = useAction(async (keyName: string) => {
+    const key = await unwrap(api.POST("/api/keys", { body: { name: keyName } }));
+    setMinted(key);
+    setName("");
+    // The list never holds the plaintext: it is only in the box above, until dismissed.
+    keys.mutate((list) => [...(list ?? []), { ...key, key: null }]);
+  });
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const found = requiredProblem(name.trim(), "a name for the key", 200);
+    setProblem(found);
+    if (!found) void create.run(name.trim());
+  };
+  return (
+    <div className="page">
+      <header className="page-head">
+        <h1>API keys</h1>
+        <span className="muted">tenant {tenant} · agents call /v1 with these</span>
+      </header>
+      {minted?.key && (
+        <section className="card minted" aria-label="New key">
+          <h2>Key “{minted.name}” created</h2>
+          <p>Copy it now: it is shown this once, and only its hash is kept.</p>
+          <div className="secret">
+            <code data-testid="new-key">{minted.key}</code>
+            <button type="button" onClick={() => void navigator.clipboard?.writeText(minted.key ?? "")}>
+              Copy
+            </button>
+            <button type="button" onClick={() => setMinted(null)}>
+              I have saved it
+            </button>
+          </div>
+        </section>
+      )}
+      <ErrorText error={keys.error} />
+      {keys.loading && !keys.data ? (
+        <Loading what="keys" />
+      ) : keys.data?.length ? (
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Prefix</th>
+              <th>Created</th>
+              <th>State</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {keys.data.map((k) => (
+              <KeyRow
+                key={k.id}
+                k={k}
+                onRevoked={(id) =>
+                  keys.mutate((list) => list?.map((x) => (x.id === id ? { ...x, revoked_at: new Date().toISOString() } : x)))
+                }
+              />
+            ))}
+          </tbody>
+        </table>
+      ) : (
+        <p className="empty">No keys yet.</p>
+      )}
+      <form className="card inline-form" onSubmit={submit} noValidate aria-label="Create an API key">
+        <h2>New key</h2>
+        <Field label="Name" htmlFor="key-name" error={problem} hint="who or what will use it">
+          <input id="key-name" value={name} onChange={(e) => { setName(e.target.value); setProblem(null); }} />
+        </Field>
+        <button type="submit" className="primary" disabled={create.pending}>
+          {create.pending ? "Creating…" : "Create key"}
+        </button>
+        <ErrorText error={create.error} />
+      </form>
+    </div>
+  );
+}

@@ -1,0 +1,93 @@
+import { render, screen } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { LineChart, niceTicks } from "../src/components/LineChart";
+import { lineageDepths } from "../src/pages/AgentPage";
+import { BenchmarkView, startProblems } from "../src/pages/ExperimentsPage";
+import { filterProblems } from "../src/pages/ReviewQueue";
+
+describe("lineageDepths", () => {
+  it("places each version under its parent", () => {
+    const v = (number: number, parent: number | null) => ({ number, parent }) as Parameters<typeof lineageDepths>[0][number];
+    const depths = lineageDepths([v(1, null), v(2, 1), v(3, 2), v(4, 1), v(5, 99)]);
+    expect(Object.fromEntries(depths)).toEqual({ 1: 0, 2: 1, 3: 2, 4: 1, 5: 0 });
+  });
+});
+
+describe("filterProblems", () => {
+  const none = { agent: "", version: "", unrated: false, lowRating: false, hasCorrection: "" as const, since: "", until: "" };
+  it("accepts empty filters and a sensible range", () => {
+    expect(filterProblems(none)).toEqual({});
+    expect(filterProblems({ ...none, version: "3", since: "2030-01-01T10:00", until: "2030-01-02T10:00" })).toEqual({});
+  });
+  it("rejects a bad version and a backwards range", () => {
+    expect(filterProblems({ ...none, version: "v3" }).version).toMatch(/whole number/);
+    expect(filterProblems({ ...none, version: "0" }).version).toMatch(/between 1/);
+    expect(filterProblems({ ...none, since: "2030-01-02T10:00", until: "2030-01-01T10:00" }).until).toMatch(/after 'since'/);
+  });
+});
+
+describe("startProblems", () => {
+  it("checks the experiment config with the gateway's bounds", () => {
+    const good = {
+      agent: "rl", environment: "calculator", steps: "10", prompts_per_step: "16", group_size: "8",
+      learning_rate: "0.001", temperature: "1.0", max_turns: "4", max_tokens: "96", advantage: "grpo", seed: "0", eval_tasks: "0",
+    };
+    expect(Object.values(startProblems(good)).filter(Boolean)).toEqual([]);
+    const bad = startProblems({ ...good, agent: "", group_size: "1", temperature: "0", max_tokens: "4", seed: "-1" });
+    expect(Object.entries(bad).filter(([, v]) => v).map(([k]) => k).sort()).toEqual(
+      ["agent", "group_size", "max_tokens", "seed", "temperature"],
+    );
+  });
+});
+
+describe("charts", () => {
+  it("picks round ticks that cover the data", () => {
+    expect(niceTicks(0, 1, 5)).toEqual([0, 0.25, 0.5, 0.75, 1]);
+    const ticks = niceTicks(-0.29, -0.22, 5);
+    expect(ticks[0]!).toBeLessThanOrEqual(-0.29);
+    expect(ticks[ticks.length - 1]!).toBeGreaterThanOrEqual(-0.22);
+    expect(niceTicks(2, 2).length).toBeGreaterThan(1);
+  });
+
+  it("draws a point per step and skips missing values", () => {
+    const { container } = render(
+      <LineChart
+        title="Reward"
+        series={[
+          { name: "reward", color: "#00f", points: [{ x: 0, y: 0.1 }, { x: 1, y: null }, { x: 2, y: 0.5 }] },
+          { name: "accuracy", color: "#0a0", dashed: true, points: [{ x: 0, y: 0.2 }, { x: 1, y: 0.3 }, { x: 2, y: 0.4 }] },
+        ]}
+      />,
+    );
+    expect(container.querySelectorAll('g[data-series="reward"] circle')).toHaveLength(2);
+    expect(container.querySelector('g[data-series="reward"] path')?.getAttribute("d")).toMatch(/^M[^L]*M/);
+    expect(container.querySelector('g[data-series="accuracy"] path')?.getAttribute("stroke-dasharray")).toBe("6 4");
+    expect(screen.getByRole("img", { name: "Reward" })).toBeTruthy();
+  });
+
+  it("says so when there is nothing to draw", () => {
+    render(<LineChart title="Loss" series={[{ name: "loss", color: "#f00", points: [{ x: 0, y: null }] }]} />);
+    expect(screen.getByText("No values yet.")).toBeTruthy();
+  });
+});
+
+describe("BenchmarkView", () => {
+  it("shows the meta and a table of the result rows", () => {
+    const { container } = render(
+      <BenchmarkView
+        data={{ meta: { model: "tiny", rounds: 3 }, results: [{ experiments: 1, speedup: 1.0322934 }, { experiments: 4, speedup: 3.2, note: "x" }] }}
+        plotUrl="/plot.png"
+      />,
+    );
+    expect([...container.querySelectorAll("th")].map((th) => th.textContent)).toEqual(["experiments", "speedup", "note"]);
+    expect(screen.getByText("1.03")).toBeTruthy();
+    expect(screen.getByText("tiny")).toBeTruthy();
+    expect(screen.getByRole("img", { name: "Benchmark plot" }).getAttribute("src")).toBe("/plot.png");
+  });
+
+  it("takes a plain list of rows too", () => {
+    const { container } = render(<BenchmarkView data={[{ a: 1 }, { a: 2 }]} plotUrl={null} />);
+    expect(container.querySelectorAll("tbody tr")).toHaveLength(2);
+    expect(container.querySelector("img")).toBeNull();
+  });
+});
