@@ -193,6 +193,9 @@ def main() -> None:
                     entry["serial_cold"] = {"final_s": _cumulative(cold[:n])[-1],
                                             "mean_s": statistics.fmean(_cumulative(cold[:n]))}  # fmt: skip
                 runs[str(n)] = entry
+                # Written after every N, so an interrupted run keeps what it measured.
+                write_report({"config": {k: v for k, v in vars(args).items() if k not in ("out", "cold_child")},
+                              "cold_single_s": cold, "runs": runs, "partial": n != ns[-1]}, args.out)  # fmt: skip
                 print(
                     f"N={n}: concurrent {entry['concurrent']['final_s']:.1f}s, "
                     f"serial warm {entry['serial_warm']['final_s']:.1f}s",
@@ -200,10 +203,7 @@ def main() -> None:
                 )
         finally:
             engine.stop()
-    report = {"config": {k: v for k, v in vars(args).items() if k not in ("out", "cold_child")},
-              "cold_single_s": cold, "runs": runs,
-              "machine": f"{os.cpu_count()} CPU cores, vLLM CPU engine, bundled model"}  # fmt: skip
-    write_report(report, args.out)
+    print(f"results in {args.out}")
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
