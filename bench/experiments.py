@@ -189,6 +189,9 @@ def main() -> None:
 
                 torch.set_num_threads(int(os.environ["CLORA_BENCH_TRAINER_THREADS"]))
             settings, trainer = get_settings(), SharedTrainer()
+            # One throwaway experiment first: the first run on a fresh engine and trainer pays
+            # warm-up (kernels, first LoRA loads) that would otherwise bias the first mode timed.
+            asyncio.run(_timed(settings, _new_experiments([_config(args, 99)], "warmup"), trainer))
             for n in ns:
                 configs = [_config(args, i) for i in range(n)]
                 warm_ids = _new_experiments(configs, f"w{n}")
