@@ -74,6 +74,22 @@ def conversation(problem: ArithmeticProblem, use_calculator: bool) -> list[dict[
     return messages
 
 
+def copy_drill(rng: random.Random) -> ArithmeticProblem:
+    """An explicit expression to evaluate ("Calculate 48*7+913."): copy practice only.
+
+    Not a task of the environment. The expression appears verbatim in the question, so
+    these short conversations are dense in the digit copying that word problems need
+    (the easiest form of it), and they help the copying skill form early and reliably.
+    """
+    count = rng.randint(2, 4)
+    numbers = tuple(rng.randint(2, 10 ** rng.randint(1, 3) - 1) for _ in range(count))
+    expression = str(numbers[0])
+    for number in numbers[1:]:
+        expression += rng.choice("+-*") + str(number)
+    answer = int(calculate(expression))
+    return ArithmeticProblem("drill", 0, numbers, f"Calculate {expression}.", expression, answer)
+
+
 @dataclass
 class Example:
     """One tokenized training conversation."""
@@ -146,10 +162,16 @@ def sample_examples(
     rng: random.Random,
     n: int,
     calc_path_fraction: float,
+    drill_fraction: float = 0.0,
 ) -> list[Example]:
-    """Draw ``n`` training-split conversations (held-out problems are skipped)."""
+    """Draw ``n`` training conversations: word problems of the training split (held-out
+    problems are skipped) and, with probability ``drill_fraction``, copy drills."""
     out: list[Example] = []
     while len(out) < n:
+        if rng.random() < drill_fraction:
+            drill = copy_drill(rng)
+            out.append(encoder.encode(conversation(drill, True), P_CALC_MAX))
+            continue
         problem = make_problem(rng)
         if problem.split != "train":
             continue

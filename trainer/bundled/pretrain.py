@@ -41,20 +41,24 @@ class PretrainConfig:
     """Most optimiser steps (cool-down included), whatever the copy accuracy."""
     cooldown_steps: int = 250
     """Steps of linear decay to 10% of ``lr`` once copying is learned."""
-    copy_target: float = 0.995
-    """Teacher-forced copy accuracy that starts the cool-down."""
+    copy_target: float = 0.95
+    """Teacher-forced copy accuracy that starts the cool-down (which lifts it to ~100%)."""
     eval_every: int = 50
     """Steps between copy-accuracy checks (and progress lines)."""
     batch_size: int = 32
     """Conversations per step."""
-    lr: float = 3e-3
-    """AdamW learning rate after the linear warm-up, until the cool-down."""
+    lr: float = 1e-3
+    """AdamW learning rate after the linear warm-up, until the cool-down. Measured here:
+    copying reached 80% (teacher-forced) by step 300 at 1e-3, by step 850 at 2e-3, and
+    not by step 1250 at 3e-3."""
     warmup_steps: int = 60
     """Linear warm-up steps."""
     weight_decay: float = 0.01
     """AdamW weight decay on matrices (not on norms or biases)."""
     calc_path_fraction: float = 0.85
-    """Share of conversations whose continuation takes the calculator path."""
+    """Share of word-problem conversations whose continuation takes the calculator path."""
+    drill_fraction: float = 0.3
+    """Share of conversations that are copy drills ("Calculate 48*7+913.")."""
     seed: int = 0
     """Seeds the weights and the data stream."""
 
@@ -218,7 +222,9 @@ def pretrain(
     while not schedule.done(step) and step < config.max_steps:
         for group in optimizer.param_groups:
             group["lr"] = schedule.at(step)
-        examples = sample_examples(encoder, rng, config.batch_size, config.calc_path_fraction)
+        examples = sample_examples(
+            encoder, rng, config.batch_size, config.calc_path_fraction, config.drill_fraction
+        )
         loss = batch_loss(model, collate(examples, pad_id), encoder.calc_id, encoder.final_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
