@@ -58,6 +58,15 @@ def up(redis_port: int, engine: bool) -> None:
 
 
 @main.command()
+def trainer() -> None:
+    """Run the trainer service: claim training jobs from the queue until stopped."""
+    attach()
+    from app.training.service import main as serve
+
+    serve()
+
+
+@main.command()
 def migrate() -> None:
     """Apply database migrations to CLORA_DATABASE_URL."""
     from app import migrate as migrations

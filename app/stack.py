@@ -95,6 +95,8 @@ class Stack:
                 "--schedule", str(self.data_dir / "celerybeat-schedule"),
             ]  # fmt: skip
             self.supervisor.add(Child("worker", worker_argv, env, logs / "worker.log"))
+            trainer_argv = [sys.executable, "-m", "app.training"]
+            self.supervisor.add(Child("trainer", trainer_argv, env, logs / "trainer.log"))
             click.echo(
                 f"gateway   http://{self.settings.host}:{self.settings.port}  (Ctrl-C stops)"
             )

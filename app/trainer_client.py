@@ -1,13 +1,16 @@
 """The one narrow door from app/ to the trainer.
 
-Today the trainer runs in the calling worker process (one warm `TrainingEngine` per
-process, every adapter's state in its AdapterStore); the methods here are the whole surface
-the service side uses, so moving the trainer behind its own queue changes only this file.
+Learning cycles train through the trainer service (`app.training`): `train_adapter` puts a
+durable job on its Postgres queue and follows the job's step rows. RL experiments step many
+times a second and share one in-process `SharedTrainer` (a warm `TrainingEngine` in the
+process that runs them, with the fair, multiplexing scheduler), see docs/TRAINER.md.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,10 @@ class TrainStep:
     losses: dict[str, float]
 
 
+class TrainingFailed(Exception):
+    """A training job ended without a trained adapter (its error says why)."""
+
+
 def train_adapter(
     adapter_id: str,
     lora: LoraShape,
@@ -58,81 +65,78 @@ def train_adapter(
     steps: int,
     lr: float,
     *,
+    tenant_id: uuid.UUID,
+    agent_id: uuid.UUID | None,
+    write_to: Path,
     kl_coef: float = 0.0,
     on_step: Callable[[TrainStep], None] | None = None,
-    write_to: Path | None = None,
+    on_wait: Callable[[], None] | None = None,
+    poll_s: float = 0.25,
 ) -> list[TrainStep]:
-    """Train a fresh copy of ``parent_dir`` (or a new adapter) on the examples; save it.
+    """Train a fresh copy of ``parent_dir`` (or a new adapter) on the trainer service.
 
-    ``examples`` maps a loss kind ("sft", "dpo", "pg") to its example payloads; each step
-    runs one forward/backward per kind with a non-zero weight, then one optimiser step."""
-    from trainer.batch import Batch
-    from trainer.config import LoraSettings
-    from trainer.losses import LossSpec
+    Enqueues a durable ``train`` job, wakes the trainer, follows its step rows (``on_step``
+    for each) and returns once the adapter is written to ``write_to``. ``examples`` maps a loss
+    kind ("sft", "dpo") to its payloads; each step runs one forward/backward per kind with a
+    non-zero weight, then one optimiser step. Raises `TrainingFailed` when the job fails, is
+    cancelled, or no live trainer claims it within ``trainer_wait_s``. ``on_wait`` is called
+    every few seconds while the job is queued or running (the caller's own heartbeat)."""
+    from app.core.db import unit_of_work
+    from app.core.redis import get_redis
+    from app.models import TrainingJob
+    from app.models.enums import RunStatus
+    from app.training import queue
 
-    engine, tokenizer = _warm()
-    settings = LoraSettings(rank=lora.rank, alpha=lora.alpha, target_modules=lora.target_modules)
-    if engine.has_adapter(adapter_id):
-        engine.drop_adapter(adapter_id)
-    engine.create_adapter(adapter_id, settings, seed=0, parent_dir=parent_dir)
-    batches: dict[str, Any] = {}
-    if examples.get("sft") and mixture.get("sft", 0) > 0:
-        batches["sft"] = _sft_batch(Batch, tokenizer, examples["sft"])
-    if examples.get("dpo") and mixture.get("dpo", 0) > 0:
-        batches["dpo"] = _dpo_batch(Batch, tokenizer, examples["dpo"])
+    settings = get_settings()
+    payload = {
+        "adapter_id": adapter_id,
+        "lora": {
+            "rank": lora.rank,
+            "alpha": lora.alpha,
+            "target_modules": list(lora.target_modules),
+        },
+        "parent_dir": str(parent_dir) if parent_dir else None,
+        "examples": {k: list(v) for k, v in examples.items()},
+        "mixture": dict(mixture),
+        "steps": steps,
+        "lr": lr,
+        "kl_coef": kl_coef,
+        "write_to": str(write_to),
+    }
+    with unit_of_work() as session:
+        queue.supersede(session, adapter_id)
+        job_id = queue.enqueue(session, tenant_id, agent_id, "train", payload, steps).id
+    redis = get_redis()
+    redis.lpush(queue.WAKE_KEY, str(job_id))
     history: list[TrainStep] = []
-    try:
-        for step in range(1, steps + 1):
-            losses: dict[str, float] = {}
-            for kind, batch in batches.items():
-                spec = LossSpec(
-                    kind=kind,  # type: ignore[arg-type]
-                    kl_coef=kl_coef if kind == "pg" else 0.0,
-                )
-                rows = engine.forward_backward([(adapter_id, batch)], spec)[0]
-                losses[kind] = sum(r.loss for r in rows) / max(len(rows), 1)
-            if batches:
-                engine.optim_step(adapter_id, lr, max_grad_norm=1.0)
-            record = TrainStep(step, losses)
-            history.append(record)
-            if on_step is not None:
-                on_step(record)
-        if write_to is not None:
-            engine.save_adapter(adapter_id, write_to)
-    finally:
-        engine.drop_adapter(adapter_id)
-    return history
-
-
-def _sft_batch(batch_cls: Any, tokenizer: Any, payloads: Sequence[dict[str, Any]]) -> Any:
-    from trainer.batch import encode_chat
-
-    rows = [
-        encode_chat(tokenizer, p["messages"], tools=p.get("tools"), only_last_assistant=True)
-        for p in payloads
-    ]
-    return batch_cls(input_ids=[r[0] for r in rows], loss_mask=[r[1] for r in rows])
-
-
-def _dpo_batch(batch_cls: Any, tokenizer: Any, payloads: Sequence[dict[str, Any]]) -> Any:
-    from trainer.batch import encode_chat
-
-    chosen: list[tuple[list[int], list[float]]] = []
-    rejected: list[tuple[list[int], list[float]]] = []
-    for p in payloads:
-        for answer, out in ((p["chosen"], chosen), (p["rejected"], rejected)):
-            out.append(
-                encode_chat(
-                    tokenizer, [*p["messages"], answer], tools=p.get("tools"),
-                    only_last_assistant=True,
-                )
-            )  # fmt: skip
-    return batch_cls(
-        input_ids=[r[0] for r in chosen],
-        loss_mask=[r[1] for r in chosen],
-        rejected_input_ids=[r[0] for r in rejected],
-        rejected_loss_mask=[r[1] for r in rejected],
-    )
+    waited_since = last_wait_call = time.monotonic()
+    while True:
+        if on_wait is not None and time.monotonic() - last_wait_call > 5.0:
+            on_wait()
+            last_wait_call = time.monotonic()
+        with unit_of_work() as session:
+            for row in queue.steps_after(session, job_id, len(history)):
+                record = TrainStep(row.step, dict(row.metrics.get("losses", {})))
+                history.append(record)
+                if on_step is not None:
+                    on_step(record)
+            job = session.get(TrainingJob, job_id)
+            assert job is not None
+            status, error = job.status, job.error
+            if status == RunStatus.queued and redis.get(queue.ALIVE_KEY) is None:
+                if time.monotonic() - waited_since > settings.trainer_wait_s:
+                    queue.finish(session, job_id, RunStatus.cancelled, error="no live trainer")
+                    raise TrainingFailed(
+                        f"no trainer service claimed job {job_id} within "
+                        f"{settings.trainer_wait_s:.0f} s: is `clora trainer` running?"
+                    )
+            else:
+                waited_since = time.monotonic()
+        if status == RunStatus.succeeded:
+            return history
+        if status in (RunStatus.failed, RunStatus.cancelled):
+            raise TrainingFailed(error or f"training job {job_id} {status}")
+        time.sleep(poll_s)
 
 
 class SharedTrainer:

@@ -50,11 +50,51 @@ def start_worker(
     raise RuntimeError("celery worker did not start:\n" + log.read_text())
 
 
+def start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A trainer service process (`python -m app.training`), returned once it is warm."""
+    cmd = [sys.executable, "-m", "app.training"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    seen = log.read_text(errors="replace").count(" ready (base ")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count(" ready (base ") > seen:
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text())
+        time.sleep(0.3)
+    raise RuntimeError("trainer service did not start:\n" + log.read_text())
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def trainer_service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The session's trainer service (learning cycles train through it; it needs no engine)."""
+    from app.core.config import get_settings
+
+    log = tmp_path_factory.mktemp("trainer") / "trainer.log"
+    env = worker_env(database_url, "http://127.0.0.1:9", get_settings().data_dir)
+    env["CLORA_TRAINER_ID"] = "session-trainer"
+    proc = start_trainer(env, log)
+    yield proc
+    stop(proc)
+
+
 @pytest.fixture(scope="session")
 def worker(
     database_url: str,
     engine: EngineProcess,
     gateway: Gateway,
+    trainer_service: subprocess.Popen[bytes],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[subprocess.Popen[bytes]]:
     from app.core.config import get_settings
@@ -63,11 +103,7 @@ def worker(
     env = worker_env(database_url, engine.url, get_settings().data_dir)
     proc = start_worker(env, log)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def wait_for(predicate, timeout_s: float = 120, interval_s: float = 0.3):  # type: ignore[no-untyped-def]

@@ -60,6 +60,25 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = Field(
         default=300, description="Unacknowledged Celery tasks return to the queue after this."
     )
+    trainer_id: str | None = Field(
+        default=None, description="This trainer's name in the job queue (default: hostname)."
+    )
+    trainer_stale_after_s: float = Field(
+        default=30.0, description="A running job whose trainer is silent this long is reclaimed."
+    )
+    trainer_wait_s: float = Field(
+        default=300.0, description="How long a queued job waits for a live trainer to appear."
+    )
+    trainer_max_active: int = Field(
+        default=8, description="Jobs the trainer advances together, one step each in turn."
+    )
+    trainer_step_delay_s: float = Field(
+        default=0.0, description="Pause after each checkpoint (tests widen the kill window)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (JSON list) allowed to call the API from a browser; none by default.",
+    )
     max_request_bytes: int = 1_000_000
     tenant_rate_limit_per_minute: int = 600
     tenant_max_concurrency: int = 32

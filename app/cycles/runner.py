@@ -140,12 +140,16 @@ def _execute(
             run.metrics = {**plan["counts"], "reason": "no new training examples"}
         return RunStatus.rejected
     steps = plan["steps"]
+    progress = [0.0]
 
     def on_step(record: trainer_client.TrainStep) -> None:
+        progress[0] = 0.8 * record.step / steps
         if record.step % 2 == 0 or record.step == steps:
-            _heartbeat(tenant_id, run_id, 0.8 * record.step / steps, last_losses=record.losses)
+            _heartbeat(tenant_id, run_id, progress[0], last_losses=record.losses)
 
-    staging = settings.data_dir.resolve() / "staging" / str(run_id)
+    # A folder per attempt: a job left running by a worker that died never writes into the
+    # folder a later attempt publishes from.
+    staging = settings.data_dir.resolve() / "staging" / str(run_id) / uuid.uuid4().hex
     staging.mkdir(parents=True, exist_ok=True)
     history = trainer_client.train_adapter(
         f"cycle-{run_id}",
@@ -155,8 +159,11 @@ def _execute(
         plan["mixture"],
         steps,
         plan["lr"],
+        tenant_id=tenant_id,
+        agent_id=plan["agent_id"],
         kl_coef=plan["kl_coef"],
         on_step=on_step,
+        on_wait=lambda: _heartbeat(tenant_id, run_id, progress[0]),
         write_to=staging,
     )
     with unit_of_work() as session:

@@ -6,6 +6,7 @@ from app.models.experiments import Experiment, ExperimentStep
 from app.models.interactions import Feedback, Interaction
 from app.models.learning import CycleRun, LearningSchedule, TrainingExample
 from app.models.tenancy import Agent, ApiKey, Tenant, User
+from app.models.training import TrainingJob, TrainingJobStep
 
 __all__ = [
     "AdapterVersion",
@@ -20,5 +21,7 @@ __all__ = [
     "LearningSchedule",
     "Tenant",
     "TrainingExample",
+    "TrainingJob",
+    "TrainingJobStep",
     "User",
 ]

@@ -1,0 +1,5 @@
+"""`python -m app.training`: the trainer service (what `clora trainer` runs)."""
+
+from app.training.service import main
+
+main()
