@@ -69,7 +69,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--dir", str(self.dir),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", "always",  # an accepted interaction survives kill -9
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.dir / "redis.log"),

@@ -50,6 +50,18 @@ def create_app() -> FastAPI:
     app = FastAPI(title="clora", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        # Only for a UI served from another origin; the bundled UI is same-origin and needs
+        # none. Credentials (the session cookie) are allowed only for the listed origins.
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-csrf-token"],
+        )
     app.include_router(health_router)
     app.include_router(serving_router)
     app.include_router(feedback_router)

@@ -1,9 +1,9 @@
 """Benchmark: N concurrent RL experiments on one warm engine and trainer vs running them serially.
 
 For each N: concurrent (N experiments at once, one engine, one shared trainer), serial warm
-(the same N one after another on the running engine and trainer) and serial cold (each
-experiment as its own fresh process that starts engine and trainer, runs, exits; the
-first N of those runs). Seeds are fixed and every experiment index i uses the same prompts at
+(the same N one after another on the running engine and trainer; each experiment is run
+alone once and the first N are summed) and serial cold (each experiment as its own fresh
+process that starts engine and trainer, runs, exits; the first N of those runs). Seeds are fixed and every experiment index i uses the same prompts at
 every N. Prints a Markdown table, writes bench/results/experiments.json and .png/.md.
 
     python -m bench.experiments --n 1,2,4,8 --steps 10      (also: clora bench experiments)
@@ -192,17 +192,25 @@ def main() -> None:
             # One throwaway experiment first: the first run on a fresh engine and trainer pays
             # warm-up (kernels, first LoRA loads) that would otherwise bias the first mode timed.
             asyncio.run(_timed(settings, _new_experiments([_config(args, 99)], "warmup"), trainer))
+            # Serial warm: experiment i has the same config and seed at every N, so each is
+            # run once, alone, and the serial figures for N are the first N run back to back.
+            warm_ids = _new_experiments([_config(args, i) for i in range(max(ns))], "w")
+            warm_single = [asyncio.run(_timed(settings, [p], trainer))[0] for p in warm_ids]
+            warm_steps = _steps(warm_ids)
+            print(f"serial warm, one by one: {[round(t, 1) for t in warm_single]}", flush=True)
             for n in ns:
                 configs = [_config(args, i) for i in range(n)]
-                warm_ids = _new_experiments(configs, f"w{n}")
-                warm = _cumulative(
-                    [asyncio.run(_timed(settings, [pair], trainer))[0] for pair in warm_ids]
-                )
                 conc_ids = _new_experiments(configs, f"n{n}")
+                busy_before = trainer.busy_s
                 conc = asyncio.run(_timed(settings, conc_ids, trainer))
                 entry: dict[str, Any] = {
-                    "concurrent": _summary(conc, _steps(conc_ids)),
-                    "serial_warm": _summary(warm, _steps(warm_ids)),
+                    "concurrent": {
+                        **_summary(conc, _steps(conc_ids)),
+                        # Share of the wall time the shared trainer was computing (the rest
+                        # it waited for rollouts): where the concurrent run spends its time.
+                        "trainer_busy_share": (trainer.busy_s - busy_before) / max(conc),
+                    },
+                    "serial_warm": _summary(_cumulative(warm_single[:n]), warm_steps[:n]),
                 }
                 if cold:
                     entry["serial_cold"] = {"final_s": _cumulative(cold[:n])[-1],

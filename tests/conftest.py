@@ -86,3 +86,20 @@ def db(sql_engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             outer.rollback()
+
+
+# ---- figures for docs/RELIABILITY.md: the tenant-isolation attack cases of this run ----------
+_ISOLATION = {"cases": 0, "refused": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.nodeid.startswith("tests/test_tenant_isolation.py"):
+        _ISOLATION["cases"] += 1
+        _ISOLATION["refused"] += int(report.passed)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _ISOLATION["cases"] >= 50:  # only a run of the whole isolation module reports
+        from tests.reliability import record
+
+        record("isolation", dict(_ISOLATION))

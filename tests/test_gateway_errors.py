@@ -146,3 +146,73 @@ def test_engine_down_is_503(gateway: Gateway) -> None:
     finally:
         replica.url, replica.loaded = url, loaded
     assert post(gateway, fx.key, ok_body(fx.agent.name)).status_code == 200
+
+
+def test_cors_is_closed_by_default(gateway: Gateway) -> None:
+    """No origin is allowed unless CLORA_CORS_ORIGINS lists it: a preflight from another
+    site gets no Access-Control-Allow-Origin, so a browser refuses the cross-origin call."""
+    preflight = httpx.options(
+        f"{gateway.url}/api/auth/me",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    plain = httpx.get(f"{gateway.url}/v1/models", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_cors_allows_only_listed_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.core.config import get_settings
+    from app.main import create_app
+
+    monkeypatch.setenv("CLORA_CORS_ORIGINS", '["https://ui.example"]')
+    get_settings.cache_clear()
+    try:
+        client = TestClient(create_app())  # no lifespan: the middleware answers preflights
+    finally:
+        monkeypatch.delenv("CLORA_CORS_ORIGINS")
+        get_settings.cache_clear()
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-csrf-token",
+    }
+    allowed = client.options("/api/keys", headers={"Origin": "https://ui.example", **ask})
+    assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    refused = client.options("/api/keys", headers={"Origin": "https://evil.example", **ask})
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_secrets_never_reach_the_logs(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Keys (good, revoked, wrong), passwords and the settings' secrets appear in no log line,
+    whatever the request did, with every logger at DEBUG."""
+    import logging
+    import uuid
+
+    from app.core.config import get_settings
+    from app.models.enums import Role
+    from app.users.service import create_user
+
+    fx = make_tenant()
+    password = f"pw-{uuid.uuid4().hex}"
+    email = f"log-{uuid.uuid4().hex[:8]}@example.test"
+    with unit_of_work() as session:
+        create_user(session, email, password, Role.admin, fx.tenant.id)
+    wrong_key = fx.key[:-4] + "zzzz"
+    with caplog.at_level(logging.DEBUG):
+        assert post(gateway, fx.key, ok_body(fx.agent.name)).status_code == 200
+        assert post(gateway, wrong_key, ok_body(fx.agent.name)).status_code == 401
+        assert post(gateway, fx.key, {"model": fx.agent.name}).status_code == 400
+        httpx.post(f"{gateway.url}/api/auth/login", json={"email": email, "password": password})
+        httpx.post(
+            f"{gateway.url}/api/auth/login", json={"email": email, "password": password + "x"}
+        )
+    text = caplog.text + repr(get_settings())
+    secret_part = fx.key.rsplit("_", 1)[1]
+    assert len(caplog.records) > 0
+    for secret in (fx.key, secret_part, wrong_key, password):
+        assert secret not in text
+    secret_key = get_settings().secret_key
+    if secret_key is not None:
+        assert secret_key.get_secret_value() not in text

@@ -28,6 +28,7 @@ from app.tenants.service import create_api_key, create_tenant
 from tests.adapters import random_adapter
 from tests.fixtures_engine import MODEL_DIR
 from tests.gateway_fixtures import Gateway, free_port, make_tenant
+from tests.reliability import record
 from tests.test_gateway import publish_live
 
 pytest_plugins = ["tests.gateway_fixtures"]
@@ -171,6 +172,12 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
             time.sleep(0.5)
         assert expected <= stored, f"{len(expected - stored)} interactions never landed"
         assert count == len(stored) == len(expected)
+        record(
+            "fault_postgres_outage",
+            {"fault": "Postgres stopped for 4 s under load (4 clients), then restarted",
+             "served_ok": len(ids), "failed": len(failures), "accepted_lost": 0,
+             "duplicated": count - len(stored), "recovery_s": 0.0},
+        )  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(15)

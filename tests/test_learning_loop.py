@@ -21,6 +21,7 @@ from app.datasets.service import import_examples
 from app.models import AdapterVersion, Agent, CycleRun, TrainingExample
 from app.models.enums import ExampleSplit
 from tests.gateway_fixtures import Gateway, TenantFixture, make_tenant
+from tests.reliability import record
 from tests.worker_fixtures import start_worker, wait_for, worker_env
 from trainer.envs import CalculatorEnvironment
 
@@ -93,7 +94,7 @@ def schedule(fx: TenantFixture, **changes: object) -> None:
             session,
             fx.tenant.id,
             fx.agent.id,
-            ScheduleUpdate(**{"steps": 30, "learning_rate": 3e-3, **changes}),
+            ScheduleUpdate(**{"steps": 40, "learning_rate": 2e-3, **changes}),
         )
 
 
@@ -133,10 +134,11 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
     ][:4]  # fmt: skip
     assert len(golden_seeds) == 4
     golden(gateway, fx, golden_seeds)
-    golden(gateway, fx, [s for s in range(200, 216) if s != wrong_seed], ExampleSplit.train)
+    anchors = [s for s in range(200, 232) if s != wrong_seed]
+    golden(gateway, fx, anchors, ExampleSplit.train)
     target = calculator_call(wrong_seed)
     correct(gateway, fx, wrong.id, target)
-    wait_for(lambda: _examples(fx) >= 18)
+    wait_for(lambda: _examples(fx) >= len(anchors) + 2)
 
     run = run_cycle_and_wait(fx)
     assert run.status == "succeeded", (
@@ -297,3 +299,15 @@ def test_worker_killed_during_cycle_resumes_cleanly(
         ).all()
         assert len(versions) == 1 and all(registry.verify(v) for v in versions)
         assert versions[0].id == finished.candidate_version_id
+        # The dead worker's training job was cancelled when the new attempt started its own.
+        from app.models import TrainingJob
+
+        jobs = session.scalars(select(TrainingJob).where(TrainingJob.agent_id == fx.agent.id)).all()
+        assert sorted(j.status for j in jobs) == ["cancelled", "succeeded"]
+    record(
+        "fault_worker_kill9_cycle",
+        {"fault": "kill -9 of the Celery worker during a learning cycle",
+         "cycle_final_status": str(finished.status), "resumed": finished.metrics["resumed"],
+         "examples_lost": examples_before - _examples(fx), "versions_published": len(versions),
+         "versions_failing_checksum": 0},
+    )  # fmt: skip

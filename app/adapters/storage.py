@@ -40,7 +40,32 @@ def validate_adapter_folder(folder: Path, max_rank: int) -> dict:
     rank = config.get("r")
     if not isinstance(rank, int) or not 1 <= rank <= max_rank:
         raise InvalidRequest(f"adapter rank must be 1..{max_rank}", param="adapter")
+    _validate_weights(folder / "adapter_model.safetensors", rank)
     return config
+
+
+def _validate_weights(path: Path, rank: int) -> None:
+    """Every tensor is a LoRA A (rank rows) or B (rank columns) matrix of finite numbers."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidRequest(f"adapter weights are not safetensors: {exc}", param="adapter") from exc
+    if not tensors:
+        raise InvalidRequest("adapter weights are empty", param="adapter")
+    for name, tensor in tensors.items():
+        if tensor.dim() != 2 or not ("lora_A" in name or "lora_B" in name):
+            raise InvalidRequest(f"adapter tensor {name!r} is not a LoRA matrix", param="adapter")
+        if tensor.shape[0 if "lora_A" in name else 1] != rank:
+            raise InvalidRequest(
+                f"adapter tensor {name!r} has shape {tuple(tensor.shape)}, not rank {rank}",
+                param="adapter",
+            )
+        if not torch.isfinite(tensor).all():
+            raise InvalidRequest(f"adapter tensor {name!r} holds NaN or inf", param="adapter")
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -56,7 +56,11 @@ def benchmark_json(actor: CurrentActor) -> FileResponse:
     return _result("experiments.json", "application/json")
 
 
-@router.get("/benchmarks/experiments.png")
+@router.get(
+    "/benchmarks/experiments.png",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The benchmark's plot."}},
+)
 def benchmark_plot(actor: CurrentActor) -> FileResponse:
     return _result("experiments.png", "image/png")
 

@@ -127,12 +127,16 @@ class ChatCompletionHandler:
     ) -> AsyncIterator[bytes]:
         acc = StreamAccumulator()
         error: CloraError | None = None
+        recorded = False
         try:
             async for line in resp.aiter_lines():
                 if not line.startswith("data: "):
                     continue
                 payload = line[6:]
                 if payload == "[DONE]":
+                    # Logged before the client sees the end: a stream it saw finish is never lost.
+                    self._record(request, acc.as_response(), error=None)
+                    recorded = True
                     yield b"data: [DONE]\n\n"
                     break
                 chunk = json.loads(payload)
@@ -146,7 +150,8 @@ class ChatCompletionHandler:
         finally:
             await resp.aclose()
             self.state.in_flight[self.engine_name] -= 1
-            self._record(request, acc.as_response(), error=error)
+            if not recorded:
+                self._record(request, acc.as_response(), error=error)
 
     def _public(self, data: dict[str, Any], request: ChatCompletionRequest) -> dict[str, Any]:
         data = dict(data)

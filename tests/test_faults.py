@@ -1,0 +1,305 @@
+"""Fault injection under load: kill -9 the gateway, kill -9 the engine, stop Redis.
+
+Each test runs its own gateway process (and, where it is the fault, its own Redis or vLLM
+engine) against the session database, sends chat traffic from four clients (streamed and
+not), injects the fault, recovers, and then checks that every request the clients saw
+succeed has exactly one interaction row. Requests cut off while a process was dead fail on
+the client side (a connection error or a 503 envelope), never with a 500 and never silently.
+Recovery time is the time from the restart to the first success; the figures go to
+docs/RELIABILITY.md through tests/reliability.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import redis as redis_lib
+from sqlalchemy import select
+
+from app.core.db import unit_of_work
+from app.embedded import EmbeddedRedis
+from app.engine.launcher import EngineProcess
+from app.models import Interaction
+from tests.fixtures_engine import MODEL_DIR, SERVED_MODEL_NAME
+from tests.gateway_fixtures import free_port, make_tenant
+from tests.reliability import record
+
+pytest_plugins = ["tests.gateway_fixtures"]
+pytestmark = pytest.mark.slow
+
+
+def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`uvicorn app.main:app` as its own process; returns once /healthz answers."""
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+           "--port", str(port), "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(log.read_text())
+
+
+def gateway_env(database_url: str, redis_url: str, engine_url: str, data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
+    env.update(
+        CLORA_DATABASE_URL=database_url,
+        CLORA_REDIS_URL=redis_url,
+        CLORA_ENGINE_URLS=json.dumps([engine_url]),
+        CLORA_DATA_DIR=str(data),
+        CLORA_BASE_MODEL_PATH=str(MODEL_DIR),
+        CLORA_ENVIRONMENT="development",
+    )
+    return env
+
+
+@dataclass
+class Traffic:
+    """What the clients saw: completion ids that succeeded, failures with their time."""
+
+    ok: list[str] = field(default_factory=list)
+    ok_at: list[float] = field(default_factory=list)
+    failures: list[tuple[float, str]] = field(default_factory=list)
+
+    def first_ok_after(self, moment: float) -> float | None:
+        later = [t for t in self.ok_at if t >= moment]
+        return min(later) - moment if later else None
+
+
+async def drive(
+    port: int, key: str, model: str, traffic: Traffic, fault: Callable[[], Awaitable[None]]
+) -> None:
+    """Four clients (every other request streamed) run until `fault()` has returned + 3 s."""
+    stop = asyncio.Event()
+
+    async def client_loop(n: int) -> None:
+        client = openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=30
+        )
+        i = 0
+        while not stop.is_set():
+            i += 1
+            messages = [{"role": "user", "content": f"client {n} request {i}"}]
+            try:
+                if i % 2:
+                    resp = await client.chat.completions.create(
+                        model=model,
+                        messages=messages,
+                        max_tokens=4,  # type: ignore[arg-type]
+                    )
+                    completion = resp.id
+                else:
+                    stream = await client.chat.completions.create(
+                        model=model, messages=messages, max_tokens=4, stream=True,  # type: ignore[arg-type]
+                    )  # fmt: skip
+                    completion = ""
+                    async for chunk in stream:
+                        completion = chunk.id
+                traffic.ok.append(completion)
+                traffic.ok_at.append(time.monotonic())
+            except openai.APIStatusError as exc:
+                assert exc.status_code < 500 or exc.status_code in (502, 503), exc
+                traffic.failures.append((time.monotonic(), f"{exc.status_code}"))
+                await asyncio.sleep(0.2)
+            except (openai.APIConnectionError, httpx.HTTPError) as exc:
+                traffic.failures.append((time.monotonic(), type(exc).__name__))
+                await asyncio.sleep(0.2)
+            except openai.APIError as exc:  # an error event inside a stream that broke off
+                traffic.failures.append((time.monotonic(), f"stream: {exc.message}"))
+                await asyncio.sleep(0.2)
+
+    loops = [asyncio.create_task(client_loop(n)) for n in range(4)]
+    await asyncio.sleep(3)
+    await fault()
+    await asyncio.sleep(3)
+    stop.set()
+    await asyncio.gather(*loops)
+
+
+def assert_logged_once(tenant_id: uuid.UUID, ids: list[str], timeout_s: float = 90) -> int:
+    """Every completion the clients saw is one interaction row (waits for the drain);
+    returns the number of duplicate rows (always 0: the id is the primary key)."""
+    expected = {uuid.UUID(hex=i.removeprefix("chatcmpl-")) for i in ids}
+    assert len(expected) == len(ids), "a completion id was handed out twice"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with unit_of_work() as session:
+            stored = list(
+                session.scalars(select(Interaction.id).where(Interaction.tenant_id == tenant_id))
+            )
+        missing = expected - set(stored)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"{len(missing)} of {len(expected)} accepted interactions were lost"
+    assert len(stored) == len(set(stored))
+    return len(stored) - len(set(stored))
+
+
+def _private_redis(tmp_path: Path) -> tuple[EmbeddedRedis, str]:
+    server = EmbeddedRedis(tmp_path / "redis", free_port())
+    return server, server.start()
+
+
+def test_gateway_kill_9_under_load_loses_nothing(
+    database_url: str, engine: EngineProcess, tmp_path: Path
+) -> None:
+    fx = make_tenant("bot")
+    server, redis_url = _private_redis(tmp_path)
+    port = free_port()
+    env = gateway_env(database_url, redis_url, engine.url, tmp_path / "data")
+    log = tmp_path / "gateway.log"
+    procs = [start_gateway_process(env, port, log)]
+    traffic = Traffic()
+    marks: dict[str, float] = {}
+
+    async def fault() -> None:
+        procs[0].send_signal(signal.SIGKILL)
+        await asyncio.to_thread(procs[0].wait)
+        marks["killed"] = time.monotonic()
+        await asyncio.sleep(1)
+        marks["restart"] = time.monotonic()
+        procs.append(await asyncio.to_thread(start_gateway_process, env, port, log))
+
+    try:
+        asyncio.run(drive(port, fx.key, "bot", traffic, fault))
+        stored = assert_logged_once(fx.tenant.id, traffic.ok)
+    finally:
+        procs[-1].terminate()
+        procs[-1].wait(20)
+        server.stop()
+    recovery = traffic.first_ok_after(marks["restart"])
+    assert recovery is not None and recovery < 60
+    assert len(traffic.ok) > 10
+    assert all(t >= marks["killed"] - 5 for t, _ in traffic.failures), "failures outside the fault"
+    record(
+        "fault_gateway_kill9",
+        {"fault": "kill -9 of the gateway under load (4 clients, half streamed)",
+         "served_ok": len(traffic.ok), "failed_while_down": len(traffic.failures),
+         "accepted_lost": 0, "duplicated": stored,
+         "recovery_s": round(recovery, 2)},
+    )  # fmt: skip
+
+
+def test_redis_outage_under_load_fails_nothing_and_loses_nothing(
+    database_url: str, engine: EngineProcess, tmp_path: Path
+) -> None:
+    fx = make_tenant("bot")
+    server, redis_url = _private_redis(tmp_path)
+    port = free_port()
+    env = gateway_env(database_url, redis_url, engine.url, tmp_path / "data")
+    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
+    traffic = Traffic()
+    marks: dict[str, float] = {}
+
+    async def fault() -> None:
+        await asyncio.to_thread(server.stop)
+        marks["down"] = time.monotonic()
+        await asyncio.sleep(4)
+        await asyncio.to_thread(server.start)
+        marks["up"] = time.monotonic()
+
+    try:
+        asyncio.run(drive(port, fx.key, "bot", traffic, fault))
+        served_while_down = sum(1 for t in traffic.ok_at if marks["down"] <= t <= marks["up"])
+        stored = assert_logged_once(fx.tenant.id, traffic.ok)
+        depth = redis_lib.Redis.from_url(redis_url).xlen("clora:interactions")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        server.stop()
+    assert traffic.failures == []
+    assert served_while_down > 0
+    record(
+        "fault_redis_outage",
+        {"fault": "Redis stopped for 4 s under load, then restarted",
+         "served_ok": len(traffic.ok), "served_while_redis_down": served_while_down,
+         "failed": len(traffic.failures), "accepted_lost": 0,
+         "duplicated": stored, "stream_entries_after": depth,
+         "recovery_s": 0.0},
+    )  # fmt: skip
+
+
+def test_engine_kill_9_under_load_recovers(
+    database_url: str, tmp_path: Path, _clean_test_redis: None
+) -> None:
+    """The whole vLLM process group dies; requests fail with 503 envelopes meanwhile; once a
+    new engine is up, the gateway reloads the adapters it needs and serves again."""
+    fx = make_tenant("bot")
+    server, redis_url = _private_redis(tmp_path)
+    engine_port = free_port()
+
+    def new_engine() -> EngineProcess:
+        return EngineProcess(
+            model_dir=MODEL_DIR, port=engine_port, served_model_name=SERVED_MODEL_NAME,
+            max_loras=2, max_lora_rank=16, log_path=tmp_path / "engine.log",
+        )  # fmt: skip
+
+    engines = [new_engine()]
+    engines[0].start()
+    engines[0].wait_ready(240)
+    port = free_port()
+    env = gateway_env(database_url, redis_url, engines[0].url, tmp_path / "data")
+    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
+    traffic = Traffic()
+    marks: dict[str, float] = {}
+
+    async def fault() -> None:
+        pid = engines[0].pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        marks["killed"] = time.monotonic()
+        await asyncio.sleep(2)
+        marks["restart"] = time.monotonic()
+        engines.append(new_engine())
+        engines[-1].start()
+        await asyncio.to_thread(engines[-1].wait_ready, 240)
+        marks["ready"] = time.monotonic()
+
+    try:
+        asyncio.run(drive(port, fx.key, "bot", traffic, fault))
+        stored = assert_logged_once(fx.tenant.id, traffic.ok)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        for e in engines:
+            e.stop()
+        server.stop()
+    recovery = traffic.first_ok_after(marks["ready"])
+    assert recovery is not None and recovery < 30, recovery
+    kinds = {kind for _, kind in traffic.failures}
+    allowed = {
+        "503",
+        "502",
+        "APIConnectionError",
+        "RemoteProtocolError",
+        "stream: engine stream broke off",
+    }
+    assert kinds <= allowed, kinds
+    record(
+        "fault_engine_kill9",
+        {"fault": "kill -9 of the vLLM process group under load, new engine started",
+         "served_ok": len(traffic.ok), "failed_while_down": len(traffic.failures),
+         "accepted_lost": 0, "duplicated": stored,
+         "engine_restart_s": round(marks["ready"] - marks["restart"], 1),
+         "recovery_after_engine_ready_s": round(recovery, 2)},
+    )  # fmt: skip
