@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
@@ -82,6 +85,24 @@ def start_gateway(settings_env: dict[str, str]) -> Gateway:
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError("gateway did not start")
+
+
+def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`uvicorn app.main:app` as its own process; returns once /healthz answers."""
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+           "--port", str(port), "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(log.read_text())
 
 
 @pytest.fixture(scope="session")

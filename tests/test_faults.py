@@ -15,8 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,29 +32,11 @@ from app.embedded import EmbeddedRedis
 from app.engine.launcher import EngineProcess
 from app.models import Interaction
 from tests.fixtures_engine import MODEL_DIR, SERVED_MODEL_NAME
-from tests.gateway_fixtures import free_port, make_tenant
+from tests.gateway_fixtures import TenantFixture, free_port, make_tenant, start_gateway_process
 from tests.reliability import record
 
 pytest_plugins = ["tests.gateway_fixtures"]
 pytestmark = pytest.mark.slow
-
-
-def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`uvicorn app.main:app` as its own process; returns once /healthz answers."""
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(log.read_text())
 
 
 def gateway_env(database_url: str, redis_url: str, engine_url: str, data: Path) -> dict[str, str]:
@@ -155,18 +135,29 @@ def assert_logged_once(tenant_id: uuid.UUID, ids: list[str], timeout_s: float = 
     return len(stored) - len(set(stored))
 
 
-def _private_redis(tmp_path: Path) -> tuple[EmbeddedRedis, str]:
+@dataclass
+class Rig:
+    """A tenant, a private Redis and the settings of a gateway process on its own port."""
+
+    fx: TenantFixture
+    redis: EmbeddedRedis
+    redis_url: str
+    port: int
+    env: dict[str, str]
+
+
+def make_rig(database_url: str, engine_url: str, tmp_path: Path) -> Rig:
     server = EmbeddedRedis(tmp_path / "redis", free_port())
-    return server, server.start()
+    redis_url = server.start()
+    env = gateway_env(database_url, redis_url, engine_url, tmp_path / "data")
+    return Rig(make_tenant("bot"), server, redis_url, free_port(), env)
 
 
 def test_gateway_kill_9_under_load_loses_nothing(
     database_url: str, engine: EngineProcess, tmp_path: Path
 ) -> None:
-    fx = make_tenant("bot")
-    server, redis_url = _private_redis(tmp_path)
-    port = free_port()
-    env = gateway_env(database_url, redis_url, engine.url, tmp_path / "data")
+    rig = make_rig(database_url, engine.url, tmp_path)
+    fx, server, port, env = rig.fx, rig.redis, rig.port, rig.env
     log = tmp_path / "gateway.log"
     procs = [start_gateway_process(env, port, log)]
     traffic = Traffic()
@@ -203,11 +194,9 @@ def test_gateway_kill_9_under_load_loses_nothing(
 def test_redis_outage_under_load_fails_nothing_and_loses_nothing(
     database_url: str, engine: EngineProcess, tmp_path: Path
 ) -> None:
-    fx = make_tenant("bot")
-    server, redis_url = _private_redis(tmp_path)
-    port = free_port()
-    env = gateway_env(database_url, redis_url, engine.url, tmp_path / "data")
-    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
+    rig = make_rig(database_url, engine.url, tmp_path)
+    fx, server, port, redis_url = rig.fx, rig.redis, rig.port, rig.redis_url
+    proc = start_gateway_process(rig.env, port, tmp_path / "gateway.log")
     traffic = Traffic()
     marks: dict[str, float] = {}
 
@@ -244,8 +233,6 @@ def test_engine_kill_9_under_load_recovers(
 ) -> None:
     """The whole vLLM process group dies; requests fail with 503 envelopes meanwhile; once a
     new engine is up, the gateway reloads the adapters it needs and serves again."""
-    fx = make_tenant("bot")
-    server, redis_url = _private_redis(tmp_path)
     engine_port = free_port()
 
     def new_engine() -> EngineProcess:
@@ -257,9 +244,9 @@ def test_engine_kill_9_under_load_recovers(
     engines = [new_engine()]
     engines[0].start()
     engines[0].wait_ready(240)
-    port = free_port()
-    env = gateway_env(database_url, redis_url, engines[0].url, tmp_path / "data")
-    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
+    rig = make_rig(database_url, engines[0].url, tmp_path)
+    fx, server, port = rig.fx, rig.redis, rig.port
+    proc = start_gateway_process(rig.env, port, tmp_path / "gateway.log")
     traffic = Traffic()
     marks: dict[str, float] = {}
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -27,7 +24,7 @@ from app.models import Interaction
 from app.tenants.service import create_api_key, create_tenant
 from tests.adapters import random_adapter
 from tests.fixtures_engine import MODEL_DIR
-from tests.gateway_fixtures import Gateway, free_port, make_tenant
+from tests.gateway_fixtures import Gateway, free_port, make_tenant, start_gateway_process
 from tests.reliability import record
 from tests.test_gateway import publish_live
 
@@ -83,29 +80,6 @@ def test_hot_swap_under_load(gateway: Gateway, tmp_path: Path) -> None:
         )
 
 
-def _start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(log.read_text())
-
-
 def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_path: Path) -> None:
     pg = EmbeddedPostgres(tmp_path)
     url = pg.start()
@@ -128,7 +102,7 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
         CLORA_BASE_MODEL_PATH=str(MODEL_DIR),
     )
     port = free_port()
-    proc = _start_gateway_process(env, port, tmp_path / "gateway.log")
+    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
     ids: list[str] = []
     failures: list[str] = []
 

@@ -22,9 +22,9 @@ import pytest
 
 from app.engine.launcher import EngineProcess
 from tests.adapters import random_adapter
-from tests.gateway_fixtures import Gateway, free_port, make_tenant
+from tests.gateway_fixtures import Gateway, make_tenant, start_gateway_process
 from tests.reliability import record
-from tests.test_faults import _private_redis, assert_logged_once, gateway_env, start_gateway_process
+from tests.test_faults import assert_logged_once, make_rig
 from tests.test_gateway import publish_live
 
 pytest_plugins = ["tests.gateway_fixtures"]
@@ -57,10 +57,9 @@ def test_soak_many_tenants_while_versions_go_live(
 ) -> None:
     tenants = [make_tenant("bot") for _ in range(6)]
     adapters = [random_adapter(tmp_path / f"adapter-{seed}", seed) for seed in range(4)]
-    server, redis_url = _private_redis(tmp_path)
-    port = free_port()
-    env = gateway_env(database_url, redis_url, engine.url, tmp_path / "data")
-    proc = start_gateway_process(env, port, tmp_path / "gateway.log")
+    rig = make_rig(database_url, engine.url, tmp_path)
+    server, port = rig.redis, rig.port
+    proc = start_gateway_process(rig.env, port, tmp_path / "gateway.log")
     ok: dict[int, list[str]] = {i: [] for i in range(len(tenants))}
     failures: list[str] = []
     samples: dict[str, list[float]] = {"gateway": [], "engine": []}

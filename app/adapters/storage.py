@@ -53,7 +53,9 @@ def _validate_weights(path: Path, rank: int) -> None:
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InvalidRequest(f"adapter weights are not safetensors: {exc}", param="adapter") from exc
+        raise InvalidRequest(
+            f"adapter weights are not safetensors: {exc}", param="adapter"
+        ) from exc
     if not tensors:
         raise InvalidRequest("adapter weights are empty", param="adapter")
     for name, tensor in tensors.items():

@@ -7,8 +7,10 @@ import uuid
 
 from app.core.config import get_settings
 from app.core.db import unit_of_work
+from app.core.redis import get_redis
 from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
+from app.experiments.service import reap_orphans
 from app.worker import celery_app
 
 log = logging.getLogger(__name__)
@@ -30,4 +32,5 @@ def tick_task() -> int:
     with unit_of_work() as session:
         started = service.tick(session)
         service.reap(session, stale_after_s=get_settings().cycle_stale_after_s)
+        reap_orphans(session, get_redis())
     return started

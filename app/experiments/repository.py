@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.models import Experiment, ExperimentStep
+from app.models.enums import RunStatus
 
 
 class ExperimentRepository:
@@ -52,3 +54,11 @@ class ExperimentRepository:
             "adapter_version_id": step.adapter_version_id, "metrics": step.metrics,
         }  # fmt: skip
         self.session.execute(insert(ExperimentStep).values(values).on_conflict_do_nothing())
+
+    def running_started_before(self, moment: datetime) -> Sequence[Experiment]:
+        """Running experiments of every tenant started before ``moment`` (the reaper's view)."""
+        return self.session.scalars(
+            select(Experiment).where(
+                Experiment.status == RunStatus.running, Experiment.started_at < moment
+            )
+        ).all()

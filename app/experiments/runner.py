@@ -121,6 +121,7 @@ class ExperimentLoop:
                 registry.load_into_engines, self.settings, IDENTITY_ADAPTER, str(identity)
             )
         status = RunStatus.succeeded
+        alive = asyncio.create_task(self._keep_alive())
         try:
             for step in range(self.config.steps):
                 await asyncio.to_thread(self._check_not_cancelled)
@@ -132,9 +133,25 @@ class ExperimentLoop:
             await asyncio.to_thread(self._finish, RunStatus.failed, f"{type(exc).__name__}: {exc}")
             return RunStatus.failed
         finally:
+            alive.cancel()
             self.trainer.drop(self.adapter_id)
+            await self.client.close()  # inside this loop: a later GC would find it closed
         await asyncio.to_thread(self._finish, status, None)
         return status
+
+    async def _keep_alive(self) -> None:
+        """Renew the liveness key the reaper looks for (`experiments.service.reap_orphans`)."""
+        from app.core.redis import get_redis
+        from app.experiments.service import ALIVE_TTL_S, alive_key
+
+        while True:
+            try:
+                await asyncio.to_thread(
+                    get_redis().set, alive_key(self.experiment_id), "1", ex=ALIVE_TTL_S
+                )
+            except Exception:  # noqa: BLE001 - Redis down: the reaper waits a TTL anyway
+                log.warning("experiment %s: liveness key not renewed", self.experiment_id)
+            await asyncio.sleep(10)
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
         with unit_of_work() as session:

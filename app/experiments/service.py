@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -79,3 +80,31 @@ def to_out(session: Session, experiment: Experiment) -> ExperimentOut:
         started_at=experiment.started_at, finished_at=experiment.finished_at, error=experiment.error,
         steps=steps,
     )  # fmt: skip
+
+
+ALIVE_TTL_S = 60
+"""Seconds an experiment's liveness key lives; its process renews it every 10 s."""
+
+
+def alive_key(experiment_id: uuid.UUID) -> str:
+    return f"clora:experiment:{experiment_id}:alive"
+
+
+def reap_orphans(session: Session, redis: Any, now: datetime | None = None) -> int:
+    """Fail running experiments whose process died: no liveness key for a whole TTL.
+
+    Its recorded steps and published versions stay; the error says what happened. Returns
+    how many were failed. (Experiments are not resumed: an RL step is cheap to rerun as a new
+    experiment, unlike a learning cycle, which is.)"""
+    now = now or datetime.now(UTC)
+    reaped = 0
+    for experiment in ExperimentRepository(session).running_started_before(
+        now - timedelta(seconds=ALIVE_TTL_S)
+    ):
+        if redis.exists(alive_key(experiment.id)):
+            continue
+        experiment.status = RunStatus.failed
+        experiment.finished_at = now
+        experiment.error = "the process running it stopped (no heartbeat); its steps are kept"
+        reaped += 1
+    return reaped
