@@ -29,6 +29,9 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
 from app.core.config import Settings, get_settings
 from app.core.db import unit_of_work
 from app.core.redis import get_redis
@@ -82,8 +85,13 @@ class TrainerService:
         log.info("trainer %s ready (base %s)", self.worker_id, self.settings.base_model_path)
         redis = get_redis()
         while not self.stop.is_set():
-            if not self.run_round():
-                redis.blpop([queue.WAKE_KEY], timeout=1)
+            try:
+                if not self.run_round():
+                    redis.blpop([queue.WAKE_KEY], timeout=1)
+            except (OperationalError, RedisError) as exc:
+                # Postgres or Redis is away: jobs in hand keep their checkpoints; retry soon.
+                log.warning("trainer: %s; retrying in 2 s", type(exc).__name__)
+                self.stop.wait(2)
 
     def run_round(self) -> bool:
         """Claim waiting jobs (up to `trainer_max_active`), then advance each job in hand by
@@ -120,6 +128,11 @@ class TrainerService:
         except JobCancelled:
             del self._active[job_id]
             log.info("job %s cancelled", job_id)
+        except (OperationalError, RedisError) as exc:
+            # Transient: the job stays claimed and resumes from its last checkpoint.
+            del self._active[job_id]
+            log.warning("job %s paused (%s); it resumes from its checkpoint", job_id, exc)
+            return
         except Exception as exc:
             from trainer.errors import TrainerError
 
