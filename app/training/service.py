@@ -35,7 +35,6 @@ from sqlalchemy.exc import OperationalError
 from app.core.config import Settings, get_settings
 from app.core.db import unit_of_work
 from app.core.redis import get_redis
-from app.models import TrainingJob
 from app.models.enums import RunStatus
 from app.training import queue
 
@@ -116,7 +115,7 @@ class TrainerService:
     def _advance(self, job_id: uuid.UUID) -> None:
         steps, payload = self._active[job_id]
         try:
-            if job_id in self._lost or not self._still_ours(job_id):
+            if job_id in self._lost:  # the heartbeat found it cancelled or taken
                 raise JobCancelled()
             next(steps)
             return
@@ -208,15 +207,6 @@ class TrainerService:
         write_to.mkdir(parents=True, exist_ok=True)
         engine.save_adapter(adapter_id, write_to)
         return {"steps": steps, "write_to": str(write_to)}
-
-    def _still_ours(self, job_id: uuid.UUID) -> bool:
-        with unit_of_work() as session:
-            job = session.get(TrainingJob, job_id)
-            return (
-                job is not None
-                and job.status == RunStatus.running
-                and job.claimed_by == self.worker_id
-            )
 
     def _cleanup(self, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
         adapter_id = f"job-{job_id}"
