@@ -83,8 +83,25 @@ def _follow(tenant_id: uuid.UUID, run_id: uuid.UUID, timeout_s: float = 3600) ->
                 break
             time.sleep(1)
     click.echo(f"status {status}: {metrics.get('decision', '')} {error or ''}".rstrip())
+    for line in signal_lines(metrics.get("signals") or {}):
+        click.echo(f"  {line}")
     if status == "failed":
         raise click.ClickException(error or "cycle failed")
+
+
+def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
+    """One readable line per gate signal: parent before, candidate after, examples."""
+    out = []
+    for name, sig in signals.items():
+        n = sig.get("n", 0)
+        if name == "preservation":
+            value = "-" if sig.get("agreement") is None else f"{sig['agreement']:.1%}"
+            out.append(f"{name:<12} agreement {value} (min {sig.get('min', 0):.0%}), n={n}")
+            continue
+        before, after = sig.get("before"), sig.get("after")
+        shown = "-" if before is None else f"{before:.3f} -> {after:.3f}"
+        out.append(f"{name:<12} {shown}, n={n}")
+    return out
 
 
 @cycle.command("list")
@@ -99,7 +116,7 @@ def cycle_list(tenant: str, agent: str | None) -> None:
     with unit_of_work() as session:
         owner, found = _scope(session, tenant, agent)
         for run in CycleRepository(session).runs(owner.id, found.id if found else None)[:50]:
-            click.echo(f"{run.id}  {run.status:<10} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
+            click.echo(f"{run.id}  {run.status:<16} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
                        f"{run.metrics.get('decision', '')}")  # fmt: skip
 
 
@@ -112,8 +129,9 @@ def adapter() -> None:
 @click.argument("agent")
 @click.argument("version", type=int)
 @TENANT
+@click.option("--force", is_flag=True, help="Promote a version the gate did not pass (recorded).")
 @_readable
-def adapter_promote(agent: str, version: int, tenant: str) -> None:
+def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     """Make AGENT@vVERSION live now."""
     from app.adapters import service as registry
     from app.adapters.repository import AdapterVersionRepository
@@ -124,8 +142,10 @@ def adapter_promote(agent: str, version: int, tenant: str) -> None:
         row = AdapterVersionRepository(session).get_by_number(owner.id, found.id, version)
         if row is None:
             raise click.ClickException(f"{agent} has no version {version}")
-        registry.promote(session, owner.id, row.id)
-    click.echo(f"{tenant}/{agent}@v{version} is live")
+        row = registry.promote(session, owner.id, row.id, force=force, by="cli")
+        forced = (row.metrics or {}).get("forced")
+    note = f" (forced over the gate's verdict: {forced['verdict']})" if forced and force else ""
+    click.echo(f"{tenant}/{agent}@v{version} is live{note}")
 
 
 @adapter.command("rollback")

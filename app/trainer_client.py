@@ -52,6 +52,57 @@ class TrainStep:
     losses: dict[str, float]
 
 
+@dataclass(frozen=True)
+class EnvironmentResult:
+    """Greedy episodes of an environment's tasks on one adapter, graded."""
+
+    n: int
+    """Episodes played."""
+    reward: float
+    """Mean reward (for the calculator: the share answered correctly)."""
+    turns: list[dict[str, list[int]]]
+    """Every assistant turn as the engine tokenised it: prompt and completion token ids."""
+
+
+def environment_names() -> list[str]:
+    """Names of the registered RL environments."""
+    from trainer.envs import ENVIRONMENTS
+
+    return sorted(ENVIRONMENTS)
+
+
+def play_environment(
+    engine_url: str, model: str, environment: str, split: str, n: int, *, seed: int = 0
+) -> EnvironmentResult:
+    """Play ``n`` tasks of ``split`` greedily on ``model`` through the engine's chat API."""
+    import asyncio
+
+    import openai
+
+    from trainer.envs import get_environment
+    from trainer.envs.runner import run_episodes
+
+    env = get_environment(environment)
+    tasks = env.tasks(split, n, seed=seed)  # type: ignore[arg-type]
+
+    async def play() -> list[Any]:
+        client = openai.AsyncOpenAI(base_url=f"{engine_url}/v1", api_key="unused", max_retries=1)
+        try:
+            return await run_episodes(client, model, env, tasks, temperature=0.0, concurrency=16)
+        finally:
+            await client.close()
+
+    episodes = asyncio.run(play())
+    turns = [
+        {"prompt_token_ids": t.prompt_token_ids, "completion_token_ids": t.completion_token_ids}
+        for e in episodes
+        for t in e.assistant_turns
+        if t.prompt_token_ids and t.completion_token_ids
+    ]
+    reward = sum(e.reward for e in episodes) / len(episodes) if episodes else 0.0
+    return EnvironmentResult(len(episodes), reward, turns)
+
+
 class TrainingFailed(Exception):
     """A training job ended without a trained adapter (its error says why)."""
 

@@ -23,7 +23,14 @@ from trainer.checkpoint import lora_from_meta, read_state, save_state
 from trainer.config import LoraSettings, TrainerConfig
 from trainer.errors import AdapterMismatchError, InvalidBatchError, NonFiniteError
 from trainer.lora import init_lora_weights
-from trainer.losses import LossSpec, group_advantages, token_logprobs
+from trainer.losses import (
+    LossSpec,
+    LossTerms,
+    distribution_kl,
+    group_advantages,
+    item_units,
+    token_logprobs,
+)
 from trainer.metrics import RowMetrics, StepMetrics
 from trainer.optim import AdamWParams, adamw_step_, clip_grads_, global_grad_norm
 from trainer.pass_loss import compute_loss, fill_missing, row_metrics
@@ -133,6 +140,7 @@ class TrainingEngine:
         if not items:
             return []
         advantages = [self._check_item(a, b, loss) for a, b in items]
+        scales = [self._item_scale(a, b, loss) for a, b in items]
         plans = plan_passes(
             items,
             lambda a: self.store.get(a).pass_signature,
@@ -142,8 +150,20 @@ class TrainingEngine:
         results: list[list[RowMetrics | None]] = [[None] * len(b) for _, b in items]
         with torch.enable_grad():
             for plan in plans:
-                self._run_pass(plan, items, advantages, loss, results)
+                self._run_pass(plan, items, advantages, scales, loss, results)
         return [[m for m in row if m is not None] for row in results]
+
+    def _item_scale(self, adapter_id: str, batch: Batch, loss: LossSpec) -> float:
+        """Factor on the item's loss sums: its weight, over its own units for a per-call mean."""
+        st = self.store.get(adapter_id)
+        if loss.reduction == "step":
+            if st.grad_rows > 0 and st.grad_units == 0:
+                raise InvalidBatchError("one optimiser step cannot mix 'call' and 'step' losses")
+            return loss.weight
+        if st.grad_units > 0:
+            raise InvalidBatchError("one optimiser step cannot mix 'step' and 'call' losses")
+        units = item_units(loss, batch.loss_mask)
+        return loss.weight / units if units > 0 else 0.0
 
     def _check_item(self, adapter_id: str, batch: Batch, loss: LossSpec) -> torch.Tensor | None:
         self.store.get(adapter_id)
@@ -167,15 +187,21 @@ class TrainingEngine:
         plan: PassPlan,
         items: Sequence[WorkItem],
         advantages: Sequence[torch.Tensor | None],
+        scales: Sequence[float],
         loss: LossSpec,
         results: list[list[RowMetrics | None]],
     ) -> None:
         states = [self.store.get(a) for a in plan.adapter_ids]
         t = collate_pass(plan, items, advantages, self.base.pad_token_id, self.device)
+        group = None if loss.reference == "base" else "reference"
         ref = t.reference_logprobs
-        if loss.needs_reference and (ref is None or bool(torch.isnan(ref).any())):
+        trained = t.loss_mask[:, 1:] > 0  # (N, T-1): logits at t predict token t + 1
+        ref_logits = None
+        if loss.kind == "kl":
             with torch.no_grad():
-                group = None if loss.reference == "base" else "reference"
+                ref_logits = self._logits(states, t, group)[:, :-1][trained]  # (M, V)
+        elif loss.needs_reference and (ref is None or bool(torch.isnan(ref).any())):
+            with torch.no_grad():
                 ref = fill_missing(ref, self._logprobs(states, t, group))
         layout = states[0].layout
         flat = self.store.stack_to_device(states, "weights")  # (S, P)
@@ -187,16 +213,26 @@ class TrainingEngine:
             leaf = view.detach().requires_grad_(True)  # (S, *shape), aliasing flat
             leaf.grad = grad  # autograd accumulates in place, i.e. into flat_grad
             stacks[name] = leaf
+        row_scale = torch.tensor([scales[i] for i, _ in plan.rows], device=self.device)  # (R,)
         with self._routed(states, stacks, t.runs, training=True):
-            logp = self._logprobs_routed(t)  # (N, T)
-            terms = compute_loss(loss, logp, t, ref)
+            terms: LossTerms
+            if ref_logits is not None:
+                logits = self.base.logits(t.input_ids, t.attention_mask)[:, :-1]  # (N, T-1, V)
+                row_of = trained.nonzero()[:, 0]  # (M,) row of each trained position
+                terms = distribution_kl(logits[trained], ref_logits, row_of, len(plan.rows))
+            else:
+                logp = self._logprobs_routed(t)  # (N, T)
+                terms = compute_loss(loss, logp, t, ref)
             with warnings.catch_warnings():
                 # The leaves are strided views of flat_grad's twin; accumulating into them in
                 # place is the point, so torch's layout hint does not apply.
                 warnings.filterwarnings("ignore", message="grad and param do not obey")
-                terms.loss.sum().backward()
+                (terms.loss * row_scale.to(terms.loss.dtype)).sum().backward()
         slots = torch.tensor(plan.row_slots)
-        units = torch.zeros(len(states)).index_add_(0, slots, terms.units.detach().cpu().float())
+        row_units = terms.units.detach().cpu().float()
+        if loss.reduction == "call":  # already divided by the item's own units
+            row_units = torch.zeros_like(row_units)
+        units = torch.zeros(len(states)).index_add_(0, slots, row_units)
         rows = torch.bincount(slots, minlength=len(states))
         self.store.accumulate_grads(states, flat_grad, units.tolist(), rows.tolist())
         for (item, row), m in zip(plan.rows, row_metrics(plan, terms, t), strict=True):
@@ -210,6 +246,17 @@ class TrainingEngine:
         stacks = states[0].layout.views(self.store.stack_to_device(states, group))
         with self._routed(states, stacks, t.runs, training=False):
             return self._logprobs_routed(t)
+
+    def _logits(
+        self, states: Sequence[AdapterState], t: PassTensors, group: str | None
+    ) -> torch.Tensor:
+        """Logits (N, T, V) of the pass with each row through `group` of its adapter (None:
+        the base model alone)."""
+        if group is None:
+            return self.base.logits(t.input_ids, t.attention_mask)
+        stacks = states[0].layout.views(self.store.stack_to_device(states, group))
+        with self._routed(states, stacks, t.runs, training=False):
+            return self.base.logits(t.input_ids, t.attention_mask)
 
     def _logprobs_routed(self, t: PassTensors) -> torch.Tensor:
         logits = self.base.logits(t.input_ids, t.attention_mask)  # (N, T, V)
@@ -249,17 +296,19 @@ class TrainingEngine:
     ) -> StepMetrics:
         """Apply the accumulated gradient (averaged over its units) with AdamW; clear it.
 
+        The gradient of `reduction="call"` losses is already a mean and is applied undivided.
         Skips (no change at all) when no rows were accumulated or `step_id` is the last step
         applied. Raises `NonFiniteError` on a NaN/inf gradient: weights, master, moments and
         step count stay as they were and the poisoned gradient sums are discarded.
         """
         st = self.store.get(adapter_id)
-        if (step_id is not None and step_id == st.last_step_id) or st.grad_units <= 0:
+        if (step_id is not None and step_id == st.last_step_id) or st.grad_rows <= 0:
             return StepMetrics(adapter_id, st.step, 0.0, st.grad_units, st.grad_rows, lr, True)
         units, rows = st.grad_units, st.grad_rows
         dev = self.store.swap_in(st, OPTIMIZER_GROUPS)  # flat (P,) buffers on the device
         grads = [dev["grad"]]
-        torch._foreach_mul_(grads, 1.0 / units)
+        if units > 0:
+            torch._foreach_mul_(grads, 1.0 / units)
         norm = global_grad_norm(grads)
         if not torch.isfinite(norm):
             self.zero_grad(adapter_id)

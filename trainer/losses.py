@@ -1,9 +1,13 @@
 """Training losses as pure functions: SFT cross-entropy, DPO, clipped policy gradient, KL.
 
-Every loss returns per-row *sums* plus the number of normalisation units of each row. The engine
-adds sums and units over every `forward_backward` of a step and divides the summed gradient by
-the summed units in `optim_step`, so accumulating over several calls (and multiplexing rows of
-several adapters into one pass) equals one call on the concatenated batch.
+Every loss returns per-row *sums* plus the number of normalisation units of each row. With
+`reduction="step"` the engine adds sums and units over every `forward_backward` of a step and
+divides the summed gradient by the summed units in `optim_step`, so accumulating over several
+calls (and multiplexing rows of several adapters into one pass) equals one call on the
+concatenated batch. With `reduction="call"` each call's loss is its own mean (its sums divided by
+its own units, `item_units`) times `LossSpec.weight`, and `optim_step` adds those means
+undivided: a mixture of losses then has the gradient `sum_k weight_k * grad(mean loss_k)`, so a
+weight of 1 gives a loss the same gradient scale alone or mixed.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import torch.nn.functional as F
 
 AdvantageKind = Literal["grpo", "rloo"]
 PgNormalize = Literal["tokens", "sequences"]
+LossKind = Literal["sft", "dpo", "pg", "kl"]
+Reduction = Literal["step", "call"]
 
 
 @dataclass(frozen=True)
 class LossSpec:
     """Which loss a `forward_backward` call optimises, and its hyper-parameters."""
 
-    kind: Literal["sft", "dpo", "pg"]
-    """sft: cross-entropy on masked tokens; dpo: preference pairs; pg: clipped policy gradient."""
+    kind: LossKind
+    """sft: cross-entropy on masked tokens; dpo: preference pairs; pg: clipped policy gradient;
+    kl: full-distribution KL(reference || adapter) on masked tokens (keep behaviour)."""
     dpo_beta: float = 0.1
     """DPO temperature beta (Rafailov et al. 2023, eq. 7)."""
     clip_low: float = 0.2
@@ -41,16 +48,23 @@ class LossSpec:
     parent weights (`TrainingEngine.set_reference`) or the base model with the adapter off."""
     pg_normalize: PgNormalize = "tokens"
     """pg: average over all assistant tokens of the step, or first within each sequence (GRPO)."""
+    weight: float = 1.0
+    """Factor on this loss (a mixture weight); 0 is allowed and contributes a zero gradient."""
+    reduction: Reduction = "step"
+    """step: sums divided by every unit of the optimiser step; call: this call's own mean per
+    adapter, times `weight`, added undivided (see the module doc)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("sft", "dpo", "pg"):
+        if self.kind not in ("sft", "dpo", "pg", "kl"):
             raise ValueError(f"unknown loss kind {self.kind!r}")
         if self.clip_low < 0 or self.clip_high < 0 or self.dpo_beta <= 0 or self.kl_coef < 0:
             raise ValueError("clip epsilons and kl_coef must be >= 0, dpo_beta > 0")
+        if self.weight < 0 or self.reduction not in ("step", "call"):
+            raise ValueError("weight must be >= 0 and reduction 'step' or 'call'")
 
     @property
     def needs_reference(self) -> bool:
-        """True when the loss reads reference logprobs."""
+        """True when the loss reads reference logprobs (kl reads whole reference distributions)."""
         return self.kind == "dpo" or (self.kind == "pg" and self.kl_coef > 0)
 
 
@@ -116,6 +130,38 @@ def dpo_loss(
         "accuracy": (reward_w > reward_l).float().detach(),
     }
     return LossTerms(loss, torch.ones_like(loss), metrics)
+
+
+def distribution_kl(
+    logits: torch.Tensor, ref_logits: torch.Tensor, rows: torch.Tensor, n_rows: int
+) -> LossTerms:
+    """Forward KL(ref || pi) over the whole vocabulary at each trained position, summed per row.
+
+    KL_t = sum_v ref(v | x_<t) * (log ref(v | x_<t) - log pi(v | x_<t)), the token-level
+    distillation objective of Hinton et al. 2015 and GKD (Agarwal et al. 2024, eq. 1 with the
+    forward KL). Unlike a sampled-token estimator it pins the parent's whole next-token
+    distribution, so greedy choices elsewhere in the sequence are kept as well.
+    """
+    # logits, ref_logits: (M, V) at the M trained positions; rows: (M,) row index of each
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (M, V)
+    ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)  # (M, V)
+    per_pos = (ref_logp.exp() * (ref_logp - logp)).sum(dim=-1)  # (M,)
+    loss = torch.zeros(n_rows, dtype=per_pos.dtype, device=per_pos.device)
+    loss = loss.index_add(0, rows, per_pos)  # (R,)
+    units = torch.zeros(n_rows, dtype=per_pos.dtype, device=per_pos.device)
+    units = units.index_add(0, rows, torch.ones_like(per_pos))  # (R,)
+    return LossTerms(loss, units, {"kl": loss.detach() / units.clamp(min=1e-9)})
+
+
+def item_units(spec: LossSpec, mask_rows: list[list[float]]) -> float:
+    """Normalisation units a batch contributes to `spec`'s loss (what `reduction="call"`
+    divides by): trained tokens for sft, kl and token-normalised pg, rows for sequence-
+    normalised pg, pairs for dpo. Agrees with the `units` the losses above return."""
+    if spec.kind == "dpo" or (spec.kind == "pg" and spec.pg_normalize == "sequences"):
+        return float(len(mask_rows))
+    if spec.kind == "kl":
+        return float(sum(1 for row in mask_rows for m in row if m > 0))
+    return float(sum(sum(row) for row in mask_rows))
 
 
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class Route:
     version_number: int | None
     engine_name: str | None
     path: str | None
+    default_max_tokens: int | None = None
+    """The agent's cap on a completion when the request sets none."""
 
     @property
     def version_label(self) -> str:
@@ -69,10 +72,13 @@ def resolve(session: Session, tenant_id: uuid.UUID, tenant_slug: str, model: str
         version = repo.get(tenant_id, agent.live_version_id)
     else:
         version = None
+    cap = (agent.settings or {}).get("default_max_tokens")
     if version is None:
-        return Route(tenant_id, agent.id, agent.name, None, None, None, None)
+        return Route(tenant_id, agent.id, agent.name, None, None, None, None, cap)
     name = adapter_name(tenant_slug, agent.name, version.number)
-    return Route(tenant_id, agent.id, agent.name, version.id, version.number, name, version.path)
+    return Route(
+        tenant_id, agent.id, agent.name, version.id, version.number, name, version.path, cap
+    )
 
 
 def publish(
@@ -112,12 +118,36 @@ def publish(
     return repo.add(version)
 
 
-def promote(session: Session, tenant_id: uuid.UUID, version_id: uuid.UUID) -> AdapterVersion:
-    """Make a version the agent's live one; the previous live version is retired."""
+def promote(
+    session: Session,
+    tenant_id: uuid.UUID,
+    version_id: uuid.UUID,
+    *,
+    force: bool | None = None,
+    by: str | None = None,
+) -> AdapterVersion:
+    """Make a version the agent's live one; the previous live version is retired.
+
+    With ``force`` given (an admin's promotion), a version whose gate verdict is not "passed"
+    (rejected, or nothing to evaluate on) is promoted only when ``force`` is true, and the
+    force is recorded on the version. ``force=None`` (rollback, a passing cycle) skips it."""
     repo = AdapterVersionRepository(session)
     version = repo.get(tenant_id, version_id)
     if version is None:
         raise NotFound("no such adapter version", param="version")
+    verdict = ((version.metrics or {}).get("gate") or {}).get("verdict")
+    if force is not None and verdict not in (None, "passed"):
+        if not force:
+            reason = (version.metrics or {}).get("gate", {}).get("reason", "")
+            raise Conflict(
+                f"version {version.number} did not pass the promotion gate ({verdict}: "
+                f"{reason}); promote it with force to override",
+                param="force",
+            )
+        version.metrics = {
+            **(version.metrics or {}),
+            "forced": {"by": by, "at": datetime.now(UTC).isoformat(), "verdict": verdict},
+        }
     agent = repo.lock_agent(tenant_id, version.agent_id)
     assert agent is not None
     if agent.live_version_id == version.id:

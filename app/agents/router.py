@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
-from app.agents.service import create_agent, get_agent
+from app.agents.service import DEFAULT_MAX_TOKENS, create_agent, get_agent, update_agent
 from app.auth.deps import AdminActor, CurrentActor
 from app.core.jobs import enqueue
 from app.deps import SessionDep
@@ -26,6 +26,19 @@ class AgentIn(BaseModel):
     lora_rank: int = Field(default=16, ge=1, le=64)
     lora_alpha: int = Field(default=32, ge=1, le=1024)
     target_modules: list[str] | None = None
+    environment: str | None = None
+    """An RL environment whose held-out tasks the promotion gate plays (e.g. "calculator")."""
+    default_max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=32_768)
+    """Cap on a completion when a request sets neither max_tokens nor max_completion_tokens."""
+
+
+class AgentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    environment: str | None = None
+    """An environment name, or "" to remove the agent's environment."""
+    default_max_tokens: int | None = Field(default=None, ge=1, le=32_768)
 
 
 class AgentOut(BaseModel):
@@ -36,6 +49,8 @@ class AgentOut(BaseModel):
     lora_alpha: int
     lora_target_modules: list[str]
     live_version: int | None = None
+    environment: str | None = None
+    default_max_tokens: int | None = None
 
 
 class VersionOut(BaseModel):
@@ -52,6 +67,8 @@ class VersionOut(BaseModel):
 
 class PromoteIn(BaseModel):
     version: int = Field(ge=1)
+    force: bool = False
+    """Promote a version the gate did not pass (failed, or nothing to evaluate on); recorded."""
 
 
 class RollbackIn(BaseModel):
@@ -60,6 +77,8 @@ class RollbackIn(BaseModel):
 
 def _agent_out(session: SessionDep, actor: CurrentActor, agent: Any) -> AgentOut:
     out = AgentOut.model_validate(agent, from_attributes=True)
+    out.environment = (agent.settings or {}).get("environment")
+    out.default_max_tokens = (agent.settings or {}).get("default_max_tokens")
     if agent.live_version_id:
         live = AdapterVersionRepository(session).get(actor.tenant_id, agent.live_version_id)
         out.live_version = live.number if live else None
@@ -76,6 +95,19 @@ def post_agent(body: AgentIn, actor: AdminActor, session: SessionDep) -> AgentOu
     agent = create_agent(
         session, actor.tenant_id, body.name, description=body.description,
         lora_rank=body.lora_rank, lora_alpha=body.lora_alpha, target_modules=body.target_modules,
+        environment=body.environment, default_max_tokens=body.default_max_tokens,
+    )  # fmt: skip
+    return _agent_out(session, actor, agent)
+
+
+@router.patch("/{name}", response_model=AgentOut)
+def patch_agent(name: str, body: AgentPatch, actor: AdminActor, session: SessionDep) -> AgentOut:
+    """Change an agent's description, environment or default completion cap."""
+    agent = get_agent(session, actor.tenant_id, name)
+    update_agent(
+        session, agent, description=body.description,
+        environment=body.environment or None, clear_environment=body.environment == "",
+        default_max_tokens=body.default_max_tokens,
     )  # fmt: skip
     return _agent_out(session, actor, agent)
 
@@ -112,7 +144,7 @@ def post_promote(name: str, body: PromoteIn, actor: AdminActor, session: Session
         from app.core.errors import NotFound
 
         raise NotFound(f"{name} has no version {body.version}", param="version")
-    registry.promote(session, actor.tenant_id, version.id)
+    registry.promote(session, actor.tenant_id, version.id, force=body.force, by=actor.email)
     enqueue(session, "adapter.load", str(actor.tenant_id), str(version.id))
     return _agent_out(session, actor, agent)
 

@@ -31,16 +31,21 @@ def matches(produced: dict[str, Any], target: dict[str, Any]) -> bool:
 
 
 def greedy(
-    engine_url: str, model: str, payload: dict[str, Any], max_tokens: int = 96
+    engine_url: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    max_tokens: int = 96,
 ) -> dict[str, Any]:
+    """The model's greedy answer to a conversation, as an assistant message."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": payload["messages"][:-1],
+        "messages": messages,
         "temperature": 0,
         "max_tokens": max_tokens,
     }
-    if payload.get("tools"):
-        body["tools"] = payload["tools"]
+    if tools:
+        body["tools"] = tools
     try:
         resp = httpx.post(f"{engine_url}/v1/chat/completions", json=body, timeout=120)
     except httpx.TransportError as exc:
@@ -54,5 +59,23 @@ def score(engine_url: str, model: str, examples: Sequence[dict[str, Any]]) -> fl
     """Share of SFT examples whose last assistant message the model reproduces greedily."""
     if not examples:
         return None
-    hits = sum(matches(greedy(engine_url, model, p), p["messages"][-1]) for p in examples)
+    hits = sum(
+        matches(greedy(engine_url, model, p["messages"][:-1], p.get("tools")), p["messages"][-1])
+        for p in examples
+    )
     return hits / len(examples)
+
+
+def agreement(
+    engine_url: str, parent: str, candidate: str, prompts: Sequence[dict[str, Any]]
+) -> float | None:
+    """Share of prompts (``{"messages", "tools"}``) the candidate answers greedily exactly as
+    the parent does (same tool calls and arguments, or the same text)."""
+    if not prompts:
+        return None
+    same = 0
+    for p in prompts:
+        before = greedy(engine_url, parent, p["messages"], p.get("tools"))
+        after = greedy(engine_url, candidate, p["messages"], p.get("tools"))
+        same += matches(after, before)
+    return same / len(prompts)

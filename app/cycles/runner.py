@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import uuid
@@ -14,15 +15,17 @@ from sqlalchemy.orm import Session
 from app import trainer_client
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
+from app.agents.repository import AgentRepository
 from app.core.config import get_settings
 from app.core.db import unit_of_work
-from app.cycles import evaluation
+from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import get_schedule
 from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.feedback.repository import ExampleRepository
-from app.models import Agent, CycleRun, Tenant, TrainingExample
-from app.models.enums import ExampleKind, ExampleSplit, RunStatus
+from app.interactions.repository import InteractionRepository
+from app.models import CycleRun, Tenant, TrainingExample
+from app.models.enums import AdapterStatus, ExampleKind, ExampleSplit, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +87,51 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
     return status
 
 
+PRESERVE_TRAIN = 64
+"""Untouched interactions the KL-to-parent term trains on, newest first."""
+PRESERVE_HOLDBACK = 32
+"""Untouched interactions held back for the gate's agreement check."""
+ANCHOR_TASKS = 32
+"""Environment tasks (train split) whose parent answers join the KL term, for an agent with an
+environment: the behaviour to keep even before the agent has any traffic."""
+
+
+def _conversation_key(messages: list[dict[str, Any]]) -> str:
+    return json.dumps(messages, sort_keys=True)
+
+
+def _preservation(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, covered: set[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows for the KL term, prompts held back for the agreement check) from the agent's
+    recent traffic that no feedback touched; prompts a correction covers are left out."""
+    rows = InteractionRepository(session).untouched(
+        tenant_id, agent_id, PRESERVE_TRAIN + PRESERVE_HOLDBACK
+    )
+    train: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for row in rows:
+        request = row.request or {}
+        messages = list(request.get("messages") or [])
+        if _conversation_key(messages) in covered:
+            continue
+        # A fixed split by id: an interaction stays on its side from cycle to cycle.
+        if row.id.int % 3 == 0 and len(held) < PRESERVE_HOLDBACK:
+            held.append({"messages": messages, "tools": request.get("tools")})
+        elif len(train) < PRESERVE_TRAIN:
+            train.append(
+                {
+                    "prompt_token_ids": list(row.prompt_token_ids or []),
+                    "completion_token_ids": list(row.completion_token_ids or []),
+                }
+            )
+    return train, held
+
+
 def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
     """Everything the cycle needs, read in one transaction, as plain values."""
     tenant = session.get(Tenant, run.tenant_id)
-    agent = session.get(Agent, run.agent_id)
+    agent = AgentRepository(session).get(run.tenant_id, run.agent_id)
     assert tenant is not None and agent is not None and agent.tenant_id == tenant.id
     schedule = get_schedule(session, tenant.id, agent.id)
     versions = AdapterVersionRepository(session)
@@ -105,7 +149,15 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             tenant.id, agent.id, split=ExampleSplit.eval, kinds=[ExampleKind.sft]
         )
     ]
+    covered = {
+        _conversation_key(e.payload["messages"][:-1])
+        for e in examples.for_agent(tenant.id, agent.id, kinds=[ExampleKind.sft])
+    }
+    keep, held_back = _preservation(session, tenant.id, agent.id, covered)
     chosen = new + replay
+    rule = dict(schedule.promotion_rule)
+    environment = (agent.settings or {}).get("environment")
+    parent_env = (live.metrics or {}).get("environment") if live else None
     return {
         "tenant_slug": tenant.slug,
         "agent_name": agent.name,
@@ -116,34 +168,65 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
         "live": (live.id, live.number, live.path) if live else None,
         "sft": [e.payload for e in chosen if e.kind == ExampleKind.sft],
         "dpo": [e.payload for e in chosen if e.kind == ExampleKind.preference],
+        "pg": [e.payload for e in chosen if e.kind == ExampleKind.reward],
+        "kl": keep,
+        "held_back": held_back,
         "new_sft": [e.payload for e in new if e.kind == ExampleKind.sft],
         "eval": evaluation_set,
+        "environment": environment,
+        "environment_tasks": int(rule.get("environment_tasks", 200)) if environment else 0,
+        "parent_environment": parent_env,
         "mixture": dict(schedule.loss_mixture),
         "steps": schedule.steps,
         "lr": schedule.learning_rate,
         "kl_coef": schedule.kl_coef,
-        "rule": dict(schedule.promotion_rule),
-        "counts": {"new": len(new), "replay": len(replay), "eval": len(evaluation_set)},
+        "rule": rule,
+        "seed": run.id.int % 2**31,
+        "counts": {
+            "new": len(new),
+            "replay": len(replay),
+            "eval": len(evaluation_set),
+            "preserve_train": len(keep),
+            "preserve_held_back": len(held_back),
+        },
     }
+
+
+def _finish(
+    tenant_id: uuid.UUID, run_id: uuid.UUID, status: RunStatus, **metrics: Any
+) -> RunStatus:
+    with unit_of_work() as session:
+        run = CycleRepository(session).get_run(tenant_id, run_id)
+        assert run is not None
+        run.status = status
+        run.finished_at = datetime.now(UTC)
+        run.progress = 1.0
+        run.metrics = {**(run.metrics or {}), **metrics}
+    return status
 
 
 def _execute(
     tenant_id: uuid.UUID, run_id: uuid.UUID, plan: dict[str, Any], settings: Any
 ) -> RunStatus:
-    if not plan["sft"] and not plan["dpo"]:
-        with unit_of_work() as session:
-            run = CycleRepository(session).get_run(tenant_id, run_id)
-            assert run is not None
-            run.status = RunStatus.rejected
-            run.finished_at = datetime.now(UTC)
-            run.progress = 1.0
-            run.metrics = {**plan["counts"], "reason": "no new training examples"}
-        return RunStatus.rejected
+    if not plan["sft"] and not plan["dpo"] and not plan["pg"]:
+        return _finish(
+            tenant_id, run_id, RunStatus.rejected, **plan["counts"],
+            reason="no new training examples", decision="no new training examples",
+        )  # fmt: skip
+    engine_url = registry.engine_urls(settings)[0].rstrip("/")
+    parent_name = _load_parent(settings, plan)
+    anchors: list[dict[str, Any]] = []
+    if plan["environment"] and plan["kl_coef"] > 0:
+        played = trainer_client.play_environment(
+            engine_url, parent_name, plan["environment"], "train", ANCHOR_TASKS, seed=plan["seed"]
+        )
+        anchors = played.turns
+        _heartbeat(tenant_id, run_id, 0.02, preserve_anchor_turns=len(anchors))
     steps = plan["steps"]
-    progress = [0.0]
+    progress = [0.05]
 
     def on_step(record: trainer_client.TrainStep) -> None:
-        progress[0] = 0.8 * record.step / steps
+        progress[0] = 0.05 + 0.65 * record.step / steps
         if record.step % 2 == 0 or record.step == steps:
             _heartbeat(tenant_id, run_id, progress[0], last_losses=record.losses)
 
@@ -155,7 +238,7 @@ def _execute(
         f"cycle-{run_id}",
         plan["lora"],
         Path(plan["live"][2]) if plan["live"] else None,
-        {"sft": plan["sft"], "dpo": plan["dpo"]},
+        {"sft": plan["sft"], "dpo": plan["dpo"], "pg": plan["pg"], "kl": plan["kl"] + anchors},
         plan["mixture"],
         steps,
         plan["lr"],
@@ -176,68 +259,121 @@ def _execute(
         run = CycleRepository(session).get_run(tenant_id, run_id)
         assert run is not None
         run.candidate_version_id = candidate.id
+        run.heartbeat_at = datetime.now(UTC)
         candidate_name = registry.adapter_name(
             plan["tenant_slug"], plan["agent_name"], candidate.number
         )
         candidate_path, candidate_id = candidate.path, candidate.id
     registry.load_into_engines(settings, candidate_name, candidate_path)
-    _heartbeat(tenant_id, run_id, 0.85)
-
-    engine_url = registry.engine_urls(settings)[0].rstrip("/")
-    if plan["live"]:
-        live_name = registry.adapter_name(plan["tenant_slug"], plan["agent_name"], plan["live"][1])
-        registry.load_into_engines(settings, live_name, plan["live"][2])
-    else:
-        identity = write_identity_adapter(
-            settings.base_model_path, settings.adapter_dir.resolve() / "_identity"
-        )
-        registry.load_into_engines(settings, IDENTITY_ADAPTER, str(identity))
-        live_name = IDENTITY_ADAPTER
-    scores = {
-        "eval_live": evaluation.score(engine_url, live_name, plan["eval"]),
-        "eval_candidate": evaluation.score(engine_url, candidate_name, plan["eval"]),
-        "new_live": evaluation.score(engine_url, live_name, plan["new_sft"]),
-        "new_candidate": evaluation.score(engine_url, candidate_name, plan["new_sft"]),
-    }
-    promote, reason = _decide(scores, plan["rule"])
+    _heartbeat(tenant_id, run_id, 0.72)
+    signals = _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan)
+    verdict = gate.decide(signals, plan["rule"])
     final_losses = history[-1].losses if history else {}
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
         assert run is not None
-        version = AdapterVersionRepository(session).get(tenant_id, candidate_id)
+        versions = AdapterVersionRepository(session)
+        version = versions.get(tenant_id, candidate_id)
         assert version is not None
-        version.metrics = {**scores, "losses": final_losses}
-        if promote:
+        env = signals.get("environment")
+        version.metrics = {
+            "signals": signals, "gate": verdict.as_dict(), "losses": final_losses,
+            **({"environment": _env_cache(env, "after")} if env else {}),
+        }  # fmt: skip
+        if env and plan["live"] and not plan["parent_environment"]:
+            parent = versions.get(tenant_id, plan["live"][0])
+            if parent is not None:  # measured once per version, reused by later cycles
+                parent.metrics = {
+                    **(parent.metrics or {}),
+                    "environment": _env_cache(env, "before"),
+                }
+        if verdict.promote:
             registry.promote(session, tenant_id, candidate_id)
-        else:
-            from app.models.enums import AdapterStatus
-
+        elif verdict.status == RunStatus.rejected:
             version.status = AdapterStatus.rejected
-        run.status = RunStatus.succeeded if promote else RunStatus.rejected
+        run.status = verdict.status
         run.finished_at = datetime.now(UTC)
         run.progress = 1.0
         run.metrics = {
-            **(run.metrics or {}), **plan["counts"], **scores, "decision": reason,
+            **(run.metrics or {}), **plan["counts"], **_legacy_scores(signals),
+            "signals": signals, "decision": verdict.reason, "failed_signal": verdict.failed_signal,
             "first_losses": history[0].losses if history else {}, "final_losses": final_losses,
         }  # fmt: skip
-    return RunStatus.succeeded if promote else RunStatus.rejected
+    return verdict.status
+
+
+def _load_parent(settings: Any, plan: dict[str, Any]) -> str:
+    """Load the version the cycle starts from (the base model's identity adapter for an agent
+    with no version yet) into the engines; returns its engine name."""
+    if plan["live"]:
+        name = registry.adapter_name(plan["tenant_slug"], plan["agent_name"], plan["live"][1])
+        registry.load_into_engines(settings, name, plan["live"][2])
+        return name
+    identity = write_identity_adapter(
+        settings.base_model_path, settings.adapter_dir.resolve() / "_identity"
+    )
+    registry.load_into_engines(settings, IDENTITY_ADAPTER, str(identity))
+    return IDENTITY_ADAPTER
+
+
+def _measure(
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    engine_url: str,
+    parent: str,
+    candidate: str,
+    plan: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Every gate signal, parent before and candidate after (see `app.cycles.gate`)."""
+    signals: dict[str, dict[str, Any]] = {}
+    for name, payloads in (("corrections", plan["new_sft"]), ("held_out", plan["eval"])):
+        signals[name] = {
+            "n": len(payloads),
+            "before": evaluation.score(engine_url, parent, payloads),
+            "after": evaluation.score(engine_url, candidate, payloads),
+        }
+    _heartbeat(tenant_id, run_id, 0.78)
+    held = plan["held_back"]
+    signals["preservation"] = {
+        "n": len(held),
+        "agreement": evaluation.agreement(engine_url, parent, candidate, held),
+        "min": float(plan["rule"].get("preserve_min", 0.95)),
+    }
+    _heartbeat(tenant_id, run_id, 0.85)
+    n_env = plan["environment_tasks"]
+    if plan["environment"] and n_env > 0:
+        cached = plan["parent_environment"]
+        if cached and cached.get("n") == n_env and cached.get("name") == plan["environment"]:
+            before = float(cached["reward"])
+        else:
+            before = trainer_client.play_environment(
+                engine_url, parent, plan["environment"], "test", n_env
+            ).reward
+        _heartbeat(tenant_id, run_id, 0.9)
+        after = trainer_client.play_environment(
+            engine_url, candidate, plan["environment"], "test", n_env
+        ).reward
+        signals["environment"] = {
+            "name": plan["environment"], "n": n_env, "before": before, "after": after,
+        }  # fmt: skip
+    return signals
+
+
+def _env_cache(env: dict[str, Any], side: str) -> dict[str, Any]:
+    return {"name": env["name"], "n": env["n"], "reward": env[side]}
+
+
+def _legacy_scores(signals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The flat score names earlier releases reported (kept for scripts that read them)."""
+    return {
+        "eval_live": signals["held_out"]["before"],
+        "eval_candidate": signals["held_out"]["after"],
+        "new_live": signals["corrections"]["before"],
+        "new_candidate": signals["corrections"]["after"],
+    }
 
 
 def registry_copy(folder: Path) -> Any:
     from app.adapters.storage import copy_from
 
     return copy_from(folder)
-
-
-def _decide(scores: dict[str, float | None], rule: dict[str, Any]) -> tuple[bool, str]:
-    """The promotion rule: no held-out regression beyond the tolerance, and (if required)
-    better on the new examples than the live version."""
-    tolerance = float(rule.get("max_regression", 0.0))
-    live, cand = scores["eval_live"], scores["eval_candidate"]
-    if live is not None and cand is not None and cand < live - tolerance - 1e-9:
-        return False, f"held-out score fell from {live:.3f} to {cand:.3f}"
-    if rule.get("require_improvement", True):
-        new_live, new_cand = scores["new_live"], scores["new_candidate"]
-        if new_live is not None and new_cand is not None and new_cand <= new_live:
-            return False, f"no improvement on new examples ({new_live:.3f} -> {new_cand:.3f})"
-    return True, "promoted: no regression on held-out examples"

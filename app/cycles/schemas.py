@@ -7,16 +7,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-LOSSES = ("sft", "dpo")
+LOSSES = ("sft", "dpo", "pg")
+"""Loss mixture keys: corrections (sft), preferences (dpo), ratings (pg)."""
 
 
 class PromotionRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
-    """How much the held-out score may fall (absolute, 0..1) and still promote."""
+    max_regression: float = Field(default=0.01, ge=0.0, le=1.0)
+    """How much the held-out score and the environment reward may fall (absolute, 0..1)."""
     require_improvement: bool = True
-    """Promote only when the candidate fits the new examples better than the live version."""
+    """Promote only when the candidate fits the new corrections better than the live version."""
+    preserve_min: float = Field(default=0.95, ge=0.0, le=1.0)
+    """Least share of held-back untouched prompts the candidate must answer as its parent."""
+    min_examples: int = Field(default=5, ge=1, le=10_000)
+    """Examples an evaluation signal needs to count; with none that has them, the cycle ends
+    needs_evaluation and promotes nothing."""
+    environment_tasks: int = Field(default=200, ge=0, le=5_000)
+    """Held-out environment tasks the gate plays on parent and candidate (agents with an
+    environment; 0 turns the signal off)."""
 
 
 class ScheduleUpdate(BaseModel):

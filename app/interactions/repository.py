@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import String, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Feedback, Interaction
@@ -78,3 +78,31 @@ class InteractionRepository:
             query.order_by(Interaction.created_at.desc()).limit(limit).offset(offset)
         ).all()
         return rows, int(total)
+
+    def untouched(
+        self, tenant_id: uuid.UUID, agent_id: uuid.UUID, limit: int
+    ) -> Sequence[Interaction]:
+        """The agent's newest answered interactions that no feedback touches (neither rated,
+        corrected nor compared), with the engine's token ids: what a cycle must keep."""
+        touched = exists().where(
+            Feedback.tenant_id == tenant_id, Feedback.interaction_id == Interaction.id
+        )
+        rejected_in = exists().where(
+            Feedback.tenant_id == tenant_id,
+            Feedback.payload["preference"]["rejected_interaction_id"].as_string()
+            == func.cast(Interaction.id, String),
+        )
+        return self.session.scalars(
+            select(Interaction)
+            .where(
+                Interaction.tenant_id == tenant_id,
+                Interaction.agent_id == agent_id,
+                Interaction.error.is_(None),
+                Interaction.completion_token_ids.is_not(None),
+                Interaction.prompt_token_ids.is_not(None),
+                ~touched,
+                ~rejected_in,
+            )
+            .order_by(Interaction.created_at.desc())
+            .limit(limit)
+        ).all()

@@ -50,6 +50,8 @@ class RunStatus(StrEnum):
     rejected = "rejected"
     failed = "failed"
     cancelled = "cancelled"
+    needs_evaluation = "needs_evaluation"
+    """A cycle whose candidate had nothing to be compared on; it stays a candidate."""
 
 
 ACTIVE_RUN_STATUSES = (RunStatus.queued, RunStatus.running)

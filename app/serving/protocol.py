@@ -105,10 +105,15 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("type must be one of text, json_object, json_schema")
         return value
 
-    def engine_body(self, engine_model: str) -> dict[str, Any]:
-        """The body sent to vLLM: always with logprobs and token ids, which the log needs."""
+    def engine_body(
+        self, engine_model: str, default_max_tokens: int | None = None
+    ) -> dict[str, Any]:
+        """The body sent to vLLM: always with logprobs and token ids, which the log needs, and
+        the agent's default cap on the completion when the request sets none."""
         body = self.model_dump(exclude_none=True, exclude={"model", "metadata", "user"})
         body["model"] = engine_model
+        if default_max_tokens and "max_tokens" not in body and "max_completion_tokens" not in body:
+            body["max_tokens"] = default_max_tokens
         body["logprobs"] = True
         body["return_token_ids"] = True
         if self.stream:

@@ -96,7 +96,9 @@ class ChatCompletionHandler:
     async def complete(self, request: ChatCompletionRequest) -> JSONResponse:
         self.state.in_flight[self.engine_name] += 1
         try:
-            resp = await self._send(request.engine_body(self.engine_name), stream=False)
+            resp = await self._send(
+                request.engine_body(self.engine_name, self.route.default_max_tokens), stream=False
+            )
             data = resp.json()
         except CloraError as exc:
             self._record(request, None, error=exc)
@@ -109,7 +111,9 @@ class ChatCompletionHandler:
     async def stream(self, request: ChatCompletionRequest) -> StreamingResponse:
         self.state.in_flight[self.engine_name] += 1
         try:
-            resp = await self._send(request.engine_body(self.engine_name), stream=True)
+            resp = await self._send(
+                request.engine_body(self.engine_name, self.route.default_max_tokens), stream=True
+            )
         except CloraError as exc:
             self.state.in_flight[self.engine_name] -= 1
             self._record(request, None, error=exc)

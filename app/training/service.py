@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ class TrainerService:
     def _train(self, job_id: uuid.UUID, p: dict[str, Any]) -> Generator[None, None, dict[str, Any]]:
         """The job as a generator: one optimiser step per `next`; returns the result."""
         from trainer.config import LoraSettings
-        from trainer.losses import LossSpec
+        from trainer.objective import build_batches, objective_step, objective_weights
 
         engine = self.engine
         adapter_id = f"job-{job_id}"
@@ -181,22 +181,13 @@ class TrainerService:
                 engine.drop_adapter(adapter_id)
             parent = Path(p["parent_dir"]) if p.get("parent_dir") else None
             engine.create_adapter(adapter_id, settings, seed=p.get("seed", 0), parent_dir=parent)
-        batches = self._batches(p)
+        batches = build_batches(self.tokenizer, p.get("examples", {}))
+        weights = objective_weights(p.get("mixture", {}), float(p.get("kl_coef", 0.0)))
         steps = int(p["steps"])
         for step in range(start, steps + 1):
             step_id = f"{job_id}:{step}"
-            losses: dict[str, float] = {}
-            for kind, batch in batches.items():
-                spec = LossSpec(
-                    kind=kind,  # type: ignore[arg-type]
-                    kl_coef=p.get("kl_coef", 0.0) if kind == "pg" else 0.0,
-                )
-                rows = engine.forward_backward([(adapter_id, batch)], spec)[0]
-                losses[kind] = sum(r.loss for r in rows) / max(len(rows), 1)
-            if batches:
-                engine.optim_step(adapter_id, float(p["lr"]), max_grad_norm=1.0, step_id=step_id)
-            else:
-                engine.store.get(adapter_id).last_step_id = step_id
+            losses = objective_step(engine, adapter_id, batches, weights, float(p["lr"]),
+                                    step_id=step_id)  # fmt: skip
             with unit_of_work() as session:
                 queue.record_step(session, job_id, step, step_id, {"losses": losses})
             engine.save_state(adapter_id, state_dir)
@@ -214,53 +205,11 @@ class TrainerService:
             self.engine.drop_adapter(adapter_id)
         shutil.rmtree(self.state_root / str(job_id), ignore_errors=True)
 
-    def _batches(self, p: dict[str, Any]) -> dict[str, Any]:
-        examples, mixture = p.get("examples", {}), p.get("mixture", {})
-        batches: dict[str, Any] = {}
-        if examples.get("sft") and mixture.get("sft", 0) > 0:
-            batches["sft"] = sft_batch(self.tokenizer, examples["sft"])
-        if examples.get("dpo") and mixture.get("dpo", 0) > 0:
-            batches["dpo"] = dpo_batch(self.tokenizer, examples["dpo"])
-        return batches
-
 
 def _step_number(step_id: str | None) -> int:
     if not step_id:
         return 0
     return int(step_id.rsplit(":", 1)[1])
-
-
-def sft_batch(tokenizer: Any, payloads: Sequence[dict[str, Any]]) -> Any:
-    """Cross-entropy rows on each conversation's last assistant turn."""
-    from trainer.batch import Batch, encode_chat
-
-    rows = [
-        encode_chat(tokenizer, p["messages"], tools=p.get("tools"), only_last_assistant=True)
-        for p in payloads
-    ]
-    return Batch(input_ids=[r[0] for r in rows], loss_mask=[r[1] for r in rows])
-
-
-def dpo_batch(tokenizer: Any, payloads: Sequence[dict[str, Any]]) -> Any:
-    """Chosen/rejected row pairs sharing each conversation's prompt."""
-    from trainer.batch import Batch, encode_chat
-
-    chosen: list[tuple[list[int], list[float]]] = []
-    rejected: list[tuple[list[int], list[float]]] = []
-    for p in payloads:
-        for answer, out in ((p["chosen"], chosen), (p["rejected"], rejected)):
-            out.append(
-                encode_chat(
-                    tokenizer, [*p["messages"], answer], tools=p.get("tools"),
-                    only_last_assistant=True,
-                )
-            )  # fmt: skip
-    return Batch(
-        input_ids=[r[0] for r in chosen],
-        loss_mask=[r[1] for r in chosen],
-        rejected_input_ids=[r[0] for r in rejected],
-        rejected_loss_mask=[r[1] for r in rejected],
-    )
 
 
 def main() -> None:

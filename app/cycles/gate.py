@@ -1,0 +1,98 @@
+"""The promotion gate: compare a candidate with its parent on every signal, never on none.
+
+Signals (each with its number of examples ``n``):
+- ``corrections``: corrected prompts of this cycle answered as corrected (what should change);
+- ``held_out``: held-out corrections and golden examples (split ``eval``);
+- ``preservation``: on held-back untouched traffic, the share of prompts where the candidate's
+  greedy answer equals the parent's (what must not change);
+- ``environment``: mean reward on held-out environment tasks, for an agent with one.
+
+``held_out``, ``preservation`` and ``environment`` are evaluation signals: one of them with at
+least ``min_examples`` examples must exist, or the cycle ends ``needs_evaluation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.models.enums import RunStatus
+
+EVALUATION_SIGNALS = ("held_out", "preservation", "environment")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gate decided, why, and which signal failed (if one did)."""
+
+    status: RunStatus
+    reason: str
+    failed_signal: str | None = None
+
+    @property
+    def promote(self) -> bool:
+        return self.status == RunStatus.succeeded
+
+    def as_dict(self) -> dict[str, Any]:
+        verdict = {
+            RunStatus.succeeded: "passed",
+            RunStatus.rejected: "failed",
+            RunStatus.needs_evaluation: "needs_evaluation",
+        }[self.status]
+        return {"verdict": verdict, "reason": self.reason, "failed_signal": self.failed_signal}
+
+
+def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
+    """Apply the promotion rule to the measured signals (see the module doc)."""
+    tolerance = float(rule.get("max_regression", 0.01))
+    preserve_min = float(rule.get("preserve_min", 0.95))
+    enough = int(rule.get("min_examples", 5))
+
+    def measured(name: str) -> dict[str, Any] | None:
+        signal = signals.get(name) or {}
+        return signal if int(signal.get("n", 0)) >= enough else None
+
+    held = measured("held_out")
+    if held is not None and held["after"] < held["before"] - tolerance - 1e-9:
+        return Verdict(
+            RunStatus.rejected,
+            f"held_out: held-out corrections fell from {held['before']:.3f} to "
+            f"{held['after']:.3f} (n={held['n']})",
+            "held_out",
+        )
+    kept = measured("preservation")
+    if kept is not None and kept["agreement"] < preserve_min - 1e-9:
+        return Verdict(
+            RunStatus.rejected,
+            f"preservation: the candidate answers {kept['agreement']:.1%} of untouched "
+            f"prompts as the parent does (n={kept['n']}), below {preserve_min:.0%}",
+            "preservation",
+        )
+    env = measured("environment")
+    if env is not None and env["after"] < env["before"] - tolerance - 1e-9:
+        return Verdict(
+            RunStatus.rejected,
+            f"environment: {env['name']} reward fell from {env['before']:.3f} to "
+            f"{env['after']:.3f} (n={env['n']})",
+            "environment",
+        )
+    fixes = signals.get("corrections") or {}
+    if rule.get("require_improvement", True) and int(fixes.get("n", 0)) > 0:
+        before, after = fixes["before"], fixes["after"]
+        if after < before or (after == before and before < 1.0):
+            return Verdict(
+                RunStatus.rejected,
+                f"corrections: no improvement on this cycle's corrections "
+                f"({before:.3f} -> {after:.3f}, n={fixes['n']})",
+                "corrections",
+            )
+    evaluated = [name for name in EVALUATION_SIGNALS if measured(name) is not None]
+    if not evaluated:
+        return Verdict(
+            RunStatus.needs_evaluation,
+            f"needs evaluation: no signal has {enough} or more examples to compare the "
+            "candidate with its parent. Add held-out examples (`clora dataset import AGENT "
+            "FILE --split eval`), serve some traffic to the agent, or give the agent an "
+            "environment; an admin may also promote the candidate with force.",
+        )
+    return Verdict(RunStatus.succeeded, "promoted: no regression on " + ", ".join(evaluated))

@@ -1,0 +1,157 @@
+"""A learning cycle's objective: what to change, what to keep, as one optimiser step.
+
+One step of a cycle adds, for one adapter (see docs/LEARNING.md):
+
+    L = w_sft * mean SFT(corrections) + w_dpo * mean DPO(preferences)
+        + w_pg * mean clipped-PG(ratings) + kl_coef * mean KL(parent || adapter)(untouched traffic)
+
+Each term is its own mean (`LossSpec(reduction="call")`), so a weight of 1 gives a loss the same
+gradient scale alone or mixed, and the gradient of the mixture is the weighted sum of the
+single-loss gradients. The KL term runs on the agent's own recent traffic that no feedback
+touched (and, for an agent with an environment, the parent's answers to environment tasks); its
+reference is the parent version, pinned when the adapter is created from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trainer.batch import Batch, encode_chat
+from trainer.engine import TrainingEngine
+from trainer.losses import LossSpec
+
+OBJECTIVE_KINDS = ("sft", "dpo", "pg", "kl")
+"""Loss kinds a cycle's objective may hold, in the order a step runs them."""
+
+
+def sft_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
+    """Cross-entropy rows on each conversation's last assistant turn (tools and system prompt
+    rendered as they were served)."""
+    rows = [
+        encode_chat(tokenizer, p["messages"], tools=p.get("tools"), only_last_assistant=True)
+        for p in payloads
+    ]
+    return Batch(input_ids=[r[0] for r in rows], loss_mask=[r[1] for r in rows])
+
+
+def dpo_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
+    """Chosen/rejected row pairs sharing each conversation's prompt."""
+    chosen: list[tuple[list[int], list[float]]] = []
+    rejected: list[tuple[list[int], list[float]]] = []
+    for p in payloads:
+        for answer, out in ((p["chosen"], chosen), (p["rejected"], rejected)):
+            messages = [*p["messages"], answer]
+            out.append(
+                encode_chat(tokenizer, messages, tools=p.get("tools"), only_last_assistant=True)
+            )
+    return Batch(
+        input_ids=[r[0] for r in chosen],
+        loss_mask=[r[1] for r in chosen],
+        rejected_input_ids=[r[0] for r in rejected],
+        rejected_loss_mask=[r[1] for r in rejected],
+    )
+
+
+def _logged_row(tokenizer: Any, p: Mapping[str, Any]) -> tuple[list[int], list[float], int]:
+    """(ids, mask, prompt length) of a logged completion: the engine's own token ids when the
+    payload has them, else the conversation re-rendered with the output as the last turn."""
+    prompt, completion = p.get("prompt_token_ids"), p.get("completion_token_ids")
+    if prompt and completion:
+        ids = [*prompt, *completion]
+        return ids, [0.0] * len(prompt) + [1.0] * len(completion), len(prompt)
+    ids, mask = encode_chat(
+        tokenizer, [*p["messages"], p["output"]], tools=p.get("tools"), only_last_assistant=True
+    )
+    return ids, mask, mask.index(1.0) if 1.0 in mask else len(ids)
+
+
+def pg_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
+    """Off-policy policy-gradient rows from rated outputs: advantage = the rating in [-1, 1],
+    importance ratio against the logged sampling logprobs (NaN where none were logged, which
+    the loss treats as on-policy)."""
+    ids_rows, masks, sampling, advantages = [], [], [], []
+    for p in payloads:
+        ids, mask, start = _logged_row(tokenizer, p)
+        logged = p.get("sampling_logprobs")
+        completion = len(ids) - start
+        if logged and len(logged) == completion and p.get("prompt_token_ids"):
+            row = [0.0] * start + [float(x) for x in logged]
+        else:
+            row = [math.nan] * len(ids)
+        ids_rows.append(ids)
+        masks.append(mask)
+        sampling.append(row)
+        advantages.append(max(-1.0, min(1.0, float(p["reward"]))))
+    return Batch(
+        input_ids=ids_rows, loss_mask=masks, sampling_logprobs=sampling, advantages=advantages
+    )
+
+
+def kl_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
+    """Rows of untouched traffic: the KL to the parent is taken at each completion token."""
+    rows = [_logged_row(tokenizer, p) for p in payloads]
+    return Batch(input_ids=[r[0] for r in rows], loss_mask=[r[1] for r in rows])
+
+
+BUILDERS = {"sft": sft_batch, "dpo": dpo_batch, "pg": pg_batch, "kl": kl_batch}
+
+
+def build_batches(
+    tokenizer: Any, examples: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, Batch]:
+    """One batch per loss kind that has examples."""
+    return {
+        kind: BUILDERS[kind](tokenizer, examples[kind])
+        for kind in OBJECTIVE_KINDS
+        if examples.get(kind)
+    }
+
+
+def objective_weights(mixture: Mapping[str, float], kl_coef: float) -> dict[str, float]:
+    """The weight of each term: the schedule's loss mixture, and `kl_coef` for the KL term."""
+    weights = {kind: float(mixture.get(kind, 0.0)) for kind in ("sft", "dpo", "pg")}
+    weights["kl"] = float(kl_coef)
+    return weights
+
+
+def accumulate(
+    engine: TrainingEngine,
+    adapter_id: str,
+    batches: Mapping[str, Batch],
+    weights: Mapping[str, float],
+    *,
+    dpo_beta: float = 0.1,
+) -> dict[str, float]:
+    """Add the weighted mean gradient of every term with a positive weight; the mean loss of
+    each term (unweighted) is returned for the step's record."""
+    losses: dict[str, float] = {}
+    for kind in OBJECTIVE_KINDS:
+        weight = weights.get(kind, 0.0)
+        if kind not in batches or weight <= 0:
+            continue
+        spec = LossSpec(kind=kind, weight=weight, reduction="call", dpo_beta=dpo_beta)  # type: ignore[arg-type]
+        rows = engine.forward_backward([(adapter_id, batches[kind])], spec)[0]
+        units = sum(r.units for r in rows)
+        losses[kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
+    return losses
+
+
+def objective_step(
+    engine: TrainingEngine,
+    adapter_id: str,
+    batches: Mapping[str, Batch],
+    weights: Mapping[str, float],
+    lr: float,
+    *,
+    step_id: str | None = None,
+    max_grad_norm: float | None = 1.0,
+) -> dict[str, float]:
+    """One optimiser step on the whole objective; returns each term's mean loss."""
+    losses = accumulate(engine, adapter_id, batches, weights)
+    if losses:
+        engine.optim_step(adapter_id, lr, max_grad_norm=max_grad_norm, step_id=step_id)
+    else:
+        engine.store.get(adapter_id).last_step_id = step_id
+    return losses
