@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { components } from "../openapi.json";
+import { PROMOTION_BOUNDS, PROMOTION_DEFAULTS } from "../src/lib/apiSchema";
 import {
   cronProblem,
   fieldOfParam,
@@ -18,7 +20,7 @@ const SCHEDULE: Schedule = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
-  promotion_rule: { max_regression: 0, require_improvement: true },
+  promotion_rule: { max_regression: 0, require_improvement: true, preserve_min: 0.95, min_examples: 5, environment_tasks: 200 },
 };
 
 describe("cronProblem", () => {
@@ -82,6 +84,49 @@ describe("validateSchedule", () => {
     expect(errors.learningRate).toBe("The learning rate must be above 0 and at most 1.");
   });
 
+  it("trains on ratings with the PG weight", () => {
+    const { value } = validateSchedule({ ...formFromSchedule(SCHEDULE), sft: "1", dpo: "0", pg: "0.25" });
+    expect(value?.loss_mixture).toEqual({ sft: 1, pg: 0.25 });
+    expect(validateSchedule({ ...formFromSchedule(SCHEDULE), sft: "0", pg: "1" }).value?.loss_mixture).toEqual({ pg: 1 });
+    expect(validateSchedule({ ...formFromSchedule(SCHEDULE), pg: "-1" }).errors.pg).toBe(
+      "The PG (ratings) weight must be at least 0 and at most 1000.",
+    );
+    expect(formFromSchedule({ ...SCHEDULE, loss_mixture: { dpo: 1, pg: 2 } })).toMatchObject({ sft: "0", dpo: "1", pg: "2" });
+  });
+
+  it("sends the whole promotion rule", () => {
+    const form = { ...formFromSchedule(SCHEDULE), maxRegression: "0.02", preserveMin: "0.9", minExamples: "20", environmentTasks: "0" };
+    expect(validateSchedule(form).value?.promotion_rule).toEqual({
+      max_regression: 0.02,
+      require_improvement: true,
+      preserve_min: 0.9,
+      min_examples: 20,
+      environment_tasks: 0,
+    });
+  });
+
+  it.each([
+    ["preserveMin", "1.5", "The least agreement must be at least 0 and at most 1."],
+    ["preserveMin", "-0.1", "The least agreement must be at least 0 and at most 1."],
+    ["preserveMin", "high", "The least agreement must be a number."],
+    ["minExamples", "0", "The examples a signal needs must be between 1 and 10000."],
+    ["minExamples", "2.5", "The examples a signal needs must be a whole number."],
+    ["environmentTasks", "5001", "Environment tasks must be between 0 and 5000."],
+    ["environmentTasks", "-1", "Environment tasks must be between 0 and 5000."],
+    ["environmentTasks", "", "Environment tasks must be a whole number."],
+  ] as const)("rejects %s = '%s'", (field, text, message) => {
+    const { errors, value } = validateSchedule({ ...formFromSchedule(SCHEDULE), [field]: text });
+    expect(value).toBeUndefined();
+    expect(errors).toEqual({ [field]: message });
+  });
+
+  it("accepts the bounds of the promotion rule", () => {
+    const low = { ...formFromSchedule(SCHEDULE), preserveMin: "0", minExamples: "1", environmentTasks: "0" };
+    const high = { ...formFromSchedule(SCHEDULE), preserveMin: "1", minExamples: "10000", environmentTasks: "5000" };
+    expect(validateSchedule(low).errors).toEqual({});
+    expect(validateSchedule(high).errors).toEqual({});
+  });
+
   it("needs a positive loss weight", () => {
     const { errors } = validateSchedule({ ...formFromSchedule(SCHEDULE), sft: "0", dpo: "0" });
     expect(errors.lossMixture).toBe("At least one loss needs a weight above 0.");
@@ -91,6 +136,33 @@ describe("validateSchedule", () => {
     expect(validateSchedule({ ...formFromSchedule(SCHEDULE), mode: "cron" }).errors.cron).toMatch(/Give a cron expression/);
     expect(validateSchedule({ ...formFromSchedule(SCHEDULE), mode: "every_k" }).errors.everyK).toMatch(/whole number/);
     expect(validateSchedule({ ...formFromSchedule(SCHEDULE), mode: "manual", cron: "bad", everyK: "x" }).errors).toEqual({});
+  });
+});
+
+describe("the gateway's schema", () => {
+  it("gives the promotion rule's defaults and bounds", () => {
+    const rule = components.schemas.PromotionRule.properties;
+    expect(PROMOTION_DEFAULTS).toEqual({
+      max_regression: rule.max_regression.default,
+      require_improvement: rule.require_improvement.default,
+      preserve_min: rule.preserve_min.default,
+      min_examples: rule.min_examples.default,
+      environment_tasks: rule.environment_tasks.default,
+    });
+    expect(PROMOTION_BOUNDS.environment_tasks).toEqual({ min: 0, max: 5000, default: 200 });
+    expect(PROMOTION_BOUNDS.preserve_min).toEqual({ min: 0, max: 1, default: 0.95 });
+  });
+
+  it("fills what a stored rule lacks with the defaults", () => {
+    const old = { ...SCHEDULE, promotion_rule: { max_regression: 0.1 } as Schedule["promotion_rule"] };
+    expect(formFromSchedule(old)).toMatchObject({
+      maxRegression: "0.1",
+      requireImprovement: true,
+      preserveMin: "0.95",
+      minExamples: "5",
+      environmentTasks: "200",
+    });
+    expect(formFromSchedule({ ...SCHEDULE, promotion_rule: undefined }).maxRegression).toBe("0.01");
   });
 });
 
@@ -107,11 +179,14 @@ describe("helpers", () => {
   it("shows the mixture as shares", () => {
     expect(mixtureShares({ sft: "2", dpo: "1" })).toBe("SFT 67% · DPO 33%");
     expect(mixtureShares({ sft: "0", dpo: "0" })).toBe("no loss selected");
+    expect(mixtureShares({ sft: "1", dpo: "0", pg: "3" })).toBe("SFT 25% · PG 75%");
   });
 
   it("maps API params to fields", () => {
     expect(fieldOfParam("promotion_rule.max_regression")).toBe("maxRegression");
     expect(fieldOfParam("loss_mixture.sft")).toBe("lossMixture");
+    expect(fieldOfParam("promotion_rule.preserve_min")).toBe("preserveMin");
+    expect(fieldOfParam("promotion_rule.environment_tasks")).toBe("environmentTasks");
     expect(fieldOfParam(null)).toBeNull();
   });
 });

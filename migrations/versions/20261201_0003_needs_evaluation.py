@@ -21,7 +21,7 @@ TABLES = ("cycle_runs", "training_jobs", "experiments")
 def _recreate(values: tuple[str, ...]) -> None:
     listed = ", ".join(f"'{v}'" for v in values)
     for table in TABLES:
-        op.drop_constraint(f"ck_{table}_runstatus", table, type_="check")
+        op.drop_constraint(op.f(f"ck_{table}_runstatus"), table, type_="check")
         op.create_check_constraint("runstatus", table, f"status IN ({listed})")
 
 

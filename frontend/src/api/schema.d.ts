@@ -18,6 +18,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/agents/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Patch Agent
+         * @description Change an agent's description, environment or default completion cap.
+         */
+        patch: operations["patch_agent_api_agents__name__patch"];
+        trace?: never;
+    };
     "/api/agents/{name}/cycles": {
         parameters: {
             query?: never;
@@ -539,10 +559,17 @@ export interface components {
         /** AgentIn */
         AgentIn: {
             /**
+             * Default Max Tokens
+             * @default 256
+             */
+            default_max_tokens: number;
+            /**
              * Description
              * @default
              */
             description: string;
+            /** Environment */
+            environment?: string | null;
             /**
              * Lora Alpha
              * @default 32
@@ -560,8 +587,12 @@ export interface components {
         };
         /** AgentOut */
         AgentOut: {
+            /** Default Max Tokens */
+            default_max_tokens?: number | null;
             /** Description */
             description: string;
+            /** Environment */
+            environment?: string | null;
             /**
              * Id
              * Format: uuid
@@ -577,6 +608,15 @@ export interface components {
             lora_target_modules: string[];
             /** Name */
             name: string;
+        };
+        /** AgentPatch */
+        AgentPatch: {
+            /** Default Max Tokens */
+            default_max_tokens?: number | null;
+            /** Description */
+            description?: string | null;
+            /** Environment */
+            environment?: string | null;
         };
         /**
          * ChatCompletionRequest
@@ -1012,16 +1052,36 @@ export interface components {
         };
         /** PromoteIn */
         PromoteIn: {
+            /**
+             * Force
+             * @default false
+             */
+            force: boolean;
             /** Version */
             version: number;
         };
         /** PromotionRule */
         PromotionRule: {
             /**
+             * Environment Tasks
+             * @default 200
+             */
+            environment_tasks: number;
+            /**
              * Max Regression
-             * @default 0
+             * @default 0.01
              */
             max_regression: number;
+            /**
+             * Min Examples
+             * @default 5
+             */
+            min_examples: number;
+            /**
+             * Preserve Min
+             * @default 0.95
+             */
+            preserve_min: number;
             /**
              * Require Improvement
              * @default true
@@ -1218,6 +1278,41 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    patch_agent_api_agents__name__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,6 +2,7 @@
 // may replace the live version. Bad input stays in the browser with a message per field.
 import { type FormEvent, useEffect, useState } from "react";
 import { ApiError } from "../api/client";
+import { PROMOTION_BOUNDS } from "../lib/apiSchema";
 import {
   CRON_PRESETS,
   fieldOfParam,
@@ -23,6 +24,13 @@ interface Props {
   readOnly?: boolean;
 }
 
+const rule = PROMOTION_BOUNDS;
+
+/** "0..1, default 0.95": a field's bounds and the gateway's default. */
+function range(b: { min: number; max: number; default: number }): string {
+  return `${b.min}..${b.max}, default ${b.default}`;
+}
+
 const MODES: { value: Schedule["mode"]; label: string; hint: string }[] = [
   { value: "manual", label: "By hand", hint: "Cycles run only when an admin starts one." },
   { value: "cron", label: "On a cron schedule", hint: "Cycles start at the times a cron expression names (UTC)." },
@@ -40,7 +48,7 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
 
   const set = <K extends keyof ScheduleForm>(key: K, value: ScheduleForm[K]) => {
     setForm((f) => ({ ...f, [key]: value }));
-    setErrors((e) => ({ ...e, [key]: undefined, ...(key === "sft" || key === "dpo" ? { lossMixture: undefined } : {}) }));
+    setErrors((e) => ({ ...e, [key]: undefined, ...(key === "sft" || key === "dpo" || key === "pg" ? { lossMixture: undefined } : {}) }));
     setSaved(false);
   };
 
@@ -114,12 +122,15 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
 
       <fieldset disabled={readOnly || saving}>
         <legend>What to train</legend>
-        <div className="grid-2">
-          <Field label="SFT weight" htmlFor="schedule-sft" error={errorOf("sft")}>
+        <div className="grid-3">
+          <Field label="SFT weight" htmlFor="schedule-sft" error={errorOf("sft")} hint="corrections">
             <input id="schedule-sft" inputMode="decimal" value={form.sft} onChange={(e) => set("sft", e.target.value)} />
           </Field>
-          <Field label="DPO weight" htmlFor="schedule-dpo" error={errorOf("dpo")}>
+          <Field label="DPO weight" htmlFor="schedule-dpo" error={errorOf("dpo")} hint="preferences">
             <input id="schedule-dpo" inputMode="decimal" value={form.dpo} onChange={(e) => set("dpo", e.target.value)} />
+          </Field>
+          <Field label="PG weight" htmlFor="schedule-pg" error={errorOf("pg")} hint="ratings (policy gradient)">
+            <input id="schedule-pg" inputMode="decimal" value={form.pg} onChange={(e) => set("pg", e.target.value)} />
           </Field>
         </div>
         <p className="hint" data-testid="mixture">
@@ -154,26 +165,67 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
 
       <fieldset disabled={readOnly || saving}>
         <legend>Promotion rule</legend>
-        <Field
-          label="Largest allowed drop of the held-out score"
-          htmlFor="schedule-max-regression"
-          error={errorOf("maxRegression")}
-          hint="absolute, 0..1; 0 means it must not fall at all"
-        >
-          <input
-            id="schedule-max-regression"
-            inputMode="decimal"
-            value={form.maxRegression}
-            onChange={(e) => set("maxRegression", e.target.value)}
-          />
-        </Field>
+        <div className="grid-2">
+          <Field
+            label="Largest allowed drop of the held-out score"
+            htmlFor="schedule-max-regression"
+            error={errorOf("maxRegression")}
+            hint={`absolute, ${range(rule.max_regression)}; also bounds the environment reward; 0 means it must not fall at all`}
+          >
+            <input
+              id="schedule-max-regression"
+              inputMode="decimal"
+              value={form.maxRegression}
+              onChange={(e) => set("maxRegression", e.target.value)}
+            />
+          </Field>
+          <Field
+            label="Least agreement with the parent on untouched prompts"
+            htmlFor="schedule-preserve-min"
+            error={errorOf("preserveMin")}
+            hint={`share of held-back prompts answered exactly as before, ${range(rule.preserve_min)}`}
+          >
+            <input
+              id="schedule-preserve-min"
+              inputMode="decimal"
+              value={form.preserveMin}
+              onChange={(e) => set("preserveMin", e.target.value)}
+            />
+          </Field>
+          <Field
+            label="Examples a signal needs to count"
+            htmlFor="schedule-min-examples"
+            error={errorOf("minExamples")}
+            hint={`whole number, ${range(rule.min_examples)}; with no signal that has them the cycle ends needs evaluation`}
+          >
+            <input
+              id="schedule-min-examples"
+              inputMode="numeric"
+              value={form.minExamples}
+              onChange={(e) => set("minExamples", e.target.value)}
+            />
+          </Field>
+          <Field
+            label="Environment tasks"
+            htmlFor="schedule-environment-tasks"
+            error={errorOf("environmentTasks")}
+            hint={`held-out tasks played on parent and candidate (agents with an environment), ${range(rule.environment_tasks)}; 0 turns the signal off`}
+          >
+            <input
+              id="schedule-environment-tasks"
+              inputMode="numeric"
+              value={form.environmentTasks}
+              onChange={(e) => set("environmentTasks", e.target.value)}
+            />
+          </Field>
+        </div>
         <label className="check">
           <input
             type="checkbox"
             checked={form.requireImprovement}
             onChange={(e) => set("requireImprovement", e.target.checked)}
           />
-          Promote only when the candidate fits the new examples better than the live version
+          Promote only when the candidate answers this cycle's corrections better than its parent
         </label>
       </fieldset>
 

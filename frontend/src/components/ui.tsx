@@ -70,10 +70,14 @@ const STATUS_TONES: Record<string, string> = {
   rejected: "warn",
   cancelled: "muted",
   failed: "bad",
+  needs_evaluation: "attention",
 };
 
+/** A run's or a version's status; "needs_evaluation" reads "needs evaluation". */
 export function StatusBadge({ status }: { status: string }) {
-  return <span className={`badge ${STATUS_TONES[status] ?? "info"}`}>{status}</span>;
+  return (
+    <span className={`badge ${STATUS_TONES[status] ?? "info"}`}>{status.replace(/_/g, " ")}</span>
+  );
 }
 
 export function Loading({ what }: { what: string }) {

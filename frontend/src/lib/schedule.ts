@@ -1,6 +1,8 @@
 // The learning-cycle schedule as a form: text fields in, a checked ScheduleUpdate out.
-// The bounds mirror app/cycles/schemas.py so that bad input never leaves the browser.
+// The bounds mirror app/cycles/schemas.py so that bad input never leaves the browser; those of
+// the promotion rule, and its defaults, come from the gateway's OpenAPI schema.
 import type { Schemas } from "../api/client";
+import { PROMOTION_BOUNDS, PROMOTION_DEFAULTS } from "./apiSchema";
 
 export type Schedule = Schemas["ScheduleUpdate"];
 export type Mode = Schedule["mode"];
@@ -11,12 +13,16 @@ export interface ScheduleForm {
   everyK: string;
   sft: string;
   dpo: string;
+  pg: string;
   steps: string;
   learningRate: string;
   replayShare: string;
   klCoef: string;
   maxRegression: string;
   requireImprovement: boolean;
+  preserveMin: string;
+  minExamples: string;
+  environmentTasks: string;
 }
 
 export type ScheduleErrors = Partial<Record<keyof ScheduleForm | "lossMixture", string>>;
@@ -27,19 +33,28 @@ export const CRON_PRESETS: { label: string; cron: string }[] = [
   { label: "weekly, Monday 03:00", cron: "0 3 * * 1" },
 ];
 
+/** The loss mixture's keys: corrections (sft), preferences (dpo), ratings (pg). */
+export const LOSSES = ["sft", "dpo", "pg"] as const;
+export type Loss = (typeof LOSSES)[number];
+
 export function formFromSchedule(s: Schedule): ScheduleForm {
+  const rule: Partial<Schemas["PromotionRule"]> = s.promotion_rule ?? {};
   return {
     mode: s.mode,
     cron: s.cron ?? "",
     everyK: s.every_k != null ? String(s.every_k) : "",
     sft: String(s.loss_mixture?.["sft"] ?? 0),
     dpo: String(s.loss_mixture?.["dpo"] ?? 0),
+    pg: String(s.loss_mixture?.["pg"] ?? 0),
     steps: String(s.steps),
     learningRate: String(s.learning_rate),
     replayShare: String(s.replay_share),
     klCoef: String(s.kl_coef),
-    maxRegression: String(s.promotion_rule?.max_regression ?? 0),
-    requireImprovement: s.promotion_rule?.require_improvement ?? true,
+    maxRegression: String(rule.max_regression ?? PROMOTION_DEFAULTS.max_regression),
+    requireImprovement: rule.require_improvement ?? PROMOTION_DEFAULTS.require_improvement,
+    preserveMin: String(rule.preserve_min ?? PROMOTION_DEFAULTS.preserve_min),
+    minExamples: String(rule.min_examples ?? PROMOTION_DEFAULTS.min_examples),
+    environmentTasks: String(rule.environment_tasks ?? PROMOTION_DEFAULTS.environment_tasks),
   };
 }
 
@@ -139,9 +154,11 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
   }
   const [sft, sftProblem] = bounded(form.sft, "The SFT weight", 0, 1_000);
   const [dpo, dpoProblem] = bounded(form.dpo, "The DPO weight", 0, 1_000);
+  const [pg, pgProblem] = bounded(form.pg, "The PG (ratings) weight", 0, 1_000);
   if (sftProblem) errors.sft = sftProblem;
   if (dpoProblem) errors.dpo = dpoProblem;
-  if (sft !== null && dpo !== null && sft + dpo <= 0) {
+  if (pgProblem) errors.pg = pgProblem;
+  if (sft !== null && dpo !== null && pg !== null && sft + dpo + pg <= 0) {
     errors.lossMixture = "At least one loss needs a weight above 0.";
   }
   const [steps, stepsProblem] = integer(form.steps, 1, 10_000, "Steps");
@@ -152,12 +169,28 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
   if (replayProblem) errors.replayShare = replayProblem;
   const [kl, klProblem] = bounded(form.klCoef, "The KL coefficient", 0, 10);
   if (klProblem) errors.klCoef = klProblem;
-  const [maxRegression, regressionProblem] = bounded(form.maxRegression, "The allowed regression", 0, 1);
+  const rule = PROMOTION_BOUNDS;
+  const [maxRegression, regressionProblem] = bounded(
+    form.maxRegression, "The allowed regression", rule.max_regression.min, rule.max_regression.max,
+  );
   if (regressionProblem) errors.maxRegression = regressionProblem;
+  const [preserveMin, preserveProblem] = bounded(
+    form.preserveMin, "The least agreement", rule.preserve_min.min, rule.preserve_min.max,
+  );
+  if (preserveProblem) errors.preserveMin = preserveProblem;
+  const [minExamples, examplesProblem] = integer(
+    form.minExamples, rule.min_examples.min, rule.min_examples.max, "The examples a signal needs",
+  );
+  if (examplesProblem) errors.minExamples = examplesProblem;
+  const [environmentTasks, tasksProblem] = integer(
+    form.environmentTasks, rule.environment_tasks.min, rule.environment_tasks.max, "Environment tasks",
+  );
+  if (tasksProblem) errors.environmentTasks = tasksProblem;
   if (Object.keys(errors).length) return { errors };
   const mixture: Record<string, number> = {};
   if (sft! > 0) mixture["sft"] = sft!;
   if (dpo! > 0) mixture["dpo"] = dpo!;
+  if (pg! > 0) mixture["pg"] = pg!;
   return {
     errors,
     value: {
@@ -169,19 +202,26 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
       learning_rate: lr!,
       replay_share: replay!,
       kl_coef: kl!,
-      promotion_rule: { max_regression: maxRegression!, require_improvement: form.requireImprovement },
+      promotion_rule: {
+        max_regression: maxRegression!,
+        require_improvement: form.requireImprovement,
+        preserve_min: preserveMin!,
+        min_examples: minExamples!,
+        environment_tasks: environmentTasks!,
+      },
     },
   };
 }
 
 /** The loss mixture as shares of one, for display ("SFT 67% · DPO 33%"). */
-export function mixtureShares(form: Pick<ScheduleForm, "sft" | "dpo">): string {
-  const sft = Math.max(parseNumber(form.sft) ?? 0, 0);
-  const dpo = Math.max(parseNumber(form.dpo) ?? 0, 0);
-  const total = sft + dpo;
+export function mixtureShares(form: Pick<ScheduleForm, "sft" | "dpo"> & Partial<Pick<ScheduleForm, "pg">>): string {
+  const weights = LOSSES.map((loss) => [loss, Math.max(parseNumber(form[loss] ?? "") ?? 0, 0)] as const);
+  const total = weights.reduce((sum, [, w]) => sum + w, 0);
   if (total <= 0) return "no loss selected";
-  const pct = (w: number) => `${Math.round((100 * w) / total)}%`;
-  return [sft > 0 ? `SFT ${pct(sft)}` : null, dpo > 0 ? `DPO ${pct(dpo)}` : null].filter(Boolean).join(" · ");
+  return weights
+    .filter(([, w]) => w > 0)
+    .map(([loss, w]) => `${loss.toUpperCase()} ${Math.round((100 * w) / total)}%`)
+    .join(" · ");
 }
 
 /** Map an API error's `param` (e.g. "promotion_rule.max_regression") to a form field. */
@@ -198,6 +238,9 @@ export function fieldOfParam(param: string | null): keyof ScheduleErrors | null 
     kl_coef: "klCoef",
     "promotion_rule.max_regression": "maxRegression",
     "promotion_rule.require_improvement": "requireImprovement",
+    "promotion_rule.preserve_min": "preserveMin",
+    "promotion_rule.min_examples": "minExamples",
+    "promotion_rule.environment_tasks": "environmentTasks",
   };
   return map[param] ?? (param.startsWith("loss_mixture") ? "lossMixture" : null);
 }

@@ -1,12 +1,14 @@
-// One agent: its adapter versions (evaluation results, lineage, promote and rollback), the
-// learning-cycle schedule, and cycle runs with live progress.
-import { useEffect, useMemo, useRef } from "react";
+// One agent: its adapter versions (the promotion gate's verdict and signals, lineage, promote,
+// force promote and rollback), the learning-cycle schedule, and cycle runs with live progress.
+import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { api, type Schemas, scopedUrl, unwrap } from "../api/client";
+import { ApiError, api, type Schemas, scopedUrl, unwrap } from "../api/client";
+import { GateReason, GateSummary, SignalsTable } from "../components/Gate";
 import { Sparkline } from "../components/LineChart";
 import { ScheduleEditor } from "../components/ScheduleEditor";
 import { ErrorText, Loading, Progress, StatusBadge } from "../components/ui";
 import { ago, formatTime, num, percent, shortId } from "../lib/format";
+import { type Verdict, VERDICT_LABELS, forcedOf, gateOf, needsForce, signalsOf } from "../lib/gate";
 import { useAction, useQuery } from "../lib/hooks";
 
 type Version = Schemas["VersionOut"];
@@ -91,13 +93,33 @@ function VersionRow({
   onChanged: (agent: Schemas["AgentOut"]) => Promise<void>;
 }) {
   const { name = "" } = useParams();
-  const act = useAction(async (kind: "promote" | "rollback") => {
-    const path = kind === "promote" ? "/api/agents/{name}/promote" : "/api/agents/{name}/rollback";
-    await onChanged(await unwrap(api.POST(path, { params: { path: { name } }, body: { version: v.number } })));
+  // A version the gate failed (or had nothing to compare on) is promoted only with force, after
+  // an explicit confirmation; the gateway records who forced it.
+  const [confirming, setConfirming] = useState(false);
+  const act = useAction(async (kind: "promote" | "force" | "rollback") => {
+    const params = { path: { name } };
+    let changed: Schemas["AgentOut"];
+    try {
+      changed = await unwrap(
+        kind === "rollback"
+          ? api.POST("/api/agents/{name}/rollback", { params, body: { version: v.number } })
+          : api.POST("/api/agents/{name}/promote", { params, body: { version: v.number, force: kind === "force" } }),
+      );
+    } catch (e) {
+      // The gate's verdict changed since the page loaded: the gateway asks for force.
+      if (kind === "promote" && e instanceof ApiError && e.status === 409 && e.param === "force") setConfirming(true);
+      throw e;
+    }
+    setConfirming(false);
+    await onChanged(changed);
   });
   const m = v.metrics as Record<string, unknown>;
+  const gate = gateOf(m);
+  const signals = signalsOf(m);
   const isLive = v.number === liveNumber;
   const older = liveNumber != null && v.number < liveNumber;
+  const legacy = ["eval_live", "eval_candidate", "new_live", "new_candidate"].some((k) => typeof m[k] === "number");
+  const verdictText = gate ? VERDICT_LABELS[gate.verdict] : "not passed";
   return (
     <tr data-version={v.number} className={isLive ? "live" : undefined}>
       <td>
@@ -112,11 +134,19 @@ function VersionRow({
       </td>
       <td>{v.source}</td>
       <td>{v.parent ? `v${v.parent}` : <span className="muted">base</span>}</td>
-      <td data-metric="eval">
-        <Score before={m["eval_live"]} after={m["eval_candidate"]} />
-      </td>
-      <td data-metric="new">
-        <Score before={m["new_live"]} after={m["new_candidate"]} />
+      <td className="gate-cell">
+        <GateSummary metrics={m} />
+        {!signals && legacy && (
+          <div className="small">
+            <div data-metric="eval">
+              held-out <Score before={m["eval_live"]} after={m["eval_candidate"]} />
+            </div>
+            <div data-metric="new">
+              new examples <Score before={m["new_live"]} after={m["new_candidate"]} />
+            </div>
+          </div>
+        )}
+        {!gate && !signals && !legacy && !forcedOf(m) && <span className="muted">—</span>}
       </td>
       <td className="small">
         <Losses value={m["losses"]} label={`training loss of v${v.number}`} />
@@ -130,6 +160,23 @@ function VersionRow({
           <button type="button" onClick={() => void act.run("rollback")} disabled={act.pending}>
             Roll back to v{v.number}
           </button>
+        ) : confirming ? (
+          <div className="confirm" role="group" aria-label={`Confirm force promote v${v.number}`}>
+            <p className="small">
+              v{v.number} did not pass the promotion gate ({verdictText}). Promoting it anyway serves it at once and
+              records the promotion as forced by you.
+            </p>
+            <button type="button" className="danger" onClick={() => void act.run("force")} disabled={act.pending}>
+              {act.pending ? "Promoting…" : `Confirm: force promote v${v.number}`}
+            </button>
+            <button type="button" onClick={() => setConfirming(false)} disabled={act.pending}>
+              Cancel
+            </button>
+          </div>
+        ) : needsForce(m) ? (
+          <button type="button" className="danger" onClick={() => setConfirming(true)} disabled={act.pending}>
+            Force promote v{v.number}
+          </button>
         ) : (
           <button type="button" onClick={() => void act.run("promote")} disabled={act.pending}>
             Promote v{v.number}
@@ -142,8 +189,14 @@ function VersionRow({
   );
 }
 
+/** The gate's verdict a finished run's status stands for. */
+const RUN_VERDICTS: Record<string, Verdict> = { succeeded: "passed", rejected: "failed", needs_evaluation: "needs_evaluation" };
+
 function RunRow({ run }: { run: Run }) {
   const m = run.metrics as Record<string, unknown>;
+  const decision = typeof m["decision"] === "string" ? m["decision"] : null;
+  const failedSignal = typeof m["failed_signal"] === "string" ? m["failed_signal"] : null;
+  const signals = signalsOf(m);
   return (
     <tr data-run={run.id} data-status={run.status}>
       <td className="mono small">{shortId(run.id)}</td>
@@ -160,8 +213,15 @@ function RunRow({ run }: { run: Run }) {
       </td>
       <td>{run.candidate_version ? `v${run.candidate_version}` : "—"}</td>
       <td className="small">
-        {typeof m["decision"] === "string" && <div>{m["decision"]}</div>}
-        {typeof m["reason"] === "string" && <div>{m["reason"]}</div>}
+        {decision && <GateReason verdict={RUN_VERDICTS[run.status] ?? null} reason={decision} failedSignal={failedSignal} />}
+        {typeof m["reason"] === "string" && m["reason"] !== decision && <div>{m["reason"]}</div>}
+        {run.status === "needs_evaluation" && run.candidate_version != null && (
+          <div className="hint">
+            v{run.candidate_version} stays a candidate: add held-out examples and run another cycle, or force promote it
+            in the versions table.
+          </div>
+        )}
+        {signals && <SignalsTable signals={signals} failed={failedSignal} />}
         {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"]) && (
           <div className="muted">loss {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"])}</div>
         )}
@@ -242,7 +302,15 @@ export function AgentPage() {
           <Link to="/admin/agents">← Agents</Link>
           <h1>{name}</h1>
           <p className="muted">
-            {agent && [agent.description, `LoRA rank ${agent.lora_rank}, alpha ${agent.lora_alpha}`].filter(Boolean).join(" · ")}
+            {agent &&
+              [
+                agent.description,
+                `LoRA rank ${agent.lora_rank}, alpha ${agent.lora_alpha}`,
+                agent.environment ? `environment ${agent.environment}` : null,
+                agent.default_max_tokens ? `default max tokens ${agent.default_max_tokens}` : null,
+              ]
+                .filter(Boolean)
+                .join(" · ")}
           </p>
         </div>
         <div className="live-box" data-testid="live-version">
@@ -279,8 +347,7 @@ export function AgentPage() {
                 <th>Status</th>
                 <th>Source</th>
                 <th>Parent</th>
-                <th title="score on the held-out set: live → candidate">Held-out eval</th>
-                <th title="fit on the new examples: live → candidate">New examples</th>
+                <th title="the promotion gate's verdict and the signals it compared: parent → candidate">Promotion gate</th>
                 <th>Loss</th>
                 <th>Checksum</th>
                 <th>Created</th>

@@ -4,19 +4,46 @@ import { Link } from "react-router-dom";
 import { ApiError, api, type Schemas, unwrap } from "../api/client";
 import { useSession } from "../auth/session";
 import { ErrorText, Field, Loading } from "../components/ui";
+import { ENVIRONMENTS, MAX_TOKENS_BOUNDS } from "../lib/apiSchema";
 import { useAction, useQuery } from "../lib/hooks";
 import { hasErrors, integerProblem, slugProblem } from "../lib/validate";
 
+const EMPTY = {
+  name: "",
+  description: "",
+  rank: "16",
+  alpha: "32",
+  environment: "",
+  maxTokens: String(MAX_TOKENS_BOUNDS.default),
+};
+
+// The gateway's names of the body fields this form has under other names.
+const FIELD_OF_PARAM: Record<string, keyof typeof EMPTY> = {
+  name: "name",
+  description: "description",
+  lora_rank: "rank",
+  lora_alpha: "alpha",
+  environment: "environment",
+  default_max_tokens: "maxTokens",
+};
+
 function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) => void }) {
-  const [form, setForm] = useState({ name: "", description: "", rank: "16", alpha: "32" });
+  const [form, setForm] = useState(EMPTY);
   const [errors, setErrors] = useState<Record<string, string | null>>({});
   const create = useAction(async () => {
     const agent = await unwrap(
       api.POST("/api/agents", {
-        body: { name: form.name.trim(), description: form.description, lora_rank: Number(form.rank), lora_alpha: Number(form.alpha) },
+        body: {
+          name: form.name.trim(),
+          description: form.description,
+          lora_rank: Number(form.rank),
+          lora_alpha: Number(form.alpha),
+          environment: form.environment || null,
+          default_max_tokens: Number(form.maxTokens),
+        },
       }),
     );
-    setForm({ name: "", description: "", rank: "16", alpha: "32" });
+    setForm(EMPTY);
     onCreated(agent);
     return agent;
   });
@@ -27,6 +54,7 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
       description: form.description.length > 2000 ? "The description is longer than 2,000 characters." : null,
       rank: integerProblem(form.rank, "the LoRA rank", 1, 64),
       alpha: integerProblem(form.alpha, "the LoRA alpha", 1, 1024),
+      maxTokens: integerProblem(form.maxTokens, "the default max tokens", MAX_TOKENS_BOUNDS.min, MAX_TOKENS_BOUNDS.max),
     };
     setErrors(found);
     if (!hasErrors(found)) void create.run();
@@ -35,26 +63,45 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
     setForm((f) => ({ ...f, [key]: value }));
     setErrors((e) => ({ ...e, [key]: null }));
   };
-  const serverField = create.error instanceof ApiError ? create.error.param : null;
+  const serverField = create.error instanceof ApiError && create.error.param ? (FIELD_OF_PARAM[create.error.param] ?? null) : null;
+  const errorOf = (key: keyof typeof EMPTY) => errors[key] ?? (serverField === key ? create.error?.message : null);
   return (
     <form className="card inline-form" onSubmit={submit} noValidate aria-label="Create an agent">
       <h2>New agent</h2>
-      <Field label="Name" htmlFor="agent-name" error={errors["name"] ?? (serverField === "name" ? create.error?.message : null)} hint="lowercase letters, digits, '-'">
+      <Field label="Name" htmlFor="agent-name" error={errorOf("name")} hint="lowercase letters, digits, '-'">
         <input id="agent-name" value={form.name} onChange={(e) => set("name", e.target.value)} spellCheck={false} />
       </Field>
-      <Field label="Description" htmlFor="agent-description" error={errors["description"]}>
+      <Field label="Description" htmlFor="agent-description" error={errorOf("description")}>
         <input id="agent-description" value={form.description} onChange={(e) => set("description", e.target.value)} />
       </Field>
-      <Field label="LoRA rank" htmlFor="agent-rank" error={errors["rank"]}>
+      <Field label="LoRA rank" htmlFor="agent-rank" error={errorOf("rank")}>
         <input id="agent-rank" inputMode="numeric" value={form.rank} onChange={(e) => set("rank", e.target.value)} />
       </Field>
-      <Field label="LoRA alpha" htmlFor="agent-alpha" error={errors["alpha"]}>
+      <Field label="LoRA alpha" htmlFor="agent-alpha" error={errorOf("alpha")}>
         <input id="agent-alpha" inputMode="numeric" value={form.alpha} onChange={(e) => set("alpha", e.target.value)} />
+      </Field>
+      <Field label="Environment" htmlFor="agent-environment" error={errorOf("environment")} hint="the promotion gate plays its held-out tasks">
+        <select id="agent-environment" value={form.environment} onChange={(e) => set("environment", e.target.value)}>
+          <option value="">none</option>
+          {ENVIRONMENTS.map((env) => (
+            <option key={env} value={env}>
+              {env}
+            </option>
+          ))}
+        </select>
+      </Field>
+      <Field
+        label="Default max tokens"
+        htmlFor="agent-max-tokens"
+        error={errorOf("maxTokens")}
+        hint={`when a request sets none, ${MAX_TOKENS_BOUNDS.min}..${MAX_TOKENS_BOUNDS.max}`}
+      >
+        <input id="agent-max-tokens" inputMode="numeric" value={form.maxTokens} onChange={(e) => set("maxTokens", e.target.value)} />
       </Field>
       <button type="submit" className="primary" disabled={create.pending}>
         {create.pending ? "Creating…" : "Create agent"}
       </button>
-      {serverField !== "name" && <ErrorText error={create.error} />}
+      {!serverField && <ErrorText error={create.error} />}
     </form>
   );
 }
@@ -78,6 +125,7 @@ export function AgentsPage() {
               <th>Agent</th>
               <th>Description</th>
               <th>LoRA</th>
+              <th>Environment</th>
               <th>Live version</th>
             </tr>
           </thead>
@@ -91,6 +139,7 @@ export function AgentsPage() {
                 <td className="muted">
                   rank {a.lora_rank}, alpha {a.lora_alpha}
                 </td>
+                <td>{a.environment ?? <span className="muted">none</span>}</td>
                 <td>{a.live_version ? `v${a.live_version}` : <span className="muted">base model</span>}</td>
               </tr>
             ))}

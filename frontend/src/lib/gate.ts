@@ -1,0 +1,177 @@
+// The promotion gate's record in a version's or a cycle run's metrics (app/cycles/gate.py):
+// the verdict, the signals it compared (parent "before", candidate "after"), and a forced
+// promotion. Metrics are free-form JSON, so everything here is read defensively.
+
+export type Verdict = "passed" | "failed" | "needs_evaluation";
+
+export interface Gate {
+  verdict: Verdict;
+  reason: string;
+  failedSignal: string | null;
+}
+
+/** A score measured on the parent (before) and the candidate (after); null when n is 0. */
+export interface ScoreSignal {
+  n: number;
+  before: number | null;
+  after: number | null;
+}
+
+/** The share of held-back untouched prompts the candidate answers exactly as its parent. */
+export interface PreservationSignal {
+  n: number;
+  agreement: number | null;
+  min: number | null;
+}
+
+export interface EnvironmentSignal extends ScoreSignal {
+  name: string | null;
+}
+
+export interface Signals {
+  corrections?: ScoreSignal;
+  held_out?: ScoreSignal;
+  preservation?: PreservationSignal;
+  environment?: EnvironmentSignal;
+}
+
+export interface Forced {
+  by: string | null;
+  at: string | null;
+  verdict: string | null;
+}
+
+export const SIGNAL_NAMES = ["corrections", "held_out", "preservation", "environment"] as const;
+export type SignalName = (typeof SIGNAL_NAMES)[number];
+
+export const VERDICT_LABELS: Record<Verdict, string> = {
+  passed: "passed",
+  failed: "failed",
+  needs_evaluation: "needs evaluation",
+};
+
+const SIGNAL_LABELS: Record<SignalName, string> = {
+  corrections: "corrections",
+  held_out: "held-out",
+  preservation: "preservation",
+  environment: "environment",
+};
+
+const SIGNAL_HINTS: Record<SignalName, string> = {
+  corrections: "this cycle's corrected prompts answered as corrected",
+  held_out: "held-out corrections and golden examples",
+  preservation: "held-back untouched prompts answered exactly as the parent does",
+  environment: "mean reward on held-out environment tasks",
+};
+
+type Json = Record<string, unknown>;
+
+function object(value: unknown): Json | null {
+  return value && typeof value === "object" && !Array.isArray(value) ? (value as Json) : null;
+}
+
+function number(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+function text(value: unknown): string | null {
+  return typeof value === "string" && value ? value : null;
+}
+
+/** The gate's verdict recorded in `metrics.gate`, or null (versions no cycle made). */
+export function gateOf(metrics: unknown): Gate | null {
+  const gate = object(object(metrics)?.["gate"]);
+  const verdict = gate?.["verdict"];
+  if (verdict !== "passed" && verdict !== "failed" && verdict !== "needs_evaluation") return null;
+  return { verdict, reason: text(gate?.["reason"]) ?? "", failedSignal: text(gate?.["failed_signal"]) };
+}
+
+/** The signals in `metrics.signals`, or null when there are none. */
+export function signalsOf(metrics: unknown): Signals | null {
+  const raw = object(object(metrics)?.["signals"]);
+  if (!raw) return null;
+  const signals: Signals = {};
+  const score = (s: Json): ScoreSignal => ({ n: number(s["n"]) ?? 0, before: number(s["before"]), after: number(s["after"]) });
+  for (const name of SIGNAL_NAMES) {
+    const s = object(raw[name]);
+    if (!s) continue;
+    if (name === "preservation") {
+      signals.preservation = { n: number(s["n"]) ?? 0, agreement: number(s["agreement"]), min: number(s["min"]) };
+    } else if (name === "environment") {
+      signals.environment = { ...score(s), name: text(s["name"]) };
+    } else {
+      signals[name] = score(s);
+    }
+  }
+  return Object.keys(signals).length ? signals : null;
+}
+
+/** Who promoted the version over the gate (`metrics.forced`), or null. */
+export function forcedOf(metrics: unknown): Forced | null {
+  const forced = object(object(metrics)?.["forced"]);
+  if (!forced) return null;
+  return { by: text(forced["by"]), at: text(forced["at"]), verdict: text(forced["verdict"]) };
+}
+
+/** Whether promoting needs `force: true`: the gate failed it, or had nothing to compare it on. */
+export function needsForce(metrics: unknown): boolean {
+  const verdict = gateOf(metrics)?.verdict;
+  return verdict === "failed" || verdict === "needs_evaluation";
+}
+
+/** A share of one as a percentage with at most one decimal ("95%", "94.6%", "—"). */
+export function share(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value)) return "—";
+  return `${Number((value * 100).toFixed(1))}%`;
+}
+
+export interface SignalRow {
+  name: SignalName;
+  label: string;
+  hint: string;
+  n: number;
+  /** "80% → 95%", "97.5% (min 95%)", or "—" when nothing was measured. */
+  result: string;
+  /** after - before in percentage points, for score signals measured on both sides. */
+  delta: number | null;
+  /** Preservation: whether the agreement reaches the minimum (null when unmeasured). */
+  meetsMin: boolean | null;
+  failed: boolean;
+}
+
+/** The signals as table rows, in the gate's order; `failed` names the signal that failed. */
+export function signalRows(signals: Signals, failed: string | null = null): SignalRow[] {
+  const rows: SignalRow[] = [];
+  for (const name of SIGNAL_NAMES) {
+    const s = signals[name];
+    if (!s) continue;
+    const base = { name, hint: SIGNAL_HINTS[name], n: s.n, failed: failed === name };
+    if (name === "preservation") {
+      const p = s as PreservationSignal;
+      rows.push({
+        ...base,
+        label: SIGNAL_LABELS[name],
+        result: p.agreement == null ? "—" : `${share(p.agreement)}${p.min != null ? ` (min ${share(p.min)})` : ""}`,
+        delta: null,
+        meetsMin: p.agreement == null || p.min == null ? null : p.agreement >= p.min - 1e-9,
+      });
+    } else {
+      const score = s as ScoreSignal;
+      const env = name === "environment" ? (s as EnvironmentSignal).name : null;
+      const measured = score.before != null || score.after != null;
+      rows.push({
+        ...base,
+        label: env ? `${SIGNAL_LABELS[name]} (${env})` : SIGNAL_LABELS[name],
+        result: measured ? `${share(score.before)} → ${share(score.after)}` : "—",
+        delta:
+          score.before != null && score.after != null ? Number(((score.after - score.before) * 100).toFixed(1)) : null,
+        meetsMin: null,
+      });
+    }
+  }
+  return rows;
+}
+
+export function signalLabel(name: string): string {
+  return (SIGNAL_LABELS as Record<string, string>)[name] ?? name;
+}

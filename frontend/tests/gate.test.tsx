@@ -1,0 +1,124 @@
+import { render, screen, within } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { GateSummary, SignalsTable } from "../src/components/Gate";
+import { gateOf, needsForce, share, signalRows, signalsOf } from "../src/lib/gate";
+
+// What a cycle records on its candidate when the held-out score fell (app/cycles/runner.py).
+const FAILED_METRICS = {
+  gate: {
+    verdict: "failed",
+    reason: "held_out: held-out corrections fell from 0.800 to 0.600 (n=10)",
+    failed_signal: "held_out",
+  },
+  signals: {
+    corrections: { n: 4, before: 0.25, after: 1 },
+    held_out: { n: 10, before: 0.8, after: 0.6 },
+    preservation: { n: 40, agreement: 0.975, min: 0.95 },
+    environment: { name: "calculator", n: 200, before: 0.5, after: 0.515 },
+  },
+  losses: { sft: 0.12 },
+};
+
+const cells = (row: HTMLElement) => [...row.querySelectorAll("td")].map((td) => td.textContent);
+
+describe("gate metrics", () => {
+  it("reads the verdict, the signals and whether promoting needs force", () => {
+    expect(gateOf(FAILED_METRICS)).toEqual({
+      verdict: "failed",
+      reason: FAILED_METRICS.gate.reason,
+      failedSignal: "held_out",
+    });
+    expect(needsForce(FAILED_METRICS)).toBe(true);
+    expect(needsForce({ gate: { verdict: "needs_evaluation", reason: "", failed_signal: null } })).toBe(true);
+    expect(needsForce({ gate: { verdict: "passed", reason: "", failed_signal: null } })).toBe(false);
+    // Versions no cycle made (uploads, rollbacks) have no gate and need no force.
+    expect(needsForce({ losses: { sft: 1 } })).toBe(false);
+    expect(gateOf({ gate: { verdict: "maybe" } })).toBeNull();
+    expect(signalsOf({})).toBeNull();
+  });
+
+  it("formats shares as percentages", () => {
+    expect(share(0.95)).toBe("95%");
+    expect(share(0.9462)).toBe("94.6%");
+    expect(share(null)).toBe("—");
+  });
+
+  it("orders the rows and marks the failed signal", () => {
+    const rows = signalRows(signalsOf(FAILED_METRICS)!, "held_out");
+    expect(rows.map((r) => [r.name, r.result, r.failed])).toEqual([
+      ["corrections", "25% → 100%", false],
+      ["held_out", "80% → 60%", true],
+      ["preservation", "97.5% (min 95%)", false],
+      ["environment", "50% → 51.5%", false],
+    ]);
+    expect(rows[1]!.delta).toBe(-20);
+    expect(rows[2]!.meetsMin).toBe(true);
+    expect(rows[3]!.label).toBe("environment (calculator)");
+  });
+});
+
+describe("GateSummary", () => {
+  it("shows the verdict, the failing signal with its reason, and the signals", () => {
+    render(<GateSummary metrics={FAILED_METRICS} />);
+    const badge = screen.getByText("failed", { selector: "[data-verdict]" });
+    expect(badge.getAttribute("data-verdict")).toBe("failed");
+    expect(badge.classList.contains("bad")).toBe(true);
+    const reason = screen.getByTestId("gate-reason");
+    expect(reason.textContent).toBe("held-out failed: held-out corrections fell from 0.800 to 0.600 (n=10)");
+    expect(reason.classList.contains("failed")).toBe(true);
+
+    const table = screen.getByRole("table", { name: "Gate signals" });
+    const held = table.querySelector('tr[data-signal="held_out"]') as HTMLElement;
+    expect(held.classList.contains("failed-signal")).toBe(true);
+    expect(cells(held)).toEqual(["held-outfailed", "10", "80% → 60% (-20)"]);
+    expect(cells(table.querySelector('tr[data-signal="preservation"]') as HTMLElement)).toEqual([
+      "preservation",
+      "40",
+      "97.5% (min 95%)",
+    ]);
+    expect(cells(table.querySelector('tr[data-signal="environment"]') as HTMLElement)).toEqual([
+      "environment (calculator)",
+      "200",
+      "50% → 51.5% (+1.5)",
+    ]);
+    expect(table.querySelectorAll("tr.failed-signal")).toHaveLength(1);
+    expect(screen.queryByTestId("forced")).toBeNull();
+  });
+
+  it("shows needs evaluation, and who forced the promotion", () => {
+    render(
+      <GateSummary
+        metrics={{
+          gate: { verdict: "needs_evaluation", reason: "needs evaluation: no signal has 5 or more examples", failed_signal: null },
+          signals: {
+            corrections: { n: 0, before: null, after: null },
+            held_out: { n: 0, before: null, after: null },
+            preservation: { n: 2, agreement: 0.5, min: 0.95 },
+          },
+          forced: { by: "admin@example.com", at: "2026-12-01T10:00:00+00:00", verdict: "needs_evaluation" },
+        }}
+      />,
+    );
+    const badge = screen.getByText("needs evaluation", { selector: "[data-verdict]" });
+    expect(badge.classList.contains("attention")).toBe(true);
+    expect(screen.getByTestId("gate-reason").classList.contains("attention")).toBe(true);
+    expect(screen.getByTestId("forced").textContent).toBe("forced by admin@example.com");
+    const table = screen.getByRole("table", { name: "Gate signals" });
+    expect(within(table.querySelector('tr[data-signal="held_out"]') as HTMLElement).getByText("no examples")).toBeTruthy();
+    // Below the least agreement: shown as a drop.
+    expect(within(table).getByText("50% (min 95%)").classList.contains("down")).toBe(true);
+    expect(table.querySelectorAll("tr.failed-signal")).toHaveLength(0);
+  });
+
+  it("shows nothing for a version without a gate record", () => {
+    const { container } = render(<GateSummary metrics={{ losses: { sft: 0.3 } }} />);
+    expect(container.innerHTML).toBe("");
+  });
+
+  it("draws only the signals that were measured", () => {
+    render(<SignalsTable signals={{ held_out: { n: 3, before: 0.5, after: 0.5 } }} />);
+    const rows = screen.getAllByRole("row").slice(1);
+    expect(rows.map((r) => r.getAttribute("data-signal"))).toEqual(["held_out"]);
+    expect(cells(rows[0]!)).toEqual(["held-out", "3", "50% → 50%"]);
+  });
+});
