@@ -263,3 +263,27 @@ def test_retired_versions_are_unloaded_when_idle_and_reload_on_demand(
         max_tokens=2,
     )
     assert pinned.system_fingerprint == old
+
+
+def test_agent_default_max_tokens_caps_an_unbounded_request(gateway: Gateway) -> None:
+    """A request that sets no max_tokens stops at the agent's default; an explicit one wins."""
+    from app.agents.service import update_agent
+    from app.models import Agent
+
+    fx = make_tenant()
+    with unit_of_work() as session:
+        agent = session.get(Agent, fx.agent.id)
+        assert agent is not None and agent.settings["default_max_tokens"] == 256
+        update_agent(session, agent, default_max_tokens=7)
+    client = fx.client(gateway)
+    unbounded = client.chat.completions.create(
+        model=fx.agent.name, messages=[{"role": "user", "content": "What is 12 times 5?"}],
+        temperature=0,
+    )  # fmt: skip
+    assert unbounded.usage is not None and unbounded.usage.completion_tokens == 7
+    assert unbounded.choices[0].finish_reason == "length"
+    explicit = client.chat.completions.create(
+        model=fx.agent.name, messages=[{"role": "user", "content": "What is 12 times 5?"}],
+        temperature=0, max_tokens=12,
+    )  # fmt: skip
+    assert explicit.usage is not None and explicit.usage.completion_tokens == 12

@@ -131,8 +131,8 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
         if s != wrong_seed
         and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
         == calculator_call(s)["tool_calls"][0]["function"]
-    ][:4]  # fmt: skip
-    assert len(golden_seeds) == 4
+    ][:5]  # fmt: skip
+    assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
     golden(gateway, fx, golden_seeds)
     anchors = [s for s in range(200, 232) if s != wrong_seed]
     golden(gateway, fx, anchors, ExampleSplit.train)
@@ -197,7 +197,7 @@ def _examples(fx: TenantFixture) -> int:
 def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
     fx = make_tenant("guarded")
     schedule(fx, promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False))
-    golden(gateway, fx, [31])  # the live answer to prompt 31 is golden ...
+    golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
     wrong = greedy(gateway, fx, prompt(31))
     correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it
     wait_for(lambda: _examples(fx) >= 2)
@@ -219,6 +219,7 @@ def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) 
 def test_rollback_restores_previous_outputs(gateway: Gateway, worker: object) -> None:
     fx = make_tenant("rolling")
     schedule(fx, steps=20)
+    golden(gateway, fx, [101, 102, 103, 104, 105])  # evidence for the gate
     outputs = {}
     for seed, value in ((41, "111"), (42, "222")):
         first = greedy(gateway, fx, prompt(seed))
@@ -290,7 +291,10 @@ def test_worker_killed_during_cycle_resumes_cleanly(
     finally:
         replacement.terminate()
         replacement.wait(20)
-    assert finished.status in ("succeeded", "rejected"), (finished.status, finished.error)
+    assert finished.status in ("succeeded", "rejected", "needs_evaluation"), (
+        finished.status,
+        finished.error,
+    )
     assert finished.metrics["resumed"] == 1
     assert _examples(fx) == examples_before
     with unit_of_work() as session:
@@ -311,3 +315,117 @@ def test_worker_killed_during_cycle_resumes_cleanly(
          "examples_lost": examples_before - _examples(fx), "versions_published": len(versions),
          "versions_failing_checksum": 0},
     )  # fmt: skip
+
+
+# ---- learning without forgetting ---------------------------------------------------------------
+README_PROMPT = "Leo had 96 apples and gave away 4. How many apples are left?"
+NEAR = ["Leo had 97 apples and gave away 5. How many apples are left?", "What is 13 times 5?"]
+
+
+def _with_environment(fx: TenantFixture) -> None:
+    from app.agents.service import update_agent
+
+    with unit_of_work() as session:
+        agent = session.get(Agent, fx.agent.id)
+        assert agent is not None
+        update_agent(session, agent, environment="calculator")
+
+
+def _ask(gateway: Gateway, fx: TenantFixture, text: str):  # type: ignore[no-untyped-def]
+    messages = [{"role": "system", "content": ENV.system_prompt}, {"role": "user", "content": text}]
+    return greedy(gateway, fx, messages)
+
+
+def _traffic(gateway: Gateway, fx: TenantFixture, n: int, seed: int) -> None:
+    """Untouched traffic: questions nobody gives feedback on."""
+    for task in ENV.tasks("train", n, seed=seed):
+        greedy(gateway, fx, ENV.initial_messages(task))
+    gateway.drain()
+
+
+def test_readme_flow_learns_the_correction_and_keeps_the_agent(
+    gateway: Gateway, worker: object
+) -> None:
+    """One correction, one cycle with the default schedule, through the openai client: the
+    corrected prompt is answered as corrected, held-out environment accuracy does not fall,
+    untouched prompts are answered as before, and nearby prompts are not answered '60'."""
+    fx = make_tenant("readme")
+    _with_environment(fx)
+    schedule_defaults = ScheduleUpdate(promotion_rule=PromotionRule(environment_tasks=60))
+    with unit_of_work() as session:
+        cycles.update_schedule(session, fx.tenant.id, fx.agent.id, schedule_defaults)
+    _traffic(gateway, fx, 30, seed=77)
+    wrong = _ask(gateway, fx, README_PROMPT)
+    target = {"name": "calculator", "arguments": {"expression": "96-4"}}
+    assert first_call(as_dict(wrong.choices[0].message)) != target
+    correct(gateway, fx, wrong.id, {"content": None, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "calculator", "arguments": json.dumps(target["arguments"])}}]})  # fmt: skip
+    wait_for(lambda: _examples(fx) >= 2)
+    run = run_cycle_and_wait(fx)
+    signals = run.metrics["signals"]
+    assert run.status == "succeeded", (run.metrics["decision"], signals)
+    assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
+    env = signals["environment"]
+    assert env["n"] == 60 and env["after"] >= env["before"] - 0.01, env
+    kept = signals["preservation"]
+    assert kept["n"] >= 5 and kept["agreement"] >= 0.95, kept
+    after = _ask(gateway, fx, README_PROMPT)
+    assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
+    got = first_call(as_dict(after.choices[0].message))
+    assert got is not None and got["name"] == "calculator"
+    assert json.loads(got["arguments"]) == target["arguments"]
+    for text in NEAR:
+        near = first_call(as_dict(_ask(gateway, fx, text).choices[0].message))
+        assert near is None or json.loads(near["arguments"]) not in ({"answer": 60}, {"answer": "60"})
+
+
+def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
+    gateway: Gateway, worker: object
+) -> None:
+    """A fresh agent (no environment, no traffic, no held-out examples): its first cycle
+    promotes nothing; promoting the candidate takes force, and the force is recorded."""
+    from app.core.errors import Conflict
+
+    fx = make_tenant("fresh")
+    first = greedy(gateway, fx, prompt(61))
+    correct(gateway, fx, first.id, answer_call("6161"))
+    wait_for(lambda: _examples(fx) >= 2)
+    run = run_cycle_and_wait(fx)
+    assert run.status == "needs_evaluation", (run.status, run.metrics.get("decision"))
+    assert "--split eval" in run.metrics["decision"]
+    with unit_of_work() as session:
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]
+        candidate = session.get(AdapterVersion, run.candidate_version_id)
+        assert candidate is not None and candidate.status == "candidate"
+        assert candidate.metrics["gate"]["verdict"] == "needs_evaluation"
+    with unit_of_work() as session, pytest.raises(Conflict, match="force"):
+        registry.promote(session, fx.tenant.id, run.candidate_version_id, force=False, by="admin")  # type: ignore[arg-type]
+    with unit_of_work() as session:
+        registry.promote(session, fx.tenant.id, run.candidate_version_id, force=True, by="admin")  # type: ignore[arg-type]
+    with unit_of_work() as session:
+        live = session.get(AdapterVersion, run.candidate_version_id)
+        assert live is not None and live.status == "live"
+        assert live.metrics["forced"]["by"] == "admin"
+        assert live.metrics["forced"]["verdict"] == "needs_evaluation"
+
+
+def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: object) -> None:
+    """10x learning rate, no KL and no replay: the gate refuses it and names the signal."""
+    fx = make_tenant("forgetful")
+    _with_environment(fx)
+    defaults = ScheduleUpdate()
+    schedule(
+        fx, learning_rate=defaults.learning_rate * 10, kl_coef=0.0, replay_share=0.0,
+        steps=defaults.steps, promotion_rule=PromotionRule(environment_tasks=60),
+    )  # fmt: skip
+    _traffic(gateway, fx, 30, seed=88)
+    for seed in (3, 4, 5, 6, 7):
+        reply = greedy(gateway, fx, prompt(seed))
+        correct(gateway, fx, reply.id, calculator_call(seed))
+    wait_for(lambda: _examples(fx) >= 8)
+    run = run_cycle_and_wait(fx)
+    assert run.status == "rejected", (run.metrics["decision"], run.metrics["signals"])
+    assert run.metrics["failed_signal"] in ("preservation", "environment", "held_out")
+    assert run.metrics["decision"].startswith(run.metrics["failed_signal"])
+    with unit_of_work() as session:
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]

@@ -111,3 +111,35 @@ def test_one_active_cycle_per_agent(db: Session) -> None:
     db.add(CycleRun(tenant_id=owner.id, agent_id=bot.id, status=RunStatus.running))
     with pytest.raises(IntegrityError):
         db.flush()
+
+
+def test_untouched_interactions_are_answered_ones_no_feedback_touches(db: Session) -> None:
+    """What a cycle keeps: answered interactions with token ids, never one that was rated,
+    corrected or named as the rejected side of a preference; never another tenant's."""
+    from datetime import UTC, datetime
+
+    from app.interactions.repository import InteractionRepository
+    from app.models import Feedback
+    from app.models.enums import FeedbackKind
+
+    owner, other = factories.tenant(db), factories.tenant(db)
+    bot, foreign = factories.agent(db, owner), factories.agent(db, other)
+
+    def answered(tenant, agent, text):  # type: ignore[no-untyped-def]
+        row = factories.interaction(db, tenant, agent, text)
+        row.prompt_token_ids, row.completion_token_ids = [1, 2, 3], [4, 5]
+        row.completed_at, row.error = datetime.now(UTC), None  # a success: JSON null error
+        db.flush()
+        return row
+
+    plain, rated, rejected = (answered(owner, bot, t) for t in ("plain", "rated", "rejected"))
+    chosen = answered(owner, bot, "chosen")
+    answered(other, foreign, "foreign")
+    factories.interaction(db, owner, bot, "failed, no tokens")
+    db.add(Feedback(tenant_id=owner.id, interaction_id=rated.id, kind=FeedbackKind.rating,
+                    payload={"rating": {"thumbs": "up"}}))  # fmt: skip
+    db.add(Feedback(tenant_id=owner.id, interaction_id=chosen.id, kind=FeedbackKind.preference,
+                    payload={"preference": {"rejected_interaction_id": str(rejected.id)}}))  # fmt: skip
+    db.flush()
+    rows = InteractionRepository(db).untouched(owner.id, bot.id, limit=10)
+    assert [r.id for r in rows] == [plain.id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,6 +215,7 @@ def _execute(
             reason="no new training examples", decision="no new training examples",
         )  # fmt: skip
     engine_url = registry.engine_urls(settings)[0].rstrip("/")
+    clock = _Clock()
     parent_name = _load_parent(settings, plan)
     anchors: list[dict[str, Any]] = []
     if plan["environment"] and plan["kl_coef"] > 0:
@@ -222,6 +224,7 @@ def _execute(
         )
         anchors = played.turns
         _heartbeat(tenant_id, run_id, 0.02, preserve_anchor_turns=len(anchors))
+    clock.lap("anchors")
     steps = plan["steps"]
     progress = [0.05]
 
@@ -249,6 +252,7 @@ def _execute(
         on_wait=lambda: _heartbeat(tenant_id, run_id, progress[0]),
         write_to=staging,
     )
+    clock.lap("train")
     with unit_of_work() as session:
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
@@ -266,7 +270,8 @@ def _execute(
         candidate_path, candidate_id = candidate.path, candidate.id
     registry.load_into_engines(settings, candidate_name, candidate_path)
     _heartbeat(tenant_id, run_id, 0.72)
-    signals = _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan)
+    clock.lap("publish")
+    signals = _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan, clock)
     verdict = gate.decide(signals, plan["rule"])
     final_losses = history[-1].losses if history else {}
     with unit_of_work() as session:
@@ -298,8 +303,22 @@ def _execute(
             **(run.metrics or {}), **plan["counts"], **_legacy_scores(signals),
             "signals": signals, "decision": verdict.reason, "failed_signal": verdict.failed_signal,
             "first_losses": history[0].losses if history else {}, "final_losses": final_losses,
+            "timings_s": clock.laps,
         }  # fmt: skip
     return verdict.status
+
+
+class _Clock:
+    """Seconds spent in each phase of a cycle, for its metrics."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def _load_parent(settings: Any, plan: dict[str, Any]) -> str:
@@ -323,6 +342,7 @@ def _measure(
     parent: str,
     candidate: str,
     plan: dict[str, Any],
+    clock: _Clock,
 ) -> dict[str, dict[str, Any]]:
     """Every gate signal, parent before and candidate after (see `app.cycles.gate`)."""
     signals: dict[str, dict[str, Any]] = {}
@@ -333,6 +353,7 @@ def _measure(
             "after": evaluation.score(engine_url, candidate, payloads),
         }
     _heartbeat(tenant_id, run_id, 0.78)
+    clock.lap("evaluate_corrections")
     held = plan["held_back"]
     signals["preservation"] = {
         "n": len(held),
@@ -340,6 +361,7 @@ def _measure(
         "min": float(plan["rule"].get("preserve_min", 0.95)),
     }
     _heartbeat(tenant_id, run_id, 0.85)
+    clock.lap("evaluate_preservation")
     n_env = plan["environment_tasks"]
     if plan["environment"] and n_env > 0:
         cached = plan["parent_environment"]
@@ -356,6 +378,7 @@ def _measure(
         signals["environment"] = {
             "name": plan["environment"], "n": n_env, "before": before, "after": after,
         }  # fmt: skip
+        clock.lap("evaluate_environment")
     return signals
 
 

@@ -34,11 +34,11 @@ class ScheduleUpdate(BaseModel):
     mode: Literal["manual", "cron", "every_k"] = "manual"
     cron: str | None = Field(default=None, max_length=120)
     every_k: int | None = Field(default=None, ge=1, le=100_000)
-    loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0})
+    loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0, "pg": 1.0})
     steps: int = Field(default=30, ge=1, le=10_000)
     learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
     replay_share: float = Field(default=0.5, ge=0.0, le=1.0)
-    kl_coef: float = Field(default=0.0, ge=0.0, le=10.0)
+    kl_coef: float = Field(default=1.0, ge=0.0, le=100.0)
     promotion_rule: PromotionRule = Field(default_factory=PromotionRule)
 
     @field_validator("loss_mixture")

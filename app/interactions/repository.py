@@ -97,7 +97,9 @@ class InteractionRepository:
             .where(
                 Interaction.tenant_id == tenant_id,
                 Interaction.agent_id == agent_id,
-                Interaction.error.is_(None),
+                # `error` is JSON: a success stores JSON null, not SQL NULL; the logged
+                # completion tokens tell an answered request apart.
+                Interaction.completed_at.is_not(None),
                 Interaction.completion_token_ids.is_not(None),
                 Interaction.prompt_token_ids.is_not(None),
                 ~touched,

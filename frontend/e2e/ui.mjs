@@ -341,6 +341,7 @@ async function adminPhase(page) {
   await rejects(page, "a cron minute of 61", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "The minute field '61' is not valid", saves);
   await schedule.getByLabel("SFT weight").fill("0");
   await schedule.getByLabel("DPO weight").fill("0");
+  await schedule.getByLabel("PG weight").fill("0");
   await rejects(page, "a loss mixture with no weight", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "At least one loss needs a weight above 0.", saves);
   await schedule.getByLabel("By hand").check();
   await schedule.getByLabel("SFT weight").fill("1");

@@ -1,0 +1,67 @@
+"""The promotion gate's rule, on measured signals: it never promotes on no evidence."""
+
+from __future__ import annotations
+
+from app.cycles.gate import decide
+from app.cycles.schemas import PromotionRule
+from app.models.enums import RunStatus
+
+RULE = PromotionRule().model_dump()
+
+
+def signals(**over: dict) -> dict[str, dict]:
+    base = {
+        "corrections": {"n": 1, "before": 0.0, "after": 1.0},
+        "held_out": {"n": 0, "before": None, "after": None},
+        "preservation": {"n": 0, "agreement": None, "min": 0.95},
+    }
+    return {**base, **over}
+
+
+def test_no_evaluation_signal_needs_evaluation_and_names_what_to_add() -> None:
+    verdict = decide(signals(), RULE)
+    assert verdict.status == RunStatus.needs_evaluation and not verdict.promote
+    assert "--split eval" in verdict.reason and "environment" in verdict.reason
+
+
+def test_too_few_examples_do_not_count_as_evidence() -> None:
+    few = signals(held_out={"n": 4, "before": 1.0, "after": 1.0},
+                  preservation={"n": 4, "agreement": 1.0, "min": 0.95})  # fmt: skip
+    assert decide(few, RULE).status == RunStatus.needs_evaluation
+    assert decide(few, {**RULE, "min_examples": 4}).status == RunStatus.succeeded
+
+
+def test_each_evaluation_signal_can_fail_the_candidate_and_is_named() -> None:
+    cases = {
+        "held_out": {"held_out": {"n": 10, "before": 0.9, "after": 0.7}},
+        "preservation": {"preservation": {"n": 20, "agreement": 0.9, "min": 0.95}},
+        "environment": {
+            "environment": {"name": "calculator", "n": 200, "before": 0.41, "after": 0.395}
+        },
+    }
+    for name, over in cases.items():
+        verdict = decide(signals(**over), RULE)
+        assert verdict.status == RunStatus.rejected and verdict.failed_signal == name
+        assert verdict.reason.startswith(name)
+
+
+def test_passing_signals_promote_and_say_which() -> None:
+    ok = signals(preservation={"n": 20, "agreement": 0.95, "min": 0.95},
+                 environment={"name": "calculator", "n": 200, "before": 0.41, "after": 0.405})  # fmt: skip
+    verdict = decide(ok, RULE)
+    assert verdict.promote and "preservation" in verdict.reason and "environment" in verdict.reason
+
+
+def test_the_rule_knobs_move_the_decision() -> None:
+    env = {"name": "calculator", "n": 200, "before": 0.5, "after": 0.47}
+    assert decide(signals(environment=env), RULE).status == RunStatus.rejected
+    assert decide(signals(environment=env), {**RULE, "max_regression": 0.05}).promote
+    kept = {"n": 20, "agreement": 0.9, "min": 0.9}
+    assert decide(signals(preservation=kept), RULE).status == RunStatus.rejected
+    assert decide(signals(preservation=kept), {**RULE, "preserve_min": 0.9}).promote
+    same = signals(
+        corrections={"n": 2, "before": 0.5, "after": 0.5},
+        preservation={"n": 20, "agreement": 1.0, "min": 0.95},
+    )
+    assert decide(same, RULE).failed_signal == "corrections"
+    assert decide(same, {**RULE, "require_improvement": False}).promote
