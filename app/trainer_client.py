@@ -128,8 +128,9 @@ def train_adapter(
 
     Enqueues a durable ``train`` job, wakes the trainer, follows its step rows (``on_step``
     for each) and returns once the adapter is written to ``write_to``. ``examples`` maps a loss
-    kind ("sft", "dpo") to its payloads; each step runs one forward/backward per kind with a
-    non-zero weight, then one optimiser step. Raises `TrainingFailed` when the job fails, is
+    kind ("sft", "dpo", "pg", "kl") to its payloads; each step runs one forward/backward per
+    kind with a non-zero weight (``mixture``, and ``kl_coef`` for "kl"), then one optimiser
+    step (`trainer.objective`). Raises `TrainingFailed` when the job fails, is
     cancelled, or no live trainer claims it within ``trainer_wait_s``. ``on_wait`` is called
     every few seconds while the job is queued or running (the caller's own heartbeat)."""
     from app.core.db import unit_of_work

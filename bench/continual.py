@@ -263,11 +263,17 @@ def continual(admin: Admin, base: str, tag: str, cycles: int) -> dict[str, Any]:
         env = run["metrics"].get("signals", {}).get("environment", {})
         start_env = env.get("before") if start_env is None else start_env
         live_env = env.get("after") if run["status"] == "succeeded" else env.get("before")
-        kept = sum(first_call(ask(client, convo).choices[0].message) == as_target(t) for convo, t in done)
+        answered = [first_call(ask(client, convo).choices[0].message) == as_target(t) for convo, t in done]
+        # Every 5th correction of an agent is held out for evaluation and never trained on.
+        trained = [a for i, a in enumerate(answered) if (i + 1) % 5 != 0]
+        held = [a for i, a in enumerate(answered) if (i + 1) % 5 == 0]
         rows.append({
             "cycle": k + 1, "status": run["status"], "decision": run["metrics"].get("decision"),
             "corrections_so_far": len(done), "correction_kinds": kinds,
-            "retention": kept / len(done), "env_live": live_env, "env_candidate": env.get("after"),
+            "retention": sum(answered) / len(answered),
+            "retention_trained": sum(trained) / len(trained),
+            "held_out_answered": sum(held) / len(held) if held else None,
+            "env_live": live_env, "env_candidate": env.get("after"),
             "preservation": run["metrics"].get("signals", {}).get("preservation", {}).get("agreement"),
             "cycle_s": sum((run["metrics"].get("timings_s") or {}).values()),
         })  # fmt: skip
@@ -328,9 +334,9 @@ def table(data: dict[str, Any]) -> str:
     if data.get("continual"):
         c = data["continual"]
         lines.append(f"Continual (start env accuracy {c['start_env']})")
-        lines.append("  cycle status            corrections retention env_live preservation")
+        lines.append("  cycle status            corrections retention(all) retention(trained) env_live preservation")
         for r in c["cycles"]:
-            lines.append(f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>9.3f} "
+            lines.append(f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>14.3f} {r['retention_trained']:>18.3f} "
                          f"{r['env_live'] if r['env_live'] is not None else '-':>8} {r['preservation'] if r['preservation'] is not None else '-':>12}")  # fmt: skip
     for name in ("forgetting", "empty"):
         if data.get(name):
@@ -353,7 +359,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     x = [r["cycle"] for r in rows]
-    ax.plot(x, [r["retention"] for r in rows], "o-", label="corrections answered as corrected")
+    ax.plot(x, [r["retention_trained"] for r in rows], "o-", label="trained corrections answered as corrected")
+    ax.plot(x, [r["retention"] for r in rows], "^-", alpha=0.6, label="all corrections (1 in 5 held out)")
     ax.plot(x, [r["env_live"] for r in rows], "s--", label="held-out calculator accuracy (live)")
     start = data["continual"]["start_env"]
     if start is not None:

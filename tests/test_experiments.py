@@ -51,7 +51,7 @@ def versions_of(fx: TenantFixture) -> list[AdapterVersion]:
 
 def test_short_experiment_runs_and_records_steps(gateway: Gateway) -> None:
     fx = make_tenant("rl")
-    ids = create(fx)
+    ids = create(fx, SMALL.model_copy(update={"eval_tasks": 8}))
     [status] = asyncio.run(run_experiments(get_settings(), [ids]))
     assert status == "succeeded"
     steps = steps_of(ids)
@@ -70,6 +70,18 @@ def test_short_experiment_runs_and_records_steps(gateway: Gateway) -> None:
         model=f"{fx.agent.name}@v2", messages=[{"role": "user", "content": "2+2"}], max_tokens=4
     )
     assert reply.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v2"
+    # eval_tasks: each step grades its published version greedily on that many held-out tasks.
+    import openai
+
+    from trainer.envs import CalculatorEnvironment
+    from trainer.envs.runner import run_episodes
+
+    env = CalculatorEnvironment()
+    client = openai.AsyncOpenAI(base_url=gateway.api_base, api_key=fx.key)
+    graded = asyncio.run(run_episodes(client, f"{fx.agent.name}@v2", env, env.tasks("test", 8),
+                                      temperature=0.0, token_data=False))  # fmt: skip
+    assert all(m["eval_tasks"] == 8 for m in steps)
+    assert steps[1]["eval_accuracy"] == sum(e.correct for e in graded) / 8
 
 
 def test_concurrent_experiments_match_running_alone(gateway: Gateway) -> None:

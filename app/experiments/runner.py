@@ -196,12 +196,23 @@ class ExperimentLoop:
         await asyncio.to_thread(self._check_not_cancelled)
         version_id = await asyncio.to_thread(self._publish, step)
         sync_s = time.perf_counter() - t2
+        held_out: dict[str, Any] = {}
+        if cfg.eval_tasks > 0:  # the published version, greedy, on the same held-out tasks
+            t3 = time.perf_counter()
+            graded = await run_episodes(
+                self.client, self.version[1], self.env, self.env.tasks("test", cfg.eval_tasks),  # type: ignore[index]
+                concurrency=64, temperature=0.0, max_turns=cfg.max_turns, max_tokens=cfg.max_tokens,
+            )  # fmt: skip
+            held_out = {
+                "eval_accuracy": sum(e.correct for e in graded) / len(graded),
+                "eval_tasks": len(graded), "eval_s": time.perf_counter() - t3,
+            }  # fmt: skip
         metrics = {
             "reward_mean": statistics.fmean(rewards), "accuracy": sum(e.correct for e in episodes) / len(episodes),
             "calculator_rate": sum(e.used_calculator for e in episodes) / len(episodes),
             "loss": loss, "episodes": len(episodes), "groups_with_signal": used_groups,
             "tokens": tokens, "rollout_s": rollout_s, "train_s": train_s, "sync_s": sync_s,
-            "step_s": time.perf_counter() - t0,
+            "step_s": time.perf_counter() - t0, **held_out,
         }  # fmt: skip
         await asyncio.to_thread(self._record, step, version_id, metrics)
         if self.on_step:

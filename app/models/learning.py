@@ -51,14 +51,14 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     mode: Mapped[ScheduleMode] = mapped_column(checked(ScheduleMode), default=ScheduleMode.manual)
     cron: Mapped[str | None] = mapped_column(String(120), default=None)
     every_k: Mapped[int | None] = mapped_column(default=None)
-    loss_mixture: Mapped[dict[str, float]] = mapped_column(JSON, default=lambda: {"sft": 1.0})
-    steps: Mapped[int] = mapped_column(default=20)
+    loss_mixture: Mapped[dict[str, float]] = mapped_column(
+        JSON, default=lambda: {"sft": 1.0, "pg": 1.0}
+    )
+    steps: Mapped[int] = mapped_column(default=30)
     learning_rate: Mapped[float] = mapped_column(default=1e-3)
     replay_share: Mapped[float] = mapped_column(default=0.5)
-    kl_coef: Mapped[float] = mapped_column(default=0.0)
-    promotion_rule: Mapped[dict[str, Any]] = mapped_column(
-        JSON, default=lambda: {"max_regression": 0.0, "require_improvement": True}
-    )
+    kl_coef: Mapped[float] = mapped_column(default=1.0)
+    promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
