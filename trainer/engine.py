@@ -129,18 +129,29 @@ class TrainingEngine:
         st.flat["reference"].copy_(st.flat["weights"])
 
     # ---- training -------------------------------------------------------------------------
-    def forward_backward(self, items: Sequence[WorkItem], loss: LossSpec) -> list[list[RowMetrics]]:
+    def forward_backward(
+        self,
+        items: Sequence[WorkItem],
+        loss: LossSpec,
+        weights: Sequence[float] | None = None,
+    ) -> list[list[RowMetrics]]:
         """Accumulate gradients of `loss` for each (adapter, batch); metrics per row per item.
 
         Rows of adapters with equal shapes share passes (each row through its own adapter);
         other adapters run in passes of their own. Gradients are sums over rows; `optim_step`
         divides by the accumulated units, so calls for one adapter may be split and interleaved
-        with other adapters' calls freely.
+        with other adapters' calls freely. `weights` gives each item its own `LossSpec.weight`
+        (several jobs with different loss mixtures sharing one pass).
         """
         if not items:
             return []
+        if weights is not None and len(weights) != len(items):
+            raise InvalidBatchError(f"{len(weights)} weights for {len(items)} items")
         advantages = [self._check_item(a, b, loss) for a, b in items]
-        scales = [self._item_scale(a, b, loss) for a, b in items]
+        scales = [
+            self._item_scale(a, b, loss, loss.weight if weights is None else float(weights[i]))
+            for i, (a, b) in enumerate(items)
+        ]
         plans = plan_passes(
             items,
             lambda a: self.store.get(a).pass_signature,
@@ -153,17 +164,19 @@ class TrainingEngine:
                 self._run_pass(plan, items, advantages, scales, loss, results)
         return [[m for m in row if m is not None] for row in results]
 
-    def _item_scale(self, adapter_id: str, batch: Batch, loss: LossSpec) -> float:
+    def _item_scale(self, adapter_id: str, batch: Batch, loss: LossSpec, weight: float) -> float:
         """Factor on the item's loss sums: its weight, over its own units for a per-call mean."""
         st = self.store.get(adapter_id)
+        if weight < 0:
+            raise InvalidBatchError("loss weights must be >= 0")
         if loss.reduction == "step":
             if st.grad_rows > 0 and st.grad_units == 0:
                 raise InvalidBatchError("one optimiser step cannot mix 'call' and 'step' losses")
-            return loss.weight
+            return weight
         if st.grad_units > 0:
             raise InvalidBatchError("one optimiser step cannot mix 'step' and 'call' losses")
         units = item_units(loss, batch.loss_mask)
-        return loss.weight / units if units > 0 else 0.0
+        return weight / units if units > 0 else 0.0
 
     def _check_item(self, adapter_id: str, batch: Batch, loss: LossSpec) -> torch.Tensor | None:
         self.store.get(adapter_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from trainer.batch import Batch, encode_chat
@@ -116,6 +117,37 @@ def objective_weights(mixture: Mapping[str, float], kl_coef: float) -> dict[str,
     return weights
 
 
+@dataclass(frozen=True)
+class ObjectiveWork:
+    """One adapter's share of a round: its batches per loss kind and their weights."""
+
+    adapter_id: str
+    batches: Mapping[str, Batch]
+    weights: Mapping[str, float]
+
+
+def accumulate_round(
+    engine: TrainingEngine, work: Sequence[ObjectiveWork], *, dpo_beta: float = 0.1
+) -> list[dict[str, float]]:
+    """Add every adapter's weighted mean gradient of every term, all adapters of a loss kind in
+    one `forward_backward` (their rows share passes where they fit); returns each adapter's mean
+    loss per term (unweighted)."""
+    losses: list[dict[str, float]] = [{} for _ in work]
+    for kind in OBJECTIVE_KINDS:
+        chosen = [
+            i for i, w in enumerate(work) if kind in w.batches and w.weights.get(kind, 0.0) > 0
+        ]
+        if not chosen:
+            continue
+        spec = LossSpec(kind=kind, reduction="call", dpo_beta=dpo_beta)  # type: ignore[arg-type]
+        items = [(work[i].adapter_id, work[i].batches[kind]) for i in chosen]
+        weights = [float(work[i].weights[kind]) for i in chosen]
+        for i, rows in zip(chosen, engine.forward_backward(items, spec, weights), strict=True):
+            units = sum(r.units for r in rows)
+            losses[i][kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
+    return losses
+
+
 def accumulate(
     engine: TrainingEngine,
     adapter_id: str,
@@ -126,16 +158,8 @@ def accumulate(
 ) -> dict[str, float]:
     """Add the weighted mean gradient of every term with a positive weight; the mean loss of
     each term (unweighted) is returned for the step's record."""
-    losses: dict[str, float] = {}
-    for kind in OBJECTIVE_KINDS:
-        weight = weights.get(kind, 0.0)
-        if kind not in batches or weight <= 0:
-            continue
-        spec = LossSpec(kind=kind, weight=weight, reduction="call", dpo_beta=dpo_beta)  # type: ignore[arg-type]
-        rows = engine.forward_backward([(adapter_id, batches[kind])], spec)[0]
-        units = sum(r.units for r in rows)
-        losses[kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
-    return losses
+    work = [ObjectiveWork(adapter_id, batches, weights)]
+    return accumulate_round(engine, work, dpo_beta=dpo_beta)[0]
 
 
 def objective_step(
