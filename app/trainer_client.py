@@ -120,6 +120,7 @@ def train_adapter(
     agent_id: uuid.UUID | None,
     write_to: Path,
     kl_coef: float = 0.0,
+    weight: float = 1.0,
     on_step: Callable[[TrainStep], None] | None = None,
     on_wait: Callable[[], None] | None = None,
     poll_s: float = 0.25,
@@ -132,7 +133,9 @@ def train_adapter(
     kind with a non-zero weight (``mixture``, and ``kl_coef`` for "kl"), then one optimiser
     step (`trainer.objective`). Raises `TrainingFailed` when the job fails, is
     cancelled, or no live trainer claims it within ``trainer_wait_s``. ``on_wait`` is called
-    every few seconds while the job is queued or running (the caller's own heartbeat)."""
+    every few seconds while the job is queued or running (the caller's own heartbeat).
+    ``weight`` is the job's fair share of the trainer under contention (its tenant's weight
+    times its agent's, see `share`)."""
     from app.core.db import unit_of_work
     from app.core.redis import get_redis
     from app.models import TrainingJob
@@ -154,6 +157,8 @@ def train_adapter(
         "lr": lr,
         "kl_coef": kl_coef,
         "write_to": str(write_to),
+        "tenant": str(tenant_id),
+        "weight": weight,
     }
     with unit_of_work() as session:
         queue.supersede(session, adapter_id)
@@ -189,6 +194,13 @@ def train_adapter(
         if status in (RunStatus.failed, RunStatus.cancelled):
             raise TrainingFailed(error or f"training job {job_id} {status}")
         time.sleep(poll_s)
+
+
+def share(tenant_slug: str, agent_settings: dict[str, Any] | None) -> float:
+    """A training job's fair-share weight: the tenant's (`CLORA_TRAINER_TENANT_WEIGHTS`,
+    default 1) times the agent's own `train_weight` (default 1)."""
+    tenant = float(get_settings().trainer_tenant_weights.get(tenant_slug, 1.0))
+    return tenant * float((agent_settings or {}).get("train_weight", 1.0))
 
 
 class SharedTrainer:

@@ -178,15 +178,20 @@ class TrainingEngine:
         units = item_units(loss, batch.loss_mask)
         return weight / units if units > 0 else 0.0
 
-    def _check_item(self, adapter_id: str, batch: Batch, loss: LossSpec) -> torch.Tensor | None:
-        self.store.get(adapter_id)
+    def check_batch(self, batch: Batch) -> None:
+        """Raise `InvalidBatchError` for a batch no pass could take (shapes, alignment, ids
+        beyond the base vocabulary), so a caller can refuse it before it shares a pass."""
         batch.validate()
-        if (loss.kind == "dpo") != batch.is_pairwise:
-            raise InvalidBatchError("dpo needs chosen/rejected pairs; sft and pg need plain rows")
         vocab = self.base.describe()["vocab_size"]
         seqs = batch.input_ids + (batch.rejected_input_ids or [])
         if vocab and max(max(s) for s in seqs) >= vocab:
             raise InvalidBatchError(f"token id beyond the base vocabulary of {vocab}")
+
+    def _check_item(self, adapter_id: str, batch: Batch, loss: LossSpec) -> torch.Tensor | None:
+        self.store.get(adapter_id)
+        self.check_batch(batch)
+        if (loss.kind == "dpo") != batch.is_pairwise:
+            raise InvalidBatchError("dpo needs chosen/rejected pairs; sft and pg need plain rows")
         if loss.kind != "pg":
             return None
         if batch.advantages is not None:

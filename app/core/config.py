@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     trainer_max_active: int = Field(
         default=8, description="Jobs the trainer advances together, one step each in turn."
     )
+    trainer_tenant_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Fair share of the trainer per tenant slug (JSON object; default 1 each). "
+        "Under contention each tenant's trained tokens follow its weight.",
+    )
     trainer_step_delay_s: float = Field(
         default=0.0, description="Pause after each checkpoint (tests widen the kill window)."
     )

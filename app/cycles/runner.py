@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,31 @@ def _heartbeat(tenant_id: uuid.UUID, run_id: uuid.UUID, progress: float, **metri
             run.metrics = {**(run.metrics or {}), **metrics}
 
 
+@contextmanager
+def _beating(tenant_id: uuid.UUID, run_id: uuid.UUID, every_s: float = 10.0) -> Iterator[None]:
+    """Heartbeat the cycle from a thread while it runs: evaluation and publishing take minutes
+    on a busy CPU, and a silent cycle would be handed to a second worker by the reaper."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                with unit_of_work() as session:
+                    run = CycleRepository(session).get_run(tenant_id, run_id)
+                    if run is not None and run.status == RunStatus.running:
+                        run.heartbeat_at = datetime.now(UTC)
+            except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
+                log.warning("cycle %s heartbeat failed", run_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"cycle-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _split_examples(
     examples: list[TrainingExample], since: datetime | None, replay_share: float, seed: int
 ) -> tuple[list[TrainingExample], list[TrainingExample]]:
@@ -75,7 +103,8 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
             return RunStatus(run.status)
         plan = _plan(session, run, settings)
     try:
-        status = _execute(tenant_id, run_id, plan, settings)
+        with _beating(tenant_id, run_id):
+            status = _execute(tenant_id, run_id, plan, settings)
     except Exception as exc:
         log.exception("cycle %s failed", run_id)
         with unit_of_work() as session:
@@ -183,6 +212,7 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
         "kl_coef": schedule.kl_coef,
         "rule": rule,
         "seed": run.id.int % 2**31,
+        "weight": trainer_client.share(tenant.slug, agent.settings),
         "counts": {
             "new": len(new),
             "replay": len(replay),
@@ -248,6 +278,7 @@ def _execute(
         tenant_id=tenant_id,
         agent_id=plan["agent_id"],
         kl_coef=plan["kl_coef"],
+        weight=plan["weight"],
         on_step=on_step,
         on_wait=lambda: _heartbeat(tenant_id, run_id, progress[0]),
         write_to=staging,

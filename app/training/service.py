@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,50 @@ class JobCancelled(Exception):
     """The job was cancelled (or taken by another trainer) while it ran."""
 
 
+@dataclass
+class StepWork:
+    """What one job asks of a round: one optimiser step on its objective."""
+
+    work: Any  # trainer.objective.ObjectiveWork
+    lr: float
+    step_id: str
+    tokens: int
+    """Padded tokens of the step: what fair share counts."""
+
+
+@dataclass
+class ActiveJob:
+    """A job in hand: its step generator, the step it waits to have applied, its share."""
+
+    steps: Generator[StepWork, dict[str, float], dict[str, Any]]
+    payload: dict[str, Any]
+    weight: float
+    pending: StepWork | None = None
+    credit: float = 0.0
+
+
 class TrainerService:
-    """Claims jobs one at a time and runs them on the warm engine; see the module doc."""
+    """Claims jobs and trains all of them together on the warm engine; see the module doc.
+
+    Each round, every job in hand that its fair share allows contributes one optimiser step;
+    their rows share forward/backward passes (`trainer.objective.accumulate_round`), then each
+    adapter takes its own optimiser step. Fair share is deficit round robin on padded tokens:
+    each round a job earns `quantum x share / largest share` tokens of credit (the quantum
+    being the smallest step in hand, a job's share its weight over its tenant's jobs in hand)
+    and steps when its credit covers its step, so under contention each tenant's trained
+    tokens follow its weight and nobody starves."""
 
     def __init__(self, settings: Settings | None = None, worker_id: str | None = None) -> None:
         self.settings = settings or get_settings()
         self.worker_id = worker_id or self.settings.trainer_id or socket.gethostname()
         self.state_root = self.settings.data_dir.resolve() / "trainer" / "jobs"
         self.stop = threading.Event()
-        self._active: dict[
-            uuid.UUID, tuple[Generator[None, None, dict[str, Any]], dict[str, Any]]
-        ] = {}
+        self._active: dict[uuid.UUID, ActiveJob] = {}
         self._lost: set[uuid.UUID] = set()
         self.engine: Any = None
         self.tokenizer: Any = None
+        self.trained_tokens: dict[uuid.UUID, int] = {}
+        """Padded tokens each job has trained (what fair share divides)."""
 
     # ---- lifecycle ------------------------------------------------------------------------
     def warm(self) -> None:
@@ -93,8 +124,8 @@ class TrainerService:
                 self.stop.wait(2)
 
     def run_round(self) -> bool:
-        """Claim waiting jobs (up to `trainer_max_active`), then advance each job in hand by
-        one step, round robin, so a long job never starves a short one. False when idle."""
+        """Claim waiting jobs (up to `trainer_max_active`), then run one shared round: every
+        job its fair share admits takes one step. False when idle."""
         while len(self._active) < self.settings.trainer_max_active:
             with unit_of_work() as session:
                 job = queue.claim(
@@ -105,45 +136,140 @@ class TrainerService:
                     break
                 job_id, kind, payload = job.id, job.kind, dict(job.payload)
             log.info("job %s (%s) claimed", job_id, kind)
-            self._active[job_id] = (self._train(job_id, payload), payload)
-        for job_id in list(self._active):
+            weight = max(float(payload.get("weight", 1.0)), 1e-3)
+            self._active[job_id] = ActiveJob(self._train(job_id, payload), payload, weight)
+        for job_id in list(self._active):  # start new jobs: set up, first step asked for
+            if self._active[job_id].pending is None:
+                self._resume(job_id, None)
+        if self.stop.is_set() or not self._active:
+            return bool(self._active)
+        chosen = self._admit()
+        applied = self._apply(chosen)
+        for job_id, losses in applied.items():
             if self.stop.is_set():
                 return True
-            self._advance(job_id)
+            self._resume(job_id, losses)
         return bool(self._active)
 
-    def _advance(self, job_id: uuid.UUID) -> None:
-        steps, payload = self._active[job_id]
+    def _admit(self) -> list[uuid.UUID]:
+        """The jobs that step this round (deficit round robin on padded tokens)."""
+        jobs = {j: a for j, a in self._active.items() if a.pending is not None}
+        if not jobs:
+            return []
+        quantum = min(a.pending.tokens for a in jobs.values())  # type: ignore[union-attr]
+        # A tenant's weight is shared by its jobs in hand (three agents of one tenant do not
+        # get three shares); the largest share steps every round, the others in proportion.
+        per_tenant: dict[str, int] = {}
+        for a in jobs.values():
+            tenant = str(a.payload.get("tenant", ""))
+            per_tenant[tenant] = per_tenant.get(tenant, 0) + 1
+        share = {
+            j: a.weight / per_tenant[str(a.payload.get("tenant", ""))] for j, a in jobs.items()
+        }
+        top = max(share.values())
+        while True:
+            for j, active in jobs.items():
+                active.credit += share[j] / top * quantum
+            chosen = [j for j, a in jobs.items() if a.credit >= a.pending.tokens]  # type: ignore[union-attr]
+            if chosen:
+                break
+        for j in chosen:
+            jobs[j].credit -= jobs[j].pending.tokens  # type: ignore[union-attr]
+        for a in jobs.values():  # no banking beyond one step: a late job cannot burst
+            a.credit = min(a.credit, a.pending.tokens)  # type: ignore[union-attr]
+        return chosen
+
+    def _apply(self, chosen: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, float] | Exception]:
+        """Accumulate the chosen jobs' steps in shared passes, then one optimiser step each.
+        A job whose own work fails is failed alone: the round is redone job by job."""
+        from trainer.objective import accumulate_round
+
+        engine = self.engine
+        pending = {j: self._active[j].pending for j in chosen if j not in self._lost}
+        for j in chosen:
+            if j in self._lost:
+                self._close(j, JobCancelled())
+        out: dict[uuid.UUID, dict[str, float] | Exception] = {}
+        if not pending:
+            return out
+        order = list(pending)
+        try:
+            losses = accumulate_round(engine, [pending[j].work for j in order])  # type: ignore[union-attr]
+            results: dict[uuid.UUID, dict[str, float] | Exception] = dict(
+                zip(order, losses, strict=True)
+            )
+        except Exception:  # noqa: BLE001 - redo job by job, failing only the job at fault
+            results = {}
+            for j in order:
+                engine.zero_grad(pending[j].work.adapter_id)  # type: ignore[union-attr]
+            for j in order:
+                try:
+                    results[j] = accumulate_round(engine, [pending[j].work])[0]  # type: ignore[union-attr]
+                except Exception as exc:  # noqa: BLE001
+                    engine.zero_grad(pending[j].work.adapter_id)  # type: ignore[union-attr]
+                    results[j] = exc
+        for j in order:
+            work = pending[j]
+            assert work is not None
+            if isinstance(results[j], Exception):
+                out[j] = results[j]
+                continue
+            try:
+                if results[j]:
+                    engine.optim_step(work.work.adapter_id, work.lr, max_grad_norm=1.0,
+                                      step_id=work.step_id)  # fmt: skip
+                else:
+                    engine.store.get(work.work.adapter_id).last_step_id = work.step_id
+                self.trained_tokens[j] = self.trained_tokens.get(j, 0) + work.tokens
+                out[j] = results[j]
+            except Exception as exc:  # noqa: BLE001 - a non-finite gradient fails its own job
+                out[j] = exc
+        return out
+
+    def _resume(self, job_id: uuid.UUID, losses: dict[str, float] | Exception | None) -> None:
+        """Hand the round's result to the job; it records and checkpoints the step and asks
+        for its next one, or ends."""
+        active = self._active[job_id]
         try:
             if job_id in self._lost:  # the heartbeat found it cancelled or taken
                 raise JobCancelled()
-            next(steps)
-            return
+            if isinstance(losses, Exception):
+                raise losses
+            active.pending = next(active.steps) if losses is None else active.steps.send(losses)
         except StopIteration as done:
-            del self._active[job_id]
             with unit_of_work() as session:
                 queue.finish(session, job_id, RunStatus.succeeded, result=done.value)
             log.info("job %s succeeded", job_id)
-        except JobCancelled:
-            del self._active[job_id]
-            log.info("job %s cancelled", job_id)
+            self._close(job_id, None)
         except (OperationalError, RedisError) as exc:
             # Transient: the job stays claimed and resumes from its last checkpoint.
-            del self._active[job_id]
+            self._drop(job_id)
             log.warning("job %s paused (%s); it resumes from its checkpoint", job_id, exc)
-            return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the job's own failure, recorded on the job
+            self._close(job_id, exc)
+
+    def _close(self, job_id: uuid.UUID, error: Exception | None) -> None:
+        """End a job in hand: cancelled (nothing to write), failed (its error) or done."""
+        if isinstance(error, JobCancelled):
+            log.info("job %s cancelled", job_id)
+        elif error is not None:
             from trainer.errors import TrainerError
 
-            del self._active[job_id]
-            if not isinstance(exc, TrainerError | ValueError | KeyError):
-                log.exception("job %s failed", job_id)
+            if not isinstance(error, TrainerError | ValueError | KeyError):
+                log.error("job %s failed", job_id, exc_info=error)
             with unit_of_work() as session:
                 queue.finish(
-                    session, job_id, RunStatus.failed, error=f"{type(exc).__name__}: {exc}"
+                    session, job_id, RunStatus.failed, error=f"{type(error).__name__}: {error}"
                 )
+        payload = self._active[job_id].payload
+        self._drop(job_id)
         self._lost.discard(job_id)
         self._cleanup(job_id, payload)
+
+    def _drop(self, job_id: uuid.UUID) -> None:
+        active = self._active.pop(job_id, None)
+        if active is not None:
+            active.steps.close()
 
     def _beat(self) -> None:
         redis = get_redis()
@@ -159,10 +285,13 @@ class TrainerService:
             self.stop.wait(HEARTBEAT_S)
 
     # ---- the train job --------------------------------------------------------------------
-    def _train(self, job_id: uuid.UUID, p: dict[str, Any]) -> Generator[None, None, dict[str, Any]]:
-        """The job as a generator: one optimiser step per `next`; returns the result."""
+    def _train(
+        self, job_id: uuid.UUID, p: dict[str, Any]
+    ) -> Generator[StepWork, dict[str, float], dict[str, Any]]:
+        """The job as a generator: it yields each step's work, receives the step's losses once
+        the round applied it, records and checkpoints it; returns the result."""
         from trainer.config import LoraSettings
-        from trainer.objective import build_batches, objective_step, objective_weights
+        from trainer.objective import ObjectiveWork, build_batches, objective_weights
 
         engine = self.engine
         adapter_id = f"job-{job_id}"
@@ -182,18 +311,24 @@ class TrainerService:
             parent = Path(p["parent_dir"]) if p.get("parent_dir") else None
             engine.create_adapter(adapter_id, settings, seed=p.get("seed", 0), parent_dir=parent)
         batches = build_batches(self.tokenizer, p.get("examples", {}))
+        for batch in batches.values():  # refused here, alone, not inside a shared pass
+            engine.check_batch(batch)
         weights = objective_weights(p.get("mixture", {}), float(p.get("kl_coef", 0.0)))
+        work = ObjectiveWork(adapter_id, batches, weights)
+        tokens = sum(
+            len(b) * b.sequences_per_row() * max(b.row_length(r) for r in range(len(b)))
+            for kind, b in batches.items()
+            if weights.get(kind, 0.0) > 0
+        )
         steps = int(p["steps"])
         for step in range(start, steps + 1):
             step_id = f"{job_id}:{step}"
-            losses = objective_step(engine, adapter_id, batches, weights, float(p["lr"]),
-                                    step_id=step_id)  # fmt: skip
+            losses = yield StepWork(work, float(p["lr"]), step_id, max(tokens, 1))
             with unit_of_work() as session:
                 queue.record_step(session, job_id, step, step_id, {"losses": losses})
             engine.save_state(adapter_id, state_dir)
             if self.settings.trainer_step_delay_s:  # tests widen the window for a kill -9
                 time.sleep(self.settings.trainer_step_delay_s)
-            yield
         write_to = Path(p["write_to"])
         write_to.mkdir(parents=True, exist_ok=True)
         engine.save_adapter(adapter_id, write_to)
