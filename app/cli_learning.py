@@ -125,6 +125,26 @@ def adapter() -> None:
     """Adapter versions: promote and roll back."""
 
 
+@adapter.command("list")
+@click.argument("agent")
+@TENANT
+@_readable
+def adapter_list(agent: str, tenant: str) -> None:
+    """AGENT's versions: status, the gate's verdict and failing signal, forced promotions."""
+    from app.adapters.repository import AdapterVersionRepository
+    from app.core.db import unit_of_work
+
+    with unit_of_work() as session:
+        owner, found = _scope(session, tenant, agent)
+        for v in AdapterVersionRepository(session).list(owner.id, found.id):
+            gate = (v.metrics or {}).get("gate") or {}
+            forced = (v.metrics or {}).get("forced")
+            verdict = gate.get("verdict", "-")
+            failed = f" ({gate['failed_signal']})" if gate.get("failed_signal") else ""
+            note = f"  forced by {forced['by']} at {forced['at'][:16]}" if forced else ""
+            click.echo(f"v{v.number:<4} {v.status:<10} {v.source:<10} gate {verdict}{failed}{note}")
+
+
 @adapter.command("promote")
 @click.argument("agent")
 @click.argument("version", type=int)

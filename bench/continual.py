@@ -381,6 +381,8 @@ def main() -> None:
     parser.add_argument("--only", default="readme,continual,forgetting,empty",
                         help="comma-separated scenarios (readme, continual, forgetting, empty, grid)")
     parser.add_argument("--out", type=Path, default=RESULTS / "continual.json")
+    parser.add_argument("--grid-points", default="30:1e-3:0:0.5,30:1e-3:1:0.5,30:1e-3:4:0.5,30:3e-3:1:0.5,15:1e-3:1:0.5",
+                        help="steps:learning_rate:kl_coef:replay_share, comma-separated")
     args = parser.parse_args()
     only = set(args.only.split(","))
     run_tag = uuid.uuid4().hex[:6]
@@ -412,14 +414,14 @@ def main() -> None:
             data["continual"] = continual(admin, base, run_tag, args.cycles)
             save()
         if "grid" in only:
-            data["grid"] = []
-            for i, (steps, lr, kl, replay) in enumerate(
-                [(30, 1e-3, 0.0, 0.5), (30, 1e-3, 1.0, 0.5), (30, 1e-3, 4.0, 0.5),
-                 (30, 3e-3, 1.0, 0.5), (15, 1e-3, 1.0, 0.5)]
-            ):  # fmt: skip
-                schedule = {"steps": steps, "learning_rate": lr, "kl_coef": kl, "replay_share": replay}
-                data["grid"].append(readme_flow(admin, base, f"{run_tag}-g{i}", seed=i, **schedule))
-                print(json.dumps(data["grid"][-1], default=str), flush=True)
+            points = [tuple(float(x) for x in p.split(":")) for p in args.grid_points.split(",")]
+            grid = data.setdefault("grid", [])
+            for i, (steps, lr, kl, replay) in enumerate(points):
+                schedule = {"steps": int(steps), "learning_rate": lr, "kl_coef": kl,
+                            "replay_share": replay}  # fmt: skip
+                row = readme_flow(admin, base, f"{run_tag}-g{i}", seed=i, **schedule)
+                grid[:] = [g for g in grid if g["schedule"] != schedule] + [row]
+                print(json.dumps(row, default=str), flush=True)
                 save()
     print(table(data))
     plot(data, args.out.with_suffix(".png"))

@@ -400,12 +400,24 @@ def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
         assert candidate.metrics["gate"]["verdict"] == "needs_evaluation"
     with unit_of_work() as session, pytest.raises(Conflict, match="force"):
         registry.promote(session, fx.tenant.id, run.candidate_version_id, force=False, by="admin")  # type: ignore[arg-type]
-    with unit_of_work() as session:
-        registry.promote(session, fx.tenant.id, run.candidate_version_id, force=True, by="admin")  # type: ignore[arg-type]
+    # The CLI: a readable refusal without --force, then the forced promotion, recorded and listed.
+    from click.testing import CliRunner
+
+    from app.cli import main as cli
+
+    args = ["--tenant", fx.tenant.slug]
+    refused = CliRunner().invoke(cli, ["adapter", "promote", "fresh", "1", *args])
+    assert refused.exit_code == 1 and "did not pass the promotion gate" in refused.output
+    forced = CliRunner().invoke(cli, ["adapter", "promote", "fresh", "1", "--force", *args])
+    assert forced.exit_code == 0, forced.output
+    assert "forced over the gate's verdict: needs_evaluation" in forced.output
+    listed = CliRunner().invoke(cli, ["adapter", "list", "fresh", *args])
+    assert "v1" in listed.output and "gate needs_evaluation" in listed.output
+    assert "forced by cli" in listed.output
     with unit_of_work() as session:
         live = session.get(AdapterVersion, run.candidate_version_id)
         assert live is not None and live.status == "live"
-        assert live.metrics["forced"]["by"] == "admin"
+        assert live.metrics["forced"]["by"] == "cli"
         assert live.metrics["forced"]["verdict"] == "needs_evaluation"
 
 
