@@ -68,14 +68,31 @@ def score(engine_url: str, model: str, examples: Sequence[dict[str, Any]]) -> fl
 
 def agreement(
     engine_url: str, parent: str, candidate: str, prompts: Sequence[dict[str, Any]]
-) -> float | None:
+) -> tuple[float | None, list[dict[str, Any]]]:
     """Share of prompts (``{"messages", "tools"}``) the candidate answers greedily exactly as
-    the parent does (same tool calls and arguments, or the same text)."""
+    the parent does (same tool calls and arguments, or the same text), and up to five of the
+    prompts where they differ (last user message, parent's answer, candidate's answer)."""
     if not prompts:
-        return None
+        return None, []
     same = 0
+    changed: list[dict[str, Any]] = []
     for p in prompts:
         before = greedy(engine_url, parent, p["messages"], p.get("tools"))
         after = greedy(engine_url, candidate, p["messages"], p.get("tools"))
-        same += matches(after, before)
-    return same / len(prompts)
+        if matches(after, before):
+            same += 1
+        elif len(changed) < 5:
+            user = next(
+                (m.get("content") for m in reversed(p["messages"]) if m.get("role") == "user"), ""
+            )
+            changed.append(
+                {"prompt": str(user)[:200], "parent": _brief(before), "candidate": _brief(after)}
+            )
+    return same / len(prompts), changed
+
+
+def _brief(message: dict[str, Any]) -> str:
+    calls = _normal_calls(message.get("tool_calls"))
+    if calls:
+        return "; ".join(f"{name}({json.dumps(args)})" for name, args in calls)[:200]
+    return (message.get("content") or "")[:200]

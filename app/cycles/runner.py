@@ -386,11 +386,11 @@ def _measure(
     _heartbeat(tenant_id, run_id, 0.78)
     clock.lap("evaluate_corrections")
     held = plan["held_back"]
+    rate, changed = evaluation.agreement(engine_url, parent, candidate, held)
     signals["preservation"] = {
-        "n": len(held),
-        "agreement": evaluation.agreement(engine_url, parent, candidate, held),
-        "min": float(plan["rule"].get("preserve_min", 0.95)),
-    }
+        "n": len(held), "agreement": rate, "min": float(plan["rule"].get("preserve_min", 0.95)),
+        "changed": changed,
+    }  # fmt: skip
     _heartbeat(tenant_id, run_id, 0.85)
     clock.lap("evaluate_preservation")
     n_env = plan["environment_tasks"]
