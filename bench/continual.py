@@ -210,6 +210,7 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
         "preservation": signals.get("preservation", {}).get("agreement"),
         "preservation_n": signals.get("preservation", {}).get("n"),
         "preservation_changed": signals.get("preservation", {}).get("changed"),
+        "corrections_signal": signals.get("corrections"),
         "near": {p: v for p, v in near.items()},
         "near_answer_60": sum(1 for v in near.values() if v and v[0] == "final_answer" and v[1].get("answer") in (60, "60")),
         "cycle_s": round(seconds, 1),
