@@ -98,7 +98,9 @@ class Admin:
 
     def __init__(self, base: str, password: str) -> None:
         self.http = httpx.Client(base_url=base, timeout=120)
-        r = self.http.post("/api/auth/login", json={"email": "admin@clora.local", "password": password})
+        r = self.http.post(
+            "/api/auth/login", json={"email": "admin@clora.local", "password": password}
+        )
         r.raise_for_status()
         self.http.headers["x-csrf-token"] = self.http.cookies.get("clora_csrf") or ""
 
@@ -112,7 +114,9 @@ class Admin:
     def tenant(self, slug: str, environment: str | None = "calculator") -> str:
         """A new tenant with an agent `calculator` and an API key; returns the key."""
         self.call("POST", "/api/tenants", json={"slug": slug})
-        self.call("POST", "/api/agents", slug, json={"name": "calculator", "environment": environment})
+        self.call(
+            "POST", "/api/agents", slug, json={"name": "calculator", "environment": environment}
+        )
         return str(self.call("POST", "/api/keys", slug, json={"name": "bench"})["key"])
 
     def schedule(self, slug: str, **changes: Any) -> dict[str, Any]:
@@ -140,7 +144,11 @@ def messages(prompt: str) -> list[dict[str, Any]]:
 
 def ask(client: OpenAI, convo: list[dict[str, Any]]) -> Any:
     return client.chat.completions.create(
-        model="calculator", messages=convo, tools=ENV.tools(), temperature=0, max_tokens=96  # type: ignore[arg-type]
+        model="calculator",
+        messages=convo,
+        tools=ENV.tools(),
+        temperature=0,
+        max_tokens=96,  # type: ignore[arg-type]
     )
 
 
@@ -202,7 +210,8 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
         "status": run["status"],
         "decision": run["metrics"].get("decision"),
         "before": before,
-        "corrected_answered_as_corrected": first_call(after.choices[0].message) == as_target(target),
+        "corrected_answered_as_corrected": first_call(after.choices[0].message)
+        == as_target(target),
         "served_by": after.system_fingerprint,
         "env_before": env.get("before"),
         "env_after": env.get("after"),
@@ -212,13 +221,19 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
         "preservation_changed": signals.get("preservation", {}).get("changed"),
         "corrections_signal": signals.get("corrections"),
         "near": {p: v for p, v in near.items()},
-        "near_answer_60": sum(1 for v in near.values() if v and v[0] == "final_answer" and v[1].get("answer") in (60, "60")),
+        "near_answer_60": sum(
+            1
+            for v in near.values()
+            if v and v[0] == "final_answer" and v[1].get("answer") in (60, "60")
+        ),
         "cycle_s": round(seconds, 1),
         "timings_s": run["metrics"].get("timings_s"),
     }
 
 
-def corrections_for(client: OpenAI, seed: int, count: int) -> Iterator[tuple[Any, list[dict[str, Any]], dict[str, Any]]]:
+def corrections_for(
+    client: OpenAI, seed: int, count: int
+) -> Iterator[tuple[Any, list[dict[str, Any]], dict[str, Any]]]:
     """(served answer, conversation, correction) for `count` prompts the agent gets wrong: a
     wrong first step becomes the calculator call; a right calculator call followed by a wrong
     final answer has its final answer corrected."""
@@ -238,9 +253,20 @@ def corrections_for(client: OpenAI, seed: int, count: int) -> Iterator[tuple[Any
                 {"role": "tool", "tool_call_id": "c1", "content": result}]  # fmt: skip
             reply = ask(client, convo)
             answer = first_call(reply.choices[0].message)
-            if answer is not None and answer[0] == "final_answer" and str(answer[1].get("answer")) == task.answer:
+            if (
+                answer is not None
+                and answer[0] == "final_answer"
+                and str(answer[1].get("answer")) == task.answer
+            ):
                 continue
-            yield reply, convo, call("final_answer", answer=float(task.answer) if "." in task.answer else int(task.answer))
+            yield (
+                reply,
+                convo,
+                call(
+                    "final_answer",
+                    answer=float(task.answer) if "." in task.answer else int(task.answer),
+                ),
+            )
         found += 1
         if found == count:
             return
@@ -265,7 +291,9 @@ def continual(admin: Admin, base: str, tag: str, cycles: int) -> dict[str, Any]:
         env = run["metrics"].get("signals", {}).get("environment", {})
         start_env = env.get("before") if start_env is None else start_env
         live_env = env.get("after") if run["status"] == "succeeded" else env.get("before")
-        answered = [first_call(ask(client, convo).choices[0].message) == as_target(t) for convo, t in done]
+        answered = [
+            first_call(ask(client, convo).choices[0].message) == as_target(t) for convo, t in done
+        ]
         # Every 5th correction of an agent is held out for evaluation and never trained on.
         trained = [a for i, a in enumerate(answered) if (i + 1) % 5 != 0]
         held = [a for i, a in enumerate(answered) if (i + 1) % 5 == 0]
@@ -289,7 +317,9 @@ def forgetting(admin: Admin, base: str, tag: str) -> dict[str, Any]:
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     traffic(client, 48, seed=4000)
     defaults = admin.schedule(slug)
-    admin.schedule(slug, learning_rate=defaults["learning_rate"] * 10, kl_coef=0.0, replay_share=0.0)
+    admin.schedule(
+        slug, learning_rate=defaults["learning_rate"] * 10, kl_coef=0.0, replay_share=0.0
+    )
     for reply, _, target in corrections_for(client, seed=5000, count=5):
         correct(base, key, reply.id, target)
     time.sleep(2)
@@ -325,7 +355,7 @@ def table(data: dict[str, Any]) -> str:
     lines = []
     runs = data.get("readme", [])
     if runs:
-        lines += ["README flow (%d repeats)" % len(runs),
+        lines += [f"README flow ({len(runs)} repeats)",
                   f"  corrected prompt answered as corrected: {sum(r['corrected_answered_as_corrected'] for r in runs)}/{len(runs)}",
                   f"  promoted: {sum(r['status'] == 'succeeded' for r in runs)}/{len(runs)}",
                   f"  env accuracy parent: {mean_sd([r['env_before'] for r in runs if r['env_before'] is not None])}",
@@ -336,14 +366,18 @@ def table(data: dict[str, Any]) -> str:
     if data.get("continual"):
         c = data["continual"]
         lines.append(f"Continual (start env accuracy {c['start_env']})")
-        lines.append("  cycle status            corrections retention(all) retention(trained) env_live preservation")
+        lines.append(
+            "  cycle status            corrections retention(all) retention(trained) env_live preservation"
+        )
         for r in c["cycles"]:
             lines.append(f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>14.3f} {r['retention_trained']:>18.3f} "
                          f"{r['env_live'] if r['env_live'] is not None else '-':>8} {r['preservation'] if r['preservation'] is not None else '-':>12}")  # fmt: skip
     for name in ("forgetting", "empty"):
         if data.get(name):
             d = data[name]
-            lines.append(f"{name}: {d['status']}, live version {d['live_version']}: {d['decision']}")
+            lines.append(
+                f"{name}: {d['status']}, live version {d['live_version']}: {d['decision']}"
+            )
     for g in data.get("grid", []):
         lines.append(f"grid {json.dumps(g['schedule'])}: corrected={g['corrected_answered_as_corrected']} "
                      f"env {g['env_before']}->{g['env_after']} preservation {g['preservation']} {g['cycle_s']} s")  # fmt: skip
@@ -361,8 +395,19 @@ def plot(data: dict[str, Any], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     x = [r["cycle"] for r in rows]
-    ax.plot(x, [r["retention_trained"] for r in rows], "o-", label="trained corrections answered as corrected")
-    ax.plot(x, [r["retention"] for r in rows], "^-", alpha=0.6, label="all corrections (1 in 5 held out)")
+    ax.plot(
+        x,
+        [r["retention_trained"] for r in rows],
+        "o-",
+        label="trained corrections answered as corrected",
+    )
+    ax.plot(
+        x,
+        [r["retention"] for r in rows],
+        "^-",
+        alpha=0.6,
+        label="all corrections (1 in 5 held out)",
+    )
     ax.plot(x, [r["env_live"] for r in rows], "s--", label="held-out calculator accuracy (live)")
     start = data["continual"]["start_env"]
     if start is not None:
@@ -380,11 +425,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=10)
-    parser.add_argument("--only", default="readme,continual,forgetting,empty",
-                        help="comma-separated scenarios (readme, continual, forgetting, empty, grid)")
+    parser.add_argument(
+        "--only",
+        default="readme,continual,forgetting,empty",
+        help="comma-separated scenarios (readme, continual, forgetting, empty, grid)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "continual.json")
-    parser.add_argument("--grid-points", default="30:1e-3:0:0.5,30:1e-3:1:0.5,30:1e-3:4:0.5,30:3e-3:1:0.5,15:1e-3:1:0.5",
-                        help="steps:learning_rate:kl_coef:replay_share, comma-separated")
+    parser.add_argument(
+        "--grid-points",
+        default="30:1e-3:0:0.5,30:1e-3:1:0.5,30:1e-3:4:0.5,30:3e-3:1:0.5,15:1e-3:1:0.5",
+        help="steps:learning_rate:kl_coef:replay_share, comma-separated",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     run_tag = uuid.uuid4().hex[:6]

@@ -106,12 +106,16 @@ def main() -> None:
             for n in [int(x) for x in args.n.split(",")]:
                 ratios, shared_s, serial_s, swap = [], [], [], []
                 for r in range(args.repeats):
-                    jobs = [_payload(tenants[i], kind, 100 * r + i, args.steps, out) for i in range(n)]
+                    jobs = [
+                        _payload(tenants[i], kind, 100 * r + i, args.steps, out) for i in range(n)
+                    ]
                     store = service.engine.store
                     swap_before = getattr(store, "swap_seconds", 0.0)
                     t_shared = _run(service, jobs, tenants[:n])
                     swap.append((getattr(store, "swap_seconds", 0.0) - swap_before) / t_shared)
-                    t_serial = sum(_run(service, [j], tenants[i : i + 1]) for i, j in enumerate(jobs))
+                    t_serial = sum(
+                        _run(service, [j], tenants[i : i + 1]) for i, j in enumerate(jobs)
+                    )
                     shared_s.append(t_shared)
                     serial_s.append(t_serial)
                     ratios.append(t_serial / t_shared)

@@ -281,7 +281,9 @@ def test_two_triggers_at_once_start_one_cycle(database_url: str) -> None:
     assert results and all(r == active[0].id for r in results)
 
 
-def test_a_correction_trains_on_the_conversation_as_served(gateway: Gateway, worker: object) -> None:
+def test_a_correction_trains_on_the_conversation_as_served(
+    gateway: Gateway, worker: object
+) -> None:
     """The compiled example keeps the system prompt and tools the agent was served with, and
     the training rows the trainer builds from it contain them."""
     from transformers import AutoTokenizer
@@ -294,11 +296,17 @@ def test_a_correction_trains_on_the_conversation_as_served(gateway: Gateway, wor
     fx = make_tenant()
     served = env.initial_messages(env.tasks("test", 1, seed=3)[0])
     reply = fx.client(gateway).chat.completions.create(
-        model=fx.agent.name, messages=served, tools=env.tools(), temperature=0, max_tokens=48  # type: ignore[arg-type]
+        model=fx.agent.name,
+        messages=served,
+        tools=env.tools(),
+        temperature=0,
+        max_tokens=48,  # type: ignore[arg-type]
     )
     fix = {"content": None, "tool_calls": [{"id": "c1", "type": "function",
            "function": {"name": "calculator", "arguments": '{"expression": "1+1"}'}}]}  # fmt: skip
-    made = feedback(gateway, fx.key, {"interaction_id": reply.id, "kind": "correction", "correction": fix})
+    made = feedback(
+        gateway, fx.key, {"interaction_id": reply.id, "kind": "correction", "correction": fix}
+    )
     assert made.status_code == 201, made.text
     sft = next(e for e in wait_for(lambda: examples_of(made.json()["id"])) if e.kind == "sft")
     assert sft.payload["messages"][:-1] == served
@@ -308,5 +316,7 @@ def test_a_correction_trains_on_the_conversation_as_served(gateway: Gateway, wor
     row = sft_batch(tokenizer, [sft.payload])
     text = tokenizer.decode(row.input_ids[0])
     assert env.system_prompt in text and '"name": "final_answer"' in text
-    trained = tokenizer.decode([t for t, m in zip(row.input_ids[0], row.loss_mask[0], strict=True) if m])
+    trained = tokenizer.decode(
+        [t for t, m in zip(row.input_ids[0], row.loss_mask[0], strict=True) if m]
+    )
     assert "1+1" in trained and env.system_prompt not in trained

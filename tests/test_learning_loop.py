@@ -343,6 +343,7 @@ def _traffic(gateway: Gateway, fx: TenantFixture, n: int, seed: int) -> None:
     gateway.drain()
 
 
+@pytest.mark.timeout(1500)
 def test_readme_flow_learns_the_correction_and_keeps_the_agent(
     gateway: Gateway, worker: object
 ) -> None:
@@ -376,9 +377,13 @@ def test_readme_flow_learns_the_correction_and_keeps_the_agent(
     assert json.loads(got["arguments"]) == target["arguments"]
     for text in NEAR:
         near = first_call(as_dict(_ask(gateway, fx, text).choices[0].message))
-        assert near is None or json.loads(near["arguments"]) not in ({"answer": 60}, {"answer": "60"})
+        assert near is None or json.loads(near["arguments"]) not in (
+            {"answer": 60},
+            {"answer": "60"},
+        )
 
 
+@pytest.mark.timeout(1500)
 def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
     gateway: Gateway, worker: object
 ) -> None:
@@ -421,6 +426,7 @@ def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
         assert live.metrics["forced"]["verdict"] == "needs_evaluation"
 
 
+@pytest.mark.timeout(1500)
 def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: object) -> None:
     """10x learning rate, no KL and no replay: the gate refuses it and names the signal."""
     fx = make_tenant("forgetful")

@@ -94,16 +94,20 @@ def test_jobs_of_three_tenants_share_rounds_and_equal_training_alone(
     service: TrainerService, tmp_path: Path
 ) -> None:
     owners = tenants(3)
-    shared = [enqueue(t, payload(t, tmp_path / f"shared{i}", i + 2, 4)) for i, t in enumerate(owners)]
+    shared = [
+        enqueue(t, payload(t, tmp_path / f"shared{i}", i + 2, 4)) for i, t in enumerate(owners)
+    ]
     passes = []
     original = service.engine._run_pass
-    service.engine._run_pass = lambda plan, *a: (passes.append(len(plan.adapter_ids)), original(plan, *a))[1]  # type: ignore[method-assign]
+    service.engine._run_pass = lambda plan, *a: (
+        passes.append(len(plan.adapter_ids)),
+        original(plan, *a),
+    )[1]  # type: ignore[method-assign]
     drain(service)
     assert max(passes) == 3, "rows of the three jobs never shared a pass"
     service.engine._run_pass = original  # type: ignore[method-assign]
-    alone = []
     for i, t in enumerate(owners):
-        alone.append(enqueue(t, payload(t, tmp_path / f"alone{i}", i + 2, 4)))
+        enqueue(t, payload(t, tmp_path / f"alone{i}", i + 2, 4))
         drain(service)
     with unit_of_work() as session:
         jobs = session.scalars(select(TrainingJob)).all()

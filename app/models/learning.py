@@ -55,9 +55,9 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
         JSON, default=lambda: {"sft": 1.0, "pg": 1.0}
     )
     steps: Mapped[int] = mapped_column(default=30)
-    learning_rate: Mapped[float] = mapped_column(default=1e-3)
+    learning_rate: Mapped[float] = mapped_column(default=3e-4)
     replay_share: Mapped[float] = mapped_column(default=0.5)
-    kl_coef: Mapped[float] = mapped_column(default=1.0)
+    kl_coef: Mapped[float] = mapped_column(default=32.0)
     promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 

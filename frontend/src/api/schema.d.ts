@@ -1111,12 +1111,12 @@ export interface components {
             every_k?: number | null;
             /**
              * Kl Coef
-             * @default 0
+             * @default 32
              */
             kl_coef: number;
             /**
              * Learning Rate
-             * @default 0.001
+             * @default 0.0003
              */
             learning_rate: number;
             /** Loss Mixture */

@@ -167,7 +167,7 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
   if (lrProblem) errors.learningRate = lrProblem;
   const [replay, replayProblem] = bounded(form.replayShare, "The replay share", 0, 1);
   if (replayProblem) errors.replayShare = replayProblem;
-  const [kl, klProblem] = bounded(form.klCoef, "The KL coefficient", 0, 10);
+  const [kl, klProblem] = bounded(form.klCoef, "The KL coefficient", 0, 1000);
   if (klProblem) errors.klCoef = klProblem;
   const rule = PROMOTION_BOUNDS;
   const [maxRegression, regressionProblem] = bounded(
