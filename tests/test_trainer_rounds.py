@@ -94,9 +94,8 @@ def test_jobs_of_three_tenants_share_rounds_and_equal_training_alone(
     service: TrainerService, tmp_path: Path
 ) -> None:
     owners = tenants(3)
-    shared = [
-        enqueue(t, payload(t, tmp_path / f"shared{i}", i + 2, 4)) for i, t in enumerate(owners)
-    ]
+    for i, t in enumerate(owners):
+        enqueue(t, payload(t, tmp_path / f"shared{i}", i + 2, 4))
     passes = []
     original = service.engine._run_pass
     service.engine._run_pass = lambda plan, *a: (
