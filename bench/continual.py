@@ -272,13 +272,16 @@ def corrections_for(
             return
 
 
-def continual(admin: Admin, base: str, tag: str, cycles: int) -> dict[str, Any]:
+def continual(
+    admin: Admin, base: str, tag: str, cycles: int, on_cycle: Any = None
+) -> dict[str, Any]:
     slug = f"cl-{tag}"
     key = admin.tenant(slug)
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     traffic(client, 48, seed=2000)
     done: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
-    rows = []
+    rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"start_env": None, "cycles": rows}
     start_env: float | None = None
     for k in range(cycles):
         kinds = {"calculator": 0, "final_answer": 0}
@@ -307,8 +310,11 @@ def continual(admin: Admin, base: str, tag: str, cycles: int) -> dict[str, Any]:
             "preservation": run["metrics"].get("signals", {}).get("preservation", {}).get("agreement"),
             "cycle_s": sum((run["metrics"].get("timings_s") or {}).values()),
         })  # fmt: skip
+        result["start_env"] = start_env
         print(json.dumps(rows[-1]), flush=True)
-    return {"start_env": start_env, "cycles": rows}
+        if on_cycle is not None:
+            on_cycle(result)
+    return result
 
 
 def forgetting(admin: Admin, base: str, tag: str) -> dict[str, Any]:
@@ -464,7 +470,12 @@ def main() -> None:
             data["forgetting"] = forgetting(admin, base, run_tag)
             save()
         if "continual" in only:
-            data["continual"] = continual(admin, base, run_tag, args.cycles)
+
+            def keep(partial: dict[str, Any]) -> None:  # written after every cycle
+                data["continual"] = partial
+                save()
+
+            data["continual"] = continual(admin, base, run_tag, args.cycles, keep)
             save()
         if "grid" in only:
             points = [tuple(float(x) for x in p.split(":")) for p in args.grid_points.split(",")]

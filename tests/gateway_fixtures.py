@@ -135,10 +135,13 @@ class TenantFixture:
         return openai.AsyncOpenAI(base_url=gw.api_base, api_key=self.key, max_retries=0)
 
 
-def make_tenant(agent_name: str = "bot") -> TenantFixture:
-    """A committed tenant with one agent and one key (gateway sessions must see them)."""
+def make_tenant(agent_name: str = "bot", rank: int = 8, alpha: int = 8) -> TenantFixture:
+    """A committed tenant with one agent and one key (gateway sessions must see them).
+
+    Learning tests ask for the product's default adapter shape (rank 16, alpha 32): the cycle
+    defaults were measured with it (docs/LEARNING.md)."""
     with unit_of_work() as session:
         tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}")
-        agent = create_agent(session, tenant.id, agent_name, lora_rank=8, lora_alpha=8)
+        agent = create_agent(session, tenant.id, agent_name, lora_rank=rank, lora_alpha=alpha)
         _, key = create_api_key(session, tenant.id, "test")
     return TenantFixture(tenant, agent, key)

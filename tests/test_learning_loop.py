@@ -94,7 +94,7 @@ def schedule(fx: TenantFixture, **changes: object) -> None:
             session,
             fx.tenant.id,
             fx.agent.id,
-            ScheduleUpdate(**{"steps": 40, "learning_rate": 2e-3, **changes}),
+            ScheduleUpdate(**changes),
         )
 
 
@@ -118,7 +118,7 @@ def first_call(message: dict) -> dict | None:
 
 def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) -> None:
     """A task the model answers without the calculator is corrected to use it, and learned."""
-    fx = make_tenant("learner")
+    fx = make_tenant("learner", rank=16, alpha=32)
     schedule(fx)
     wrong_seed, wrong = next(
         (s, r) for s in range(1, 80)
@@ -195,7 +195,7 @@ def _examples(fx: TenantFixture) -> int:
 
 
 def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
-    fx = make_tenant("guarded")
+    fx = make_tenant("guarded", rank=16, alpha=32)
     schedule(fx, promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False))
     golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
     wrong = greedy(gateway, fx, prompt(31))
@@ -217,9 +217,10 @@ def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) 
 
 
 def test_rollback_restores_previous_outputs(gateway: Gateway, worker: object) -> None:
-    fx = make_tenant("rolling")
-    schedule(fx, steps=20)
+    fx = make_tenant("rolling", rank=16, alpha=32)
+    schedule(fx)
     golden(gateway, fx, [101, 102, 103, 104, 105])  # evidence for the gate
+    _traffic(gateway, fx, 24, seed=99)  # untouched traffic: what the KL term keeps
     outputs = {}
     for seed, value in ((41, "111"), (42, "222")):
         first = greedy(gateway, fx, prompt(seed))
@@ -350,7 +351,7 @@ def test_readme_flow_learns_the_correction_and_keeps_the_agent(
     """One correction, one cycle with the default schedule, through the openai client: the
     corrected prompt is answered as corrected, held-out environment accuracy does not fall,
     untouched prompts are answered as before, and nearby prompts are not answered '60'."""
-    fx = make_tenant("readme")
+    fx = make_tenant("readme", rank=16, alpha=32)
     _with_environment(fx)
     schedule_defaults = ScheduleUpdate(promotion_rule=PromotionRule(environment_tasks=60))
     with unit_of_work() as session:
@@ -429,7 +430,7 @@ def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
 @pytest.mark.timeout(1500)
 def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: object) -> None:
     """10x learning rate, no KL and no replay: the gate refuses it and names the signal."""
-    fx = make_tenant("forgetful")
+    fx = make_tenant("forgetful", rank=16, alpha=32)
     _with_environment(fx)
     defaults = ScheduleUpdate()
     schedule(

@@ -119,7 +119,7 @@ def test_jobs_of_three_tenants_share_rounds_and_equal_training_alone(
         a = load_file(tmp_path / f"shared{i}" / "adapter_model.safetensors")
         b = load_file(tmp_path / f"alone{i}" / "adapter_model.safetensors")
         for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
 
 
 def test_fair_share_follows_tenant_weights_and_starves_nobody(

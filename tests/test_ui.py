@@ -221,7 +221,7 @@ class Story:
 def prepare_story(gateway: Gateway) -> Story:
     """Tenant A (agents learner, helper, rl) with interactions made by the official client,
     tenant B with one of its own, and users of every role."""
-    fx = make_tenant("learner")
+    fx = make_tenant("learner", rank=16, alpha=32)
     with unit_of_work() as session:
         create_agent(session, fx.tenant.id, "helper", lora_rank=8, lora_alpha=8)
         create_agent(session, fx.tenant.id, "rl", lora_rank=8, lora_alpha=8)

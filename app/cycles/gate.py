@@ -76,6 +76,15 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
             f"{env['after']:.3f} (n={env['n']})",
             "environment",
         )
+    evaluated = [name for name in EVALUATION_SIGNALS if measured(name) is not None]
+    if not evaluated:
+        return Verdict(
+            RunStatus.needs_evaluation,
+            f"needs evaluation: no signal has {enough} or more examples to compare the "
+            "candidate with its parent. Add held-out examples (`clora dataset import AGENT "
+            "FILE --split eval`), serve some traffic to the agent, or give the agent an "
+            "environment; an admin may also promote the candidate with force.",
+        )
     fixes = signals.get("corrections") or {}
     if rule.get("require_improvement", True) and int(fixes.get("n", 0)) > 0:
         before, after = fixes["before"], fixes["after"]
@@ -86,13 +95,4 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
                 f"({before:.3f} -> {after:.3f}, n={fixes['n']})",
                 "corrections",
             )
-    evaluated = [name for name in EVALUATION_SIGNALS if measured(name) is not None]
-    if not evaluated:
-        return Verdict(
-            RunStatus.needs_evaluation,
-            f"needs evaluation: no signal has {enough} or more examples to compare the "
-            "candidate with its parent. Add held-out examples (`clora dataset import AGENT "
-            "FILE --split eval`), serve some traffic to the agent, or give the agent an "
-            "environment; an admin may also promote the candidate with force.",
-        )
     return Verdict(RunStatus.succeeded, "promoted: no regression on " + ", ".join(evaluated))
