@@ -134,11 +134,10 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
     ][:5]  # fmt: skip
     assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
     golden(gateway, fx, golden_seeds)
-    anchors = [s for s in range(200, 232) if s != wrong_seed]
-    golden(gateway, fx, anchors, ExampleSplit.train)
+    # No anchor examples: the KL term keeps the agent's untouched traffic (the scan above).
     target = calculator_call(wrong_seed)
     correct(gateway, fx, wrong.id, target)
-    wait_for(lambda: _examples(fx) >= len(anchors) + 2)
+    wait_for(lambda: _examples(fx) >= 2)
 
     run = run_cycle_and_wait(fx)
     assert run.status == "succeeded", (
@@ -196,7 +195,11 @@ def _examples(fx: TenantFixture) -> int:
 
 def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
     fx = make_tenant("guarded", rank=16, alpha=32)
-    schedule(fx, promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False))
+    # A candidate made to regress: a strong step size and no KL term.
+    schedule(
+        fx, learning_rate=2e-3, kl_coef=0.0,
+        promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False),
+    )  # fmt: skip
     golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
     wrong = greedy(gateway, fx, prompt(31))
     correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it

@@ -28,7 +28,7 @@ from app.core.db import unit_of_work
 from app.core.http_errors import install_error_handlers
 from app.health.router import router as health_router
 from app.models import AdapterVersion, Agent, CycleRun, Feedback, TrainingExample
-from app.models.enums import ExampleSplit, Role
+from app.models.enums import Role
 from app.serving.serving import parse_completion_id
 from app.users.service import create_user
 from app.web import _static_file, mount_ui
@@ -231,7 +231,7 @@ def prepare_story(gateway: Gateway) -> Story:
     platform = _user(None, Role.platform_admin)
 
     # As in test_learning_loop: a task the base model answers without the calculator, golden
-    # held-out tasks it already gets right, and anchors from its own answers.
+    # held-out tasks it already gets right; the KL term keeps the untouched traffic of the scan.
     wrong_seed = next(
         s for s in range(1, 80)
         if first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)) != _calculator_target(s)
@@ -243,8 +243,6 @@ def prepare_story(gateway: Gateway) -> Story:
     ), 5))  # fmt: skip
     assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
     golden(gateway, fx, golden_seeds)
-    # 31 anchors: with the bundled model, 16 were too few to keep the held-out tasks right.
-    golden(gateway, fx, [s for s in range(200, 232) if s != wrong_seed], ExampleSplit.train)
     # Asked once more, so that it is the agent's newest interaction in the queue.
     wrong = greedy(gateway, fx, prompt(wrong_seed))
     # Two answers of another agent to one conversation with a tool result, to rate and compare.
@@ -321,7 +319,7 @@ def test_operator_corrects_and_admin_learns_in_the_browser(
             select(Feedback).where(Feedback.tenant_id == other.tenant.id)
         ).all()
     # The correction becomes training data (SFT target and a preference pair) before the cycle.
-    wait_for(lambda: _train_examples(fx) >= 34, timeout_s=180)
+    wait_for(lambda: _train_examples(fx) >= 2, timeout_s=180)
 
     _browser("admin", story.env, artifacts, timeout_s=1500)
     with unit_of_work() as session:
