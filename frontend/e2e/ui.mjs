@@ -333,7 +333,7 @@ async function adminPhase(page) {
   const saves = (r) => r.method === "PUT";
   await schedule.getByLabel("Steps").fill("0");
   await rejects(page, "a schedule with 0 steps", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "Steps must be between 1 and 10000.", saves);
-  await schedule.getByLabel("Steps").fill("30");
+  await schedule.getByLabel("Steps").fill("40");
   await schedule.getByLabel("On a cron schedule").check();
   await schedule.getByLabel("Cron expression").fill("61 * * *");
   await rejects(page, "a cron expression with 4 fields", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "A cron expression has 5 fields", saves);
@@ -345,7 +345,12 @@ async function adminPhase(page) {
   await rejects(page, "a loss mixture with no weight", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "At least one loss needs a weight above 0.", saves);
   await schedule.getByLabel("By hand").check();
   await schedule.getByLabel("SFT weight").fill("1");
-  await schedule.getByLabel("Learning rate").fill("0.0003");
+  // This story is about the UI, not the gate (tested in tests/test_gate.py and the learning
+  // loop tests): a step size that surely learns the correction, no KL, and a lenient rule.
+  await schedule.getByLabel("Learning rate").fill("0.002");
+  await schedule.getByLabel("KL coefficient").fill("0");
+  await schedule.getByLabel("Largest allowed drop of the held-out score").fill("1");
+  await schedule.getByLabel("Least agreement with the parent on untouched prompts").fill("0");
   await schedule.getByRole("button", { name: "Save schedule" }).click();
   await schedule.getByText("Saved.").waitFor();
   await shot(page, "schedule-editor", schedule);
