@@ -38,13 +38,17 @@ class CycleGone(Exception):
     """The cycle row no longer exists."""
 
 
-def _heartbeat(tenant_id: uuid.UUID, run_id: uuid.UUID, progress: float, **metrics: Any) -> None:
+def _heartbeat(
+    tenant_id: uuid.UUID, run_id: uuid.UUID, progress: float | None, **metrics: Any
+) -> None:
+    """Renew a running cycle's heartbeat (and its progress and metrics, when given)."""
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
-        if run is None:
+        if run is None or run.status != RunStatus.running:
             return
         run.heartbeat_at = datetime.now(UTC)
-        run.progress = progress
+        if progress is not None:
+            run.progress = progress
         if metrics:
             run.metrics = {**(run.metrics or {}), **metrics}
 
@@ -58,10 +62,7 @@ def _beating(tenant_id: uuid.UUID, run_id: uuid.UUID, every_s: float = 10.0) -> 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                with unit_of_work() as session:
-                    run = CycleRepository(session).get_run(tenant_id, run_id)
-                    if run is not None and run.status == RunStatus.running:
-                        run.heartbeat_at = datetime.now(UTC)
+                _heartbeat(tenant_id, run_id, None)
             except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
                 log.warning("cycle %s heartbeat failed", run_id, exc_info=True)
 
