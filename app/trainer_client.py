@@ -46,10 +46,19 @@ class LoraShape:
     target_modules: tuple[str, ...]
 
 
+LEARNED_MARGIN = 1.0
+"""A cycle stops training once every SFT row's target is the greedy choice by at least this
+many nats at every token (`trainer.losses.greedy_margin`): the corrections are learned, and
+more steps would only move the adapter further from its parent. The margin leaves room for
+the serving engine's numerics, which differ slightly from the trainer's."""
+
+
 @dataclass(frozen=True)
 class TrainStep:
     step: int
     losses: dict[str, float]
+    learned: bool = False
+    """The job stopped after this step: every SFT row was greedy by `stop_margin`."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ def train_adapter(
     write_to: Path,
     kl_coef: float = 0.0,
     weight: float = 1.0,
+    stop_margin: float | None = None,
     on_step: Callable[[TrainStep], None] | None = None,
     on_wait: Callable[[], None] | None = None,
     poll_s: float = 0.25,
@@ -135,7 +145,8 @@ def train_adapter(
     cancelled, or no live trainer claims it within ``trainer_wait_s``. ``on_wait`` is called
     every few seconds while the job is queued or running (the caller's own heartbeat).
     ``weight`` is the job's fair share of the trainer under contention (its tenant's weight
-    times its agent's, see `share`)."""
+    times its agent's, see `share`). With ``stop_margin`` the job stops before ``steps`` once
+    every SFT row is answered greedily by that margin (`LEARNED_MARGIN`)."""
     from app.core.db import unit_of_work
     from app.core.redis import get_redis
     from app.models import TrainingJob
@@ -156,6 +167,7 @@ def train_adapter(
         "steps": steps,
         "lr": lr,
         "kl_coef": kl_coef,
+        "stop_margin": stop_margin,
         "write_to": str(write_to),
         "tenant": str(tenant_id),
         "weight": weight,
@@ -173,7 +185,9 @@ def train_adapter(
             last_wait_call = time.monotonic()
         with unit_of_work() as session:
             for row in queue.steps_after(session, job_id, len(history)):
-                record = TrainStep(row.step, dict(row.metrics.get("losses", {})))
+                record = TrainStep(
+                    row.step, dict(row.metrics.get("losses", {})), bool(row.metrics.get("learned"))
+                )
                 history.append(record)
                 if on_step is not None:
                     on_step(record)

@@ -227,6 +227,8 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
             if v and v[0] == "final_answer" and v[1].get("answer") in (60, "60")
         ),
         "cycle_s": round(seconds, 1),
+        "trained_steps": run["metrics"].get("trained_steps"),
+        "learned": run["metrics"].get("learned"),
         "timings_s": run["metrics"].get("timings_s"),
     }
 
@@ -308,6 +310,7 @@ def continual(
             "held_out_answered": sum(held) / len(held) if held else None,
             "env_live": live_env, "env_candidate": env.get("after"),
             "preservation": run["metrics"].get("signals", {}).get("preservation", {}).get("agreement"),
+            "trained_steps": run["metrics"].get("trained_steps"),
             "cycle_s": sum((run["metrics"].get("timings_s") or {}).values()),
         })  # fmt: skip
         result["start_env"] = start_env

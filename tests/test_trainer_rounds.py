@@ -151,3 +151,26 @@ def test_a_bad_job_fails_alone_in_a_shared_round(service: TrainerService, tmp_pa
         job = session.get(TrainingJob, failing)
         assert job is not None and job.status == RunStatus.failed
         assert "vocabulary" in (job.error or "")
+
+
+def test_a_job_stops_once_its_corrections_are_learned(
+    service: TrainerService, tmp_path: Path
+) -> None:
+    """With `stop_margin` a job ends at the first step whose SFT rows were all greedy by the
+    margin, recorded as learned; the same job without it trains to its last step."""
+    t1, t2 = tenants(2)
+    body = {"lr": 3e-2, "kl_coef": 0.0}
+    stopping = enqueue(t1, payload(t1, tmp_path / "s", 1, 60, stop_margin=0.5, **body))
+    full = enqueue(t2, payload(t2, tmp_path / "f", 1, 60, **body))
+    drain(service)
+    with unit_of_work() as session:
+        jobs = {j: session.get(TrainingJob, j) for j in (stopping, full)}
+        steps = {j: queue.steps_after(session, j, 0) for j in jobs}
+        assert all(job.status == RunStatus.succeeded for job in jobs.values())
+        learned = [s.step for s in steps[stopping] if s.metrics["learned"]]
+        assert learned == [steps[stopping][-1].step] and learned[0] < 60, learned
+        assert steps[stopping][-1].metrics["losses"]["margin"] >= 0.5
+        assert all(s.metrics["losses"]["margin"] < 0.5 for s in steps[stopping][:-1])
+        assert jobs[stopping].result["learned"] and jobs[stopping].result["steps"] == learned[0]
+        assert len(steps[full]) == 60 and not jobs[full].result["learned"]
+    assert (tmp_path / "s" / "adapter_model.safetensors").is_file()

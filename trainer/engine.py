@@ -27,6 +27,7 @@ from trainer.losses import (
     LossSpec,
     LossTerms,
     distribution_kl,
+    greedy_margin,
     group_advantages,
     item_units,
     token_logprobs,
@@ -239,8 +240,10 @@ class TrainingEngine:
                 row_of = trained.nonzero()[:, 0]  # (M,) row of each trained position
                 terms = distribution_kl(logits[trained], ref_logits, row_of, len(plan.rows))
             else:
-                logp = self._logprobs_routed(t)  # (N, T)
-                terms = compute_loss(loss, logp, t, ref)
+                logits = self.base.logits(t.input_ids, t.attention_mask)  # (N, T, V)
+                terms = compute_loss(loss, token_logprobs(logits, t.input_ids), t, ref)
+                if loss.kind == "sft":  # how surely greedy decoding gives each target
+                    terms.metrics["margin"] = greedy_margin(logits, t.input_ids, t.loss_mask)
             with warnings.catch_warnings():
                 # The leaves are strided views of flat_grad's twin; accumulating into them in
                 # place is the point, so torch's layout hint does not apply.

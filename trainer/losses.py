@@ -97,6 +97,20 @@ def sft_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> LossTerms:
     return LossTerms(nll, units, {"nll": mean_nll})
 
 
+def greedy_margin(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Smallest margin, over each row's masked tokens, by which the token is the argmax given
+    the tokens before it: min_t [logit(x_t) - max_{v != x_t} logit(v)]. Positive means greedy
+    decoding from the row's prompt reproduces its target exactly; +inf for a row without
+    targets."""
+    # logits: (R, T, V); input_ids, mask: (R, T)
+    shifted = logits[:, :-1].detach().float()  # (R, T-1, V): position t predicts token t+1
+    targets = input_ids[:, 1:].unsqueeze(-1)  # (R, T-1, 1)
+    picked = shifted.gather(-1, targets).squeeze(-1)  # (R, T-1)
+    rival = shifted.scatter(-1, targets, float("-inf")).amax(dim=-1)  # (R, T-1)
+    gap = F.pad(picked - rival, (1, 0))  # (R, T), aligned with input_ids
+    return torch.where(mask > 0, gap, torch.full_like(gap, float("inf"))).amin(dim=1)  # (R,)
+
+
 def sequence_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum of masked token logprobs: log pi(y | x) of each completion."""
     return (logprobs * mask).sum(dim=1)  # (R, T) -> (R,)

@@ -19,7 +19,7 @@ class RowMetrics:
     tokens: int
     """Trained (masked) tokens of the row, chosen plus rejected for a DPO pair."""
     extra: dict[str, float] = field(default_factory=dict)
-    """Loss-specific metrics: nll; clip_fraction, ratio, kl; reward_margin, accuracy, ..."""
+    """Loss-specific metrics: nll, margin (sft, see `losses.greedy_margin`); clip_fraction, ratio, kl; reward_margin, accuracy, ..."""
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ def accumulate_round(
 ) -> list[dict[str, float]]:
     """Add every adapter's weighted mean gradient of every term, all adapters of a loss kind in
     one `forward_backward` (their rows share passes where they fit); returns each adapter's mean
-    loss per term (unweighted)."""
+    loss per term (unweighted), and under "margin" the smallest greedy margin of its SFT rows
+    before this step (`trainer.losses.greedy_margin`)."""
     losses: list[dict[str, float]] = [{} for _ in work]
     for kind in OBJECTIVE_KINDS:
         chosen = [
@@ -145,6 +146,9 @@ def accumulate_round(
         for i, rows in zip(chosen, engine.forward_backward(items, spec, weights), strict=True):
             units = sum(r.units for r in rows)
             losses[i][kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
+            margins = [r.extra.get("margin", math.inf) for r in rows]
+            if kind == "sft" and any(math.isfinite(m) for m in margins):
+                losses[i]["margin"] = min(margins)
     return losses
 
 
@@ -174,7 +178,7 @@ def objective_step(
 ) -> dict[str, float]:
     """One optimiser step on the whole objective; returns each term's mean loss."""
     losses = accumulate(engine, adapter_id, batches, weights)
-    if losses:
+    if any(kind in losses for kind in OBJECTIVE_KINDS):
         engine.optim_step(adapter_id, lr, max_grad_norm=max_grad_norm, step_id=step_id)
     else:
         engine.store.get(adapter_id).last_step_id = step_id

@@ -280,6 +280,7 @@ def _execute(
         agent_id=plan["agent_id"],
         kl_coef=plan["kl_coef"],
         weight=plan["weight"],
+        stop_margin=trainer_client.LEARNED_MARGIN,
         on_step=on_step,
         on_wait=lambda: _heartbeat(tenant_id, run_id, progress[0]),
         write_to=staging,
@@ -335,6 +336,8 @@ def _execute(
             **(run.metrics or {}), **plan["counts"], **_legacy_scores(signals),
             "signals": signals, "decision": verdict.reason, "failed_signal": verdict.failed_signal,
             "first_losses": history[0].losses if history else {}, "final_losses": final_losses,
+            "trained_steps": history[-1].step if history else 0,
+            "learned": bool(history and history[-1].learned),
             "timings_s": clock.laps,
         }  # fmt: skip
     return verdict.status

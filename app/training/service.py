@@ -321,18 +321,31 @@ class TrainerService:
             if weights.get(kind, 0.0) > 0
         )
         steps = int(p["steps"])
-        for step in range(start, steps + 1):
+        stop_margin = p.get("stop_margin")
+        learned = False
+        step = start - 1
+        if start > 1 and stop_margin is not None:  # resumed: had the job already stopped?
+            with unit_of_work() as session:
+                last = queue.steps_after(session, job_id, start - 2)
+                learned = bool(last and last[0].metrics.get("learned"))
+        for step in range(start, 0 if learned else steps + 1):
             step_id = f"{job_id}:{step}"
             losses = yield StepWork(work, float(p["lr"]), step_id, max(tokens, 1))
+            # The margin was measured before this step's update, which only widens it.
+            learned = stop_margin is not None and losses.get("margin", -1.0) >= stop_margin
             with unit_of_work() as session:
-                queue.record_step(session, job_id, step, step_id, {"losses": losses})
+                queue.record_step(
+                    session, job_id, step, step_id, {"losses": losses, "learned": learned}
+                )
             engine.save_state(adapter_id, state_dir)
             if self.settings.trainer_step_delay_s:  # tests widen the window for a kill -9
                 time.sleep(self.settings.trainer_step_delay_s)
+            if learned:
+                break
         write_to = Path(p["write_to"])
         write_to.mkdir(parents=True, exist_ok=True)
         engine.save_adapter(adapter_id, write_to)
-        return {"steps": steps, "write_to": str(write_to)}
+        return {"steps": step, "max_steps": steps, "learned": learned, "write_to": str(write_to)}
 
     def _cleanup(self, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
         adapter_id = f"job-{job_id}"

@@ -18,7 +18,7 @@ from tests.trainer.conftest import (
 from trainer.batch import Batch
 from trainer.engine import TrainingEngine
 from trainer.errors import InvalidBatchError
-from trainer.losses import LossSpec, distribution_kl
+from trainer.losses import LossSpec, distribution_kl, greedy_margin
 from trainer.objective import accumulate, objective_step, objective_weights
 from trainer.objective import pg_batch as rating_batch
 
@@ -73,7 +73,7 @@ def test_zero_weight_contributes_nothing_and_optim_step_applies_the_mean_undivid
     _parent(engine, tmp_path, "a")
     batches = _batches()
     losses = accumulate(engine, "a", batches, {"sft": 1.0, "dpo": 0.0})
-    assert set(losses) == {"sft"}
+    assert set(losses) == {"sft", "margin"}
     before = engine.store.get("a").flat["master"].clone()
     engine.optim_step("a", 1e-2)
     assert not torch.equal(engine.store.get("a").flat["master"], before)
@@ -154,3 +154,35 @@ def test_a_rating_moves_the_rated_output_logprob(
 
     change = seq_logprob("child") - seq_logprob("parent")
     assert change * direction > 0.05, change
+
+
+def test_greedy_margin_is_the_smallest_gap_to_the_runner_up_at_trained_tokens() -> None:
+    logits = torch.full((1, 4, 5), 0.0)  # (R, T, V)
+    logits[0, 0, 2] = 3.0  # predicts token 1 (= 2): the argmax by 3.0
+    logits[0, 1, 4] = 1.0  # predicts token 2 (= 3): token 4 wins by 1.0, so 3 loses by 1.0
+    logits[0, 2, 0] = 9.0  # predicts token 3, which is not trained
+    ids = torch.tensor([[0, 2, 3, 1]])
+    assert greedy_margin(logits, ids, torch.tensor([[0.0, 1.0, 0.0, 0.0]])).item() == 3.0
+    assert greedy_margin(logits, ids, torch.tensor([[0.0, 1.0, 1.0, 0.0]])).item() == -1.0
+    assert greedy_margin(logits, ids, torch.zeros(1, 4)).item() == float("inf")
+
+
+def test_sft_steps_report_the_margin_and_training_widens_it_until_learned(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """What a cycle stops on: random targets start far from greedy (negative margin) and
+    become the greedy answer under training; the margin is each step's smallest row margin."""
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    engine.create_adapter("b", parent_dir=tmp_path / "parent")
+    sft = random_batch(11, rows=1, length=6)
+    margins = []
+    for step in range(100):
+        losses = objective_step(engine, "a", {"sft": sft}, {"sft": 1.0}, 1e-2, step_id=f"a:{step}")
+        margins.append(losses["margin"])
+        if losses["margin"] >= 0.5:
+            break
+    assert margins[0] < 0 < margins[-1], margins
+    assert margins[-1] >= 0.5, margins
+    first = objective_step(engine, "b", {"sft": sft}, {"sft": 1.0}, 0.0, step_id="b:0")
+    assert first["margin"] == pytest.approx(margins[0], abs=1e-5)  # the same rows, untrained
