@@ -97,7 +97,9 @@ def sft_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> LossTerms:
     return LossTerms(nll, units, {"nll": mean_nll})
 
 
-def greedy_margin(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def greedy_margin(
+    logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Smallest margin, over each row's masked tokens, by which the token is the argmax given
     the tokens before it: min_t [logit(x_t) - max_{v != x_t} logit(v)]. Positive means greedy
     decoding from the row's prompt reproduces its target exactly; +inf for a row without
