@@ -14,8 +14,8 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app app
 COPY trainer trainer
 COPY migrations migrations
-COPY models models
+COPY weights weights
 COPY --from=ui /ui/dist frontend/dist
-RUN pip install --no-cache-dir -e ".[gpu]"
+RUN pip install --no-cache-dir -e ".[gpu,trainer]"
 ENV CLORA_ENVIRONMENT=production
 CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]

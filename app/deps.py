@@ -1,16 +1,26 @@
-"""FastAPI dependencies as Annotated aliases."""
+"""Every request dependency, as Annotated aliases: the session, settings, the API-key tenant
+(`ServingTenant`) and the signed-in user acting within a tenant (`CurrentActor`, `AdminActor`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app.core.config import Settings, get_settings
+from app.auth import sessions
+from app.core.config import get_settings
 from app.core.db import get_sessionmaker
-from app.tenants.service import ApiPrincipal, authenticate
+from app.core.errors import Forbidden, NotFound, Unauthenticated
+from app.models import User
+from app.models.enums import Role
+from app.serving.state import GatewayState
+from app.tenants.repository import TenantRepository
+from app.tenants.service import ApiPrincipal
 
 
 def _session() -> Iterator[Session]:
@@ -31,12 +41,82 @@ def _session() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 
-def _tenant(request: Request, session: SessionDep) -> ApiPrincipal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    key = token.strip() if scheme.lower() == "bearer" else None
-    return authenticate(session, key)
+def gateway_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-CurrentTenant = Annotated[ApiPrincipal, Depends(_tenant)]
+def bearer_key(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def serving_principal(request: Request) -> ApiPrincipal:
+    """Authenticate with the API key; keeps working from cache while Postgres is down."""
+    state = gateway_state(request)
+    return await run_in_threadpool(state.authenticate, bearer_key(request))
+
+
+ServingTenant = Annotated[ApiPrincipal, Depends(serving_principal)]
+"""The tenant an API key selects (the OpenAI surface and feedback)."""
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A signed-in user acting within one tenant."""
+
+    user_id: uuid.UUID
+    email: str
+    role: Role
+    tenant_id: uuid.UUID
+    tenant_slug: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in (Role.admin, Role.platform_admin)
+
+
+def current_user(request: Request, session: SessionDep) -> User:
+    secret = get_settings().secret_key
+    assert secret is not None
+    user_id = sessions.verify(
+        secret.get_secret_value(), request.cookies.get(sessions.SESSION_COOKIE)
+    )
+    user = session.get(User, user_id) if user_id else None
+    if user is None or user.disabled_at is not None:
+        raise Unauthenticated("sign in first")
+    if request.method not in SAFE_METHODS and not sessions.csrf_ok(
+        request.cookies.get(sessions.CSRF_COOKIE), request.headers.get(sessions.CSRF_HEADER)
+    ):
+        raise Forbidden("missing or wrong CSRF token", param=sessions.CSRF_HEADER)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_actor(request: Request, user: CurrentUser, session: SessionDep) -> Actor:
+    """The user's own tenant; a platform admin names one with ``?tenant=<slug>``."""
+    repo = TenantRepository(session)
+    if user.role == Role.platform_admin:
+        slug = request.query_params.get("tenant") or request.headers.get("x-clora-tenant")
+        tenant = repo.get_by_slug(slug) if slug else None
+        if tenant is None:
+            raise NotFound("name a tenant with ?tenant=<slug>", param="tenant")
+    else:
+        assert user.tenant_id is not None
+        tenant = repo.get(user.tenant_id)
+        assert tenant is not None
+    return Actor(user.id, user.email, user.role, tenant.id, tenant.slug)
+
+
+def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if not actor.is_admin:
+        raise Forbidden("this needs an admin")
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+AdminActor = Annotated[Actor, Depends(admin_actor)]

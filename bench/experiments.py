@@ -109,13 +109,13 @@ def run_cold_single(args: argparse.Namespace, index: int, db_url: str) -> float:
 
 def cold_child(args: argparse.Namespace) -> None:
     from app.core.config import REPO_ROOT, get_settings
-    from app.engine.launcher import EngineProcess
     from app.experiments.runner import run_experiments
+    from app.sampler.launcher import EngineProcess
 
     data_dir = (
         Path(os.environ.get("CLORA_BENCH_DATA", "/tmp/clora-bench")) / f"cold-{args.cold_child}"
     )
-    engine = EngineProcess(REPO_ROOT / "models" / "clora-tiny", max_loras=4, max_lora_rank=16,
+    engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=4, max_lora_rank=16,
                            max_cpu_loras=8, log_path=data_dir / "engine.log")  # fmt: skip
     engine.start()
     try:
@@ -167,8 +167,8 @@ def main() -> None:
         cold_child(args)
         return
     from app.core.config import REPO_ROOT, get_settings
-    from app.engine.launcher import EngineProcess
-    from app.trainer_client import SharedTrainer
+    from app.sampler.launcher import EngineProcess
+    from app.training.client import SharedTrainer
     from bench.stack import bench_database
 
     ns = [int(x) for x in args.n.split(",")]
@@ -177,7 +177,7 @@ def main() -> None:
     with bench_database() as db_url:
         os.environ["CLORA_DATABASE_URL"] = db_url
         cold = [] if args.no_cold else [run_cold_single(args, i, db_url) for i in range(max(ns))]
-        engine = EngineProcess(REPO_ROOT / "models" / "clora-tiny", max_loras=max(4, max(ns) + 1),
+        engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=max(4, max(ns) + 1),
                                max_lora_rank=16, max_cpu_loras=4 * max(ns) + 4,
                                log_path=data_dir / "warm-engine.log")  # fmt: skip
         engine.start()

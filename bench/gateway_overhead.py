@@ -113,14 +113,14 @@ def main() -> None:
     args = parser.parse_args()
     from app.core.config import REPO_ROOT, get_settings
     from app.core.db import get_engine, get_sessionmaker
-    from app.engine.launcher import EngineProcess, free_port
+    from app.sampler.launcher import EngineProcess, free_port
     from bench.stack import bench_database
 
     data_dir = Path(os.environ.get("CLORA_BENCH_DATA", "/tmp/clora-bench")) / "gateway"
     data_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with bench_database() as db_url:
-        engine = EngineProcess(REPO_ROOT / "models" / "clora-tiny", max_loras=9, max_lora_rank=16,
+        engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=9, max_lora_rank=16,
                                max_cpu_loras=16, log_path=data_dir / "engine.log")  # fmt: skip
         engine.start()
         gateway: subprocess.Popen[bytes] | None = None

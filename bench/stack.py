@@ -15,7 +15,7 @@ import psycopg
 @contextlib.contextmanager
 def bench_database() -> Iterator[str]:
     """A migrated, empty database, dropped (or stopped) afterwards."""
-    from app import migrate
+    from app.runtime import migrate
 
     admin = os.environ.get("CLORA_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
     try:
@@ -32,7 +32,7 @@ def bench_database() -> Iterator[str]:
         return
     except psycopg.OperationalError:
         pass
-    from app.embedded import EmbeddedPostgres
+    from app.runtime.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="clora-bench-")))
     url = pg.start()

@@ -40,7 +40,7 @@ RESULTS = REPO / "bench" / "results"
 
 
 def synthetic_model(path: Path) -> Path:
-    """A random Qwen2 of the bundled model's shape, for when models/clora-tiny is absent."""
+    """A random Qwen2 of the bundled model's shape, for when weights/clora-tiny is absent."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
@@ -139,7 +139,7 @@ def main() -> None:
     model_name = str(model_dir)
     if not (model_dir / "config.json").is_file():
         model_dir = synthetic_model(Path(tmp.name))
-        model_name = "synthetic Qwen2 of the bundled model's shape (models/clora-tiny absent)"
+        model_name = "synthetic Qwen2 of the bundled model's shape (weights/clora-tiny absent)"
     lora = LoraSettings(rank=args.rank, alpha=2.0 * args.rank)
     engines = {
         mux: TrainingEngine(

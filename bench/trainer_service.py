@@ -1,6 +1,6 @@
 """The trainer service with N agents' work at once vs one agent at a time.
 
-Runs the real `TrainerService` (in this process, on a database of its own) on the bundled
+Runs the real `TrainerDaemon` (in this process, on a database of its own) on the bundled
 model. For N = 1, 2, 4, 8 agents it submits N training jobs at once and times the service until
 all are done (their steps share rounds and passes), then submits the same N jobs one after
 another, each alone. Two workloads: small cycles (8 SFT rows of a correction-like conversation
@@ -91,10 +91,10 @@ def main() -> None:
         from app.core.config import get_settings
         from app.core.db import unit_of_work
         from app.models import Tenant
-        from app.training.service import TrainerService
+        from app.training.daemon import TrainerDaemon
 
         get_settings.cache_clear()
-        service = TrainerService(worker_id="bench")
+        service = TrainerDaemon(worker_id="bench")
         service.warm()
         with unit_of_work() as session:
             rows = [Tenant(slug=f"b-{uuid.uuid4().hex[:8]}", name="bench") for _ in range(8)]

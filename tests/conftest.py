@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 ADMIN_URL = os.environ.get("CLORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("CLORA_TEST_REDIS", "redis://127.0.0.1:6379/15")
-# Set before anything imports app.worker, whose Celery app reads the broker URL once.
+# Set before anything imports app.runtime.worker, whose Celery app reads the broker URL once.
 os.environ["CLORA_REDIS_URL"] = TEST_REDIS_URL
 os.environ.setdefault("CLORA_ENVIRONMENT", "development")
 
@@ -48,7 +48,7 @@ def _clean_test_redis() -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A migrated database for the whole run, exported as CLORA_DATABASE_URL."""
-    from app import migrate
+    from app.runtime import migrate
 
     url = create_database()
     migrate.upgrade(url)

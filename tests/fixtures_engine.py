@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess
 
 #: The bundled model; CLORA_TEST_MODEL_DIR points the tests at another build of it.
 MODEL_DIR = Path(
     os.environ.get(
-        "CLORA_TEST_MODEL_DIR", Path(__file__).resolve().parents[1] / "models" / "clora-tiny"
+        "CLORA_TEST_MODEL_DIR", Path(__file__).resolve().parents[1] / "weights" / "clora-tiny"
     )
 )
 SERVED_MODEL_NAME = "clora-tiny"
@@ -28,7 +28,7 @@ READY_TIMEOUT_S = 300.0
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
-    """The bundled model directory (``models/clora-tiny`` unless overridden)."""
+    """The bundled model directory (``weights/clora-tiny`` unless overridden)."""
     return MODEL_DIR
 
 

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 
 from app.agents.service import create_agent
 from app.core.db import unit_of_work
-from app.engine.launcher import EngineProcess
 from app.models import Agent, Tenant
+from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.fixtures_engine import MODEL_DIR
 

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from app.engine.launcher import EngineExitedError, EngineProcess
+from app.sampler.launcher import EngineExitedError, EngineProcess
 from trainer.bundled.evaluate import summarize
 from trainer.envs import CalculatorEnvironment, Episode, Task
 from trainer.envs.runner import run_episode, run_episodes

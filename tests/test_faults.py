@@ -28,9 +28,9 @@ import redis as redis_lib
 from sqlalchemy import select
 
 from app.core.db import unit_of_work
-from app.embedded import EmbeddedRedis
-from app.engine.launcher import EngineProcess
 from app.models import Interaction
+from app.runtime.embedded import EmbeddedRedis
+from app.sampler.launcher import EngineProcess
 from tests.fixtures_engine import MODEL_DIR, SERVED_MODEL_NAME
 from tests.gateway_fixtures import TenantFixture, free_port, make_tenant, start_gateway_process
 from tests.reliability import record

@@ -106,7 +106,7 @@ def test_idempotent_feedback_and_compilation(gateway: Gateway, worker: object) -
     fid = uuid.UUID(hex=first.json()["id"][3:])
     with unit_of_work() as session:
         compile_feedback(session, fx.tenant.id, fid)  # the same task delivered again
-    from app.worker import celery_app
+    from app.runtime.worker import celery_app
 
     celery_app.send_task("feedback.compile", args=[str(fx.tenant.id), str(fid)]).get(timeout=60)
     with unit_of_work() as session:

@@ -15,8 +15,8 @@ from app.adapters.service import adapter_name, load_into_engines, promote, publi
 from app.adapters.storage import copy_from
 from app.core.config import get_settings
 from app.core.db import unit_of_work
-from app.engine.launcher import EngineProcess
 from app.models import AdapterVersion, Interaction, Tenant
+from app.sampler.launcher import EngineProcess
 from tests.adapters import random_adapter
 from tests.gateway_fixtures import Gateway, TenantFixture, make_tenant
 from trainer.envs import CalculatorEnvironment

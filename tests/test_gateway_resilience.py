@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from app import migrate
 from app.agents.service import create_agent
 from app.core.db import normalise_url
-from app.embedded import EmbeddedPostgres
-from app.engine.launcher import EngineProcess
 from app.models import Interaction
+from app.runtime import migrate
+from app.runtime.embedded import EmbeddedPostgres
+from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.adapters import random_adapter
 from tests.fixtures_engine import MODEL_DIR

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from app.core.db import unit_of_work
-from app.embedded import EmbeddedRedis
 from app.interactions.buffer import STREAM, InteractionBuffer
 from app.models import Interaction
+from app.runtime.embedded import EmbeddedRedis
 from tests import factories
 from tests.gateway_fixtures import free_port
 

@@ -252,7 +252,7 @@ def test_worker_killed_during_cycle_resumes_cleanly(
 
     The cycle goes to a queue of its own so that the session's worker does not take it."""
     from app.models import CycleRun as Run
-    from app.worker import celery_app
+    from app.runtime.worker import celery_app
 
     fx = make_tenant("crashy")
     schedule(fx, steps=300, learning_rate=1e-3)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, inspect
 
-from app import migrate
 from app.core.db import normalise_url
 from app.models import Base
+from app.runtime import migrate
 from tests.conftest import create_database, drop_database
 
 

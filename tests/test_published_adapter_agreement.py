@@ -10,7 +10,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from app.engine.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess
 from tests.fixtures_engine import MODEL_DIR
 from trainer.batch import encode_chat
 from trainer.config import LoraSettings

@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from app.engine.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess
 from tests.adapters import random_adapter
 from tests.gateway_fixtures import Gateway, make_tenant, start_gateway_process
 from tests.reliability import record

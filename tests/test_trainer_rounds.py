@@ -12,14 +12,14 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy import func, select
 
-from app import migrate
 from app.core import db as core_db
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.models import Tenant, TrainingJob, TrainingJobStep
 from app.models.enums import RunStatus
+from app.runtime import migrate
 from app.training import queue
-from app.training.service import TrainerService
+from app.training.daemon import TrainerDaemon
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.slow
@@ -64,8 +64,8 @@ def own_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 
 
 @pytest.fixture
-def service(own_db: None) -> TrainerService:
-    svc = TrainerService(worker_id="rounds")
+def service(own_db: None) -> TrainerDaemon:
+    svc = TrainerDaemon(worker_id="rounds")
     svc.warm()
     return svc
 
@@ -83,7 +83,7 @@ def enqueue(tenant: uuid.UUID, body: dict) -> uuid.UUID:
         return queue.enqueue(session, tenant, None, "train", body, int(body["steps"])).id
 
 
-def drain(svc: TrainerService, limit: int = 500) -> None:
+def drain(svc: TrainerDaemon, limit: int = 500) -> None:
     for _ in range(limit):
         if not svc.run_round():
             return
@@ -91,7 +91,7 @@ def drain(svc: TrainerService, limit: int = 500) -> None:
 
 
 def test_jobs_of_three_tenants_share_rounds_and_equal_training_alone(
-    service: TrainerService, tmp_path: Path
+    service: TrainerDaemon, tmp_path: Path
 ) -> None:
     owners = tenants(3)
     for i, t in enumerate(owners):
@@ -123,7 +123,7 @@ def test_jobs_of_three_tenants_share_rounds_and_equal_training_alone(
 
 
 def test_fair_share_follows_tenant_weights_and_starves_nobody(
-    service: TrainerService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    service: TrainerDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """1 heavy tenant (weight 3) and 3 light ones (weight 1), equal steps, all contending: the
     heavy tenant trains about 3x the tokens of each light one while every job advances."""
@@ -138,7 +138,7 @@ def test_fair_share_follows_tenant_weights_and_starves_nobody(
     assert all(2.5 <= r <= 3.5 for r in ratios), (tokens, ratios)
 
 
-def test_a_bad_job_fails_alone_in_a_shared_round(service: TrainerService, tmp_path: Path) -> None:
+def test_a_bad_job_fails_alone_in_a_shared_round(service: TrainerDaemon, tmp_path: Path) -> None:
     good, bad = tenants(2)
     ok = enqueue(good, payload(good, tmp_path / "ok", 2, 3))
     broken = payload(bad, tmp_path / "bad", 3, 3)
@@ -154,7 +154,7 @@ def test_a_bad_job_fails_alone_in_a_shared_round(service: TrainerService, tmp_pa
 
 
 def test_a_job_stops_once_its_corrections_are_learned(
-    service: TrainerService, tmp_path: Path
+    service: TrainerDaemon, tmp_path: Path
 ) -> None:
     """With `stop_margin` a job ends at the first step whose SFT rows were all greedy by the
     margin, recorded as learned; the same job without it trains to its last step."""

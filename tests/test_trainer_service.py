@@ -16,10 +16,11 @@ from safetensors.torch import load_file
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import migrate, trainer_client
 from app.core.db import normalise_url, unit_of_work
 from app.models import Tenant, TrainingJob, TrainingJobStep
 from app.models.enums import RunStatus
+from app.runtime import migrate
+from app.training import client as trainer_client
 from app.training import queue
 from tests import factories
 from tests.conftest import create_database, drop_database

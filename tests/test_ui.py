@@ -29,7 +29,7 @@ from app.core.http_errors import install_error_handlers
 from app.health.router import router as health_router
 from app.models import AdapterVersion, Agent, CycleRun, Feedback, TrainingExample
 from app.models.enums import Role
-from app.serving.serving import parse_completion_id
+from app.serving.handler import parse_completion_id
 from app.users.service import create_user
 from app.web import _static_file, mount_ui
 from tests.gateway_fixtures import Gateway, TenantFixture, make_tenant

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess
 from tests.fixtures_engine import MODEL_DIR
 from tests.gateway_fixtures import Gateway
 
@@ -35,7 +35,7 @@ def worker_env(database_url: str, engine_url: str, data_dir: Path) -> dict[str, 
 def start_worker(
     env: dict[str, str], log: Path, queue: str | None = None
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool", "solo",
+    cmd = [sys.executable, "-m", "celery", "-A", "app.runtime.worker", "worker", "--pool", "solo",
            "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
     if queue:
         cmd += ["--queues", queue]

@@ -16,7 +16,7 @@ DEFAULT_TARGET_MODULES: tuple[str, ...] = (
 )
 
 #: Where the bundled tiny model lives, relative to the repository root.
-DEFAULT_BASE_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "clora-tiny"
+DEFAULT_BASE_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "clora-tiny"
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from app.core.repository import TenantScopedRepository
 from app.models import AdapterVersion, Agent
 from app.models.enums import AdapterStatus
 
 
-class AdapterVersionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class AdapterVersionRepository(TenantScopedRepository[AdapterVersion]):
+    model = AdapterVersion
 
     def lock_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
         """Row-lock the agent so version numbers and the live pointer change one at a time."""
@@ -31,36 +30,70 @@ class AdapterVersionRepository:
         )
         return int(self.session.scalar(query) or 0) + 1
 
-    def add(self, version: AdapterVersion) -> AdapterVersion:
-        self.session.add(version)
-        self.session.flush()
-        return version
-
-    def get(self, tenant_id: uuid.UUID, version_id: uuid.UUID) -> AdapterVersion | None:
-        return self.session.scalar(
-            select(AdapterVersion).where(
-                AdapterVersion.tenant_id == tenant_id, AdapterVersion.id == version_id
-            )
-        )
-
     def get_by_number(
         self, tenant_id: uuid.UUID, agent_id: uuid.UUID, number: int
     ) -> AdapterVersion | None:
         return self.session.scalar(
-            select(AdapterVersion).where(
-                AdapterVersion.tenant_id == tenant_id,
-                AdapterVersion.agent_id == agent_id,
-                AdapterVersion.number == number,
+            self.scoped(tenant_id).where(
+                AdapterVersion.agent_id == agent_id, AdapterVersion.number == number
             )
         )
 
-    def list(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> list[AdapterVersion]:
+    def for_agents(
+        self, tenant_id: uuid.UUID, agent_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[AdapterVersion]]:
+        """Each of these agents' versions, oldest first, in one query."""
+        found: dict[uuid.UUID, list[AdapterVersion]] = {agent_id: [] for agent_id in agent_ids}
+        if not found:
+            return found
         query = (
-            select(AdapterVersion)
-            .where(AdapterVersion.tenant_id == tenant_id, AdapterVersion.agent_id == agent_id)
+            self.scoped(tenant_id)
+            .where(AdapterVersion.agent_id.in_(list(found)))
+            .order_by(AdapterVersion.agent_id, AdapterVersion.number)
+        )
+        for version in self.session.scalars(query):
+            found[version.agent_id].append(version)
+        return found
+
+    def list(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> list[AdapterVersion]:
+        """The agent's versions, oldest first."""
+        query = (
+            self.scoped(tenant_id)
+            .where(AdapterVersion.agent_id == agent_id)
             .order_by(AdapterVersion.number)
         )
         return list(self.session.scalars(query))
+
+    def numbers(
+        self, tenant_id: uuid.UUID, version_ids: Collection[uuid.UUID | None]
+    ) -> dict[uuid.UUID, int]:
+        """The numbers of these versions of the tenant, in one query (None ids are skipped)."""
+        wanted = {v for v in version_ids if v is not None}
+        if not wanted:
+            return {}
+        rows = self.session.execute(
+            self.scoped(tenant_id)
+            .with_only_columns(AdapterVersion.id, AdapterVersion.number)
+            .where(AdapterVersion.id.in_(wanted))
+        )
+        return {version_id: number for version_id, number in rows}
+
+    def first_numbered(
+        self, tenant_id: uuid.UUID, number: int, agent_id: uuid.UUID | None = None
+    ) -> uuid.UUID | None:
+        """The id of version ``number`` of the agent, or of the first agent by name that
+        has one when no agent is given."""
+        query = (
+            self.scoped(tenant_id)
+            .with_only_columns(AdapterVersion.id)
+            .join(Agent, Agent.id == AdapterVersion.agent_id)
+            .where(AdapterVersion.number == number)
+            .order_by(Agent.name)
+            .limit(1)
+        )
+        if agent_id is not None:
+            query = query.where(AdapterVersion.agent_id == agent_id)
+        return self.session.scalar(query)
 
     def engine_names_with_status(self, statuses: Sequence[AdapterStatus]) -> Sequence[str]:
         """Across tenants: engine names of versions in these states (the retirement sweep)."""

@@ -9,7 +9,7 @@ from app.adapters.repository import AdapterVersionRepository
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.models import Agent, Tenant
-from app.worker import celery_app
+from app.runtime.worker import celery_app
 
 
 @celery_app.task(

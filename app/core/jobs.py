@@ -22,7 +22,7 @@ def _send_jobs(session: Session) -> None:
     jobs = session.info.pop(_KEY, [])
     if not jobs:
         return
-    from app.worker import celery_app
+    from app.runtime.worker import celery_app
 
     for name, args, options in jobs:
         try:

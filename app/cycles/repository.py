@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
+from app.core.repository import TenantScopedRepository
 from app.models import CycleRun, LearningSchedule
 from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus, ScheduleMode
 
 
-class CycleRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class CycleRepository(TenantScopedRepository[CycleRun]):
+    """Cycle runs (the base's table) and the agents' learning schedules."""
+
+    model = CycleRun
 
     def schedule(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> LearningSchedule | None:
         return self.session.scalar(
@@ -24,35 +25,30 @@ class CycleRepository:
             )
         )
 
-    def add(self, row: LearningSchedule | CycleRun) -> None:
-        self.session.add(row)
-        self.session.flush()
-
     def get_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleRun | None:
-        return self.session.scalar(
-            select(CycleRun).where(CycleRun.tenant_id == tenant_id, CycleRun.id == run_id)
-        )
+        return self.get(tenant_id, run_id)
 
     def active_run(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
         return self.session.scalar(
-            select(CycleRun).where(
-                CycleRun.tenant_id == tenant_id,
-                CycleRun.agent_id == agent_id,
-                CycleRun.status.in_(ACTIVE_RUN_STATUSES),
+            self.scoped(tenant_id).where(
+                CycleRun.agent_id == agent_id, CycleRun.status.in_(ACTIVE_RUN_STATUSES)
             )
         )
 
-    def runs(self, tenant_id: uuid.UUID, agent_id: uuid.UUID | None = None) -> Sequence[CycleRun]:
-        query = select(CycleRun).where(CycleRun.tenant_id == tenant_id)
+    def runs(
+        self, tenant_id: uuid.UUID, agent_id: uuid.UUID | None = None, limit: int | None = None
+    ) -> Sequence[CycleRun]:
+        """The tenant's runs (or one agent's), newest first; at most ``limit`` of them."""
+        query = self.scoped(tenant_id)
         if agent_id is not None:
             query = query.where(CycleRun.agent_id == agent_id)
-        return self.session.scalars(query.order_by(CycleRun.created_at.desc())).all()
+        query = query.order_by(CycleRun.created_at.desc()).limit(limit)
+        return self.session.scalars(query).all()
 
     def last_finished(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
         return self.session.scalar(
-            select(CycleRun)
+            self.scoped(tenant_id)
             .where(
-                CycleRun.tenant_id == tenant_id,
                 CycleRun.agent_id == agent_id,
                 CycleRun.status.in_((RunStatus.succeeded, RunStatus.rejected)),
             )

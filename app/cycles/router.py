@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
 from app.agents.service import get_agent
-from app.auth.deps import AdminActor, CurrentActor
 from app.cycles import service
-from app.cycles.repository import CycleRepository
 from app.cycles.schemas import CycleRunOut, ScheduleUpdate
 from app.datasets.service import export_examples, import_examples
-from app.deps import SessionDep
-from app.models import CycleRun
+from app.deps import AdminActor, CurrentActor, SessionDep
 from app.models.enums import ExampleSplit
 
 router = APIRouter(prefix="/api", tags=["admin"])
 
 
-def run_out(session: SessionDep, run: CycleRun, agent_name: str) -> CycleRunOut:
-    candidate = (
-        AdapterVersionRepository(session).get(run.tenant_id, run.candidate_version_id)
-        if run.candidate_version_id else None
-    )  # fmt: skip
-    return CycleRunOut(
-        id=str(run.id), agent=agent_name, status=run.status, trigger=run.trigger,
-        progress=run.progress, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, candidate_version=candidate.number if candidate else None,
-        metrics=run.metrics or {}, error=run.error,
-    )  # fmt: skip
+async def body_text(request: Request) -> str:
+    """The request body as UTF-8 text, read before the handler runs in a worker thread."""
+    return (await request.body()).decode("utf-8", errors="strict")
+
+
+BodyText = Annotated[str, Depends(body_text)]
 
 
 @router.get("/agents/{name}/schedule", response_model=ScheduleUpdate)
@@ -56,24 +46,19 @@ def post_cycle(name: str, actor: AdminActor, session: SessionDep) -> CycleRunOut
     """Start a cycle by hand (or get the one already queued or running)."""
     agent = get_agent(session, actor.tenant_id, name)
     run, _ = service.start_cycle(session, actor.tenant_id, agent.id, trigger="manual")
-    return run_out(session, run, agent.name)
+    return service.run_out(session, run)
 
 
 @router.get("/cycles", response_model=list[CycleRunOut])
 def list_cycles(
     actor: CurrentActor, session: SessionDep, agent: str | None = None
 ) -> list[CycleRunOut]:
-    names = {a.id: a.name for a in AgentRepository(session).list(actor.tenant_id)}
-    agent_id = get_agent(session, actor.tenant_id, agent).id if agent else None
-    runs = CycleRepository(session).runs(actor.tenant_id, agent_id)
-    return [run_out(session, r, names.get(r.agent_id, "?")) for r in runs[:200]]
+    return service.list_runs(session, actor.tenant_id, agent)
 
 
 @router.get("/cycles/{run_id}", response_model=CycleRunOut)
 def read_cycle(run_id: uuid.UUID, actor: CurrentActor, session: SessionDep) -> CycleRunOut:
-    run = service.get_run(session, actor.tenant_id, run_id)
-    agent = AgentRepository(session).get(actor.tenant_id, run.agent_id)
-    return run_out(session, run, agent.name if agent else "?")
+    return service.run_out(session, service.get_run(session, actor.tenant_id, run_id))
 
 
 @router.get("/agents/{name}/dataset")
@@ -89,15 +74,14 @@ def export_dataset(
 
 
 @router.post("/agents/{name}/dataset", status_code=201)
-async def import_dataset(
+def import_dataset(
     name: str,
-    request: Request,
     actor: AdminActor,
     session: SessionDep,
+    raw: BodyText,
     split: Literal["train", "eval"] = "train",
 ) -> dict[str, int]:
     """Import JSONL (the whole file is validated before anything is written)."""
-    raw = (await request.body()).decode("utf-8", errors="strict")
     agent = get_agent(session, actor.tenant_id, name)
     return {
         "imported": import_examples(

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import trainer_client
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
@@ -25,11 +24,12 @@ from app.core.db import unit_of_work
 from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import get_schedule
-from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.feedback.repository import ExampleRepository
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, Tenant, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, ExampleSplit, RunStatus
+from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.training import client as trainer_client
 
 log = logging.getLogger(__name__)
 

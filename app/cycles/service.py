@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import NotFound
+from app.adapters.repository import AdapterVersionRepository
+from app.agents.repository import AgentRepository
+from app.agents.service import get_agent
 from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
-from app.cycles.schemas import ScheduleUpdate
+from app.cycles.schemas import CycleRunOut, ScheduleUpdate
 from app.feedback.repository import FeedbackRepository
 from app.models import CycleRun, Interaction, LearningSchedule
 from app.models.enums import RunStatus, ScheduleMode
 
 HEARTBEAT_STALE_S = 120
+LISTED_RUNS = 200
+"""The most runs the API lists, newest first."""
 
 
 def get_schedule(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> LearningSchedule:
@@ -81,10 +86,48 @@ def start_cycle(
 
 
 def get_run(session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleRun:
-    run = CycleRepository(session).get_run(tenant_id, run_id)
-    if run is None:
-        raise NotFound("no such cycle run", param="run_id")
-    return run
+    """The tenant's run with this id, else NotFound."""
+    return CycleRepository(session).get_or_404(tenant_id, run_id, what="cycle run", param="run_id")
+
+
+def runs_out(session: Session, tenant_id: uuid.UUID, runs: Sequence[CycleRun]) -> list[CycleRunOut]:
+    """The API view of the tenant's runs: agent names and candidate numbers in one query each."""
+    names = AgentRepository(session).names(tenant_id, {r.agent_id for r in runs})
+    numbers = AdapterVersionRepository(session).numbers(
+        tenant_id, [r.candidate_version_id for r in runs]
+    )
+    return [
+        CycleRunOut(
+            id=str(run.id),
+            agent=names.get(run.agent_id, "?"),
+            status=run.status,
+            trigger=run.trigger,
+            progress=run.progress,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            candidate_version=numbers.get(run.candidate_version_id)
+            if run.candidate_version_id
+            else None,
+            metrics=run.metrics or {},
+            error=run.error,
+        )
+        for run in runs
+    ]
+
+
+def run_out(session: Session, run: CycleRun) -> CycleRunOut:
+    """The API view of one run."""
+    return runs_out(session, run.tenant_id, [run])[0]
+
+
+def list_runs(
+    session: Session, tenant_id: uuid.UUID, agent_name: str | None = None
+) -> list[CycleRunOut]:
+    """The tenant's newest runs (or one agent's), at most ``LISTED_RUNS`` of them."""
+    agent_id = get_agent(session, tenant_id, agent_name).id if agent_name else None
+    runs = CycleRepository(session).runs(tenant_id, agent_id, limit=LISTED_RUNS)
+    return runs_out(session, tenant_id, runs)
 
 
 def maybe_trigger_after_feedback(

@@ -11,7 +11,7 @@ from app.core.redis import get_redis
 from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
 from app.experiments.service import reap_orphans
-from app.worker import celery_app
+from app.runtime.worker import celery_app
 
 log = logging.getLogger(__name__)
 

@@ -3,45 +3,37 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
+from app.core.repository import TenantScopedRepository
 from app.models import Experiment, ExperimentStep
 from app.models.enums import RunStatus
 
 
-class ExperimentRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class ExperimentRepository(TenantScopedRepository[Experiment]):
+    model = Experiment
 
-    def add(self, experiment: Experiment) -> Experiment:
-        self.session.add(experiment)
-        self.session.flush()
-        return experiment
-
-    def get(self, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Experiment | None:
-        return self.session.scalar(
-            select(Experiment).where(
-                Experiment.tenant_id == tenant_id, Experiment.id == experiment_id
-            )
-        )
-
-    def list(self, tenant_id: uuid.UUID) -> Sequence[Experiment]:
-        return self.session.scalars(
-            select(Experiment)
-            .where(Experiment.tenant_id == tenant_id)
-            .order_by(Experiment.created_at.desc())
-        ).all()
+    def list(self, tenant_id: uuid.UUID, limit: int | None = None) -> Sequence[Experiment]:
+        """The tenant's experiments, newest first; at most ``limit`` of them."""
+        query = self.scoped(tenant_id).order_by(Experiment.created_at.desc()).limit(limit)
+        return self.session.scalars(query).all()
 
     def steps(self, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Sequence[ExperimentStep]:
+        return self.steps_of(tenant_id, [experiment_id])
+
+    def steps_of(
+        self, tenant_id: uuid.UUID, experiment_ids: Collection[uuid.UUID]
+    ) -> Sequence[ExperimentStep]:
+        """The steps of these experiments of the tenant, in step order, in one query."""
         return self.session.scalars(
             select(ExperimentStep)
             .where(
-                ExperimentStep.tenant_id == tenant_id, ExperimentStep.experiment_id == experiment_id
+                ExperimentStep.tenant_id == tenant_id,
+                ExperimentStep.experiment_id.in_(experiment_ids),
             )
             .order_by(ExperimentStep.step)
         ).all()

@@ -7,33 +7,23 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from app.auth.deps import AdminActor, CurrentActor
-from app.core.config import REPO_ROOT
-from app.core.errors import NotFound
-from app.core.jobs import enqueue
-from app.deps import SessionDep
+from app.deps import AdminActor, CurrentActor, SessionDep
 from app.experiments import service
-from app.experiments.repository import ExperimentRepository
-from app.experiments.schemas import ExperimentConfig, ExperimentCreate, ExperimentOut
+from app.experiments.schemas import ExperimentCreate, ExperimentOut
 
 router = APIRouter(prefix="/api", tags=["admin"])
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 @router.get("/experiments", response_model=list[ExperimentOut])
 def list_experiments(actor: CurrentActor, session: SessionDep) -> list[ExperimentOut]:
-    rows = ExperimentRepository(session).list(actor.tenant_id)[:100]
-    return [service.to_out(session, e) for e in rows]
+    return service.list_experiments(session, actor.tenant_id)
 
 
 @router.post("/experiments", response_model=ExperimentOut, status_code=202)
 def post_experiment(
     body: ExperimentCreate, actor: AdminActor, session: SessionDep
 ) -> ExperimentOut:
-    config = ExperimentConfig.model_validate(body.model_dump(exclude={"agent"}))
-    experiment = service.create_experiment(session, actor.tenant_id, body.agent, config)
-    enqueue(session, "experiment.run", str(actor.tenant_id), str(experiment.id))
-    return service.to_out(session, experiment)
+    return service.start_experiment(session, actor.tenant_id, body)
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentOut)
@@ -53,7 +43,7 @@ def cancel(experiment_id: uuid.UUID, actor: AdminActor, session: SessionDep) -> 
 @router.get("/benchmarks/experiments")
 def benchmark_json(actor: CurrentActor) -> FileResponse:
     """The latest `clora bench experiments` results (shared by every tenant: no tenant data)."""
-    return _result("experiments.json", "application/json")
+    return FileResponse(service.benchmark_result("experiments.json"), media_type="application/json")
 
 
 @router.get(
@@ -62,11 +52,4 @@ def benchmark_json(actor: CurrentActor) -> FileResponse:
     responses={200: {"content": {"image/png": {}}, "description": "The benchmark's plot."}},
 )
 def benchmark_plot(actor: CurrentActor) -> FileResponse:
-    return _result("experiments.png", "image/png")
-
-
-def _result(name: str, media_type: str) -> FileResponse:
-    path = RESULTS / name
-    if not path.is_file():
-        raise NotFound("no benchmark has been run yet (clora bench experiments)")
-    return FileResponse(path, media_type=media_type)
+    return FileResponse(service.benchmark_result("experiments.png"), media_type="image/png")

@@ -20,17 +20,17 @@ from typing import Any
 
 import openai
 
-from app import trainer_client
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.storage import copy_from
 from app.core.config import Settings
 from app.core.db import unit_of_work
-from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.experiments.repository import ExperimentRepository
 from app.experiments.schemas import ExperimentConfig
 from app.models import Agent, ExperimentStep, Tenant
 from app.models.enums import RunStatus
+from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.training import client as trainer_client
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,11 @@ class ExperimentLoop:
                 raise ExperimentCancelled("cancelled")
 
     async def run(self) -> RunStatus:
-        from trainer.envs import get_environment
-
         try:
             await asyncio.to_thread(self._load)
         except ExperimentCancelled:
             return RunStatus.cancelled
-        self.env = get_environment(self.config.environment)
+        self.env = trainer_client.get_environment(self.config.environment)
         parent = Path(self.version[2]) if self.version else None
         self.trainer.ensure_adapter(self.adapter_id, self.lora, parent, seed=self.config.seed)
         if self.version is None:
@@ -164,27 +162,25 @@ class ExperimentLoop:
             experiment.error = error
 
     async def _step(self, step: int) -> None:
-        from trainer.envs.runner import run_episodes
-        from trainer.losses import LossSpec
-
         cfg = self.config
         model = self.version[1] if self.version else IDENTITY_ADAPTER
         t0 = time.perf_counter()
         prompts = self.env.tasks("train", cfg.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
         tasks = [t for t in prompts for _ in range(cfg.group_size)]
-        episodes = await run_episodes(
+        episodes = await trainer_client.run_episodes(
             self.client, model, self.env, tasks, concurrency=64, temperature=cfg.temperature,
             max_turns=cfg.max_turns, max_tokens=cfg.max_tokens, seed=cfg.seed * 7919 + step * 100_003,
         )  # fmt: skip
         rollout_s = time.perf_counter() - t0
         rewards = [e.reward for e in episodes]
-        batch, used_groups, tokens = _pg_batch(episodes, cfg.group_size, cfg.advantage)
+        batch, used_groups, tokens = trainer_client.rl_batch(
+            episodes, cfg.group_size, cfg.advantage
+        )
         t1 = time.perf_counter()
         loss = None
         if batch is not None:
             result = await self.trainer.step(
-                self.adapter_id, batch, LossSpec(kind="pg", advantage=cfg.advantage),  # type: ignore[arg-type]
-                cfg.learning_rate, step_id=f"{self.experiment_id}:{step}",
+                self.adapter_id, batch, cfg.advantage, cfg.learning_rate, step_id=f"{self.experiment_id}:{step}",
             )  # fmt: skip
             if result.error is not None:
                 raise result.error
@@ -199,7 +195,7 @@ class ExperimentLoop:
         held_out: dict[str, Any] = {}
         if cfg.eval_tasks > 0:  # the published version, greedy, on the same held-out tasks
             t3 = time.perf_counter()
-            graded = await run_episodes(
+            graded = await trainer_client.run_episodes(
                 self.client, self.version[1], self.env, self.env.tasks("test", cfg.eval_tasks),  # type: ignore[index]
                 concurrency=64, temperature=0.0, max_turns=cfg.max_turns, max_tokens=cfg.max_tokens,
             )  # fmt: skip
@@ -247,45 +243,6 @@ class ExperimentLoop:
                     created_at=datetime.now(UTC),
                 )  # fmt: skip
             )
-
-
-def _pg_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any, int, int]:
-    """One row per assistant turn, weighted by its episode's group-relative advantage.
-
-    Groups whose samples all scored the same carry no signal and are left out."""
-    from trainer.batch import Batch
-    from trainer.losses import group_advantages
-
-    advantages = group_advantages([e.reward for e in episodes], group_size, advantage).tolist()  # type: ignore[arg-type]
-    ids: list[list[int]] = []
-    masks: list[list[float]] = []
-    logps: list[list[float]] = []
-    advs: list[float] = []
-    used, tokens = 0, 0
-    for g in range(0, len(episodes), group_size):
-        group = episodes[g : g + group_size]
-        if len({e.reward for e in group}) == 1:
-            continue
-        used += 1
-        for episode, adv in zip(group, advantages[g : g + group_size], strict=True):
-            for turn in episode.assistant_turns:
-                if not (turn.prompt_token_ids and turn.completion_token_ids and turn.logprobs):
-                    continue
-                if len(turn.logprobs) != len(turn.completion_token_ids):
-                    continue
-                prompt, completion = turn.prompt_token_ids, turn.completion_token_ids
-                ids.append([*prompt, *completion])
-                masks.append([0.0] * len(prompt) + [1.0] * len(completion))
-                logps.append([0.0] * len(prompt) + list(turn.logprobs))
-                advs.append(float(adv))
-                tokens += len(completion)
-    if not ids:
-        return None, used, tokens
-    return (
-        Batch(input_ids=ids, loss_mask=masks, advantages=advs, sampling_logprobs=logps),
-        used,
-        tokens,
-    )
 
 
 async def run_experiments(

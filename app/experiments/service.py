@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,21 +13,30 @@ from sqlalchemy.orm import Session
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
 from app.agents.service import get_agent
+from app.core.config import REPO_ROOT
 from app.core.errors import Conflict, InvalidRequest, NotFound
+from app.core.jobs import enqueue
 from app.experiments.repository import ExperimentRepository
-from app.experiments.schemas import ExperimentConfig, ExperimentOut, ExperimentStepOut
+from app.experiments.schemas import (
+    ExperimentConfig,
+    ExperimentCreate,
+    ExperimentOut,
+    ExperimentStepOut,
+)
 from app.models import Experiment
 from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus
+from app.training import client as trainer_client
+
+LISTED_EXPERIMENTS = 100
+"""The most experiments the API lists, newest first."""
 
 
 def create_experiment(
     session: Session, tenant_id: uuid.UUID, agent_name: str, config: ExperimentConfig
 ) -> Experiment:
-    from trainer.envs import get_environment
-
     agent = get_agent(session, tenant_id, agent_name)
     try:
-        get_environment(config.environment)
+        trainer_client.get_environment(config.environment)
     except (KeyError, ValueError) as exc:
         raise InvalidRequest(
             f"unknown environment {config.environment!r}", param="environment"
@@ -37,11 +48,21 @@ def create_experiment(
     return ExperimentRepository(session).add(experiment)
 
 
+def start_experiment(
+    session: Session, tenant_id: uuid.UUID, body: ExperimentCreate
+) -> ExperimentOut:
+    """Create an experiment from the API's body and run it on a worker after commit."""
+    config = ExperimentConfig.model_validate(body.model_dump(exclude={"agent"}))
+    experiment = create_experiment(session, tenant_id, body.agent, config)
+    enqueue(session, "experiment.run", str(tenant_id), str(experiment.id))
+    return to_out(session, experiment)
+
+
 def get_experiment(session: Session, tenant_id: uuid.UUID, experiment_id: uuid.UUID) -> Experiment:
-    found = ExperimentRepository(session).get(tenant_id, experiment_id)
-    if found is None:
-        raise NotFound("no such experiment", param="experiment_id")
-    return found
+    """The tenant's experiment with this id, else NotFound."""
+    return ExperimentRepository(session).get_or_404(
+        tenant_id, experiment_id, what="experiment", param="experiment_id"
+    )
 
 
 def cancel_experiment(
@@ -57,29 +78,61 @@ def cancel_experiment(
     return experiment
 
 
+def list_experiments(session: Session, tenant_id: uuid.UUID) -> list[ExperimentOut]:
+    """The tenant's newest experiments, at most ``LISTED_EXPERIMENTS`` of them."""
+    experiments = ExperimentRepository(session).list(tenant_id, limit=LISTED_EXPERIMENTS)
+    return outs(session, tenant_id, experiments)
+
+
 def to_out(session: Session, experiment: Experiment) -> ExperimentOut:
-    agent = AgentRepository(session).get(experiment.tenant_id, experiment.agent_id)
-    versions = AdapterVersionRepository(session)
-    steps = []
-    for row in ExperimentRepository(session).steps(experiment.tenant_id, experiment.id):
-        version = (
-            versions.get(experiment.tenant_id, row.adapter_version_id)
-            if row.adapter_version_id
-            else None
+    """The API view of one experiment, with its steps."""
+    return outs(session, experiment.tenant_id, [experiment])[0]
+
+
+def outs(
+    session: Session, tenant_id: uuid.UUID, experiments: Sequence[Experiment]
+) -> list[ExperimentOut]:
+    """The API view of the tenant's experiments: agents, steps and step versions are one
+    query each, however many experiments."""
+    if not experiments:
+        return []
+    names = AgentRepository(session).names(tenant_id, {e.agent_id for e in experiments})
+    rows = ExperimentRepository(session).steps_of(tenant_id, [e.id for e in experiments])
+    numbers = AdapterVersionRepository(session).numbers(
+        tenant_id, [row.adapter_version_id for row in rows]
+    )
+    steps: dict[uuid.UUID, list[ExperimentStepOut]] = {e.id: [] for e in experiments}
+    for row in rows:
+        version = numbers.get(row.adapter_version_id) if row.adapter_version_id else None
+        steps[row.experiment_id].append(
+            ExperimentStepOut(step=row.step, adapter_version=version, metrics=row.metrics)
         )
-        steps.append(
-            ExperimentStepOut(
-                step=row.step,
-                adapter_version=version.number if version else None,
-                metrics=row.metrics,
-            )
+    return [
+        ExperimentOut(
+            id=str(e.id),
+            agent=names.get(e.agent_id, "?"),
+            environment=e.environment,
+            status=e.status,
+            config=e.config,
+            created_at=e.created_at,
+            started_at=e.started_at,
+            finished_at=e.finished_at,
+            error=e.error,
+            steps=steps[e.id],
         )
-    return ExperimentOut(
-        id=str(experiment.id), agent=agent.name if agent else "?", environment=experiment.environment,
-        status=experiment.status, config=experiment.config, created_at=experiment.created_at,
-        started_at=experiment.started_at, finished_at=experiment.finished_at, error=experiment.error,
-        steps=steps,
-    )  # fmt: skip
+        for e in experiments
+    ]
+
+
+BENCHMARK_RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def benchmark_result(name: str) -> Path:
+    """A file of the latest `clora bench experiments` run, else NotFound."""
+    path = BENCHMARK_RESULTS / name
+    if not path.is_file():
+        raise NotFound("no benchmark has been run yet (clora bench experiments)")
+    return path
 
 
 ALIVE_TTL_S = 60

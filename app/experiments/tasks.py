@@ -7,7 +7,7 @@ import uuid
 
 from app.core.config import get_settings
 from app.experiments.runner import run_experiments
-from app.worker import celery_app
+from app.runtime.worker import celery_app
 
 
 @celery_app.task(name="experiment.run", acks_late=True)

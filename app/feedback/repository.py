@@ -6,17 +6,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
+from app.core.repository import TenantScopedRepository
 from app.models import Feedback, Interaction, TrainingExample
 from app.models.enums import ExampleKind, FeedbackKind
 
 
-class FeedbackRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class FeedbackRepository(TenantScopedRepository[Feedback]):
+    model = Feedback
 
     def interaction(self, tenant_id: uuid.UUID, interaction_id: uuid.UUID) -> Interaction | None:
         return self.session.scalar(
@@ -25,15 +24,8 @@ class FeedbackRepository:
             )
         )
 
-    def get(self, tenant_id: uuid.UUID, feedback_id: uuid.UUID) -> Feedback | None:
-        return self.session.scalar(
-            select(Feedback).where(Feedback.tenant_id == tenant_id, Feedback.id == feedback_id)
-        )
-
     def by_idempotency_key(self, tenant_id: uuid.UUID, key: str) -> Feedback | None:
-        return self.session.scalar(
-            select(Feedback).where(Feedback.tenant_id == tenant_id, Feedback.idempotency_key == key)
-        )
+        return self.session.scalar(self.scoped(tenant_id).where(Feedback.idempotency_key == key))
 
     def insert_once(self, feedback: Feedback) -> bool:
         """Insert unless the tenant's idempotency key exists; True when inserted."""
@@ -46,8 +38,8 @@ class FeedbackRepository:
         self, tenant_id: uuid.UUID, interaction_id: uuid.UUID
     ) -> Sequence[Feedback]:
         return self.session.scalars(
-            select(Feedback)
-            .where(Feedback.tenant_id == tenant_id, Feedback.interaction_id == interaction_id)
+            self.scoped(tenant_id)
+            .where(Feedback.interaction_id == interaction_id)
             .order_by(Feedback.created_at)
         ).all()
 
@@ -70,8 +62,6 @@ class FeedbackRepository:
     def count_for_agent_since(
         self, tenant_id: uuid.UUID, agent_id: uuid.UUID, since: datetime | None
     ) -> int:
-        from sqlalchemy import func
-
         query = (
             select(func.count())
             .select_from(Feedback)
@@ -83,9 +73,8 @@ class FeedbackRepository:
         return int(self.session.scalar(query) or 0)
 
 
-class ExampleRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class ExampleRepository(TenantScopedRepository[TrainingExample]):
+    model = TrainingExample
 
     def insert_once(self, example: TrainingExample) -> bool:
         """One example per (feedback, kind): a re-delivered compile task adds nothing."""
@@ -128,10 +117,8 @@ class ExampleRepository:
         split: str | None = None,
         kinds: Sequence[ExampleKind] | None = None,
     ) -> Sequence[TrainingExample]:
-        query = select(TrainingExample).where(
-            TrainingExample.tenant_id == tenant_id,
-            TrainingExample.agent_id == agent_id,
-            TrainingExample.superseded_at.is_(None),
+        query = self.scoped(tenant_id).where(
+            TrainingExample.agent_id == agent_id, TrainingExample.superseded_at.is_(None)
         )
         if split is not None:
             query = query.where(TrainingExample.split == split)

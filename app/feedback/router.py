@@ -9,10 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.core.db import get_sessionmaker
-from app.deps import SessionDep
+from app.deps import ServingTenant, SessionDep
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.feedback.service import Author, create_feedback, get_feedback, to_out
-from app.serving.router import ServingTenant
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["feedback"])

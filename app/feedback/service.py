@@ -14,7 +14,7 @@ from app.feedback.repository import FeedbackRepository
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.models import Feedback, Interaction
 from app.models.enums import FeedbackKind
-from app.serving.serving import completion_id, parse_completion_id
+from app.serving.handler import completion_id, parse_completion_id
 
 
 @dataclass(frozen=True)

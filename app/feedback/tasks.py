@@ -9,7 +9,7 @@ from app.core.db import unit_of_work
 from app.core.jobs import enqueue
 from app.feedback.compile import FeedbackGone, compile_feedback
 from app.feedback.repository import FeedbackRepository
-from app.worker import celery_app
+from app.runtime.worker import celery_app
 
 log = logging.getLogger(__name__)
 

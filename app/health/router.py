@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -20,12 +19,8 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+def readyz(request: Request) -> JSONResponse:
     """Database, Redis and every engine replica answer."""
-    return await run_in_threadpool(_readiness, request)
-
-
-def _readiness(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with get_engine().connect() as conn:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, exists, func
 
+from app.core.repository import TenantScopedRepository
 from app.models import Feedback, Interaction
 from app.models.enums import FeedbackKind
 
@@ -25,33 +25,36 @@ class InteractionFilter:
     until: datetime | None = None
 
 
-class InteractionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, tenant_id: uuid.UUID, interaction_id: uuid.UUID) -> Interaction | None:
-        return self.session.scalar(
-            select(Interaction).where(
-                Interaction.tenant_id == tenant_id, Interaction.id == interaction_id
-            )
-        )
+class InteractionRepository(TenantScopedRepository[Interaction]):
+    model = Interaction
 
     def search(
         self, tenant_id: uuid.UUID, where: InteractionFilter, limit: int, offset: int
     ) -> tuple[Sequence[Interaction], int]:
         """Newest first, with the total count of matches."""
-        query = select(Interaction).where(Interaction.tenant_id == tenant_id)
+        return self.page(
+            tenant_id,
+            where=self._conditions(tenant_id, where),
+            order_by=[Interaction.created_at.desc()],
+            limit=limit,
+            offset=offset,
+        )
+
+    @staticmethod
+    def _conditions(tenant_id: uuid.UUID, where: InteractionFilter) -> list[ColumnElement[bool]]:
+        """The review queue's filter as SQL conditions on the tenant's interactions."""
+        conditions: list[ColumnElement[bool]] = []
         of_kind = lambda kind: exists().where(  # noqa: E731
             Feedback.tenant_id == tenant_id,
             Feedback.interaction_id == Interaction.id,
             Feedback.kind == kind,
         )
         if where.agent_id:
-            query = query.where(Interaction.agent_id == where.agent_id)
+            conditions.append(Interaction.agent_id == where.agent_id)
         if where.adapter_version_id:
-            query = query.where(Interaction.adapter_version_id == where.adapter_version_id)
+            conditions.append(Interaction.adapter_version_id == where.adapter_version_id)
         if where.unrated:
-            query = query.where(~of_kind(FeedbackKind.rating))
+            conditions.append(~of_kind(FeedbackKind.rating))
         if where.low_rating:
             low = exists().where(
                 Feedback.tenant_id == tenant_id,
@@ -65,19 +68,15 @@ class InteractionRepository:
                 Feedback.kind == FeedbackKind.rating,
                 Feedback.payload["rating"]["score"].as_float() < 0,
             )
-            query = query.where(low | low_score)
+            conditions.append(low | low_score)
         if where.has_correction is not None:
             has = of_kind(FeedbackKind.correction)
-            query = query.where(has if where.has_correction else ~has)
+            conditions.append(has if where.has_correction else ~has)
         if where.since:
-            query = query.where(Interaction.created_at >= where.since)
+            conditions.append(Interaction.created_at >= where.since)
         if where.until:
-            query = query.where(Interaction.created_at < where.until)
-        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = self.session.scalars(
-            query.order_by(Interaction.created_at.desc()).limit(limit).offset(offset)
-        ).all()
-        return rows, int(total)
+            conditions.append(Interaction.created_at < where.until)
+        return conditions
 
     def untouched(
         self, tenant_id: uuid.UUID, agent_id: uuid.UUID, limit: int
@@ -93,9 +92,8 @@ class InteractionRepository:
             == func.cast(Interaction.id, String),
         )
         return self.session.scalars(
-            select(Interaction)
+            self.scoped(tenant_id)
             .where(
-                Interaction.tenant_id == tenant_id,
                 Interaction.agent_id == agent_id,
                 # `error` is JSON: a success stores JSON null, not SQL NULL; the logged
                 # completion tokens tell an answered request apart.

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.adapters.repository import AdapterVersionRepository
 from app.adapters.service import adapter_name
-from app.agents.repository import AgentRepository
-from app.deps import SessionDep
+from app.agents.service import list_with_versions
+from app.deps import ServingTenant, SessionDep, gateway_state
+from app.serving.handler import ChatCompletionHandler
 from app.serving.protocol import ChatCompletionRequest, ModelCard, ModelList
-from app.serving.serving import ChatCompletionHandler
-from app.serving.state import GatewayState
-from app.tenants.service import ApiPrincipal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-def gateway_state(request: Request) -> GatewayState:
-    return request.app.state.gateway
-
-
-def bearer_key(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
-
-
-async def serving_principal(request: Request) -> ApiPrincipal:
-    """Authenticate with the key; keeps working from cache while Postgres is down."""
-    state = gateway_state(request)
-    return await run_in_threadpool(state.authenticate, bearer_key(request))
-
-
-ServingTenant = Annotated[ApiPrincipal, Depends(serving_principal)]
 
 
 @router.post("/chat/completions", response_model=None)
@@ -57,10 +34,8 @@ async def chat_completions(
 def list_models(tenant: ServingTenant, session: SessionDep) -> ModelList:
     """The caller's agents and every version of each (``agent@vN`` pins a version)."""
     cards: list[ModelCard] = []
-    versions = AdapterVersionRepository(session)
-    for agent in AgentRepository(session).list(tenant.tenant_id):
+    for agent, listed in list_with_versions(session, tenant.tenant_id):
         created = int(agent.created_at.timestamp())
-        listed = versions.list(tenant.tenant_id, agent.id)
         live = next((v for v in listed if v.id == agent.live_version_id), None)
         live_name = adapter_name(tenant.tenant_slug, agent.name, live.number) if live else None
         cards.append(

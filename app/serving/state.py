@@ -18,9 +18,9 @@ from app.core.config import Settings
 from app.core.db import get_sessionmaker
 from app.core.errors import EngineUnavailable
 from app.core.redis import get_redis
-from app.engine.identity import IDENTITY_ADAPTER, write_identity_adapter
-from app.engine.pool import EnginePool
 from app.interactions.buffer import InteractionBuffer
+from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.sampler.pool import EnginePool
 from app.serving.limits import TenantLimits
 from app.tenants.service import ApiPrincipal, authenticate
 

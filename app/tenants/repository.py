@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.repository import TenantScopedRepository
 from app.models import ApiKey, Tenant
 
 
 class TenantRepository:
+    """The tenants themselves (not tenant data: these queries span tenants)."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -30,27 +33,16 @@ class TenantRepository:
         return list(self.session.scalars(select(Tenant).order_by(Tenant.created_at)))
 
 
-class ApiKeyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(self, key: ApiKey) -> ApiKey:
-        self.session.add(key)
-        self.session.flush()
-        return key
+class ApiKeyRepository(TenantScopedRepository[ApiKey]):
+    model = ApiKey
 
     def get_by_prefix(self, prefix: str) -> ApiKey | None:
         """The one lookup not filtered by tenant: the key is what tells the tenant."""
         return self.session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
 
     def list(self, tenant_id: uuid.UUID) -> list[ApiKey]:
-        query = select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at)
-        return list(self.session.scalars(query))
-
-    def get(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
-        return self.session.scalar(
-            select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
-        )
+        """The tenant's keys, oldest first (revoked ones too)."""
+        return list(self.session.scalars(self.scoped(tenant_id).order_by(ApiKey.created_at)))
 
     def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
         result = self.session.execute(

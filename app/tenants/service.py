@@ -38,6 +38,21 @@ def create_tenant(session: Session, slug: str, name: str | None = None) -> Tenan
     return repo.add(Tenant(slug=slug, name=name or slug))
 
 
+def list_tenants(session: Session) -> list[Tenant]:
+    """Every tenant, oldest first (platform admins only)."""
+    return TenantRepository(session).list()
+
+
+def get_tenant(session: Session, tenant_id: uuid.UUID) -> Tenant | None:
+    """The tenant with this id, if it exists."""
+    return TenantRepository(session).get(tenant_id)
+
+
+def list_api_keys(session: Session, tenant_id: uuid.UUID) -> list[ApiKey]:
+    """The tenant's API keys, oldest first, revoked ones too (never their plaintext)."""
+    return ApiKeyRepository(session).list(tenant_id)
+
+
 def create_api_key(session: Session, tenant_id: uuid.UUID, name: str) -> tuple[ApiKey, str]:
     """Mint a key; the plaintext is returned once and only its hash is kept."""
     minted = security.mint_api_key()

@@ -1,5 +1,5 @@
 """`python -m app.training`: the trainer service (what `clora trainer` runs)."""
 
-from app.training.service import main
+from app.training.daemon import main
 
 main()

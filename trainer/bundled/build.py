@@ -1,6 +1,6 @@
 """Build the bundled clora-tiny model: tokenizer, pretraining, evaluation, model directory.
 
-Usage: ``python -m trainer.bundled.build --out models/clora-tiny``. Seeded and deterministic
+Usage: ``python -m trainer.bundled.build --out weights/clora-tiny``. Seeded and deterministic
 on one CPU thread. Exits non-zero when the ship gate fails (step-0 greedy accuracy outside
 30-50%, or under 98% accuracy on episodes that call the calculator).
 """
@@ -98,7 +98,7 @@ def passes_gate(report: EvalReport) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Build, evaluate and write the model directory; return the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("models/clora-tiny"))
+    parser.add_argument("--out", type=Path, default=Path("weights/clora-tiny"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--max-steps", type=int, default=PretrainConfig.max_steps, help="cap (for smoke builds)"

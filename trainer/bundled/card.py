@@ -30,7 +30,7 @@ job, the calculator tool-use protocol of `trainer/envs/calculator.py`.
 
 ## How it was made
 
-`python -m trainer.bundled.build --out models/clora-tiny` (or `make model`); seeded and
+`python -m trainer.bundled.build --out weights/clora-tiny` (or `make model`); seeded and
 deterministic, single CPU thread, {info["build_seconds"] / 60:.1f} minutes on the build machine.
 
 - **Tokenizer**: byte-level BPE trained with `tokenizers` on the synthetic conversations,

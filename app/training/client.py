@@ -80,6 +80,60 @@ def environment_names() -> list[str]:
     return sorted(ENVIRONMENTS)
 
 
+def get_environment(name: str) -> Any:
+    """The registered RL environment ``name`` (KeyError when there is none)."""
+    from trainer.envs import get_environment as lookup
+
+    return lookup(name)
+
+
+async def run_episodes(client: Any, model: str, env: Any, tasks: Sequence[Any], **kw: Any) -> Any:
+    """Play ``tasks`` of ``env`` on ``model`` through an OpenAI-compatible client (see
+    `trainer.envs.runner.run_episodes` for the options)."""
+    from trainer.envs.runner import run_episodes as play
+
+    return await play(client, model, env, list(tasks), **kw)
+
+
+def rl_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any, int, int]:
+    """One row per assistant turn, weighted by its episode's group-relative advantage.
+
+    Groups whose samples all scored the same carry no signal and are left out."""
+    from trainer.batch import Batch
+    from trainer.losses import group_advantages
+
+    advantages = group_advantages([e.reward for e in episodes], group_size, advantage).tolist()  # type: ignore[arg-type]
+    ids: list[list[int]] = []
+    masks: list[list[float]] = []
+    logps: list[list[float]] = []
+    advs: list[float] = []
+    used, tokens = 0, 0
+    for g in range(0, len(episodes), group_size):
+        group = episodes[g : g + group_size]
+        if len({e.reward for e in group}) == 1:
+            continue
+        used += 1
+        for episode, adv in zip(group, advantages[g : g + group_size], strict=True):
+            for turn in episode.assistant_turns:
+                if not (turn.prompt_token_ids and turn.completion_token_ids and turn.logprobs):
+                    continue
+                if len(turn.logprobs) != len(turn.completion_token_ids):
+                    continue
+                prompt, completion = turn.prompt_token_ids, turn.completion_token_ids
+                ids.append([*prompt, *completion])
+                masks.append([0.0] * len(prompt) + [1.0] * len(completion))
+                logps.append([0.0] * len(prompt) + list(turn.logprobs))
+                advs.append(float(adv))
+                tokens += len(completion)
+    if not ids:
+        return None, used, tokens
+    return (
+        Batch(input_ids=ids, loss_mask=masks, advantages=advs, sampling_logprobs=logps),
+        used,
+        tokens,
+    )
+
+
 def play_environment(
     engine_url: str, model: str, environment: str, split: str, n: int, *, seed: int = 0
 ) -> EnvironmentResult:
@@ -253,12 +307,17 @@ class SharedTrainer:
     def save(self, adapter_id: str, out_dir: Path) -> None:
         self.engine.save_adapter(adapter_id, out_dir)
 
-    async def step(self, adapter_id: str, batch: Any, loss: Any, lr: float, step_id: str) -> Any:
-        """Queue one optimiser step and wait for its result (rows, step metrics, error)."""
+    async def step(
+        self, adapter_id: str, batch: Any, advantage: str, lr: float, step_id: str
+    ) -> Any:
+        """Queue one policy-gradient optimiser step (``advantage``: "grpo" or "rloo") and wait
+        for its result (rows, step metrics, error)."""
         import asyncio
 
+        from trainer.losses import LossSpec
         from trainer.scheduler import StepRequest
 
+        loss = LossSpec(kind="pg", advantage=advantage)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         request = StepRequest(adapter_id, batch, loss, lr, step_id=step_id, max_grad_norm=1.0)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from app import migrate
-from app.bootstrap import bootstrap_if_empty
 from app.core.config import Settings
-from app.embedded import EmbeddedPostgres, EmbeddedRedis
-from app.supervisor import Child, Supervisor
+from app.runtime import migrate
+from app.runtime.bootstrap import bootstrap_if_empty
+from app.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.runtime.supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
 RUNTIME_ENV = "runtime.env"
@@ -90,7 +90,7 @@ class Stack:
             ]  # fmt: skip
             self.supervisor.add(Child("gateway", gateway_argv, env, logs / "gateway.log"))
             worker_argv = [
-                sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
+                sys.executable, "-m", "celery", "-A", "app.runtime.worker", "worker", "--beat",
                 "--concurrency", "2", "--loglevel", "INFO",
                 "--schedule", str(self.data_dir / "celerybeat-schedule"),
             ]  # fmt: skip
@@ -113,7 +113,7 @@ class Stack:
 
     def _add_engine(self, env: dict[str, str], logs: Path) -> None:
         """The embedded vLLM server on the base model, supervised like every other child."""
-        from app.engine.launcher import ENGINE_ENV, EngineProcess
+        from app.sampler.launcher import ENGINE_ENV, EngineProcess
 
         engine = EngineProcess(
             model_dir=self.settings.base_model_path,

@@ -9,37 +9,7 @@ from pathlib import Path
 
 import click
 
-from app.core.errors import CloraError
-
-TENANT = click.option("--tenant", default="demo", show_default=True, help="Tenant slug.")
-
-
-def _scope(session: object, tenant_slug: str, agent_name: str | None = None) -> tuple:
-    from app.agents.service import get_agent
-    from app.tenants.repository import TenantRepository
-
-    tenant = TenantRepository(session).get_by_slug(tenant_slug)  # type: ignore[arg-type]
-    if tenant is None:
-        raise click.ClickException(f"no tenant {tenant_slug!r}")
-    agent = get_agent(session, tenant.id, agent_name) if agent_name else None  # type: ignore[arg-type]
-    return tenant, agent
-
-
-def _readable(fn):  # type: ignore[no-untyped-def]
-    """Turn expected errors into a one-line message instead of a traceback."""
-
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        from app.cli import attach
-
-        attach()
-        try:
-            return fn(*args, **kwargs)
-        except CloraError as exc:
-            raise click.ClickException(exc.message) from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+from app.cli.common import TENANT, readable, scope
 
 
 @click.group()
@@ -51,14 +21,14 @@ def cycle() -> None:
 @click.argument("agent")
 @TENANT
 @click.option("--wait/--no-wait", default=True, help="Follow progress until the cycle ends.")
-@_readable
+@readable
 def cycle_run(agent: str, tenant: str, wait: bool) -> None:
     """Start AGENT's learning cycle now and show its progress."""
     from app.core.db import unit_of_work
     from app.cycles import service
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         run, created = service.start_cycle(session, owner.id, found.id, trigger="manual")
         run_id, tenant_id = run.id, owner.id
     click.echo(f"cycle {run_id} {'queued' if created else 'already active'}")
@@ -107,14 +77,14 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
 @cycle.command("list")
 @TENANT
 @click.option("--agent", default=None)
-@_readable
+@readable
 def cycle_list(tenant: str, agent: str | None) -> None:
     """List cycle runs, newest first."""
     from app.core.db import unit_of_work
     from app.cycles.repository import CycleRepository
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         for run in CycleRepository(session).runs(owner.id, found.id if found else None)[:50]:
             click.echo(f"{run.id}  {run.status:<16} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
                        f"{run.metrics.get('decision', '')}")  # fmt: skip
@@ -128,14 +98,14 @@ def adapter() -> None:
 @adapter.command("list")
 @click.argument("agent")
 @TENANT
-@_readable
+@readable
 def adapter_list(agent: str, tenant: str) -> None:
     """AGENT's versions: status, the gate's verdict and failing signal, forced promotions."""
     from app.adapters.repository import AdapterVersionRepository
     from app.core.db import unit_of_work
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         for v in AdapterVersionRepository(session).list(owner.id, found.id):
             gate = (v.metrics or {}).get("gate") or {}
             forced = (v.metrics or {}).get("forced")
@@ -150,7 +120,7 @@ def adapter_list(agent: str, tenant: str) -> None:
 @click.argument("version", type=int)
 @TENANT
 @click.option("--force", is_flag=True, help="Promote a version the gate did not pass (recorded).")
-@_readable
+@readable
 def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     """Make AGENT@vVERSION live now."""
     from app.adapters import service as registry
@@ -158,7 +128,7 @@ def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     from app.core.db import unit_of_work
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         row = AdapterVersionRepository(session).get_by_number(owner.id, found.id, version)
         if row is None:
             raise click.ClickException(f"{agent} has no version {version}")
@@ -174,14 +144,14 @@ def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     "--to", "to_version", type=int, default=None, help="Version (default: the previous live one)."
 )
 @TENANT
-@_readable
+@readable
 def adapter_rollback(agent: str, to_version: int | None, tenant: str) -> None:
     """Serve an earlier version of AGENT again."""
     from app.adapters import service as registry
     from app.core.db import unit_of_work
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         row = registry.rollback(session, owner.id, found.id, to_version)
         number = row.number
     click.echo(f"{tenant}/{agent}@v{number} is live")
@@ -197,7 +167,7 @@ def dataset() -> None:
 @TENANT
 @click.option("--split", type=click.Choice(["train", "eval"]), default=None)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@_readable
+@readable
 def dataset_export(agent: str, tenant: str, split: str | None, output: Path | None) -> None:
     """Write AGENT's examples (OpenAI chat and preference formats)."""
     from app.core.db import unit_of_work
@@ -205,7 +175,7 @@ def dataset_export(agent: str, tenant: str, split: str | None, output: Path | No
     from app.models.enums import ExampleSplit
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         lines = list(
             export_examples(session, owner.id, found.id, ExampleSplit(split) if split else None)
         )
@@ -221,7 +191,7 @@ def dataset_export(agent: str, tenant: str, split: str | None, output: Path | No
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @TENANT
 @click.option("--split", type=click.Choice(["train", "eval"]), default="train", show_default=True)
-@_readable
+@readable
 def dataset_import(agent: str, file: Path, tenant: str, split: str) -> None:
     """Import a JSONL file into AGENT's examples (eval: golden examples)."""
     from app.core.db import unit_of_work
@@ -229,7 +199,7 @@ def dataset_import(agent: str, file: Path, tenant: str, split: str) -> None:
     from app.models.enums import ExampleSplit
 
     with unit_of_work() as session:
-        owner, found = _scope(session, tenant, agent)
+        owner, found = scope(session, tenant, agent)
         count = import_examples(
             session, owner.id, found.id, file.read_text().splitlines(), ExampleSplit(split)
         )

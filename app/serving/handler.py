@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.adapters.service import Route
 from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
-from app.engine.pool import EngineReplica
+from app.sampler.pool import EngineReplica
 from app.serving import metrics
 from app.serving.protocol import ChatCompletionRequest
 from app.serving.state import GatewayState

@@ -70,7 +70,7 @@ class ActiveJob:
     credit: float = 0.0
 
 
-class TrainerService:
+class TrainerDaemon:
     """Claims jobs and trains all of them together on the warm engine; see the module doc.
 
     Each round, every job in hand that its fair share allows contributes one optimiser step;
@@ -363,7 +363,7 @@ def _step_number(step_id: str | None) -> int:
 def main() -> None:
     """Entry point of `clora trainer`: serve until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    service = TrainerService()
+    service = TrainerDaemon()
 
     def _stop(*_: object) -> None:
         service.stop.set()

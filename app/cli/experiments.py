@@ -7,7 +7,7 @@ import uuid
 
 import click
 
-from app.cli_learning import TENANT, _readable, _scope
+from app.cli.common import TENANT, readable, scope
 
 
 @click.group()
@@ -26,7 +26,7 @@ def experiment() -> None:
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @TENANT
-@_readable
+@readable
 def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step: int,
         group_size: int, learning_rate: float, seed: int, tenant: str) -> None:  # fmt: skip
     """Run RL for each AGENT on ENV, all at once on the shared engine and trainer."""
@@ -41,7 +41,7 @@ def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step:
     ids: list[tuple[uuid.UUID, uuid.UUID]] = []
     names: dict[uuid.UUID, str] = {}
     with unit_of_work() as session:
-        owner, _ = _scope(session, tenant)
+        owner, _ = scope(session, tenant)
         for agent in agents:
             exp = create_experiment(session, owner.id, agent, config)
             ids.append((owner.id, exp.id))
@@ -61,7 +61,7 @@ def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step:
 
 @experiment.command("list")
 @TENANT
-@_readable
+@readable
 def list_(tenant: str) -> None:
     """List experiments with their last step's accuracy."""
     from app.core.db import unit_of_work
@@ -69,7 +69,7 @@ def list_(tenant: str) -> None:
     from app.experiments.service import to_out
 
     with unit_of_work() as session:
-        owner, _ = _scope(session, tenant)
+        owner, _ = scope(session, tenant)
         for exp in ExperimentRepository(session).list(owner.id)[:50]:
             out = to_out(session, exp)
             last = out.steps[-1].metrics.get("accuracy") if out.steps else None
@@ -81,13 +81,13 @@ def list_(tenant: str) -> None:
 @experiment.command("cancel")
 @click.argument("experiment_id", type=click.UUID)
 @TENANT
-@_readable
+@readable
 def cancel(experiment_id: uuid.UUID, tenant: str) -> None:
     """Stop an experiment at its next step boundary."""
     from app.core.db import unit_of_work
     from app.experiments.service import cancel_experiment
 
     with unit_of_work() as session:
-        owner, _ = _scope(session, tenant)
+        owner, _ = scope(session, tenant)
         cancel_experiment(session, owner.id, experiment_id)
     click.echo("cancelled")

@@ -1,0 +1,30 @@
+"""Signing in to the web UI: check a user's password, and say who is signed in."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.auth.schemas import Me
+from app.core.errors import Unauthenticated
+from app.core.security import hash_password, verify_password
+from app.models import User
+from app.tenants.service import get_tenant
+from app.users.repository import UserRepository
+
+_DUMMY_HASH = hash_password("not-a-real-password-0000")
+"""Checked when the email is unknown, so that the answer's timing does not tell."""
+
+
+def sign_in(session: Session, email: str, password: str) -> User:
+    """The enabled user with this email and password; ``Unauthenticated`` for any other."""
+    user = UserRepository(session).get_by_email(email.strip())
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid or user.disabled_at is not None:
+        raise Unauthenticated("wrong email or password", param="password")
+    return user
+
+
+def whoami(session: Session, user: User) -> Me:
+    """The signed-in user's email, role and tenant slug (none for a platform admin)."""
+    tenant = get_tenant(session, user.tenant_id) if user.tenant_id else None
+    return Me(email=user.email, role=user.role, tenant=tenant.slug if tenant else None)

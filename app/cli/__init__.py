@@ -1,0 +1,23 @@
+"""The `clora` command: one module per command group, assembled here."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from app.cli.bench import bench
+from app.cli.experiments import experiment
+from app.cli.learning import adapter, cycle, dataset
+from app.cli.stack import migrate, trainer, up
+from app.cli.tenants import tenant
+
+
+@click.group()
+def main() -> None:
+    """clora: continual multi-tenant LoRA learning."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+for command in (up, trainer, migrate, tenant, cycle, adapter, dataset, experiment, bench):
+    main.add_command(command)

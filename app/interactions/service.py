@@ -1,0 +1,92 @@
+"""The review queue: search the tenant's interactions, and read one with its feedback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.adapters.repository import AdapterVersionRepository
+from app.agents.repository import AgentRepository
+from app.core.errors import NotFound
+from app.feedback.repository import FeedbackRepository
+from app.feedback.service import to_out as feedback_out
+from app.interactions.repository import InteractionFilter, InteractionRepository
+from app.interactions.schemas import InteractionOut, InteractionPage
+from app.models import Interaction
+from app.serving.handler import completion_id, parse_completion_id
+
+
+def search(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    agent: str | None = None,
+    version: int | None = None,
+    unrated: bool = False,
+    low_rating: bool = False,
+    has_correction: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int,
+    offset: int = 0,
+) -> InteractionPage:
+    """One page of the tenant's interactions, newest first, and how many match in all.
+
+    ``agent`` is an agent's name; ``version`` a version number (of that agent, or of the
+    first agent by name that has it)."""
+    agent_id = None
+    if agent:
+        found = AgentRepository(session).get_by_name(tenant_id, agent)
+        if found is None:
+            raise NotFound(f"no agent {agent!r}", param="agent")
+        agent_id = found.id
+    version_id = None
+    if version is not None:
+        version_id = AdapterVersionRepository(session).first_numbered(tenant_id, version, agent_id)
+        if version_id is None:
+            raise NotFound(f"no version {version}", param="version")
+    where = InteractionFilter(
+        agent_id, version_id, unrated, low_rating, has_correction, since, until
+    )
+    rows, total = InteractionRepository(session).search(tenant_id, where, limit, offset)
+    return InteractionPage(total=total, items=_outs(session, tenant_id, rows))
+
+
+def read(session: Session, tenant_id: uuid.UUID, interaction_id: str) -> InteractionOut:
+    """One of the tenant's interactions by its completion id, with its feedback."""
+    parsed = parse_completion_id(interaction_id)
+    row = InteractionRepository(session).get(tenant_id, parsed) if parsed else None
+    if row is None:
+        raise NotFound(f"no interaction {interaction_id!r}", param="interaction_id")
+    out = _outs(session, tenant_id, [row])[0]
+    feedback = FeedbackRepository(session).for_interaction(tenant_id, row.id)
+    out.feedback = [feedback_out(f) for f in feedback]
+    return out
+
+
+def _outs(
+    session: Session, tenant_id: uuid.UUID, rows: Sequence[Interaction]
+) -> list[InteractionOut]:
+    """The API view of interactions: agent names and version numbers in one query each."""
+    names = AgentRepository(session).names(tenant_id, {r.agent_id for r in rows})
+    numbers = AdapterVersionRepository(session).numbers(
+        tenant_id, [r.adapter_version_id for r in rows]
+    )
+    return [
+        InteractionOut(
+            id=completion_id(row.id),
+            agent=names.get(row.agent_id, "?"),
+            adapter_version=numbers.get(row.adapter_version_id) if row.adapter_version_id else None,
+            created_at=row.created_at,
+            request=row.request,
+            output=row.output,
+            usage=row.usage,
+            latency_ms=row.latency_ms,
+            finish_reason=row.finish_reason,
+            error=row.error,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,1 @@
+"""Process and runtime code: the embedded stack, its supervisor, migrations, the Celery app."""
