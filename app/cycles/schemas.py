@@ -35,7 +35,13 @@ class ScheduleUpdate(BaseModel):
     cron: str | None = Field(default=None, max_length=120)
     every_k: int | None = Field(default=None, ge=1, le=100_000)
     loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0, "pg": 1.0})
-    steps: int = Field(default=30, ge=1, le=10_000)
+    steps: int = Field(
+        default=60,
+        ge=1,
+        le=10_000,
+        description="The most optimiser steps a cycle trains; it stops earlier once every "
+        "trained correction is the greedy answer by a margin (see docs/LEARNING.md).",
+    )
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0)
     replay_share: float = Field(default=0.5, ge=0.0, le=1.0)
     kl_coef: float = Field(default=32.0, ge=0.0, le=1000.0)

@@ -54,7 +54,7 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     loss_mixture: Mapped[dict[str, float]] = mapped_column(
         JSON, default=lambda: {"sft": 1.0, "pg": 1.0}
     )
-    steps: Mapped[int] = mapped_column(default=30)
+    steps: Mapped[int] = mapped_column(default=60)
     learning_rate: Mapped[float] = mapped_column(default=3e-4)
     replay_share: Mapped[float] = mapped_column(default=0.5)
     kl_coef: Mapped[float] = mapped_column(default=32.0)

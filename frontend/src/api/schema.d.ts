@@ -1137,7 +1137,8 @@ export interface components {
             replay_share: number;
             /**
              * Steps
-             * @default 30
+             * @description The most optimiser steps a cycle trains; it stops earlier once every trained correction is the greedy answer by a margin (see docs/LEARNING.md).
+             * @default 60
              */
             steps: number;
         };
