@@ -15,7 +15,7 @@ UI_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
 	frontend/index.html frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install lock ui chromium up test test-fast test-ui lint format model bench clean
+.PHONY: install lock figures ui chromium up test test-fast test-ui lint format model bench clean
 
 install: $(STAMP)
 
@@ -57,10 +57,16 @@ test: install ui chromium
 
 test-ui: install ui chromium
 	cd frontend && npm test
-	$(PY) -m pytest -q tests/test_ui.py
+	$(PY) -m pytest -q tests/e2e/test_ui.py
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q tests/unit
+
+# The figures of docs/RELIABILITY.md and the UI screenshots: the tiers that measure them, with
+# CLORA_WRITE_FIGURES=1 (a plain test run writes no tracked file).
+figures: install ui chromium
+	CLORA_WRITE_FIGURES=1 $(PY) -m pytest -q tests/reliability tests/integration/test_tenant_isolation.py tests/e2e/test_ui.py
+	$(PY) -m bench.reliability
 
 lint: install
 	$(VENV)/bin/ruff check app trainer tests

@@ -1,8 +1,8 @@
 """Render the reliability suite's figures into docs/RELIABILITY.md.
 
-The suite (tests/test_tenant_isolation.py, test_fuzz.py, test_faults.py, test_soak.py,
+The suite (tests/integration/test_tenant_isolation.py, test_fuzz.py, test_faults.py, test_soak.py,
 test_gateway_resilience.py, test_learning_loop.py, test_trainer_service.py) records what it
-measured in bench/results/reliability.json through tests/reliability.py; this script replaces
+measured in bench/results/reliability.json through tests/helpers/figures.py; this script replaces
 the block between the figure markers of docs/RELIABILITY.md with tables of those numbers.
 
     python -m bench.reliability

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
-ADMIN_URL = os.environ.get("CLORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_REDIS_URL = os.environ.get("CLORA_TEST_REDIS", "redis://127.0.0.1:6379/15")
-# Set before anything imports app.runtime.worker, whose Celery app reads the broker URL once.
-os.environ["CLORA_REDIS_URL"] = TEST_REDIS_URL
-os.environ.setdefault("CLORA_ENVIRONMENT", "development")
+from tests.helpers.database import TEST_REDIS_URL, create_database, drop_database
 
-
-def _server_url(database: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-def create_database() -> str:
-    """A new, empty database on the test server; returns its URL."""
-    name = f"clora_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return _server_url(name)
-
-
-def drop_database(url: str) -> None:
-    name = url.rpartition("/")[2]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+# Every fixture module, for every tier (pytest only takes pytest_plugins in the root conftest).
+pytest_plugins = [
+    "tests.helpers.engine",
+    "tests.helpers.gateway",
+    "tests.helpers.worker",
+    "tests.helpers.tiny",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,13 +76,15 @@ _ISOLATION = {"cases": 0, "refused": 0}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.nodeid.startswith("tests/test_tenant_isolation.py"):
+    if report.when == "call" and report.nodeid.startswith(
+        "tests/integration/test_tenant_isolation.py"
+    ):
         _ISOLATION["cases"] += 1
         _ISOLATION["refused"] += int(report.passed)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _ISOLATION["cases"] >= 50:  # only a run of the whole isolation module reports
-        from tests.reliability import record
+        from tests.helpers.figures import record
 
         record("isolation", dict(_ISOLATION))

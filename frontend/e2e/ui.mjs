@@ -1,5 +1,5 @@
 // Browser tests of the web UI against a running gateway, driving Debian's Chromium through
-// playwright-core (no downloaded browser). tests/test_ui.py prepares the stack and the data,
+// playwright-core (no downloaded browser). tests/e2e/test_ui.py prepares the stack and the data,
 // then runs one phase at a time:
 //
 //   CLORA_E2E_PHASE=operator   sign-in, review queue, correction with diff, ratings, preference,
@@ -345,7 +345,7 @@ async function adminPhase(page) {
   await rejects(page, "a loss mixture with no weight", () => schedule.getByRole("button", { name: "Save schedule" }).click(), "At least one loss needs a weight above 0.", saves);
   await schedule.getByLabel("By hand").check();
   await schedule.getByLabel("SFT weight").fill("1");
-  // This story is about the UI, not the gate (tested in tests/test_gate.py and the learning
+  // This story is about the UI, not the gate (tested in tests/unit/cycles/test_gate.py and the learning
   // loop tests): a step size that surely learns the correction, no KL, and a lenient rule.
   await schedule.getByLabel("Learning rate").fill("0.002");
   await schedule.getByLabel("KL coefficient").fill("0");

@@ -76,7 +76,7 @@ Greedy decoding, {len(report.episodes)} held-out tasks (`CalculatorEnvironment()
 
 Most failures are answers given without calling the calculator: exactly the decision that
 RL (GRPO with a LoRA adapter on this environment) learns to fix. The test suite measures
-the same figure again through the real vLLM server (`tests/test_bundled_model.py`).
+the same figure again through the real vLLM server (`tests/integration/test_bundled_model.py`).
 
 ## Intended use
 

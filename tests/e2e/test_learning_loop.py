@@ -1,0 +1,386 @@
+"""The continual-learning loop end to end: serve, correct, learn, promote (or not), roll back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.adapters import service as registry
+from app.core.config import get_settings
+from app.core.db import unit_of_work
+from app.cycles import service as cycles
+from app.cycles.schemas import PromotionRule, ScheduleUpdate
+from app.models import AdapterVersion, Agent, CycleRun, TrainingExample
+from tests.helpers.figures import record
+from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
+from tests.helpers.learning import (
+    ENV,
+    answer_call,
+    as_dict,
+    calculator_call,
+    correct,
+    first_call,
+    golden,
+    greedy,
+    prompt,
+    run_cycle_and_wait,
+    schedule,
+)
+from tests.helpers.worker import start_worker, wait_for, worker_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) -> None:
+    """A task the model answers without the calculator is corrected to use it, and learned."""
+    fx = make_tenant("learner", rank=16, alpha=32)
+    # The bundled model's greedy choices flip easily: on this test's 17-20 held-back prompts
+    # the default schedule measured 88% agreement once. This test is about the loop (learn,
+    # publish, promote, serve); the gate's own threshold is tested in test_gate.py and by the
+    # README-flow test below, so it allows 85% here.
+    schedule(fx, promotion_rule=PromotionRule(preserve_min=0.85))
+    wrong_seed, wrong = next(
+        (s, r) for s in range(1, 80)
+        if first_call(as_dict((r := greedy(gateway, fx, prompt(s))).choices[0].message))
+        != calculator_call(s)["tool_calls"][0]["function"]
+    )  # fmt: skip
+    # Golden examples: tasks the live version already gets right; they must stay right.
+    golden_seeds = [
+        s for s in range(100, 160)
+        if s != wrong_seed
+        and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
+        == calculator_call(s)["tool_calls"][0]["function"]
+    ][:5]  # fmt: skip
+    assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
+    golden(gateway, fx, golden_seeds)
+    # No anchor examples: the KL term keeps the agent's untouched traffic (the scan above).
+    target = calculator_call(wrong_seed)
+    correct(gateway, fx, wrong.id, target)
+    wait_for(lambda: _examples(fx) >= 2)
+
+    run = run_cycle_and_wait(fx)
+    assert run.status == "succeeded", (run.error, run.metrics["decision"], run.metrics["signals"])
+    assert (
+        run.metrics["new_candidate"] == 1.0
+        and run.metrics["eval_candidate"] >= run.metrics["eval_live"]
+    )
+    after = greedy(gateway, fx, prompt(wrong_seed))
+    with unit_of_work() as session:
+        agent = session.get(Agent, fx.agent.id)
+        live = session.get(AdapterVersion, agent.live_version_id)  # type: ignore[union-attr]
+        assert live is not None and live.id == run.candidate_version_id and registry.verify(live)
+        name = registry.adapter_name(fx.tenant.slug, fx.agent.name, live.number)
+    assert after.system_fingerprint == name
+    assert first_call(as_dict(after.choices[0].message)) == target["tool_calls"][0]["function"] | {
+        "arguments": after.choices[0].message.tool_calls[0].function.arguments  # type: ignore[index]
+    }
+    produced = json.loads(after.choices[0].message.tool_calls[0].function.arguments)  # type: ignore[index]
+    assert produced == json.loads(target["tool_calls"][0]["function"]["arguments"])
+    targets = _golden_targets(fx)
+    for seed in golden_seeds:  # the golden examples did not regress
+        got = first_call(as_dict(greedy(gateway, fx, prompt(seed)).choices[0].message))
+        assert got is not None and got["name"] == targets[seed]["name"]
+        assert json.loads(got["arguments"]) == json.loads(targets[seed]["arguments"])
+
+
+def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
+    with unit_of_work() as session:
+        rows = session.scalars(
+            select(TrainingExample).where(
+                TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "eval"
+            )
+        ).all()
+        by_prompt = {
+            json.dumps(r.payload["messages"][:-1]): r.payload["messages"][-1]["tool_calls"][0][
+                "function"
+            ]
+            for r in rows
+        }
+    return {
+        s: by_prompt[json.dumps(prompt(s))]
+        for s in range(200)
+        if json.dumps(prompt(s)) in by_prompt
+    }
+
+
+def _examples(fx: TenantFixture) -> int:
+    with unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(TrainingExample).where(
+            TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")) or 0)  # fmt: skip
+
+
+def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
+    fx = make_tenant("guarded", rank=16, alpha=32)
+    # A candidate made to regress: a strong step size and no KL term.
+    schedule(
+        fx, learning_rate=2e-3, kl_coef=0.0,
+        promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False),
+    )  # fmt: skip
+    golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
+    wrong = greedy(gateway, fx, prompt(31))
+    correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it
+    wait_for(lambda: _examples(fx) >= 2)
+    before = greedy(gateway, fx, prompt(31))
+    run = run_cycle_and_wait(fx)
+    assert run.status == "rejected", run.metrics
+    assert "fell" in run.metrics["decision"]
+    with unit_of_work() as session:
+        candidate = session.get(AdapterVersion, run.candidate_version_id)
+        assert candidate is not None and candidate.status == "rejected"
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]
+    after = greedy(gateway, fx, prompt(31))
+    assert after.system_fingerprint == before.system_fingerprint
+    assert as_dict(after.choices[0].message) | {"tool_calls": None} == as_dict(
+        before.choices[0].message
+    ) | {"tool_calls": None}
+
+
+def test_rollback_restores_previous_outputs(gateway: Gateway, worker: object) -> None:
+    fx = make_tenant("rolling", rank=16, alpha=32)
+    # This test is about rollback, not the gate: a rule that promotes on any evidence.
+    lenient = PromotionRule(max_regression=1.0, require_improvement=False, preserve_min=0.0)
+    schedule(fx, promotion_rule=lenient)
+    golden(gateway, fx, [101, 102, 103, 104, 105])  # evidence for the gate
+    _traffic(gateway, fx, 24, seed=99)  # untouched traffic: what the KL term keeps
+    outputs = {}
+    for seed, value in ((41, "111"), (42, "222")):
+        first = greedy(gateway, fx, prompt(seed))
+        correct(gateway, fx, first.id, answer_call(value))
+        run = run_cycle_and_wait(fx)
+        assert run.status == "succeeded", str(run.metrics)
+        outputs[value] = [
+            as_dict(greedy(gateway, fx, prompt(s)).choices[0].message) for s in (41, 42, 43)
+        ]
+    with unit_of_work() as session:
+        version = registry.rollback(session, fx.tenant.id, fx.agent.id)
+        number = version.number
+    restored = [as_dict(greedy(gateway, fx, prompt(s)).choices[0].message) for s in (41, 42, 43)]
+    strip = lambda m: {**m, "tool_calls": [c["function"] for c in m.get("tool_calls") or []]}  # noqa: E731
+    assert [strip(m) for m in restored] == [strip(m) for m in outputs["111"]]
+    assert greedy(gateway, fx, prompt(41)).system_fingerprint.endswith(f"@v{number}")  # type: ignore[union-attr]
+
+
+def test_worker_killed_during_cycle_resumes_cleanly(
+    gateway: Gateway, engine, database_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 the worker mid-training: the reaper hands the cycle to a new worker, which ends it.
+
+    The cycle goes to a queue of its own so that the session's worker does not take it."""
+    from app.models import CycleRun as Run
+    from app.runtime.worker import celery_app
+
+    fx = make_tenant("crashy")
+    schedule(fx, steps=300, learning_rate=1e-3)
+    first = greedy(gateway, fx, prompt(51))
+    correct(gateway, fx, first.id, answer_call("5151"))
+    wait_for(lambda: _examples(fx) >= 2)
+    examples_before = _examples(fx)
+    env = worker_env(database_url, engine.url, get_settings().data_dir)
+    queue = f"crash-{uuid.uuid4().hex[:6]}"
+    proc = start_worker(env, tmp_path / "worker.log", queue=queue)
+    with unit_of_work() as session:
+        run = Run(id=uuid.uuid4(), tenant_id=fx.tenant.id, agent_id=fx.agent.id, trigger="manual")
+        session.add(run)
+        run_id = run.id
+    celery_app.send_task("cycle.run", args=[str(fx.tenant.id), str(run_id)], queue=queue)
+
+    def progress() -> float:
+        with unit_of_work() as session:
+            return cycles.get_run(session, fx.tenant.id, run_id).progress
+
+    try:
+        wait_for(lambda: progress() > 0.02, timeout_s=180)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    import time
+
+    time.sleep(2)
+    with unit_of_work() as session:  # what beat's cycle.tick does, with a short stale period
+        assert cycles.reap(session, stale_after_s=1, queue=queue) == 1
+    replacement = start_worker(env, tmp_path / "worker2.log", queue=queue)
+    try:
+
+        def done() -> CycleRun | None:
+            with unit_of_work() as session:
+                row = cycles.get_run(session, fx.tenant.id, run_id)
+                session.expunge(row)
+                return row if row.status not in ("queued", "running") else None
+
+        finished = wait_for(done, timeout_s=900, interval_s=1)
+    finally:
+        replacement.terminate()
+        replacement.wait(20)
+    assert finished.status in ("succeeded", "rejected", "needs_evaluation"), (
+        finished.status,
+        finished.error,
+    )
+    assert finished.metrics["resumed"] == 1
+    assert _examples(fx) == examples_before
+    with unit_of_work() as session:
+        versions = session.scalars(
+            select(AdapterVersion).where(AdapterVersion.agent_id == fx.agent.id)
+        ).all()
+        assert len(versions) == 1 and all(registry.verify(v) for v in versions)
+        assert versions[0].id == finished.candidate_version_id
+        # The dead worker's training job was cancelled when the new attempt started its own.
+        from app.models import TrainingJob
+
+        jobs = session.scalars(select(TrainingJob).where(TrainingJob.agent_id == fx.agent.id)).all()
+        assert sorted(j.status for j in jobs) == ["cancelled", "succeeded"]
+    record(
+        "fault_worker_kill9_cycle",
+        {"fault": "kill -9 of the Celery worker during a learning cycle",
+         "cycle_final_status": str(finished.status), "resumed": finished.metrics["resumed"],
+         "examples_lost": examples_before - _examples(fx), "versions_published": len(versions),
+         "versions_failing_checksum": 0},
+    )  # fmt: skip
+
+
+# ---- learning without forgetting ---------------------------------------------------------------
+README_PROMPT = "Leo had 96 apples and gave away 4. How many apples are left?"
+NEAR = ["Leo had 97 apples and gave away 5. How many apples are left?", "What is 13 times 5?"]
+
+
+def _with_environment(fx: TenantFixture) -> None:
+    from app.agents.service import update_agent
+
+    with unit_of_work() as session:
+        agent = session.get(Agent, fx.agent.id)
+        assert agent is not None
+        update_agent(session, agent, environment="calculator")
+
+
+def _ask(gateway: Gateway, fx: TenantFixture, text: str):  # type: ignore[no-untyped-def]
+    messages = [{"role": "system", "content": ENV.system_prompt}, {"role": "user", "content": text}]
+    return greedy(gateway, fx, messages)
+
+
+def _traffic(gateway: Gateway, fx: TenantFixture, n: int, seed: int) -> None:
+    """Untouched traffic: questions nobody gives feedback on."""
+    for task in ENV.tasks("train", n, seed=seed):
+        greedy(gateway, fx, ENV.initial_messages(task))
+    gateway.drain()
+
+
+@pytest.mark.timeout(1500)
+def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) -> None:
+    """One correction, one cycle with the default schedule, through the openai client. The
+    promise: the agent is never broken. Either the candidate is promoted, and then the
+    corrected prompt is answered as corrected, held-out environment accuracy did not fall by
+    more than a point, untouched prompts are answered as before; or the gate refused it and
+    the parent still serves exactly what it served. Nearby prompts never come back '60'.
+    (How often the default schedule learns the correction is measured by bench/continual.py:
+    on this tiny model it is near the edge, see docs/LEARNING.md.)"""
+    fx = make_tenant("readme", rank=16, alpha=32)
+    _with_environment(fx)
+    schedule_defaults = ScheduleUpdate(promotion_rule=PromotionRule(environment_tasks=60))
+    with unit_of_work() as session:
+        cycles.update_schedule(session, fx.tenant.id, fx.agent.id, schedule_defaults)
+    _traffic(gateway, fx, 30, seed=77)
+    wrong = _ask(gateway, fx, README_PROMPT)
+    target = {"name": "calculator", "arguments": {"expression": "96-4"}}
+    assert first_call(as_dict(wrong.choices[0].message)) != target
+    near_before = [as_dict(_ask(gateway, fx, text).choices[0].message) for text in NEAR]
+    correct(gateway, fx, wrong.id, {"content": None, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "calculator", "arguments": json.dumps(target["arguments"])}}]})  # fmt: skip
+    wait_for(lambda: _examples(fx) >= 2)
+    run = run_cycle_and_wait(fx)
+    signals = run.metrics["signals"]
+    env, kept = signals["environment"], signals["preservation"]
+    assert env["n"] == 60 and kept["n"] >= 5, signals  # the gate had evidence to decide on
+    after = _ask(gateway, fx, README_PROMPT)
+    if run.status == "succeeded":
+        assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
+        assert env["after"] >= env["before"] - 0.01 and kept["agreement"] >= 0.95, signals
+        assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
+        got = first_call(as_dict(after.choices[0].message))
+        assert got is not None and got["name"] == "calculator"
+        assert json.loads(got["arguments"]) == target["arguments"]
+    else:
+        assert run.status == "rejected" and run.metrics["failed_signal"], run.metrics["decision"]
+        assert after.system_fingerprint == f"{fx.agent.name}@base"
+        strip = lambda m: {**m, "tool_calls": [c["function"] for c in m.get("tool_calls") or []]}  # noqa: E731
+        assert strip(as_dict(after.choices[0].message)) == strip(as_dict(wrong.choices[0].message))
+        now = [as_dict(_ask(gateway, fx, text).choices[0].message) for text in NEAR]
+        assert [strip(m) for m in now] == [strip(m) for m in near_before]
+    for text in NEAR:
+        near = first_call(as_dict(_ask(gateway, fx, text).choices[0].message))
+        assert near is None or json.loads(near["arguments"]) not in (
+            {"answer": 60},
+            {"answer": "60"},
+        )
+
+
+@pytest.mark.timeout(1500)
+def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
+    gateway: Gateway, worker: object
+) -> None:
+    """A fresh agent (no environment, no traffic, no held-out examples): its first cycle
+    promotes nothing; promoting the candidate takes force, and the force is recorded."""
+    from app.core.errors import Conflict
+
+    fx = make_tenant("fresh")
+    first = greedy(gateway, fx, prompt(61))
+    correct(gateway, fx, first.id, answer_call("6161"))
+    wait_for(lambda: _examples(fx) >= 2)
+    run = run_cycle_and_wait(fx)
+    assert run.status == "needs_evaluation", (run.status, run.metrics.get("decision"))
+    assert "--split eval" in run.metrics["decision"]
+    with unit_of_work() as session:
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]
+        candidate = session.get(AdapterVersion, run.candidate_version_id)
+        assert candidate is not None and candidate.status == "candidate"
+        assert candidate.metrics["gate"]["verdict"] == "needs_evaluation"
+    with unit_of_work() as session, pytest.raises(Conflict, match="force"):
+        registry.promote(session, fx.tenant.id, run.candidate_version_id, force=False, by="admin")  # type: ignore[arg-type]
+    # The CLI: a readable refusal without --force, then the forced promotion, recorded and listed.
+    from click.testing import CliRunner
+
+    from app.cli import main as cli
+
+    args = ["--tenant", fx.tenant.slug]
+    refused = CliRunner().invoke(cli, ["adapter", "promote", "fresh", "1", *args])
+    assert refused.exit_code == 1 and "did not pass the promotion gate" in refused.output
+    forced = CliRunner().invoke(cli, ["adapter", "promote", "fresh", "1", "--force", *args])
+    assert forced.exit_code == 0, forced.output
+    assert "forced over the gate's verdict: needs_evaluation" in forced.output
+    listed = CliRunner().invoke(cli, ["adapter", "list", "fresh", *args])
+    assert "v1" in listed.output and "gate needs_evaluation" in listed.output
+    assert "forced by cli" in listed.output
+    with unit_of_work() as session:
+        live = session.get(AdapterVersion, run.candidate_version_id)
+        assert live is not None and live.status == "live"
+        assert live.metrics["forced"]["by"] == "cli"
+        assert live.metrics["forced"]["verdict"] == "needs_evaluation"
+
+
+@pytest.mark.timeout(1500)
+def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: object) -> None:
+    """10x learning rate, no KL and no replay: the gate refuses it and names the signal."""
+    fx = make_tenant("forgetful", rank=16, alpha=32)
+    _with_environment(fx)
+    defaults = ScheduleUpdate()
+    schedule(
+        fx, learning_rate=defaults.learning_rate * 10, kl_coef=0.0, replay_share=0.0,
+        steps=defaults.steps, promotion_rule=PromotionRule(environment_tasks=60),
+    )  # fmt: skip
+    _traffic(gateway, fx, 30, seed=88)
+    for seed in (3, 4, 5, 6, 7):
+        reply = greedy(gateway, fx, prompt(seed))
+        correct(gateway, fx, reply.id, calculator_call(seed))
+    wait_for(lambda: _examples(fx) >= 8)
+    run = run_cycle_and_wait(fx)
+    assert run.status == "rejected", (run.metrics["decision"], run.metrics["signals"])
+    assert run.metrics["failed_signal"] in ("preservation", "environment", "held_out")
+    assert run.metrics["decision"].startswith(run.metrics["failed_signal"])
+    with unit_of_work() as session:
+        assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""What tests share: fixtures (loaded by the root conftest), factories and test vocabulary."""

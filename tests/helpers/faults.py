@@ -1,0 +1,136 @@
+"""A fault rig: a gateway process, its engine and Redis, and checks that every request is logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+from sqlalchemy import select
+
+from app.core.db import unit_of_work
+from app.models import Interaction
+from app.runtime.embedded import EmbeddedRedis
+from tests.helpers.engine import MODEL_DIR
+from tests.helpers.gateway import TenantFixture, free_port, make_tenant
+
+
+def gateway_env(database_url: str, redis_url: str, engine_url: str, data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
+    env.update(
+        CLORA_DATABASE_URL=database_url,
+        CLORA_REDIS_URL=redis_url,
+        CLORA_ENGINE_URLS=json.dumps([engine_url]),
+        CLORA_DATA_DIR=str(data),
+        CLORA_BASE_MODEL_PATH=str(MODEL_DIR),
+        CLORA_ENVIRONMENT="development",
+    )
+    return env
+
+
+@dataclass
+class Traffic:
+    """What the clients saw: completion ids that succeeded, failures with their time."""
+
+    ok: list[str] = field(default_factory=list)
+    ok_at: list[float] = field(default_factory=list)
+    failures: list[tuple[float, str]] = field(default_factory=list)
+
+    def first_ok_after(self, moment: float) -> float | None:
+        later = [t for t in self.ok_at if t >= moment]
+        return min(later) - moment if later else None
+
+
+async def drive(
+    port: int, key: str, model: str, traffic: Traffic, fault: Callable[[], Awaitable[None]]
+) -> None:
+    """Four clients (every other request streamed) run until `fault()` has returned + 3 s."""
+    stop = asyncio.Event()
+
+    async def client_loop(n: int) -> None:
+        client = openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=30
+        )
+        i = 0
+        while not stop.is_set():
+            i += 1
+            messages = [{"role": "user", "content": f"client {n} request {i}"}]
+            try:
+                if i % 2:
+                    resp = await client.chat.completions.create(
+                        model=model,
+                        messages=messages,
+                        max_tokens=4,  # type: ignore[arg-type]
+                    )
+                    completion = resp.id
+                else:
+                    stream = await client.chat.completions.create(
+                        model=model, messages=messages, max_tokens=4, stream=True,  # type: ignore[arg-type]
+                    )  # fmt: skip
+                    completion = ""
+                    async for chunk in stream:
+                        completion = chunk.id
+                traffic.ok.append(completion)
+                traffic.ok_at.append(time.monotonic())
+            except openai.APIStatusError as exc:
+                assert exc.status_code < 500 or exc.status_code in (502, 503), exc
+                traffic.failures.append((time.monotonic(), f"{exc.status_code}"))
+                await asyncio.sleep(0.2)
+            except (openai.APIConnectionError, httpx.HTTPError) as exc:
+                traffic.failures.append((time.monotonic(), type(exc).__name__))
+                await asyncio.sleep(0.2)
+            except openai.APIError as exc:  # an error event inside a stream that broke off
+                traffic.failures.append((time.monotonic(), f"stream: {exc.message}"))
+                await asyncio.sleep(0.2)
+
+    loops = [asyncio.create_task(client_loop(n)) for n in range(4)]
+    await asyncio.sleep(3)
+    await fault()
+    await asyncio.sleep(3)
+    stop.set()
+    await asyncio.gather(*loops)
+
+
+def assert_logged_once(tenant_id: uuid.UUID, ids: list[str], timeout_s: float = 90) -> int:
+    """Every completion the clients saw is one interaction row (waits for the drain);
+    returns the number of duplicate rows (always 0: the id is the primary key)."""
+    expected = {uuid.UUID(hex=i.removeprefix("chatcmpl-")) for i in ids}
+    assert len(expected) == len(ids), "a completion id was handed out twice"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with unit_of_work() as session:
+            stored = list(
+                session.scalars(select(Interaction.id).where(Interaction.tenant_id == tenant_id))
+            )
+        missing = expected - set(stored)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"{len(missing)} of {len(expected)} accepted interactions were lost"
+    assert len(stored) == len(set(stored))
+    return len(stored) - len(set(stored))
+
+
+@dataclass
+class Rig:
+    """A tenant, a private Redis and the settings of a gateway process on its own port."""
+
+    fx: TenantFixture
+    redis: EmbeddedRedis
+    redis_url: str
+    port: int
+    env: dict[str, str]
+
+
+def make_rig(database_url: str, engine_url: str, tmp_path: Path) -> Rig:
+    server = EmbeddedRedis(tmp_path / "redis", free_port())
+    redis_url = server.start()
+    env = gateway_env(database_url, redis_url, engine_url, tmp_path / "data")
+    return Rig(make_tenant("bot"), server, redis_url, free_port(), env)

@@ -1,0 +1,152 @@
+"""Admin and operator API: sessions with CSRF, roles, tenant scoping, keys, datasets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from app.core.db import unit_of_work
+from app.models.enums import Role
+from app.users.service import create_user
+from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
+
+pytestmark = pytest.mark.slow
+PASSWORD = "correct horse battery"
+
+
+def user(fx: TenantFixture | None, role: Role) -> str:
+    email = f"{role.value}-{uuid.uuid4().hex[:8]}@example.test"
+    with unit_of_work() as session:
+        create_user(session, email, PASSWORD, role, fx.tenant.id if fx else None)
+    return email
+
+
+class Browser:
+    """An httpx client that signs in and sends the CSRF token like the UI does."""
+
+    def __init__(self, gateway: Gateway, email: str, password: str = PASSWORD) -> None:
+        self.http = httpx.Client(base_url=gateway.url, timeout=60)
+        self.login = self.http.post("/api/auth/login", json={"email": email, "password": password})
+
+    def _csrf(self) -> dict[str, str]:
+        return {"x-csrf-token": self.http.cookies.get("clora_csrf") or ""}
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.get(path, **kw)  # type: ignore[arg-type]
+
+    def post(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.post(path, headers=self._csrf(), **kw)  # type: ignore[arg-type]
+
+    def put(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.put(path, headers=self._csrf(), **kw)  # type: ignore[arg-type]
+
+
+def test_sign_in_cookies_and_csrf(gateway: Gateway) -> None:
+    fx = make_tenant()
+    email = user(fx, Role.admin)
+    assert Browser(gateway, email, "wrong password!").login.status_code == 401
+    assert Browser(gateway, "nobody@example.test").login.status_code == 401
+    b = Browser(gateway, email)
+    assert b.login.status_code == 200 and b.login.json() == {
+        "email": email,
+        "role": "admin",
+        "tenant": fx.tenant.slug,
+    }
+    session_cookie = next(
+        c for c in b.login.headers.get_list("set-cookie") if c.startswith("clora_session=")
+    )
+    assert "HttpOnly" in session_cookie and "SameSite=strict" in session_cookie
+    assert b.get("/api/auth/me").json()["email"] == email
+    no_csrf = b.http.post("/api/keys", json={"name": "k"})
+    assert no_csrf.status_code == 403 and no_csrf.json()["error"]["param"] == "x-csrf-token"
+    created = b.post("/api/keys", json={"name": "k"})
+    assert created.status_code == 201 and created.json()["key"].startswith("clora_")
+    listed = b.get("/api/keys").json()
+    assert all(k["key"] is None for k in listed)
+    key_id = created.json()["id"]
+    assert b.post(f"/api/keys/{key_id}/revoke").status_code == 204
+    assert b.post(f"/api/keys/{key_id}/revoke").status_code == 404
+    b.post("/api/auth/logout")
+    assert b.get("/api/auth/me").status_code == 401
+    tampered = httpx.get(f"{gateway.url}/api/auth/me", cookies={"clora_session": "x.1.2.3"})
+    assert tampered.status_code == 401
+
+
+def test_roles_and_tenant_scope(gateway: Gateway) -> None:
+    a, b = make_tenant("agent-a"), make_tenant("agent-b")
+    reply = a.client(gateway).chat.completions.create(
+        model=a.agent.name, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
+    b.client(gateway).chat.completions.create(
+        model=b.agent.name, messages=[{"role": "user", "content": "yo"}], max_tokens=3
+    )
+    gateway.drain()
+    operator_a = Browser(gateway, user(a, Role.operator))
+    items = operator_a.get("/api/interactions").json()["items"]
+    assert [i["id"] for i in items] == [reply.id]
+    assert operator_a.get(f"/api/interactions/{reply.id}").status_code == 200
+    operator_b = Browser(gateway, user(b, Role.operator))
+    assert operator_b.get(f"/api/interactions/{reply.id}").status_code == 404
+    assert (
+        operator_b.post(
+            "/api/feedback",
+            json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}},
+        ).status_code
+        == 404
+    )
+    assert operator_a.post("/api/keys", json={"name": "k"}).status_code == 403
+    assert operator_a.post(f"/api/agents/{a.agent.name}/cycles").status_code == 403
+    assert operator_a.get("/api/tenants").status_code == 403
+    given = operator_a.post(
+        "/api/feedback",
+        json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}},
+    )
+    assert given.status_code == 201
+    assert operator_a.get("/api/interactions?unrated=true").json()["total"] == 0
+    admin_b = Browser(gateway, user(b, Role.admin))
+    assert admin_b.get(f"/api/agents/{a.agent.name}/versions").status_code == 404
+    assert admin_b.get(f"/api/agents/{b.agent.name}/versions").json() == []
+    assert (
+        admin_b.post(f"/api/agents/{a.agent.name}/promote", json={"version": 1}).status_code == 404
+    )
+    platform = Browser(gateway, user(None, Role.platform_admin))
+    slugs = {t["slug"] for t in platform.get("/api/tenants").json()}
+    assert {a.tenant.slug, b.tenant.slug} <= slugs
+    assert platform.get("/api/interactions").status_code == 404  # must name a tenant
+    assert platform.get(f"/api/interactions?tenant={a.tenant.slug}").json()["total"] == 1
+
+
+def test_schedule_validation_and_dataset_round_trip(gateway: Gateway) -> None:
+    fx = make_tenant()
+    admin = Browser(gateway, user(fx, Role.admin))
+    bad = admin.put(
+        f"/api/agents/{fx.agent.name}/schedule", json={"mode": "cron", "cron": "every day"}
+    )
+    assert bad.status_code == 400
+    ok = admin.put(
+        f"/api/agents/{fx.agent.name}/schedule", json={"mode": "every_k", "every_k": 5, "steps": 10}
+    )
+    assert ok.status_code == 200 and ok.json()["every_k"] == 5
+    good = [
+        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
+        {"input": {"messages": [{"role": "user", "content": "3+3?"}]},
+         "preferred_output": [{"role": "assistant", "content": "6"}],
+         "non_preferred_output": [{"role": "assistant", "content": "7"}]},
+    ]  # fmt: skip
+    broken = "\n".join([json.dumps(good[0]), '{"messages": [{"role": "user", "content": "x"}]}'])
+    refused = admin.post(f"/api/agents/{fx.agent.name}/dataset?split=eval", content=broken)
+    assert refused.status_code == 400 and "line 2" in refused.json()["error"]["message"]
+    assert admin.get(f"/api/agents/{fx.agent.name}/dataset").text == ""
+    imported = admin.post(
+        f"/api/agents/{fx.agent.name}/dataset?split=eval",
+        content="\n".join(json.dumps(g) for g in good),
+    )
+    assert imported.json() == {"imported": 2}
+    exported = [
+        json.loads(line)
+        for line in admin.get(f"/api/agents/{fx.agent.name}/dataset?split=eval").text.splitlines()
+    ]
+    assert exported == good

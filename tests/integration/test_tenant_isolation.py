@@ -1,0 +1,212 @@
+"""Hostile tenants: every way of naming another tenant's things is refused and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.core.db import unit_of_work
+from app.models import Feedback, Interaction, TrainingExample
+from app.models.enums import Role
+from app.users.service import create_user
+from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
+
+pytestmark = pytest.mark.slow
+PASSWORD = "correct horse battery"
+
+
+class World:
+    """Tenant A (the attacker) and tenant B (the victim) with some of B's data."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.a, self.b = make_tenant("attacker-bot"), make_tenant("victim-bot")
+        reply = self.b.client(gateway).chat.completions.create(
+            model=self.b.agent.name, messages=[{"role": "user", "content": "secret"}], max_tokens=3
+        )
+        self.b_interaction = reply.id
+        fb = httpx.post(f"{gateway.api_base}/feedback", headers=self.auth(self.b),
+                        json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}})  # fmt: skip
+        self.b_feedback = fb.json()["id"]
+        self.a_operator = self.login(self.a, Role.operator)
+        self.a_admin = self.login(self.a, Role.admin)
+
+    @staticmethod
+    def auth(fx: TenantFixture, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or fx.key}"}
+
+    def login(self, fx: TenantFixture, role: Role) -> httpx.Client:
+        email = f"{role.value}-{uuid.uuid4().hex[:8]}@example.test"
+        with unit_of_work() as session:
+            create_user(session, email, PASSWORD, role, fx.tenant.id)
+        client = httpx.Client(base_url=self.gateway.url, timeout=60)
+        assert (
+            client.post("/api/auth/login", json={"email": email, "password": PASSWORD}).status_code
+            == 200
+        )
+        client.headers["x-csrf-token"] = client.cookies.get("clora_csrf") or ""
+        return client
+
+    def b_counts(self) -> tuple[int, int, int]:
+        with unit_of_work() as session:
+            tid = self.b.tenant.id
+            return tuple(  # type: ignore[return-value]
+                int(
+                    session.scalar(select(func.count()).select_from(m).where(m.tenant_id == tid))
+                    or 0
+                )
+                for m in (Interaction, Feedback, TrainingExample)
+            )
+
+
+@pytest.fixture(scope="module")
+def world(gateway: Gateway) -> World:
+    return World(gateway)
+
+
+def chat(world: World, model: str, key: str | None = None) -> httpx.Response:
+    return httpx.post(f"{world.gateway.api_base}/chat/completions", headers=world.auth(world.a, key),
+                      json={"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}, timeout=60)  # fmt: skip
+
+
+MODEL_NAMES = [
+    "victim-bot", "victim-bot@v1", "victim-bot@v0", "{b}/victim-bot", "{b}/victim-bot@v1",
+    "../victim-bot", "victim-bot/../../etc/passwd", "/etc/passwd", "victim-bot@v1/../x",
+    "clora-identity", "clora-base", "VICTIM-BOT", "victim-bot ", "victim-bot%00", "attacker-bot@v99",
+    "attacker-bot@v-1", "attacker-bot@vx", "a" * 300,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_model_names_outside_the_tenant_are_refused(world: World, model: str) -> None:
+    before = world.b_counts()
+    resp = chat(world, model.format(b=world.b.tenant.slug))
+    assert resp.status_code in (400, 404), resp.text
+    assert resp.json()["error"]["param"] == "model"
+    assert world.b_counts() == before
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "Bearer", "clora_", "clora_000000000000_x", "x" * 5000, "{bkey}x", "{bkey_prefix}_forged"],
+)
+def test_bad_keys_are_401(world: World, key: str) -> None:
+    key = key.format(bkey=world.b.key, bkey_prefix="_".join(world.b.key.split("_")[:2]))
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    resp = httpx.post(f"{world.gateway.api_base}/chat/completions", headers=headers,
+                      json={"model": "attacker-bot", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    assert resp.status_code == 401
+
+
+FEEDBACK_CASES = [
+    {"kind": "rating", "rating": {"thumbs": "down"}},
+    {"kind": "correction", "correction": {"content": "pwned"}},
+    {
+        "kind": "preference",
+        "preference": {"chosen": {"content": "a"}, "rejected": {"content": "b"}},
+    },
+]
+
+
+@pytest.mark.parametrize("body", FEEDBACK_CASES)
+def test_agent_feedback_on_victim_interaction_is_404(world: World, body: dict) -> None:
+    before = world.b_counts()
+    resp = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
+                      json={"interaction_id": world.b_interaction, **body})  # fmt: skip
+    assert resp.status_code == 404
+    assert world.b_counts() == before
+
+
+@pytest.mark.parametrize("body", FEEDBACK_CASES)
+def test_operator_feedback_on_victim_interaction_is_404(world: World, body: dict) -> None:
+    before = world.b_counts()
+    resp = world.a_operator.post(
+        "/api/feedback", json={"interaction_id": world.b_interaction, **body}
+    )
+    assert resp.status_code == 404
+    assert world.b_counts() == before
+
+
+def test_preference_against_victim_interaction_is_404(world: World) -> None:
+    mine = world.a.client(world.gateway).chat.completions.create(
+        model="attacker-bot", messages=[{"role": "user", "content": "x"}], max_tokens=2
+    )
+    resp = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
+                      json={"interaction_id": mine.id, "kind": "preference",
+                            "preference": {"rejected_interaction_id": world.b_interaction}})  # fmt: skip
+    assert (
+        resp.status_code == 404
+        and resp.json()["error"]["param"] == "preference.rejected_interaction_id"
+    )
+
+
+READS = [
+    "/api/interactions/{bi}", "/api/agents/victim-bot/versions", "/api/agents/victim-bot/schedule",
+    "/api/agents/victim-bot/dataset", "/api/cycles?agent=victim-bot", "/api/interactions?agent=victim-bot",
+    "/api/cycles/{uuid}", "/api/experiments/{uuid}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", READS)
+@pytest.mark.parametrize("who", ["operator", "admin"])
+def test_reads_of_victim_data_are_404(world: World, path: str, who: str) -> None:
+    client = world.a_operator if who == "operator" else world.a_admin
+    resp = client.get(path.format(bi=world.b_interaction, uuid=uuid.uuid4()))
+    assert resp.status_code in (403, 404), (path, resp.status_code)
+
+
+def test_agent_key_reads_victim_feedback_404(world: World) -> None:
+    resp = httpx.get(
+        f"{world.gateway.api_base}/feedback/{world.b_feedback}", headers=world.auth(world.a)
+    )
+    assert resp.status_code == 404
+
+
+WRITES = [
+    ("post", "/api/agents/victim-bot/cycles", None),
+    ("post", "/api/agents/victim-bot/promote", {"version": 1}),
+    ("post", "/api/agents/victim-bot/rollback", {}),
+    ("put", "/api/agents/victim-bot/schedule", {"mode": "manual"}),
+    ("post", "/api/agents/victim-bot/dataset", None),
+    ("post", "/api/experiments", {"agent": "victim-bot"}),
+    ("post", "/api/experiments/{uuid}/cancel", None),
+    ("post", "/api/keys/{uuid}/revoke", None),
+    ("post", "/api/tenants", {"slug": "evil"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+def test_admin_of_a_cannot_write_to_b(
+    world: World, method: str, path: str, body: dict | None
+) -> None:
+    before = world.b_counts()
+    url = path.format(uuid=uuid.uuid4())
+    kwargs = {"json": body} if body is not None else {"content": json.dumps({"messages": []})}
+    resp = getattr(world.a_admin, method)(url, **kwargs)
+    assert resp.status_code in (403, 404), (path, resp.status_code, resp.text)
+    assert world.b_counts() == before
+
+
+def test_platform_tenant_header_is_ignored_for_tenant_users(world: World) -> None:
+    resp = world.a_admin.get(f"/api/interactions?tenant={world.b.tenant.slug}")
+    assert resp.status_code == 200
+    assert all(i["id"] != world.b_interaction for i in resp.json()["items"])
+
+
+def test_deeply_nested_and_oversized_json_is_refused(world: World) -> None:
+    nested = "[" * 5000 + "]" * 5000
+    resp = httpx.post(f"{world.gateway.api_base}/chat/completions", headers={**world.auth(world.a), "content-type": "application/json"},
+                      content=f'{{"model": "attacker-bot", "messages": {nested}}}')  # fmt: skip
+    assert resp.status_code in (400, 413)
+    big = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
+                     json={"interaction_id": world.b_interaction, "kind": "correction", "correction": {"content": "x" * 2_000_000}})  # fmt: skip
+    assert big.status_code == 413
+
+
+def test_revoked_key_of_victim_cannot_be_reused(world: World) -> None:
+    assert chat(world, "victim-bot", world.b.key).status_code == 200  # B's own key, B's own agent
+    assert chat(world, "attacker-bot", world.b.key).status_code == 404  # B cannot reach A either

@@ -1,0 +1,188 @@
+"""A learning cycle's objective: each knob has its effect (mixture weights, kl_coef, ratings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers.tiny import (
+    SMALL_LORA,
+    EngineFactory,
+    dpo_batch,
+    pg_batch,
+    random_batch,
+    write_random_parent,
+)
+from trainer.batch import Batch
+from trainer.engine import TrainingEngine
+from trainer.errors import InvalidBatchError
+from trainer.losses import LossSpec, distribution_kl, greedy_margin
+from trainer.objective import accumulate, objective_step, objective_weights
+from trainer.objective import pg_batch as rating_batch
+
+
+def _grad(engine: TrainingEngine, adapter: str) -> torch.Tensor:
+    return engine.store.get(adapter).flat["grad"].clone()
+
+
+def _parent(engine: TrainingEngine, tmp_path: Path, adapter: str) -> None:
+    parent = write_random_parent(engine, tmp_path / "parent", SMALL_LORA, seed=3)
+    engine.create_adapter(adapter, parent_dir=parent)
+
+
+def _batches() -> dict[str, Batch]:
+    pg = pg_batch(2)
+    return {
+        "sft": random_batch(1, rows=3),
+        "dpo": dpo_batch(4),
+        "pg": pg.with_fields(rewards=None, advantages=[1.0, -0.5, 0.25, -1.0]),
+        "kl": random_batch(5, rows=4, length=12),
+    }
+
+
+def test_mixed_gradient_is_the_weighted_sum_of_single_loss_gradients(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    batches = _batches()
+    singles = {}
+    for kind in batches:
+        accumulate(engine, "a", batches, {kind: 1.0})
+        singles[kind] = _grad(engine, "a")
+        assert singles[kind].abs().sum() > 0, kind
+        engine.zero_grad("a")
+    weights = {"sft": 1.0, "dpo": 0.5, "pg": 2.0, "kl": 3.0}
+    accumulate(engine, "a", batches, weights)
+    mixed = _grad(engine, "a")
+    expected = sum(weights[k] * singles[k] for k in batches)
+    torch.testing.assert_close(mixed, expected, rtol=1e-4, atol=1e-7)
+    # A weight of 1 gives the same scale alone or mixed: SFT's share is unchanged by adding DPO.
+    engine.zero_grad("a")
+    accumulate(engine, "a", batches, {"sft": 1.0, "dpo": 1.0})
+    torch.testing.assert_close(_grad(engine, "a") - singles["dpo"], singles["sft"], rtol=1e-4,
+                               atol=1e-7)  # fmt: skip
+
+
+def test_zero_weight_contributes_nothing_and_optim_step_applies_the_mean_undivided(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    batches = _batches()
+    losses = accumulate(engine, "a", batches, {"sft": 1.0, "dpo": 0.0})
+    assert set(losses) == {"sft", "margin"}
+    before = engine.store.get("a").flat["master"].clone()
+    engine.optim_step("a", 1e-2)
+    assert not torch.equal(engine.store.get("a").flat["master"], before)
+
+
+def test_one_step_cannot_mix_reductions(make_engine: EngineFactory, tmp_path: Path) -> None:
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    engine.forward_backward([("a", random_batch(1))], LossSpec("sft"))
+    with pytest.raises(InvalidBatchError, match="mix"):
+        engine.forward_backward([("a", random_batch(2))], LossSpec("sft", reduction="call"))
+
+
+def test_distribution_kl_is_zero_against_itself_and_positive_otherwise() -> None:
+    logits = torch.randn(5, 11)
+    rows = torch.tensor([0, 0, 1, 1, 1])
+    same = distribution_kl(logits, logits, rows, 2)
+    assert torch.allclose(same.loss, torch.zeros(2), atol=1e-6)
+    assert same.units.tolist() == [2.0, 3.0]
+    other = distribution_kl(logits + torch.randn(5, 11), logits, rows, 2)
+    assert bool((other.loss > 0).all())
+
+
+def _drift(engine: TrainingEngine, adapter: str, parent: str, rows: Batch) -> float:
+    """Mean |log p_adapter - log p_parent| over the rows' trained tokens."""
+    after = engine.sample_logprobs(adapter, rows)
+    before = engine.sample_logprobs(parent, rows)
+    diffs = [
+        abs(a - b)
+        for ra, rb, mask in zip(after, before, rows.loss_mask, strict=True)
+        for a, b, m in zip(ra, rb, mask, strict=True)
+        if m > 0
+    ]
+    return sum(diffs) / len(diffs)
+
+
+def test_higher_kl_coef_drifts_less_on_the_preservation_set(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    parent = write_random_parent(engine, tmp_path / "parent", SMALL_LORA, seed=3)
+    engine.create_adapter("parent", parent_dir=parent)
+    keep = random_batch(7, rows=6, length=14)
+    batches = {"sft": random_batch(8, rows=2), "kl": keep}
+    drift = {}
+    for coef in (0.0, 1.0, 10.0):
+        adapter = f"kl{coef}"
+        engine.create_adapter(adapter, parent_dir=parent)
+        weights = objective_weights({"sft": 1.0}, coef)
+        for step in range(15):
+            objective_step(engine, adapter, batches, weights, 2e-2, step_id=f"{adapter}:{step}")
+        drift[coef] = _drift(engine, adapter, "parent", keep)
+    assert drift[10.0] < drift[1.0] < drift[0.0], drift
+
+
+@pytest.mark.parametrize("reward, direction", [(-1.0, -1), (1.0, 1)])
+def test_a_rating_moves_the_rated_output_logprob(
+    make_engine: EngineFactory, tmp_path: Path, reward: float, direction: int
+) -> None:
+    """Thumbs-down lowers the rated output's log-probability under the new version; thumbs-up
+    raises it (off-policy, with the logged sampling logprobs of the serving version)."""
+    engine = make_engine()
+    parent = write_random_parent(engine, tmp_path / "parent", SMALL_LORA, seed=3)
+    engine.create_adapter("parent", parent_dir=parent)
+    rated = random_batch(9, rows=1, length=14, prompt=5)
+    prompt, completion = rated.input_ids[0][:5], rated.input_ids[0][5:]
+    logged = engine.sample_logprobs("parent", rated)[0][5:]
+    payload = {"prompt_token_ids": prompt, "completion_token_ids": completion,
+               "sampling_logprobs": logged, "reward": reward}  # fmt: skip
+    batch = rating_batch(None, [payload])
+    engine.create_adapter("child", parent_dir=parent)
+    for step in range(10):
+        objective_step(engine, "child", {"pg": batch}, {"pg": 1.0}, 1e-2, step_id=f"c:{step}")
+
+    def seq_logprob(adapter: str) -> float:
+        row = engine.sample_logprobs(adapter, rated)[0]
+        return sum(row[5:])
+
+    change = seq_logprob("child") - seq_logprob("parent")
+    assert change * direction > 0.05, change
+
+
+def test_greedy_margin_is_the_smallest_gap_to_the_runner_up_at_trained_tokens() -> None:
+    logits = torch.full((1, 4, 5), 0.0)  # (R, T, V)
+    logits[0, 0, 2] = 3.0  # predicts token 1 (= 2): the argmax by 3.0
+    logits[0, 1, 4] = 1.0  # predicts token 2 (= 3): token 4 wins by 1.0, so 3 loses by 1.0
+    logits[0, 2, 0] = 9.0  # predicts token 3, which is not trained
+    ids = torch.tensor([[0, 2, 3, 1]])
+    assert greedy_margin(logits, ids, torch.tensor([[0.0, 1.0, 0.0, 0.0]])).item() == 3.0
+    assert greedy_margin(logits, ids, torch.tensor([[0.0, 1.0, 1.0, 0.0]])).item() == -1.0
+    assert greedy_margin(logits, ids, torch.zeros(1, 4)).item() == float("inf")
+
+
+def test_sft_steps_report_the_margin_and_training_widens_it_until_learned(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """What a cycle stops on: random targets start far from greedy (negative margin) and
+    become the greedy answer under training; the margin is each step's smallest row margin."""
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    engine.create_adapter("b", parent_dir=tmp_path / "parent")
+    sft = random_batch(11, rows=1, length=6)
+    margins = []
+    for step in range(100):
+        losses = objective_step(engine, "a", {"sft": sft}, {"sft": 1.0}, 1e-2, step_id=f"a:{step}")
+        margins.append(losses["margin"])
+        if losses["margin"] >= 0.5:
+            break
+    assert margins[0] < 0 < margins[-1], margins
+    assert margins[-1] >= 0.5, margins
+    first = objective_step(engine, "b", {"sft": sft}, {"sft": 1.0}, 0.0, step_id="b:0")
+    assert first["margin"] == pytest.approx(margins[0], abs=1e-5)  # the same rows, untrained
