@@ -72,8 +72,9 @@ def live_stack() -> Iterator[tuple[str, str]]:
     env = {**os.environ, "CLORA_DATA_DIR": str(data), "CLORA_PORT": port}
     with log.open("w") as out:
         clora = str(Path(sys.executable).parent / "clora")
-        proc = subprocess.Popen([clora, "up"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [clora, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(400):
@@ -163,14 +164,25 @@ def first_call(message: Any) -> tuple[str, Any] | None:
 
 
 def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"content": None, "tool_calls": [{"id": "call_fix", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments)}}]}  # fmt: skip
+    return {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_fix",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+        ],
+    }
 
 
 def correct(base: str, key: str, completion_id: str, message: dict[str, Any]) -> None:
-    r = httpx.post(f"{base}/v1/feedback", headers={"Authorization": f"Bearer {key}"},
-                   json={"interaction_id": completion_id, "kind": "correction", "correction": message},
-                   timeout=60)  # fmt: skip
+    r = httpx.post(
+        f"{base}/v1/feedback",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"interaction_id": completion_id, "kind": "correction", "correction": message},
+        timeout=60,
+    )
     r.raise_for_status()
 
 
@@ -249,10 +261,24 @@ def corrections_for(
             yield reply, convo, call("calculator", expression=expression)
         else:
             result = ENV.execute_tool("calculator", {"expression": expression})
-            convo = [*convo, {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "calculator",
-                 "arguments": json.dumps({"expression": expression})}}]},
-                {"role": "tool", "tool_call_id": "c1", "content": result}]  # fmt: skip
+            convo = [
+                *convo,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {
+                                "name": "calculator",
+                                "arguments": json.dumps({"expression": expression}),
+                            },
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": result},
+            ]
             reply = ask(client, convo)
             answer = first_call(reply.choices[0].message)
             if (
@@ -302,17 +328,26 @@ def continual(
         # Every 5th correction of an agent is held out for evaluation and never trained on.
         trained = [a for i, a in enumerate(answered) if (i + 1) % 5 != 0]
         held = [a for i, a in enumerate(answered) if (i + 1) % 5 == 0]
-        rows.append({
-            "cycle": k + 1, "status": run["status"], "decision": run["metrics"].get("decision"),
-            "corrections_so_far": len(done), "correction_kinds": kinds,
-            "retention": sum(answered) / len(answered),
-            "retention_trained": sum(trained) / len(trained),
-            "held_out_answered": sum(held) / len(held) if held else None,
-            "env_live": live_env, "env_candidate": env.get("after"),
-            "preservation": run["metrics"].get("signals", {}).get("preservation", {}).get("agreement"),
-            "trained_steps": run["metrics"].get("trained_steps"),
-            "cycle_s": sum((run["metrics"].get("timings_s") or {}).values()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "cycle": k + 1,
+                "status": run["status"],
+                "decision": run["metrics"].get("decision"),
+                "corrections_so_far": len(done),
+                "correction_kinds": kinds,
+                "retention": sum(answered) / len(answered),
+                "retention_trained": sum(trained) / len(trained),
+                "held_out_answered": sum(held) / len(held) if held else None,
+                "env_live": live_env,
+                "env_candidate": env.get("after"),
+                "preservation": run["metrics"]
+                .get("signals", {})
+                .get("preservation", {})
+                .get("agreement"),
+                "trained_steps": run["metrics"].get("trained_steps"),
+                "cycle_s": sum((run["metrics"].get("timings_s") or {}).values()),
+            }
+        )
         result["start_env"] = start_env
         print(json.dumps(rows[-1]), flush=True)
         if on_cycle is not None:
@@ -334,10 +369,12 @@ def forgetting(admin: Admin, base: str, tag: str) -> dict[str, Any]:
     time.sleep(2)
     run = admin.cycle(slug)
     return {
-        "status": run["status"], "decision": run["metrics"].get("decision"),
+        "status": run["status"],
+        "decision": run["metrics"].get("decision"),
         "failed_signal": run["metrics"].get("failed_signal"),
-        "signals": run["metrics"].get("signals"), "live_version": admin.live_version(slug),
-    }  # fmt: skip
+        "signals": run["metrics"].get("signals"),
+        "live_version": admin.live_version(slug),
+    }
 
 
 def empty(admin: Admin, base: str, tag: str) -> dict[str, Any]:
@@ -348,8 +385,11 @@ def empty(admin: Admin, base: str, tag: str) -> dict[str, Any]:
     correct(base, key, wrong.id, call("calculator", expression=README_FIX))
     time.sleep(2)
     run = admin.cycle(slug)
-    return {"status": run["status"], "decision": run["metrics"].get("decision"),
-            "live_version": admin.live_version(slug)}  # fmt: skip
+    return {
+        "status": run["status"],
+        "decision": run["metrics"].get("decision"),
+        "live_version": admin.live_version(slug),
+    }
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -364,14 +404,16 @@ def table(data: dict[str, Any]) -> str:
     lines = []
     runs = data.get("readme", [])
     if runs:
-        lines += [f"README flow ({len(runs)} repeats)",
-                  f"  corrected prompt answered as corrected: {sum(r['corrected_answered_as_corrected'] for r in runs)}/{len(runs)}",
-                  f"  promoted: {sum(r['status'] == 'succeeded' for r in runs)}/{len(runs)}",
-                  f"  env accuracy parent: {mean_sd([r['env_before'] for r in runs if r['env_before'] is not None])}",
-                  f"  env accuracy new:    {mean_sd([r['env_after'] for r in runs if r['env_after'] is not None])}",
-                  f"  preservation agreement: {mean_sd([r['preservation'] for r in runs if r['preservation'] is not None])}",
-                  f"  near prompts answered '60': {sum(r['near_answer_60'] for r in runs)}",
-                  f"  cycle seconds: {mean_sd([r['cycle_s'] for r in runs])}"]  # fmt: skip
+        lines += [
+            f"README flow ({len(runs)} repeats)",
+            f"  corrected prompt answered as corrected: {sum(r['corrected_answered_as_corrected'] for r in runs)}/{len(runs)}",
+            f"  promoted: {sum(r['status'] == 'succeeded' for r in runs)}/{len(runs)}",
+            f"  env accuracy parent: {mean_sd([r['env_before'] for r in runs if r['env_before'] is not None])}",
+            f"  env accuracy new:    {mean_sd([r['env_after'] for r in runs if r['env_after'] is not None])}",
+            f"  preservation agreement: {mean_sd([r['preservation'] for r in runs if r['preservation'] is not None])}",
+            f"  near prompts answered '60': {sum(r['near_answer_60'] for r in runs)}",
+            f"  cycle seconds: {mean_sd([r['cycle_s'] for r in runs])}",
+        ]
     if data.get("continual"):
         c = data["continual"]
         lines.append(f"Continual (start env accuracy {c['start_env']})")
@@ -379,8 +421,10 @@ def table(data: dict[str, Any]) -> str:
             "  cycle status            corrections retention(all) retention(trained) env_live preservation"
         )
         for r in c["cycles"]:
-            lines.append(f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>14.3f} {r['retention_trained']:>18.3f} "
-                         f"{r['env_live'] if r['env_live'] is not None else '-':>8} {r['preservation'] if r['preservation'] is not None else '-':>12}")  # fmt: skip
+            lines.append(
+                f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>14.3f} {r['retention_trained']:>18.3f} "
+                f"{r['env_live'] if r['env_live'] is not None else '-':>8} {r['preservation'] if r['preservation'] is not None else '-':>12}"
+            )
     for name in ("forgetting", "empty"):
         if data.get(name):
             d = data[name]
@@ -388,8 +432,10 @@ def table(data: dict[str, Any]) -> str:
                 f"{name}: {d['status']}, live version {d['live_version']}: {d['decision']}"
             )
     for g in data.get("grid", []):
-        lines.append(f"grid {json.dumps(g['schedule'])}: corrected={g['corrected_answered_as_corrected']} "
-                     f"env {g['env_before']}->{g['env_after']} preservation {g['preservation']} {g['cycle_s']} s")  # fmt: skip
+        lines.append(
+            f"grid {json.dumps(g['schedule'])}: corrected={g['corrected_answered_as_corrected']} "
+            f"env {g['env_before']}->{g['env_after']} preservation {g['preservation']} {g['cycle_s']} s"
+        )
     return "\n".join(lines)
 
 
@@ -451,8 +497,11 @@ def main() -> None:
     data: dict[str, Any] = {}
     if args.out.exists():  # scenarios not rerun keep their last results
         data = json.loads(args.out.read_text())
-    data["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPUs",
-                    "scenarios": sorted(only)}  # fmt: skip
+    data["meta"] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPUs",
+        "scenarios": sorted(only),
+    }
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -484,8 +533,12 @@ def main() -> None:
             points = [tuple(float(x) for x in p.split(":")) for p in args.grid_points.split(",")]
             grid = data.setdefault("grid", [])
             for i, (steps, lr, kl, replay) in enumerate(points):
-                schedule = {"steps": int(steps), "learning_rate": lr, "kl_coef": kl,
-                            "replay_share": replay}  # fmt: skip
+                schedule = {
+                    "steps": int(steps),
+                    "learning_rate": lr,
+                    "kl_coef": kl,
+                    "replay_share": replay,
+                }
                 row = readme_flow(admin, base, f"{run_tag}-g{i}", seed=i, **schedule)
                 grid[:] = [g for g in grid if g["schedule"] != schedule] + [row]
                 print(json.dumps(row, default=str), flush=True)

@@ -27,8 +27,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _config(args: argparse.Namespace, index: int) -> dict[str, Any]:
-    return {"steps": args.steps, "prompts_per_step": args.prompts, "group_size": args.group,
-            "learning_rate": args.lr, "seed": 1000 + index}  # fmt: skip
+    return {
+        "steps": args.steps,
+        "prompts_per_step": args.prompts,
+        "group_size": args.group,
+        "learning_rate": args.lr,
+        "seed": 1000 + index,
+    }
 
 
 def _prepare_env(data_dir: Path, engine_url: str) -> None:
@@ -88,19 +93,34 @@ async def _timed(
 def _summary(times: list[float], steps: list[list[dict[str, Any]]]) -> dict[str, Any]:
     flat = [s for run in steps for s in run]
     return {
-        "final_s": max(times), "mean_s": statistics.fmean(times), "first_s": min(times),
+        "final_s": max(times),
+        "mean_s": statistics.fmean(times),
+        "first_s": min(times),
         "mean_step_s": statistics.fmean(s["step_s"] for s in flat),
         "mean_rollout_s": statistics.fmean(s["rollout_s"] for s in flat),
         "mean_train_s": statistics.fmean(s["train_s"] for s in flat),
         "mean_sync_s": statistics.fmean(s["sync_s"] for s in flat),
         "accuracy": [[s["accuracy"] for s in run] for run in steps],
-    }  # fmt: skip
+    }
 
 
 def run_cold_single(args: argparse.Namespace, index: int, db_url: str) -> float:
     """One experiment in a fresh process that starts its own engine and trainer."""
-    cmd = [sys.executable, "-m", "bench.experiments", "--cold-child", str(index), "--steps", str(args.steps),
-           "--prompts", str(args.prompts), "--group", str(args.group), "--lr", str(args.lr)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.experiments",
+        "--cold-child",
+        str(index),
+        "--steps",
+        str(args.steps),
+        "--prompts",
+        str(args.prompts),
+        "--group",
+        str(args.group),
+        "--lr",
+        str(args.lr),
+    ]
     env = {**os.environ, "CLORA_DATABASE_URL": db_url}
     started = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)
@@ -115,8 +135,13 @@ def cold_child(args: argparse.Namespace) -> None:
     data_dir = (
         Path(os.environ.get("CLORA_BENCH_DATA", "/tmp/clora-bench")) / f"cold-{args.cold_child}"
     )
-    engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=4, max_lora_rank=16,
-                           max_cpu_loras=8, log_path=data_dir / "engine.log")  # fmt: skip
+    engine = EngineProcess(
+        REPO_ROOT / "weights" / "clora-tiny",
+        max_loras=4,
+        max_lora_rank=16,
+        max_cpu_loras=8,
+        log_path=data_dir / "engine.log",
+    )
     engine.start()
     try:
         engine.wait_ready(300)
@@ -177,9 +202,13 @@ def main() -> None:
     with bench_database() as db_url:
         os.environ["CLORA_DATABASE_URL"] = db_url
         cold = [] if args.no_cold else [run_cold_single(args, i, db_url) for i in range(max(ns))]
-        engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=max(4, max(ns) + 1),
-                               max_lora_rank=16, max_cpu_loras=4 * max(ns) + 4,
-                               log_path=data_dir / "warm-engine.log")  # fmt: skip
+        engine = EngineProcess(
+            REPO_ROOT / "weights" / "clora-tiny",
+            max_loras=max(4, max(ns) + 1),
+            max_lora_rank=16,
+            max_cpu_loras=4 * max(ns) + 4,
+            log_path=data_dir / "warm-engine.log",
+        )
         engine.start()
         try:
             engine.wait_ready(300)
@@ -213,12 +242,23 @@ def main() -> None:
                     "serial_warm": _summary(_cumulative(warm_single[:n]), warm_steps[:n]),
                 }
                 if cold:
-                    entry["serial_cold"] = {"final_s": _cumulative(cold[:n])[-1],
-                                            "mean_s": statistics.fmean(_cumulative(cold[:n]))}  # fmt: skip
+                    entry["serial_cold"] = {
+                        "final_s": _cumulative(cold[:n])[-1],
+                        "mean_s": statistics.fmean(_cumulative(cold[:n])),
+                    }
                 runs[str(n)] = entry
                 # Written after every N, so an interrupted run keeps what it measured.
-                write_report({"config": {k: v for k, v in vars(args).items() if k not in ("out", "cold_child")},
-                              "cold_single_s": cold, "runs": runs, "partial": n != ns[-1]}, args.out)  # fmt: skip
+                write_report(
+                    {
+                        "config": {
+                            k: v for k, v in vars(args).items() if k not in ("out", "cold_child")
+                        },
+                        "cold_single_s": cold,
+                        "runs": runs,
+                        "partial": n != ns[-1],
+                    },
+                    args.out,
+                )
                 print(
                     f"N={n}: concurrent {entry['concurrent']['final_s']:.1f}s, "
                     f"serial warm {entry['serial_warm']['final_s']:.1f}s",
@@ -276,8 +316,12 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         sd = [statistics.pstdev([a[i] for a in acc]) for i in range(steps)]
         xs = list(range(1, steps + 1))
         right.plot(xs, mean, marker=".", label=f"N={n} concurrent")
-        right.fill_between(xs, [m - s for m, s in zip(mean, sd, strict=True)],
-                           [m + s for m, s in zip(mean, sd, strict=True)], alpha=0.15)  # fmt: skip
+        right.fill_between(
+            xs,
+            [m - s for m, s in zip(mean, sd, strict=True)],
+            [m + s for m, s in zip(mean, sd, strict=True)],
+            alpha=0.15,
+        )
     right.set_xlabel("RL step")
     right.set_ylabel("rollout accuracy (mean ± σ)")
     right.set_ylim(0, 1)

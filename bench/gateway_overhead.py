@@ -59,10 +59,15 @@ async def _load(
         start = time.perf_counter()
         await asyncio.gather(*(one(h, b) for h, b in bodies))
         wall = time.perf_counter() - start
-    return {"p50_ms": _pct(latencies, 0.5), "p99_ms": _pct(latencies, 0.99), "rps": len(bodies) / wall,
-            "tokens_per_s": tokens / wall, "errors": errors,
-            "overhead_p50_ms": _pct(overheads, 0.5) if overheads else None,
-            "overhead_p99_ms": _pct(overheads, 0.99) if overheads else None}  # fmt: skip
+    return {
+        "p50_ms": _pct(latencies, 0.5),
+        "p99_ms": _pct(latencies, 0.99),
+        "rps": len(bodies) / wall,
+        "tokens_per_s": tokens / wall,
+        "errors": errors,
+        "overhead_p50_ms": _pct(overheads, 0.5) if overheads else None,
+        "overhead_p99_ms": _pct(overheads, 0.99) if overheads else None,
+    }
 
 
 def _setup(n_agents: int, data_dir: Path) -> list[tuple[str, str, str]]:
@@ -120,23 +125,45 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with bench_database() as db_url:
-        engine = EngineProcess(REPO_ROOT / "weights" / "clora-tiny", max_loras=9, max_lora_rank=16,
-                               max_cpu_loras=16, log_path=data_dir / "engine.log")  # fmt: skip
+        engine = EngineProcess(
+            REPO_ROOT / "weights" / "clora-tiny",
+            max_loras=9,
+            max_lora_rank=16,
+            max_cpu_loras=16,
+            log_path=data_dir / "engine.log",
+        )
         engine.start()
         gateway: subprocess.Popen[bytes] | None = None
         try:
             engine.wait_ready(300)
-            env = {**os.environ, "CLORA_DATABASE_URL": db_url, "CLORA_ENGINE_URLS": json.dumps([engine.url]),
-                   "CLORA_DATA_DIR": str(data_dir), "CLORA_REDIS_URL": os.environ.get("CLORA_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
-                   "CLORA_TENANT_RATE_LIMIT_PER_MINUTE": "10000000", "CLORA_TENANT_MAX_CONCURRENCY": "100000"}  # fmt: skip
+            env = {
+                **os.environ,
+                "CLORA_DATABASE_URL": db_url,
+                "CLORA_ENGINE_URLS": json.dumps([engine.url]),
+                "CLORA_DATA_DIR": str(data_dir),
+                "CLORA_REDIS_URL": os.environ.get("CLORA_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
+                "CLORA_TENANT_RATE_LIMIT_PER_MINUTE": "10000000",
+                "CLORA_TENANT_MAX_CONCURRENCY": "100000",
+            }
             os.environ.update(env)
             for cached in (get_settings, get_engine, get_sessionmaker):
                 cached.cache_clear()
             agents = _setup(8, data_dir)
             port = free_port()
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--no-access-log",
-                 "--log-level", "warning"], env=env)  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app.main:app",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+            )
             for _ in range(300):
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
@@ -166,9 +193,15 @@ def main() -> None:
                     asyncio.run(_load(direct_url, direct[:8], 4))
                     d = asyncio.run(_load(direct_url, direct, concurrency))
                     g = asyncio.run(_load(gw_url, via, concurrency))
-                    row = {"adapters": mixed, "concurrency": concurrency, "direct": d, "gateway": g,
-                           "added_p50_ms": g["p50_ms"] - d["p50_ms"], "added_p99_ms": g["p99_ms"] - d["p99_ms"],
-                           "throughput_lost": 1 - g["tokens_per_s"] / d["tokens_per_s"]}  # fmt: skip
+                    row = {
+                        "adapters": mixed,
+                        "concurrency": concurrency,
+                        "direct": d,
+                        "gateway": g,
+                        "added_p50_ms": g["p50_ms"] - d["p50_ms"],
+                        "added_p99_ms": g["p99_ms"] - d["p99_ms"],
+                        "throughput_lost": 1 - g["tokens_per_s"] / d["tokens_per_s"],
+                    }
                     rows.append(row)
                     print(
                         f"adapters {mixed} concurrency {concurrency}: +{row['added_p50_ms']:.2f} ms p50, "
@@ -189,15 +222,19 @@ def main() -> None:
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gateway_overhead.json").write_text(json.dumps(report, indent=2))
-    lines = ["| adapters | concurrency | direct p50 ms | gateway p50 ms | added p50 ms | added p99 ms | "
-             "gateway's own overhead p50 ms | direct tok/s | gateway tok/s | throughput lost | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| adapters | concurrency | direct p50 ms | gateway p50 ms | added p50 ms | added p99 ms | "
+        "gateway's own overhead p50 ms | direct tok/s | gateway tok/s | throughput lost | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         d, g = r["direct"], r["gateway"]
-        lines.append(f"| {r['adapters']} | {r['concurrency']} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | "
-                     f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {g['overhead_p50_ms']:.2f} | "
-                     f"{d['tokens_per_s']:.0f} | {g['tokens_per_s']:.0f} | {r['throughput_lost']:.1%} | "
-                     f"{d['errors'] + g['errors']} |")  # fmt: skip
+        lines.append(
+            f"| {r['adapters']} | {r['concurrency']} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | "
+            f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {g['overhead_p50_ms']:.2f} | "
+            f"{d['tokens_per_s']:.0f} | {g['tokens_per_s']:.0f} | {r['throughput_lost']:.1%} | "
+            f"{d['errors'] + g['errors']} |"
+        )
     table = "\n".join(lines)
     (out / "gateway_overhead.md").write_text(table + "\n")
     print(table)
@@ -211,10 +248,19 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for mixed in sorted({r["adapters"] for r in report["rows"]}):
         pts = [r for r in report["rows"] if r["adapters"] == mixed]
-        ax.plot([r["concurrency"] for r in pts], [r["gateway"]["overhead_p50_ms"] for r in pts], marker="o",
-                label=f"{mixed} adapter(s): gateway's own time p50")  # fmt: skip
-        ax.plot([r["concurrency"] for r in pts], [r["added_p50_ms"] for r in pts], marker="x", linestyle="--",
-                label=f"{mixed} adapter(s): added p50 vs direct")  # fmt: skip
+        ax.plot(
+            [r["concurrency"] for r in pts],
+            [r["gateway"]["overhead_p50_ms"] for r in pts],
+            marker="o",
+            label=f"{mixed} adapter(s): gateway's own time p50",
+        )
+        ax.plot(
+            [r["concurrency"] for r in pts],
+            [r["added_p50_ms"] for r in pts],
+            marker="x",
+            linestyle="--",
+            label=f"{mixed} adapter(s): added p50 vs direct",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrency")
     ax.set_ylabel("ms")

@@ -34,13 +34,27 @@ def _workload(kind: str, seed: int) -> dict[str, Any]:
     rows = 8 if kind == "small" else 64
     sft = []
     for task in env.tasks("train", rows, seed=seed):
-        call = {"id": "c1", "type": "function", "function": {"name": "calculator",
-                "arguments": json.dumps({"expression": task.info["expression"]})}}  # fmt: skip
-        sft.append({"messages": [*env.initial_messages(task),
-                                 {"role": "assistant", "content": None, "tool_calls": [call]}],
-                    "tools": env.tools()})  # fmt: skip
-    kl = [{"prompt_token_ids": list(range(3, 40)), "completion_token_ids": list(range(40, 52))}
-          for _ in range(8)]  # fmt: skip
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {
+                "name": "calculator",
+                "arguments": json.dumps({"expression": task.info["expression"]}),
+            },
+        }
+        sft.append(
+            {
+                "messages": [
+                    *env.initial_messages(task),
+                    {"role": "assistant", "content": None, "tool_calls": [call]},
+                ],
+                "tools": env.tools(),
+            }
+        )
+    kl = [
+        {"prompt_token_ids": list(range(3, 40)), "completion_token_ids": list(range(40, 52))}
+        for _ in range(8)
+    ]
     examples: dict[str, Any] = {"sft": sft}
     if kind == "small":
         examples["kl"] = kl
@@ -49,12 +63,29 @@ def _workload(kind: str, seed: int) -> dict[str, Any]:
 
 def _payload(tenant: uuid.UUID, kind: str, seed: int, steps: int, out: Path) -> dict[str, Any]:
     return {
-        "adapter_id": f"bench-{seed}", "parent_dir": None, "steps": steps, "lr": 1e-3,
-        "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj",
-                 "o_proj", "gate_proj", "up_proj", "down_proj"]},
-        "examples": _workload(kind, seed), "mixture": {"sft": 1.0}, "kl_coef": 1.0,
-        "write_to": str(out / f"{seed}-{uuid.uuid4().hex[:6]}"), "tenant": str(tenant),
-    }  # fmt: skip
+        "adapter_id": f"bench-{seed}",
+        "parent_dir": None,
+        "steps": steps,
+        "lr": 1e-3,
+        "lora": {
+            "rank": 16,
+            "alpha": 32,
+            "target_modules": [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ],
+        },
+        "examples": _workload(kind, seed),
+        "mixture": {"sft": 1.0},
+        "kl_coef": 1.0,
+        "write_to": str(out / f"{seed}-{uuid.uuid4().hex[:6]}"),
+        "tenant": str(tenant),
+    }
 
 
 def _run(service: Any, jobs: list[dict[str, Any]], tenants: list[uuid.UUID]) -> float:
@@ -86,8 +117,9 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="clora-trainer-bench-"))
     results: list[dict[str, Any]] = []
     with bench_database() as url:
-        os.environ.update(CLORA_DATABASE_URL=url, CLORA_DATA_DIR=str(out / "data"),
-                          CLORA_TRAINER_MAX_ACTIVE="8")  # fmt: skip
+        os.environ.update(
+            CLORA_DATABASE_URL=url, CLORA_DATA_DIR=str(out / "data"), CLORA_TRAINER_MAX_ACTIVE="8"
+        )
         from app.core.config import get_settings
         from app.core.db import unit_of_work
         from app.models import Tenant
@@ -120,21 +152,39 @@ def main() -> None:
                     serial_s.append(t_serial)
                     ratios.append(t_serial / t_shared)
                 sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
-                row = {"workload": kind, "n": n, "steps": args.steps,
-                       "shared_s": statistics.mean(shared_s), "serial_s": statistics.mean(serial_s),
-                       "ratio_mean": statistics.mean(ratios), "ratio_sd": sd, "ratios": ratios,
-                       "swap_share": max(swap)}  # fmt: skip
+                row = {
+                    "workload": kind,
+                    "n": n,
+                    "steps": args.steps,
+                    "shared_s": statistics.mean(shared_s),
+                    "serial_s": statistics.mean(serial_s),
+                    "ratio_mean": statistics.mean(ratios),
+                    "ratio_sd": sd,
+                    "ratios": ratios,
+                    "swap_share": max(swap),
+                }
                 results.append(row)
-                print(f"{kind:<6} N={n}  shared {row['shared_s']:.1f} s  one at a time "
-                      f"{row['serial_s']:.1f} s  ratio {row['ratio_mean']:.2f} ± {sd:.2f}  "
-                      f"swap {row['swap_share']:.1%}", flush=True)  # fmt: skip
+                print(
+                    f"{kind:<6} N={n}  shared {row['shared_s']:.1f} s  one at a time "
+                    f"{row['serial_s']:.1f} s  ratio {row['ratio_mean']:.2f} ± {sd:.2f}  "
+                    f"swap {row['swap_share']:.1%}",
+                    flush=True,
+                )
         engine = service.engine
         engine.create_adapter("__probe")
         st = engine.store.get("__probe")
         per_tenant_mb = sum(t.numel() * t.element_size() for t in st.flat.values()) / 2**20
-    data = {"meta": {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "threads": 1,
-                     "model": "bundled clora-tiny", "lora_rank": 16},
-            "results": results, "memory_per_tenant_mb": per_tenant_mb}  # fmt: skip
+    data = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d"),
+            "cpus": os.cpu_count(),
+            "threads": 1,
+            "model": "bundled clora-tiny",
+            "lora_rank": 16,
+        },
+        "results": results,
+        "memory_per_tenant_mb": per_tenant_mb,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "trainer_service.json").write_text(json.dumps(data, indent=1))
     print(f"host memory per added tenant: {per_tenant_mb:.2f} MB (LoRA, master, moments, grads)")
@@ -150,8 +200,14 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for kind in sorted({r["workload"] for r in results}):
         rows = [r for r in results if r["workload"] == kind]
-        ax.errorbar([r["n"] for r in rows], [r["ratio_mean"] for r in rows],
-                    yerr=[r["ratio_sd"] for r in rows], marker="o", capsize=3, label=kind)  # fmt: skip
+        ax.errorbar(
+            [r["n"] for r in rows],
+            [r["ratio_mean"] for r in rows],
+            yerr=[r["ratio_sd"] for r in rows],
+            marker="o",
+            capsize=3,
+            label=kind,
+        )
     ax.axhline(1.0, color="grey", linestyle=":")
     ax.set_xlabel("agents training at once (N)", fontsize=11)
     ax.set_ylabel("one at a time / shared (x)", fontsize=11)

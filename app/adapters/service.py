@@ -175,9 +175,10 @@ def rollback(
     else:
         live = repo.get(tenant_id, agent.live_version_id) if agent.live_version_id else None
         earlier = [
-            v for v in repo.list(tenant_id, agent_id)
+            v
+            for v in repo.list(tenant_id, agent_id)
             if live is not None and v.number < live.number and v.status == AdapterStatus.retired
-        ]  # fmt: skip
+        ]
         target = earlier[-1] if earlier else None
     if target is None:
         raise Conflict("there is no earlier version to roll back to", param="version")

@@ -19,10 +19,16 @@ def list_agents(actor: CurrentActor, session: SessionDep) -> list[AgentOut]:
 @router.post("", response_model=AgentOut, status_code=201)
 def post_agent(body: AgentIn, actor: AdminActor, session: SessionDep) -> AgentOut:
     agent = service.create_agent(
-        session, actor.tenant_id, body.name, description=body.description,
-        lora_rank=body.lora_rank, lora_alpha=body.lora_alpha, target_modules=body.target_modules,
-        environment=body.environment, default_max_tokens=body.default_max_tokens,
-    )  # fmt: skip
+        session,
+        actor.tenant_id,
+        body.name,
+        description=body.description,
+        lora_rank=body.lora_rank,
+        lora_alpha=body.lora_alpha,
+        target_modules=body.target_modules,
+        environment=body.environment,
+        default_max_tokens=body.default_max_tokens,
+    )
     return service.agent_out(session, agent)
 
 
@@ -31,10 +37,13 @@ def patch_agent(name: str, body: AgentPatch, actor: AdminActor, session: Session
     """Change an agent's description, environment or default completion cap."""
     agent = service.get_agent(session, actor.tenant_id, name)
     service.update_agent(
-        session, agent, description=body.description,
-        environment=body.environment or None, clear_environment=body.environment == "",
+        session,
+        agent,
+        description=body.description,
+        environment=body.environment or None,
+        clear_environment=body.environment == "",
         default_max_tokens=body.default_max_tokens,
-    )  # fmt: skip
+    )
     return service.agent_out(session, agent)
 
 

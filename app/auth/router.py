@@ -21,10 +21,24 @@ def login(body: LoginBody, session: SessionDep) -> JSONResponse:
     token = sessions.issue(settings.secret_key.get_secret_value(), user.id)
     response = JSONResponse(service.whoami(session, user).model_dump())
     secure = settings.environment == "production"
-    response.set_cookie(sessions.SESSION_COOKIE, token, httponly=True, samesite="strict",
-                        secure=secure, max_age=sessions.SESSION_TTL_S, path="/")  # fmt: skip
-    response.set_cookie(sessions.CSRF_COOKIE, sessions.new_csrf_token(), httponly=False,
-                        samesite="strict", secure=secure, max_age=sessions.SESSION_TTL_S, path="/")  # fmt: skip
+    response.set_cookie(
+        sessions.SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        max_age=sessions.SESSION_TTL_S,
+        path="/",
+    )
+    response.set_cookie(
+        sessions.CSRF_COOKIE,
+        sessions.new_csrf_token(),
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        max_age=sessions.SESSION_TTL_S,
+        path="/",
+    )
     return response
 
 

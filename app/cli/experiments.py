@@ -27,8 +27,16 @@ def experiment() -> None:
 @click.option("--seed", default=0, show_default=True)
 @TENANT
 @readable
-def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step: int,
-        group_size: int, learning_rate: float, seed: int, tenant: str) -> None:  # fmt: skip
+def run(
+    agents: tuple[str, ...],
+    environment: str,
+    steps: int,
+    prompts_per_step: int,
+    group_size: int,
+    learning_rate: float,
+    seed: int,
+    tenant: str,
+) -> None:
     """Run RL for each AGENT on ENV, all at once on the shared engine and trainer."""
     from app.core.config import get_settings
     from app.core.db import unit_of_work
@@ -36,8 +44,14 @@ def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step:
     from app.experiments.schemas import ExperimentConfig
     from app.experiments.service import create_experiment
 
-    config = ExperimentConfig(environment=environment, steps=steps, prompts_per_step=prompts_per_step,
-                              group_size=group_size, learning_rate=learning_rate, seed=seed)  # fmt: skip
+    config = ExperimentConfig(
+        environment=environment,
+        steps=steps,
+        prompts_per_step=prompts_per_step,
+        group_size=group_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
     ids: list[tuple[uuid.UUID, uuid.UUID]] = []
     names: dict[uuid.UUID, str] = {}
     with unit_of_work() as session:
@@ -51,8 +65,10 @@ def run(agents: tuple[str, ...], environment: str, steps: int, prompts_per_step:
 
     def progress(exp_id: uuid.UUID, report: StepReport) -> None:
         m = report.metrics
-        click.echo(f"{names[exp_id]:<16} step {report.step + 1:>3}/{steps}  accuracy {m['accuracy']:.3f}  "
-                   f"rollout {m['rollout_s']:.1f}s  train {m['train_s']:.1f}s  sync {m['sync_s']:.2f}s")  # fmt: skip
+        click.echo(
+            f"{names[exp_id]:<16} step {report.step + 1:>3}/{steps}  accuracy {m['accuracy']:.3f}  "
+            f"rollout {m['rollout_s']:.1f}s  train {m['train_s']:.1f}s  sync {m['sync_s']:.2f}s"
+        )
 
     statuses = asyncio.run(run_experiments(get_settings(), ids, on_step=progress))
     for (_, exp_id), status in zip(ids, statuses, strict=True):

@@ -86,8 +86,10 @@ def cycle_list(tenant: str, agent: str | None) -> None:
     with unit_of_work() as session:
         owner, found = scope(session, tenant, agent)
         for run in CycleRepository(session).runs(owner.id, found.id if found else None)[:50]:
-            click.echo(f"{run.id}  {run.status:<16} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
-                       f"{run.metrics.get('decision', '')}")  # fmt: skip
+            click.echo(
+                f"{run.id}  {run.status:<16} {run.trigger:<8} {run.created_at:%Y-%m-%d %H:%M}  "
+                f"{run.metrics.get('decision', '')}"
+            )
 
 
 @click.group()

@@ -69,8 +69,11 @@ def export_dataset(
     lines = list(
         export_examples(session, actor.tenant_id, agent.id, ExampleSplit(split) if split else None)
     )
-    return StreamingResponse(iter(lines), media_type="application/jsonl",
-                             headers={"content-disposition": f'attachment; filename="{name}.jsonl"'})  # fmt: skip
+    return StreamingResponse(
+        iter(lines),
+        media_type="application/jsonl",
+        headers={"content-disposition": f'attachment; filename="{name}.jsonl"'},
+    )
 
 
 @router.post("/agents/{name}/dataset", status_code=201)

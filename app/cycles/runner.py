@@ -242,9 +242,13 @@ def _execute(
 ) -> RunStatus:
     if not plan["sft"] and not plan["dpo"] and not plan["pg"]:
         return _finish(
-            tenant_id, run_id, RunStatus.rejected, **plan["counts"],
-            reason="no new training examples", decision="no new training examples",
-        )  # fmt: skip
+            tenant_id,
+            run_id,
+            RunStatus.rejected,
+            **plan["counts"],
+            reason="no new training examples",
+            decision="no new training examples",
+        )
     engine_url = registry.engine_urls(settings)[0].rstrip("/")
     clock = _Clock()
     parent_name = _load_parent(settings, plan)
@@ -290,9 +294,14 @@ def _execute(
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
         candidate = registry.publish(
-            session, settings, tenant, plan["agent_id"], registry_copy(staging),
-            parent_id=plan["live"][0] if plan["live"] else None, source="cycle",
-        )  # fmt: skip
+            session,
+            settings,
+            tenant,
+            plan["agent_id"],
+            registry_copy(staging),
+            parent_id=plan["live"][0] if plan["live"] else None,
+            source="cycle",
+        )
         run = CycleRepository(session).get_run(tenant_id, run_id)
         assert run is not None
         run.candidate_version_id = candidate.id
@@ -315,9 +324,11 @@ def _execute(
         assert version is not None
         env = signals.get("environment")
         version.metrics = {
-            "signals": signals, "gate": verdict.as_dict(), "losses": final_losses,
+            "signals": signals,
+            "gate": verdict.as_dict(),
+            "losses": final_losses,
             **({"environment": _env_cache(env, "after")} if env else {}),
-        }  # fmt: skip
+        }
         if env and plan["live"] and not plan["parent_environment"]:
             parent = versions.get(tenant_id, plan["live"][0])
             if parent is not None:  # measured once per version, reused by later cycles
@@ -333,13 +344,18 @@ def _execute(
         run.finished_at = datetime.now(UTC)
         run.progress = 1.0
         run.metrics = {
-            **(run.metrics or {}), **plan["counts"], **_legacy_scores(signals),
-            "signals": signals, "decision": verdict.reason, "failed_signal": verdict.failed_signal,
-            "first_losses": history[0].losses if history else {}, "final_losses": final_losses,
+            **(run.metrics or {}),
+            **plan["counts"],
+            **_legacy_scores(signals),
+            "signals": signals,
+            "decision": verdict.reason,
+            "failed_signal": verdict.failed_signal,
+            "first_losses": history[0].losses if history else {},
+            "final_losses": final_losses,
             "trained_steps": history[-1].step if history else 0,
             "learned": bool(history and history[-1].learned),
             "timings_s": clock.laps,
-        }  # fmt: skip
+        }
     return verdict.status
 
 
@@ -392,9 +408,11 @@ def _measure(
     held = plan["held_back"]
     rate, changed = evaluation.agreement(engine_url, parent, candidate, held)
     signals["preservation"] = {
-        "n": len(held), "agreement": rate, "min": float(plan["rule"].get("preserve_min", 0.95)),
+        "n": len(held),
+        "agreement": rate,
+        "min": float(plan["rule"].get("preserve_min", 0.95)),
         "changed": changed,
-    }  # fmt: skip
+    }
     _heartbeat(tenant_id, run_id, 0.85)
     clock.lap("evaluate_preservation")
     n_env = plan["environment_tasks"]
@@ -411,8 +429,11 @@ def _measure(
             engine_url, candidate, plan["environment"], "test", n_env
         ).reward
         signals["environment"] = {
-            "name": plan["environment"], "n": n_env, "before": before, "after": after,
-        }  # fmt: skip
+            "name": plan["environment"],
+            "n": n_env,
+            "before": before,
+            "after": after,
+        }
         clock.lap("evaluate_environment")
     return signals
 

@@ -66,9 +66,11 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[ExampleKind, dict[str, Any]]
                 pref = PreferenceLine.model_validate(data)
                 tools = [t.model_dump() for t in pref.input.tools] if pref.input.tools else None
                 payload: dict[str, Any] = {
-                    "messages": _dump(pref.input.messages), "tools": tools,
-                    "chosen": _dump(pref.preferred_output)[0], "rejected": _dump(pref.non_preferred_output)[0],
-                }  # fmt: skip
+                    "messages": _dump(pref.input.messages),
+                    "tools": tools,
+                    "chosen": _dump(pref.preferred_output)[0],
+                    "rejected": _dump(pref.non_preferred_output)[0],
+                }
                 if (
                     payload["chosen"]["role"] != "assistant"
                     or payload["rejected"]["role"] != "assistant"
@@ -119,7 +121,7 @@ def import_examples(
                 split=split,
                 payload=payload,
                 superseded_at=None,
-            )  # fmt: skip
+            )
         )
     return len(parsed)
 
@@ -133,8 +135,11 @@ def export_examples(
         if example.kind == ExampleKind.sft:
             line: dict[str, Any] = {"messages": p["messages"]}
         elif example.kind == ExampleKind.preference:
-            line = {"input": {"messages": p["messages"]}, "preferred_output": [p["chosen"]],
-                    "non_preferred_output": [p["rejected"]]}  # fmt: skip
+            line = {
+                "input": {"messages": p["messages"]},
+                "preferred_output": [p["chosen"]],
+                "non_preferred_output": [p["rejected"]],
+            }
         else:
             continue
         if p.get("tools"):

@@ -41,10 +41,14 @@ class ExperimentRepository(TenantScopedRepository[Experiment]):
     def record_step(self, step: ExperimentStep) -> None:
         """One row per (experiment, step): a replayed step does not write twice."""
         values = {
-            "id": uuid.uuid4(), "created_at": step.created_at, "tenant_id": step.tenant_id,
-            "experiment_id": step.experiment_id, "step": step.step,
-            "adapter_version_id": step.adapter_version_id, "metrics": step.metrics,
-        }  # fmt: skip
+            "id": uuid.uuid4(),
+            "created_at": step.created_at,
+            "tenant_id": step.tenant_id,
+            "experiment_id": step.experiment_id,
+            "step": step.step,
+            "adapter_version_id": step.adapter_version_id,
+            "metrics": step.metrics,
+        }
         self.session.execute(insert(ExperimentStep).values(values).on_conflict_do_nothing())
 
     def running_started_before(self, moment: datetime) -> Sequence[Experiment]:

@@ -84,8 +84,9 @@ class ExperimentLoop:
             assert tenant is not None and agent is not None
             live = (
                 AdapterVersionRepository(session).get(self.tenant_id, agent.live_version_id)
-                if agent.live_version_id else None
-            )  # fmt: skip
+                if agent.live_version_id
+                else None
+            )
             self.config = ExperimentConfig.model_validate(experiment.config)
             self.tenant_slug, self.agent_name, self.agent_id = tenant.slug, agent.name, agent.id
             self.lora = trainer_client.LoraShape(
@@ -168,9 +169,16 @@ class ExperimentLoop:
         prompts = self.env.tasks("train", cfg.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
         tasks = [t for t in prompts for _ in range(cfg.group_size)]
         episodes = await trainer_client.run_episodes(
-            self.client, model, self.env, tasks, concurrency=64, temperature=cfg.temperature,
-            max_turns=cfg.max_turns, max_tokens=cfg.max_tokens, seed=cfg.seed * 7919 + step * 100_003,
-        )  # fmt: skip
+            self.client,
+            model,
+            self.env,
+            tasks,
+            concurrency=64,
+            temperature=cfg.temperature,
+            max_turns=cfg.max_turns,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed * 7919 + step * 100_003,
+        )
         rollout_s = time.perf_counter() - t0
         rewards = [e.reward for e in episodes]
         batch, used_groups, tokens = trainer_client.rl_batch(
@@ -180,8 +188,12 @@ class ExperimentLoop:
         loss = None
         if batch is not None:
             result = await self.trainer.step(
-                self.adapter_id, batch, cfg.advantage, cfg.learning_rate, step_id=f"{self.experiment_id}:{step}",
-            )  # fmt: skip
+                self.adapter_id,
+                batch,
+                cfg.advantage,
+                cfg.learning_rate,
+                step_id=f"{self.experiment_id}:{step}",
+            )
             if result.error is not None:
                 raise result.error
             loss = sum(r.loss_sum for r in result.rows) / max(
@@ -195,21 +207,36 @@ class ExperimentLoop:
         held_out: dict[str, Any] = {}
         if cfg.eval_tasks > 0:  # the published version, greedy, on the same held-out tasks
             t3 = time.perf_counter()
+            assert self.version is not None  # _publish has just made one
             graded = await trainer_client.run_episodes(
-                self.client, self.version[1], self.env, self.env.tasks("test", cfg.eval_tasks),  # type: ignore[index]
-                concurrency=64, temperature=0.0, max_turns=cfg.max_turns, max_tokens=cfg.max_tokens,
-            )  # fmt: skip
+                self.client,
+                self.version[1],
+                self.env,
+                self.env.tasks("test", cfg.eval_tasks),
+                concurrency=64,
+                temperature=0.0,
+                max_turns=cfg.max_turns,
+                max_tokens=cfg.max_tokens,
+            )
             held_out = {
                 "eval_accuracy": sum(e.correct for e in graded) / len(graded),
-                "eval_tasks": len(graded), "eval_s": time.perf_counter() - t3,
-            }  # fmt: skip
+                "eval_tasks": len(graded),
+                "eval_s": time.perf_counter() - t3,
+            }
         metrics = {
-            "reward_mean": statistics.fmean(rewards), "accuracy": sum(e.correct for e in episodes) / len(episodes),
+            "reward_mean": statistics.fmean(rewards),
+            "accuracy": sum(e.correct for e in episodes) / len(episodes),
             "calculator_rate": sum(e.used_calculator for e in episodes) / len(episodes),
-            "loss": loss, "episodes": len(episodes), "groups_with_signal": used_groups,
-            "tokens": tokens, "rollout_s": rollout_s, "train_s": train_s, "sync_s": sync_s,
-            "step_s": time.perf_counter() - t0, **held_out,
-        }  # fmt: skip
+            "loss": loss,
+            "episodes": len(episodes),
+            "groups_with_signal": used_groups,
+            "tokens": tokens,
+            "rollout_s": rollout_s,
+            "train_s": train_s,
+            "sync_s": sync_s,
+            "step_s": time.perf_counter() - t0,
+            **held_out,
+        }
         await asyncio.to_thread(self._record, step, version_id, metrics)
         if self.on_step:
             self.on_step(self.experiment_id, StepReport(step, metrics))
@@ -222,10 +249,15 @@ class ExperimentLoop:
             tenant = session.get(Tenant, self.tenant_id)
             assert tenant is not None
             version = registry.publish(
-                session, self.settings, tenant, self.agent_id, copy_from(staging),
-                parent_id=self.version[0] if self.version else None, source="experiment",
+                session,
+                self.settings,
+                tenant,
+                self.agent_id,
+                copy_from(staging),
+                parent_id=self.version[0] if self.version else None,
+                source="experiment",
                 metrics={"experiment": str(self.experiment_id), "step": step},
-            )  # fmt: skip
+            )
             name = registry.adapter_name(self.tenant_slug, self.agent_name, version.number)
             self.version = (version.id, name, version.path)
         registry.load_into_engines(self.settings, name, self.version[2])
@@ -241,7 +273,7 @@ class ExperimentLoop:
                     adapter_version_id=version_id,
                     metrics=metrics,
                     created_at=datetime.now(UTC),
-                )  # fmt: skip
+                )
             )
 
 

@@ -42,9 +42,13 @@ def create_experiment(
             f"unknown environment {config.environment!r}", param="environment"
         ) from exc
     experiment = Experiment(
-        id=uuid.uuid4(), tenant_id=tenant_id, agent_id=agent.id, environment=config.environment,
-        status=RunStatus.queued, config=config.model_dump(),
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        agent_id=agent.id,
+        environment=config.environment,
+        status=RunStatus.queued,
+        config=config.model_dump(),
+    )
     return ExperimentRepository(session).add(experiment)
 
 

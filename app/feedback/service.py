@@ -65,9 +65,11 @@ def create_feedback(
     payload = body.payload()
     if body.kind == "preference" and body.preference and body.preference.rejected_interaction_id:
         rejected = _interaction(
-            repo, author.tenant_id, body.preference.rejected_interaction_id,
+            repo,
+            author.tenant_id,
+            body.preference.rejected_interaction_id,
             "preference.rejected_interaction_id",
-        )  # fmt: skip
+        )
         if rejected.agent_id != interaction.agent_id or rejected.id == interaction.id:
             raise Conflict(
                 "a preference compares two different outputs of the same agent",

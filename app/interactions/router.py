@@ -30,10 +30,18 @@ def list_interactions(
     offset: int = Query(default=0, ge=0, le=1_000_000),
 ) -> InteractionPage:
     return service.search(
-        session, actor.tenant_id, agent=agent, version=version, unrated=unrated,
-        low_rating=low_rating, has_correction=has_correction, since=since, until=until,
-        limit=limit, offset=offset,
-    )  # fmt: skip
+        session,
+        actor.tenant_id,
+        agent=agent,
+        version=version,
+        unrated=unrated,
+        low_rating=low_rating,
+        has_correction=has_correction,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/interactions/{interaction_id}", response_model=InteractionOut)

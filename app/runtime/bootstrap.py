@@ -41,8 +41,11 @@ def bootstrap_if_empty(session: Session, settings: Settings) -> BootstrapResult 
     create_user(session, settings.admin_email, password, Role.platform_admin, None)
     tenant = create_tenant(session, DEMO_TENANT, "Demo tenant")
     create_agent(
-        session, tenant.id, DEMO_AGENT, description="Calculator tool-use agent",
+        session,
+        tenant.id,
+        DEMO_AGENT,
+        description="Calculator tool-use agent",
         environment="calculator",
-    )  # fmt: skip
+    )
     _, plaintext = create_api_key(session, tenant.id, "demo key")
     return BootstrapResult(settings.admin_email, password, tenant.slug, DEMO_AGENT, plaintext)

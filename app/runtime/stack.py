@@ -84,16 +84,32 @@ class Stack:
             elif not self.settings.engine_urls:
                 self._add_engine(env, logs)
             gateway_argv = [
-                sys.executable, "-m", "uvicorn", "app.main:app",
-                "--host", self.settings.host, "--port", str(self.settings.port),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.settings.port),
                 "--no-access-log",
-            ]  # fmt: skip
+            ]
             self.supervisor.add(Child("gateway", gateway_argv, env, logs / "gateway.log"))
             worker_argv = [
-                sys.executable, "-m", "celery", "-A", "app.runtime.worker", "worker", "--beat",
-                "--concurrency", "2", "--loglevel", "INFO",
-                "--schedule", str(self.data_dir / "celerybeat-schedule"),
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "app.runtime.worker",
+                "worker",
+                "--beat",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.data_dir / "celerybeat-schedule"),
+            ]
             self.supervisor.add(Child("worker", worker_argv, env, logs / "worker.log"))
             trainer_argv = [sys.executable, "-m", "app.training"]
             self.supervisor.add(Child("trainer", trainer_argv, env, logs / "trainer.log"))

@@ -129,9 +129,11 @@ class TrainerDaemon:
         while len(self._active) < self.settings.trainer_max_active:
             with unit_of_work() as session:
                 job = queue.claim(
-                    session, self.worker_id, self.settings.trainer_stale_after_s,
+                    session,
+                    self.worker_id,
+                    self.settings.trainer_stale_after_s,
                     exclude=list(self._active),
-                )  # fmt: skip
+                )
                 if job is None:
                     break
                 job_id, kind, payload = job.id, job.kind, dict(job.payload)
@@ -216,8 +218,9 @@ class TrainerDaemon:
                 continue
             try:
                 if results[j]:
-                    engine.optim_step(work.work.adapter_id, work.lr, max_grad_norm=1.0,
-                                      step_id=work.step_id)  # fmt: skip
+                    engine.optim_step(
+                        work.work.adapter_id, work.lr, max_grad_norm=1.0, step_id=work.step_id
+                    )
                 else:
                     engine.store.get(work.work.adapter_id).last_step_id = work.step_id
                 self.trained_tokens[j] = self.trained_tokens.get(j, 0) + work.tokens

@@ -46,17 +46,19 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
     # README-flow test below, so it allows 85% here.
     schedule(fx, promotion_rule=PromotionRule(preserve_min=0.85))
     wrong_seed, wrong = next(
-        (s, r) for s in range(1, 80)
+        (s, r)
+        for s in range(1, 80)
         if first_call(as_dict((r := greedy(gateway, fx, prompt(s))).choices[0].message))
         != calculator_call(s)["tool_calls"][0]["function"]
-    )  # fmt: skip
+    )
     # Golden examples: tasks the live version already gets right; they must stay right.
     golden_seeds = [
-        s for s in range(100, 160)
+        s
+        for s in range(100, 160)
         if s != wrong_seed
         and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
         == calculator_call(s)["tool_calls"][0]["function"]
-    ][:5]  # fmt: skip
+    ][:5]
     assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
     golden(gateway, fx, golden_seeds)
     # No anchor examples: the KL term keeps the agent's untouched traffic (the scan above).
@@ -111,17 +113,25 @@ def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
 
 def _examples(fx: TenantFixture) -> int:
     with unit_of_work() as session:
-        return int(session.scalar(select(func.count()).select_from(TrainingExample).where(
-            TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")) or 0)  # fmt: skip
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(TrainingExample)
+                .where(TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")
+            )
+            or 0
+        )
 
 
 def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
     fx = make_tenant("guarded", rank=16, alpha=32)
     # A candidate made to regress: a strong step size and no KL term.
     schedule(
-        fx, learning_rate=2e-3, kl_coef=0.0,
+        fx,
+        learning_rate=2e-3,
+        kl_coef=0.0,
         promotion_rule=PromotionRule(max_regression=0.0, require_improvement=False),
-    )  # fmt: skip
+    )
     golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
     wrong = greedy(gateway, fx, prompt(31))
     correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it
@@ -238,11 +248,15 @@ def test_worker_killed_during_cycle_resumes_cleanly(
         assert sorted(j.status for j in jobs) == ["cancelled", "succeeded"]
     record(
         "fault_worker_kill9_cycle",
-        {"fault": "kill -9 of the Celery worker during a learning cycle",
-         "cycle_final_status": str(finished.status), "resumed": finished.metrics["resumed"],
-         "examples_lost": examples_before - _examples(fx), "versions_published": len(versions),
-         "versions_failing_checksum": 0},
-    )  # fmt: skip
+        {
+            "fault": "kill -9 of the Celery worker during a learning cycle",
+            "cycle_final_status": str(finished.status),
+            "resumed": finished.metrics["resumed"],
+            "examples_lost": examples_before - _examples(fx),
+            "versions_published": len(versions),
+            "versions_failing_checksum": 0,
+        },
+    )
 
 
 # ---- learning without forgetting ---------------------------------------------------------------
@@ -290,8 +304,24 @@ def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) ->
     target = {"name": "calculator", "arguments": {"expression": "96-4"}}
     assert first_call(as_dict(wrong.choices[0].message)) != target
     near_before = [as_dict(_ask(gateway, fx, text).choices[0].message) for text in NEAR]
-    correct(gateway, fx, wrong.id, {"content": None, "tool_calls": [{"id": "c1", "type": "function",
-            "function": {"name": "calculator", "arguments": json.dumps(target["arguments"])}}]})  # fmt: skip
+    correct(
+        gateway,
+        fx,
+        wrong.id,
+        {
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {
+                        "name": "calculator",
+                        "arguments": json.dumps(target["arguments"]),
+                    },
+                }
+            ],
+        },
+    )
     wait_for(lambda: _examples(fx) >= 2)
     run = run_cycle_and_wait(fx)
     signals = run.metrics["signals"]
@@ -370,9 +400,13 @@ def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: obje
     _with_environment(fx)
     defaults = ScheduleUpdate()
     schedule(
-        fx, learning_rate=defaults.learning_rate * 10, kl_coef=0.0, replay_share=0.0,
-        steps=defaults.steps, promotion_rule=PromotionRule(environment_tasks=60),
-    )  # fmt: skip
+        fx,
+        learning_rate=defaults.learning_rate * 10,
+        kl_coef=0.0,
+        replay_share=0.0,
+        steps=defaults.steps,
+        promotion_rule=PromotionRule(environment_tasks=60),
+    )
     _traffic(gateway, fx, 30, seed=88)
     for seed in (3, 4, 5, 6, 7):
         reply = greedy(gateway, fx, prompt(seed))

@@ -188,8 +188,14 @@ def _user(fx: TenantFixture | None, role: Role) -> str:
 
 def _train_examples(fx: TenantFixture) -> int:
     with unit_of_work() as session:
-        return int(session.scalar(select(func.count()).select_from(TrainingExample).where(
-            TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")) or 0)  # fmt: skip
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(TrainingExample)
+                .where(TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")
+            )
+            or 0
+        )
 
 
 def _browser(phase: str, env: dict[str, str], artifacts: Path, timeout_s: float) -> None:
@@ -238,22 +244,43 @@ def prepare_story(gateway: Gateway) -> Story:
     # As in test_learning_loop: a task the base model answers without the calculator, golden
     # held-out tasks it already gets right; the KL term keeps the untouched traffic of the scan.
     wrong_seed = next(
-        s for s in range(1, 80)
-        if first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)) != _calculator_target(s)
-    )  # fmt: skip
-    golden_seeds = list(itertools.islice((
-        s for s in range(100, 160)
-        if s != wrong_seed
-        and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)) == _calculator_target(s)
-    ), 5))  # fmt: skip
+        s
+        for s in range(1, 80)
+        if first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
+        != _calculator_target(s)
+    )
+    golden_seeds = list(
+        itertools.islice(
+            (
+                s
+                for s in range(100, 160)
+                if s != wrong_seed
+                and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
+                == _calculator_target(s)
+            ),
+            5,
+        )
+    )
     assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
     golden(gateway, fx, golden_seeds)
     # Asked once more, so that it is the agent's newest interaction in the queue.
     wrong = greedy(gateway, fx, prompt(wrong_seed))
     # Two answers of another agent to one conversation with a tool result, to rate and compare.
-    conversation = [*prompt(7), {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "6 * 7"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "42"}]  # fmt: skip
+    conversation = [
+        *prompt(7),
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": "6 * 7"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+    ]
     client = fx.client(gateway)
     helper_ids = [
         client.chat.completions.create(
@@ -343,8 +370,20 @@ def test_operator_corrects_and_admin_learns_in_the_browser(
     assert json.loads(produced["arguments"]) == json.loads(target["arguments"])
 
     _browser("platform", story.env, artifacts, timeout_s=300)
-    for name in ("review-queue", "correction-diff", "experiment-charts", "sign-in", "interaction",
-                 "compare", "agents", "api-keys", "agent-versions", "schedule-editor", "experiments",
-                 "tenants", "isolation"):  # fmt: skip
+    for name in (
+        "review-queue",
+        "correction-diff",
+        "experiment-charts",
+        "sign-in",
+        "interaction",
+        "compare",
+        "agents",
+        "api-keys",
+        "agent-versions",
+        "schedule-editor",
+        "experiments",
+        "tenants",
+        "isolation",
+    ):
         shot = SCREENSHOTS / f"{name}.png"
         assert shot.is_file() and shot.stat().st_size > 5_000, shot

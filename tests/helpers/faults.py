@@ -72,8 +72,11 @@ async def drive(
                     completion = resp.id
                 else:
                     stream = await client.chat.completions.create(
-                        model=model, messages=messages, max_tokens=4, stream=True,  # type: ignore[arg-type]
-                    )  # fmt: skip
+                        model=model,
+                        messages=messages,
+                        max_tokens=4,
+                        stream=True,  # type: ignore[arg-type]
+                    )
                     completion = ""
                     async for chunk in stream:
                         completion = chunk.id

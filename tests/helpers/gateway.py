@@ -90,8 +90,17 @@ def start_gateway(settings_env: dict[str, str]) -> Gateway:
 
 def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     """`uvicorn app.main:app` as its own process; returns once /healthz answers."""
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-           "--port", str(port), "--no-access-log"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

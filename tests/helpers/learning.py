@@ -51,8 +51,18 @@ def golden(
 ) -> None:
     """Examples of what the live version answers now: golden evaluation examples (it scores
     1.0 on them), or with ``split=train`` the agent's existing dataset that anchors training."""
-    lines = [json.dumps({"messages": [*prompt(s), as_dict(greedy(gateway, fx, prompt(s)).choices[0].message)],
-                         "tools": TOOLS}) for s in seeds]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    *prompt(s),
+                    as_dict(greedy(gateway, fx, prompt(s)).choices[0].message),
+                ],
+                "tools": TOOLS,
+            }
+        )
+        for s in seeds
+    ]
     with unit_of_work() as session:
         import_examples(session, fx.tenant.id, fx.agent.id, lines, split)
 
@@ -73,8 +83,11 @@ def run_cycle_and_wait(fx: TenantFixture, timeout_s: float = 300) -> CycleRun:
 
 
 def correct(gateway: Gateway, fx: TenantFixture, completion_id: str, message: dict) -> None:
-    resp = httpx.post(f"{gateway.api_base}/feedback", headers={"Authorization": f"Bearer {fx.key}"},
-                      json={"interaction_id": completion_id, "kind": "correction", "correction": message})  # fmt: skip
+    resp = httpx.post(
+        f"{gateway.api_base}/feedback",
+        headers={"Authorization": f"Bearer {fx.key}"},
+        json={"interaction_id": completion_id, "kind": "correction", "correction": message},
+    )
     assert resp.status_code == 201, resp.text
 
 
@@ -89,16 +102,32 @@ def schedule(fx: TenantFixture, **changes: object) -> None:
 
 
 def answer_call(value: str) -> dict:
-    return {"content": None, "tool_calls": [{"id": "call_fix", "type": "function",
-            "function": {"name": "final_answer", "arguments": json.dumps({"answer": value})}}]}  # fmt: skip
+    return {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_fix",
+                "type": "function",
+                "function": {"name": "final_answer", "arguments": json.dumps({"answer": value})},
+            }
+        ],
+    }
 
 
 def calculator_call(seed: int) -> dict:
     """The right first step for a task: the calculator with the task's expression."""
     task = ENV.tasks("test", 1, seed=seed)[0]
     args = json.dumps({"expression": task.info["expression"]})
-    return {"content": None, "tool_calls": [{"id": "call_fix", "type": "function",
-            "function": {"name": "calculator", "arguments": args}}]}  # fmt: skip
+    return {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_fix",
+                "type": "function",
+                "function": {"name": "calculator", "arguments": args},
+            }
+        ],
+    }
 
 
 def first_call(message: dict) -> dict | None:

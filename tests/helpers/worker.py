@@ -33,8 +33,22 @@ def worker_env(database_url: str, engine_url: str, data_dir: Path) -> dict[str, 
 def start_worker(
     env: dict[str, str], log: Path, queue: str | None = None
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "app.runtime.worker", "worker", "--pool", "solo",
-           "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.runtime.worker",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if queue:
         cmd += ["--queues", queue]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)

@@ -132,10 +132,12 @@ def test_schedule_validation_and_dataset_round_trip(gateway: Gateway) -> None:
     assert ok.status_code == 200 and ok.json()["every_k"] == 5
     good = [
         {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
-        {"input": {"messages": [{"role": "user", "content": "3+3?"}]},
-         "preferred_output": [{"role": "assistant", "content": "6"}],
-         "non_preferred_output": [{"role": "assistant", "content": "7"}]},
-    ]  # fmt: skip
+        {
+            "input": {"messages": [{"role": "user", "content": "3+3?"}]},
+            "preferred_output": [{"role": "assistant", "content": "6"}],
+            "non_preferred_output": [{"role": "assistant", "content": "7"}],
+        },
+    ]
     broken = "\n".join([json.dumps(good[0]), '{"messages": [{"role": "user", "content": "x"}]}'])
     refused = admin.post(f"/api/agents/{fx.agent.name}/dataset?split=eval", content=broken)
     assert refused.status_code == 400 and "line 2" in refused.json()["error"]["message"]

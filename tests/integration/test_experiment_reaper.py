@@ -18,9 +18,13 @@ def _experiment(db: Session, started_ago_s: float) -> Experiment:
     owner = factories.tenant(db)
     agent = factories.agent(db, owner)
     row = Experiment(
-        tenant_id=owner.id, agent_id=agent.id, environment="calculator", config={},
-        status=RunStatus.running, started_at=datetime.now(UTC) - timedelta(seconds=started_ago_s),
-    )  # fmt: skip
+        tenant_id=owner.id,
+        agent_id=agent.id,
+        environment="calculator",
+        config={},
+        status=RunStatus.running,
+        started_at=datetime.now(UTC) - timedelta(seconds=started_ago_s),
+    )
     db.add(row)
     db.flush()
     return row

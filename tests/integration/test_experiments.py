@@ -77,8 +77,16 @@ def test_short_experiment_runs_and_records_steps(gateway: Gateway) -> None:
 
     env = CalculatorEnvironment()
     client = openai.AsyncOpenAI(base_url=gateway.api_base, api_key=fx.key)
-    graded = asyncio.run(run_episodes(client, f"{fx.agent.name}@v2", env, env.tasks("test", 8),
-                                      temperature=0.0, token_data=False))  # fmt: skip
+    graded = asyncio.run(
+        run_episodes(
+            client,
+            f"{fx.agent.name}@v2",
+            env,
+            env.tasks("test", 8),
+            temperature=0.0,
+            token_data=False,
+        )
+    )
     assert all(m["eval_tasks"] == 8 for m in steps)
     assert steps[1]["eval_accuracy"] == sum(e.correct for e in graded) / 8
 

@@ -56,11 +56,31 @@ def test_each_kind_compiles_into_examples_with_provenance(gateway: Gateway, work
     first, second = ask(gateway, fx), ask(gateway, fx, "And 8 times 9?")
     correction = {"content": "42"}
     made = {
-        "rating": feedback(gateway, fx.key, {"interaction_id": first, "kind": "rating", "rating": {"thumbs": "down"}}),
-        "correction": feedback(gateway, fx.key, {"interaction_id": first, "kind": "correction", "correction": correction, "note": "six sevens"}),
-        "preference": feedback(gateway, fx.key, {"interaction_id": second, "kind": "preference",
-                                                  "preference": {"rejected_interaction_id": first}}),
-    }  # fmt: skip
+        "rating": feedback(
+            gateway,
+            fx.key,
+            {"interaction_id": first, "kind": "rating", "rating": {"thumbs": "down"}},
+        ),
+        "correction": feedback(
+            gateway,
+            fx.key,
+            {
+                "interaction_id": first,
+                "kind": "correction",
+                "correction": correction,
+                "note": "six sevens",
+            },
+        ),
+        "preference": feedback(
+            gateway,
+            fx.key,
+            {
+                "interaction_id": second,
+                "kind": "preference",
+                "preference": {"rejected_interaction_id": first},
+            },
+        ),
+    }
     for resp in made.values():
         assert resp.status_code == 201, resp.text
     rating = wait_for(lambda: examples_of(made["rating"].json()["id"]))
@@ -77,8 +97,10 @@ def test_each_kind_compiles_into_examples_with_provenance(gateway: Gateway, work
     assert pref.payload["chosen"]["content"] == "42"
     pref2 = wait_for(lambda: examples_of(made["preference"].json()["id"]))
     assert pref2[0].kind == "preference"
-    got = httpx.get(f"{gateway.api_base}/feedback/{made['correction'].json()['id']}",
-                    headers={"Authorization": f"Bearer {fx.key}"})  # fmt: skip
+    got = httpx.get(
+        f"{gateway.api_base}/feedback/{made['correction'].json()['id']}",
+        headers={"Authorization": f"Bearer {fx.key}"},
+    )
     assert (
         got.json()["payload"]["correction"] == correction
         and got.json()["payload"]["note"] == "six sevens"
@@ -244,9 +266,10 @@ def test_every_k_schedule_fires_after_kth_item(gateway: Gateway, worker: object)
     def compiled() -> bool:
         with unit_of_work() as session:
             pending = session.scalar(
-                select(func.count()).select_from(Feedback)
+                select(func.count())
+                .select_from(Feedback)
                 .where(Feedback.tenant_id == fx.tenant.id, Feedback.compiled_at.is_(None))
-            )  # fmt: skip
+            )
         return pending == 0
 
     wait_for(compiled)
@@ -301,8 +324,16 @@ def test_a_correction_trains_on_the_conversation_as_served(
         temperature=0,
         max_tokens=48,  # type: ignore[arg-type]
     )
-    fix = {"content": None, "tool_calls": [{"id": "c1", "type": "function",
-           "function": {"name": "calculator", "arguments": '{"expression": "1+1"}'}}]}  # fmt: skip
+    fix = {
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "calculator", "arguments": '{"expression": "1+1"}'},
+            }
+        ],
+    }
     made = feedback(
         gateway, fx.key, {"interaction_id": reply.id, "kind": "correction", "correction": fix}
     )

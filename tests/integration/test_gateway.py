@@ -261,13 +261,16 @@ def test_agent_default_max_tokens_caps_an_unbounded_request(gateway: Gateway) ->
         update_agent(session, agent, default_max_tokens=7)
     client = fx.client(gateway)
     unbounded = client.chat.completions.create(
-        model=fx.agent.name, messages=[{"role": "user", "content": "What is 12 times 5?"}],
+        model=fx.agent.name,
+        messages=[{"role": "user", "content": "What is 12 times 5?"}],
         temperature=0,
-    )  # fmt: skip
+    )
     assert unbounded.usage is not None and unbounded.usage.completion_tokens == 7
     assert unbounded.choices[0].finish_reason == "length"
     explicit = client.chat.completions.create(
-        model=fx.agent.name, messages=[{"role": "user", "content": "What is 12 times 5?"}],
-        temperature=0, max_tokens=12,
-    )  # fmt: skip
+        model=fx.agent.name,
+        messages=[{"role": "user", "content": "What is 12 times 5?"}],
+        temperature=0,
+        max_tokens=12,
+    )
     assert explicit.usage is not None and explicit.usage.completion_tokens == 12

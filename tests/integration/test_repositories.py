@@ -136,10 +136,22 @@ def test_untouched_interactions_are_answered_ones_no_feedback_touches(db: Sessio
     chosen = answered(owner, bot, "chosen")
     answered(other, foreign, "foreign")
     factories.interaction(db, owner, bot, "failed, no tokens")
-    db.add(Feedback(tenant_id=owner.id, interaction_id=rated.id, kind=FeedbackKind.rating,
-                    payload={"rating": {"thumbs": "up"}}))  # fmt: skip
-    db.add(Feedback(tenant_id=owner.id, interaction_id=chosen.id, kind=FeedbackKind.preference,
-                    payload={"preference": {"rejected_interaction_id": str(rejected.id)}}))  # fmt: skip
+    db.add(
+        Feedback(
+            tenant_id=owner.id,
+            interaction_id=rated.id,
+            kind=FeedbackKind.rating,
+            payload={"rating": {"thumbs": "up"}},
+        )
+    )
+    db.add(
+        Feedback(
+            tenant_id=owner.id,
+            interaction_id=chosen.id,
+            kind=FeedbackKind.preference,
+            payload={"preference": {"rejected_interaction_id": str(rejected.id)}},
+        )
+    )
     db.flush()
     rows = InteractionRepository(db).untouched(owner.id, bot.id, limit=10)
     assert [r.id for r in rows] == [plain.id]

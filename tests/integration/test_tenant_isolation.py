@@ -29,8 +29,11 @@ class World:
             model=self.b.agent.name, messages=[{"role": "user", "content": "secret"}], max_tokens=3
         )
         self.b_interaction = reply.id
-        fb = httpx.post(f"{gateway.api_base}/feedback", headers=self.auth(self.b),
-                        json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}})  # fmt: skip
+        fb = httpx.post(
+            f"{gateway.api_base}/feedback",
+            headers=self.auth(self.b),
+            json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}},
+        )
         self.b_feedback = fb.json()["id"]
         self.a_operator = self.login(self.a, Role.operator)
         self.a_admin = self.login(self.a, Role.admin)
@@ -69,16 +72,34 @@ def world(gateway: Gateway) -> World:
 
 
 def chat(world: World, model: str, key: str | None = None) -> httpx.Response:
-    return httpx.post(f"{world.gateway.api_base}/chat/completions", headers=world.auth(world.a, key),
-                      json={"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}, timeout=60)  # fmt: skip
+    return httpx.post(
+        f"{world.gateway.api_base}/chat/completions",
+        headers=world.auth(world.a, key),
+        json={"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+        timeout=60,
+    )
 
 
 MODEL_NAMES = [
-    "victim-bot", "victim-bot@v1", "victim-bot@v0", "{b}/victim-bot", "{b}/victim-bot@v1",
-    "../victim-bot", "victim-bot/../../etc/passwd", "/etc/passwd", "victim-bot@v1/../x",
-    "clora-identity", "clora-base", "VICTIM-BOT", "victim-bot ", "victim-bot%00", "attacker-bot@v99",
-    "attacker-bot@v-1", "attacker-bot@vx", "a" * 300,
-]  # fmt: skip
+    "victim-bot",
+    "victim-bot@v1",
+    "victim-bot@v0",
+    "{b}/victim-bot",
+    "{b}/victim-bot@v1",
+    "../victim-bot",
+    "victim-bot/../../etc/passwd",
+    "/etc/passwd",
+    "victim-bot@v1/../x",
+    "clora-identity",
+    "clora-base",
+    "VICTIM-BOT",
+    "victim-bot ",
+    "victim-bot%00",
+    "attacker-bot@v99",
+    "attacker-bot@v-1",
+    "attacker-bot@vx",
+    "a" * 300,
+]
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
@@ -97,8 +118,11 @@ def test_model_names_outside_the_tenant_are_refused(world: World, model: str) ->
 def test_bad_keys_are_401(world: World, key: str) -> None:
     key = key.format(bkey=world.b.key, bkey_prefix="_".join(world.b.key.split("_")[:2]))
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    resp = httpx.post(f"{world.gateway.api_base}/chat/completions", headers=headers,
-                      json={"model": "attacker-bot", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    resp = httpx.post(
+        f"{world.gateway.api_base}/chat/completions",
+        headers=headers,
+        json={"model": "attacker-bot", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert resp.status_code == 401
 
 
@@ -115,8 +139,11 @@ FEEDBACK_CASES = [
 @pytest.mark.parametrize("body", FEEDBACK_CASES)
 def test_agent_feedback_on_victim_interaction_is_404(world: World, body: dict) -> None:
     before = world.b_counts()
-    resp = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
-                      json={"interaction_id": world.b_interaction, **body})  # fmt: skip
+    resp = httpx.post(
+        f"{world.gateway.api_base}/feedback",
+        headers=world.auth(world.a),
+        json={"interaction_id": world.b_interaction, **body},
+    )
     assert resp.status_code == 404
     assert world.b_counts() == before
 
@@ -135,9 +162,15 @@ def test_preference_against_victim_interaction_is_404(world: World) -> None:
     mine = world.a.client(world.gateway).chat.completions.create(
         model="attacker-bot", messages=[{"role": "user", "content": "x"}], max_tokens=2
     )
-    resp = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
-                      json={"interaction_id": mine.id, "kind": "preference",
-                            "preference": {"rejected_interaction_id": world.b_interaction}})  # fmt: skip
+    resp = httpx.post(
+        f"{world.gateway.api_base}/feedback",
+        headers=world.auth(world.a),
+        json={
+            "interaction_id": mine.id,
+            "kind": "preference",
+            "preference": {"rejected_interaction_id": world.b_interaction},
+        },
+    )
     assert (
         resp.status_code == 404
         and resp.json()["error"]["param"] == "preference.rejected_interaction_id"
@@ -145,10 +178,15 @@ def test_preference_against_victim_interaction_is_404(world: World) -> None:
 
 
 READS = [
-    "/api/interactions/{bi}", "/api/agents/victim-bot/versions", "/api/agents/victim-bot/schedule",
-    "/api/agents/victim-bot/dataset", "/api/cycles?agent=victim-bot", "/api/interactions?agent=victim-bot",
-    "/api/cycles/{uuid}", "/api/experiments/{uuid}",
-]  # fmt: skip
+    "/api/interactions/{bi}",
+    "/api/agents/victim-bot/versions",
+    "/api/agents/victim-bot/schedule",
+    "/api/agents/victim-bot/dataset",
+    "/api/cycles?agent=victim-bot",
+    "/api/interactions?agent=victim-bot",
+    "/api/cycles/{uuid}",
+    "/api/experiments/{uuid}",
+]
 
 
 @pytest.mark.parametrize("path", READS)
@@ -176,7 +214,7 @@ WRITES = [
     ("post", "/api/experiments/{uuid}/cancel", None),
     ("post", "/api/keys/{uuid}/revoke", None),
     ("post", "/api/tenants", {"slug": "evil"}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
@@ -199,11 +237,21 @@ def test_platform_tenant_header_is_ignored_for_tenant_users(world: World) -> Non
 
 def test_deeply_nested_and_oversized_json_is_refused(world: World) -> None:
     nested = "[" * 5000 + "]" * 5000
-    resp = httpx.post(f"{world.gateway.api_base}/chat/completions", headers={**world.auth(world.a), "content-type": "application/json"},
-                      content=f'{{"model": "attacker-bot", "messages": {nested}}}')  # fmt: skip
+    resp = httpx.post(
+        f"{world.gateway.api_base}/chat/completions",
+        headers={**world.auth(world.a), "content-type": "application/json"},
+        content=f'{{"model": "attacker-bot", "messages": {nested}}}',
+    )
     assert resp.status_code in (400, 413)
-    big = httpx.post(f"{world.gateway.api_base}/feedback", headers=world.auth(world.a),
-                     json={"interaction_id": world.b_interaction, "kind": "correction", "correction": {"content": "x" * 2_000_000}})  # fmt: skip
+    big = httpx.post(
+        f"{world.gateway.api_base}/feedback",
+        headers=world.auth(world.a),
+        json={
+            "interaction_id": world.b_interaction,
+            "kind": "correction",
+            "correction": {"content": "x" * 2_000_000},
+        },
+    )
     assert big.status_code == 413
 
 

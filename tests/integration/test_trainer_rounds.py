@@ -27,21 +27,33 @@ pytestmark = pytest.mark.slow
 
 def examples(seed: int, n: int = 4) -> list[dict]:
     return [
-        {"messages": [{"role": "user", "content": f"What is {a} plus {seed}?"},
-                      {"role": "assistant", "content": f"The answer is {a + seed}."}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {a} plus {seed}?"},
+                {"role": "assistant", "content": f"The answer is {a + seed}."},
+            ]
+        }
         for a in range(seed, seed + n)
-    ]  # fmt: skip
+    ]
 
 
 def payload(tenant: uuid.UUID, out: Path, seed: int, steps: int, **extra: object) -> dict:
     return {
-        "adapter_id": f"a{seed}", "parent_dir": None, "steps": steps, "lr": 5e-3,
+        "adapter_id": f"a{seed}",
+        "parent_dir": None,
+        "steps": steps,
+        "lr": 5e-3,
         "lora": {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]},
-        "examples": {"sft": examples(seed), "kl": [{"prompt_token_ids": [1, 2, 3, 4],
-                                                    "completion_token_ids": [5, 6, 7]}]},
-        "mixture": {"sft": 1.0}, "kl_coef": 0.5, "write_to": str(out), "tenant": str(tenant),
+        "examples": {
+            "sft": examples(seed),
+            "kl": [{"prompt_token_ids": [1, 2, 3, 4], "completion_token_ids": [5, 6, 7]}],
+        },
+        "mixture": {"sft": 1.0},
+        "kl_coef": 0.5,
+        "write_to": str(out),
+        "tenant": str(tenant),
         **extra,
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -128,8 +140,10 @@ def test_fair_share_follows_tenant_weights_and_starves_nobody(
     """1 heavy tenant (weight 3) and 3 light ones (weight 1), equal steps, all contending: the
     heavy tenant trains about 3x the tokens of each light one while every job advances."""
     heavy, *light = tenants(4)
-    jobs = {t: enqueue(t, payload(t, tmp_path / str(t), 5, 200, weight=3.0 if t == heavy else 1.0))
-            for t in [heavy, *light]}  # fmt: skip
+    jobs = {
+        t: enqueue(t, payload(t, tmp_path / str(t), 5, 200, weight=3.0 if t == heavy else 1.0))
+        for t in [heavy, *light]
+    }
     for _ in range(30):
         service.run_round()
     tokens = {t: service.trained_tokens.get(j, 0) for t, j in jobs.items()}

@@ -60,11 +60,15 @@ def test_gateway_kill_9_under_load_loses_nothing(
     assert all(t >= marks["killed"] - 5 for t, _ in traffic.failures), "failures outside the fault"
     record(
         "fault_gateway_kill9",
-        {"fault": "kill -9 of the gateway under load (4 clients, half streamed)",
-         "served_ok": len(traffic.ok), "failed_while_down": len(traffic.failures),
-         "accepted_lost": 0, "duplicated": stored,
-         "recovery_s": round(recovery, 2)},
-    )  # fmt: skip
+        {
+            "fault": "kill -9 of the gateway under load (4 clients, half streamed)",
+            "served_ok": len(traffic.ok),
+            "failed_while_down": len(traffic.failures),
+            "accepted_lost": 0,
+            "duplicated": stored,
+            "recovery_s": round(recovery, 2),
+        },
+    )
 
 
 def test_redis_outage_under_load_fails_nothing_and_loses_nothing(
@@ -96,12 +100,17 @@ def test_redis_outage_under_load_fails_nothing_and_loses_nothing(
     assert served_while_down > 0
     record(
         "fault_redis_outage",
-        {"fault": "Redis stopped for 4 s under load, then restarted",
-         "served_ok": len(traffic.ok), "served_while_redis_down": served_while_down,
-         "failed": len(traffic.failures), "accepted_lost": 0,
-         "duplicated": stored, "stream_entries_after": depth,
-         "recovery_s": 0.0},
-    )  # fmt: skip
+        {
+            "fault": "Redis stopped for 4 s under load, then restarted",
+            "served_ok": len(traffic.ok),
+            "served_while_redis_down": served_while_down,
+            "failed": len(traffic.failures),
+            "accepted_lost": 0,
+            "duplicated": stored,
+            "stream_entries_after": depth,
+            "recovery_s": 0.0,
+        },
+    )
 
 
 def test_engine_kill_9_under_load_recovers(
@@ -113,9 +122,13 @@ def test_engine_kill_9_under_load_recovers(
 
     def new_engine() -> EngineProcess:
         return EngineProcess(
-            model_dir=MODEL_DIR, port=engine_port, served_model_name=SERVED_MODEL_NAME,
-            max_loras=2, max_lora_rank=16, log_path=tmp_path / "engine.log",
-        )  # fmt: skip
+            model_dir=MODEL_DIR,
+            port=engine_port,
+            served_model_name=SERVED_MODEL_NAME,
+            max_loras=2,
+            max_lora_rank=16,
+            log_path=tmp_path / "engine.log",
+        )
 
     engines = [new_engine()]
     engines[0].start()
@@ -160,9 +173,13 @@ def test_engine_kill_9_under_load_recovers(
     assert kinds <= allowed, kinds
     record(
         "fault_engine_kill9",
-        {"fault": "kill -9 of the vLLM process group under load, new engine started",
-         "served_ok": len(traffic.ok), "failed_while_down": len(traffic.failures),
-         "accepted_lost": 0, "duplicated": stored,
-         "engine_restart_s": round(marks["ready"] - marks["restart"], 1),
-         "recovery_after_engine_ready_s": round(recovery, 2)},
-    )  # fmt: skip
+        {
+            "fault": "kill -9 of the vLLM process group under load, new engine started",
+            "served_ok": len(traffic.ok),
+            "failed_while_down": len(traffic.failures),
+            "accepted_lost": 0,
+            "duplicated": stored,
+            "engine_restart_s": round(marks["ready"] - marks["restart"], 1),
+            "recovery_after_engine_ready_s": round(recovery, 2),
+        },
+    )

@@ -67,9 +67,12 @@ def _fuzz(base_url: str, operation: Any, identity: dict[str, Any], statuses: Cou
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
         suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
+    )
     def run(case: schemathesis.Case) -> None:
         nonlocal count
         count += 1

@@ -152,10 +152,15 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
         assert count == len(stored) == len(expected)
         record(
             "fault_postgres_outage",
-            {"fault": "Postgres stopped for 4 s under load (4 clients), then restarted",
-             "served_ok": len(ids), "failed": len(failures), "accepted_lost": 0,
-             "duplicated": count - len(stored), "recovery_s": 0.0},
-        )  # fmt: skip
+            {
+                "fault": "Postgres stopped for 4 s under load (4 clients), then restarted",
+                "served_ok": len(ids),
+                "failed": len(failures),
+                "accepted_lost": 0,
+                "duplicated": count - len(stored),
+                "recovery_s": 0.0,
+            },
+        )
     finally:
         proc.terminate()
         proc.wait(15)

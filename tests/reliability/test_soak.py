@@ -66,9 +66,11 @@ def test_soak_many_tenants_while_versions_go_live(
     async def client_loop(n: int, stop: asyncio.Event) -> None:
         t = n % len(tenants)
         client = openai.AsyncOpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key=tenants[t].key, max_retries=0,
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key=tenants[t].key,
+            max_retries=0,
             timeout=60,
-        )  # fmt: skip
+        )
         i = 0
         while not stop.is_set():
             i += 1
@@ -83,8 +85,11 @@ def test_soak_many_tenants_while_versions_go_live(
                     ok[t].append(resp.id)
                 else:
                     stream = await client.chat.completions.create(
-                        model="bot", messages=messages, max_tokens=8, stream=True,  # type: ignore[arg-type]
-                    )  # fmt: skip
+                        model="bot",
+                        messages=messages,
+                        max_tokens=8,
+                        stream=True,  # type: ignore[arg-type]
+                    )
                     last = ""
                     async for chunk in stream:
                         last = chunk.id
@@ -139,10 +144,16 @@ def test_soak_many_tenants_while_versions_go_live(
     assert published >= SOAK_S // 3 - 2
     record(
         "soak",
-        {"seconds": round(elapsed, 1), "tenants": len(tenants), "clients": 8,
-         "requests_ok": served, "errors": len(failures), "versions_published": published,
-         "requests_per_s": round(served / elapsed, 1),
-         "gateway_rss_mib": [round(min(samples["gateway"])), round(max(samples["gateway"]))],
-         "engine_rss_mib": [round(min(samples["engine"])), round(max(samples["engine"]))],
-         "rss_growth_last_vs_middle_third_mib": {k: round(v, 1) for k, v in growth.items()}},
-    )  # fmt: skip
+        {
+            "seconds": round(elapsed, 1),
+            "tenants": len(tenants),
+            "clients": 8,
+            "requests_ok": served,
+            "errors": len(failures),
+            "versions_published": published,
+            "requests_per_s": round(served / elapsed, 1),
+            "gateway_rss_mib": [round(min(samples["gateway"])), round(max(samples["gateway"]))],
+            "engine_rss_mib": [round(min(samples["engine"])), round(max(samples["engine"]))],
+            "rss_growth_last_vs_middle_third_mib": {k: round(v, 1) for k, v in growth.items()},
+        },
+    )

@@ -31,10 +31,14 @@ pytestmark = pytest.mark.slow
 
 LORA = trainer_client.LoraShape(8, 16, ("q_proj", "v_proj"))
 EXAMPLES = [
-    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
-                  {"role": "assistant", "content": f"The answer is {a + b}."}]}
+    {
+        "messages": [
+            {"role": "user", "content": f"What is {a} plus {b}?"},
+            {"role": "assistant", "content": f"The answer is {a + b}."},
+        ]
+    }
     for a, b in [(2, 3), (17, 25), (40, 2), (9, 9)]
-]  # fmt: skip
+]
 
 
 def _payload(write_to: Path, steps: int) -> dict[str, object]:
@@ -64,10 +68,18 @@ def test_cycle_training_runs_on_the_service(
         tenant_id, agent_id = owner.id, agent.id
     seen: list[int] = []
     history = trainer_client.train_adapter(
-        "cycle-test", LORA, None, {"sft": EXAMPLES}, {"sft": 1.0}, 8, 5e-3,
-        tenant_id=tenant_id, agent_id=agent_id, write_to=tmp_path / "out",
+        "cycle-test",
+        LORA,
+        None,
+        {"sft": EXAMPLES},
+        {"sft": 1.0},
+        8,
+        5e-3,
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        write_to=tmp_path / "out",
         on_step=lambda s: seen.append(s.step),
-    )  # fmt: skip
+    )
     assert [s.step for s in history] == list(range(1, 9)) == seen
     assert history[-1].losses["sft"] < 0.8 * history[0].losses["sft"]
     weights = load_file(tmp_path / "out" / "adapter_model.safetensors")
@@ -88,9 +100,17 @@ def test_failed_job_reports_its_error(
     bad = trainer_client.LoraShape(8, 16, ("no_such_module",))
     with pytest.raises(trainer_client.TrainingFailed, match="no_such_module"):
         trainer_client.train_adapter(
-            "bad", bad, None, {"sft": EXAMPLES}, {"sft": 1.0}, 2, 1e-3,
-            tenant_id=tenant_id, agent_id=None, write_to=tmp_path / "out",
-        )  # fmt: skip
+            "bad",
+            bad,
+            None,
+            {"sft": EXAMPLES},
+            {"sft": 1.0},
+            2,
+            1e-3,
+            tenant_id=tenant_id,
+            agent_id=None,
+            write_to=tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -173,7 +193,13 @@ def test_kill_9_mid_job_resumes_to_the_same_result(
     assert not (tmp_path / "data" / "trainer" / "jobs" / str(crashed)).exists()
     record(
         "fault_trainer_kill9",
-        {"fault": "kill -9 of the trainer service mid-job (6 steps, killed after step 3+)",
-         "steps": 6, "steps_lost": 0, "steps_applied_twice": 0, "attempts": job.attempts,
-         "weights_equal_uninterrupted": True, "recovery_s": round(recovery, 2)},
-    )  # fmt: skip
+        {
+            "fault": "kill -9 of the trainer service mid-job (6 steps, killed after step 3+)",
+            "steps": 6,
+            "steps_lost": 0,
+            "steps_applied_twice": 0,
+            "attempts": job.attempts,
+            "weights_equal_uninterrupted": True,
+            "recovery_s": round(recovery, 2),
+        },
+    )

@@ -25,8 +25,10 @@ def test_no_evaluation_signal_needs_evaluation_and_names_what_to_add() -> None:
 
 
 def test_too_few_examples_do_not_count_as_evidence() -> None:
-    few = signals(held_out={"n": 4, "before": 1.0, "after": 1.0},
-                  preservation={"n": 4, "agreement": 1.0, "min": 0.95})  # fmt: skip
+    few = signals(
+        held_out={"n": 4, "before": 1.0, "after": 1.0},
+        preservation={"n": 4, "agreement": 1.0, "min": 0.95},
+    )
     assert decide(few, RULE).status == RunStatus.needs_evaluation
     assert decide(few, {**RULE, "min_examples": 4}).status == RunStatus.succeeded
 
@@ -46,8 +48,10 @@ def test_each_evaluation_signal_can_fail_the_candidate_and_is_named() -> None:
 
 
 def test_passing_signals_promote_and_say_which() -> None:
-    ok = signals(preservation={"n": 20, "agreement": 0.95, "min": 0.95},
-                 environment={"name": "calculator", "n": 200, "before": 0.41, "after": 0.405})  # fmt: skip
+    ok = signals(
+        preservation={"n": 20, "agreement": 0.95, "min": 0.95},
+        environment={"name": "calculator", "n": 200, "before": 0.41, "after": 0.405},
+    )
     verdict = decide(ok, RULE)
     assert verdict.promote and "preservation" in verdict.reason and "environment" in verdict.reason
 

@@ -62,8 +62,9 @@ def test_mixed_gradient_is_the_weighted_sum_of_single_loss_gradients(
     # A weight of 1 gives the same scale alone or mixed: SFT's share is unchanged by adding DPO.
     engine.zero_grad("a")
     accumulate(engine, "a", batches, {"sft": 1.0, "dpo": 1.0})
-    torch.testing.assert_close(_grad(engine, "a") - singles["dpo"], singles["sft"], rtol=1e-4,
-                               atol=1e-7)  # fmt: skip
+    torch.testing.assert_close(
+        _grad(engine, "a") - singles["dpo"], singles["sft"], rtol=1e-4, atol=1e-7
+    )
 
 
 def test_zero_weight_contributes_nothing_and_optim_step_applies_the_mean_undivided(
@@ -141,8 +142,12 @@ def test_a_rating_moves_the_rated_output_logprob(
     rated = random_batch(9, rows=1, length=14, prompt=5)
     prompt, completion = rated.input_ids[0][:5], rated.input_ids[0][5:]
     logged = engine.sample_logprobs("parent", rated)[0][5:]
-    payload = {"prompt_token_ids": prompt, "completion_token_ids": completion,
-               "sampling_logprobs": logged, "reward": reward}  # fmt: skip
+    payload = {
+        "prompt_token_ids": prompt,
+        "completion_token_ids": completion,
+        "sampling_logprobs": logged,
+        "reward": reward,
+    }
     batch = rating_batch(None, [payload])
     engine.create_adapter("child", parent_dir=parent)
     for step in range(10):
