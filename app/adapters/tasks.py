@@ -6,9 +6,10 @@ import uuid
 
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
+from app.agents.repository import AgentRepository
 from app.core.config import get_settings
 from app.core.db import unit_of_work
-from app.models import Agent, Tenant
+from app.models import Tenant
 from app.runtime.worker import celery_app
 
 
@@ -17,7 +18,9 @@ from app.runtime.worker import celery_app
     acks_late=True,
     autoretry_for=(Exception,),
     max_retries=5,
-    default_retry_delay=2,
+    retry_backoff=True,  # 1, 2, 4, 8, 16 s, each with jitter: replicas restarting get room
+    retry_backoff_max=60,
+    retry_jitter=True,
 )
 def load_task(tenant_id: str, version_id: str) -> str:
     """Load a version into every engine replica (serving also loads on demand)."""
@@ -26,7 +29,7 @@ def load_task(tenant_id: str, version_id: str) -> str:
         if version is None:
             return "gone"
         tenant = session.get(Tenant, version.tenant_id)
-        agent = session.get(Agent, version.agent_id)
+        agent = AgentRepository(session).get(version.tenant_id, version.agent_id)
         assert tenant is not None and agent is not None
         name = registry.adapter_name(tenant.slug, agent.name, version.number)
         path = version.path

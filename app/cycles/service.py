@@ -16,7 +16,8 @@ from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
 from app.cycles.schemas import CycleRunOut, ScheduleUpdate
 from app.feedback.repository import FeedbackRepository
-from app.models import CycleRun, Interaction, LearningSchedule
+from app.interactions.repository import InteractionRepository
+from app.models import CycleRun, LearningSchedule
 from app.models.enums import RunStatus, ScheduleMode
 
 HEARTBEAT_STALE_S = 120
@@ -137,8 +138,8 @@ def maybe_trigger_after_feedback(
     feedback = FeedbackRepository(session).get(tenant_id, feedback_id)
     if feedback is None:
         return None
-    interaction = session.get(Interaction, feedback.interaction_id)
-    if interaction is None or interaction.tenant_id != tenant_id:
+    interaction = InteractionRepository(session).get(tenant_id, feedback.interaction_id)
+    if interaction is None:
         return None
     repo = CycleRepository(session)
     schedule = repo.schedule(tenant_id, interaction.agent_id)

@@ -23,11 +23,12 @@ import openai
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.storage import copy_from
+from app.agents.repository import AgentRepository
 from app.core.config import Settings
 from app.core.db import unit_of_work
 from app.experiments.repository import ExperimentRepository
 from app.experiments.schemas import ExperimentConfig
-from app.models import Agent, ExperimentStep, Tenant
+from app.models import ExperimentStep, Tenant
 from app.models.enums import RunStatus
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.training import client as trainer_client
@@ -80,7 +81,7 @@ class ExperimentLoop:
             experiment.status = RunStatus.running
             experiment.started_at = datetime.now(UTC)
             tenant = session.get(Tenant, self.tenant_id)
-            agent = session.get(Agent, experiment.agent_id)
+            agent = AgentRepository(session).get(self.tenant_id, experiment.agent_id)
             assert tenant is not None and agent is not None
             live = (
                 AdapterVersionRepository(session).get(self.tenant_id, agent.live_version_id)

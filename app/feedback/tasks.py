@@ -14,7 +14,15 @@ from app.runtime.worker import celery_app
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name="feedback.compile", acks_late=True, autoretry_for=(OSError,), max_retries=5)
+@celery_app.task(
+    name="feedback.compile",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    max_retries=5,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
 def compile_task(tenant_id: str, feedback_id: str) -> int:
     """Compile one feedback item into training examples (idempotent by unique keys)."""
     try:

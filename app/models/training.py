@@ -45,10 +45,11 @@ class TrainingJob(IdMixin, TimestampMixin, TenantScoped, Base):
     error: Mapped[str | None] = mapped_column(String(4000), default=None)
 
 
-class TrainingJobStep(Base):
+class TrainingJobStep(TenantScoped, Base):
     """One optimiser step a job applied, recorded before its checkpoint is written.
 
-    ``(job_id, step)`` is the key, so a step redone after a crash records nothing twice."""
+    ``(job_id, step)`` is the key, so a step redone after a crash records nothing twice; the
+    tenant is the job's."""
 
     __tablename__ = "training_job_steps"
 

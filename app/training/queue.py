@@ -130,9 +130,10 @@ def record_step(
     session: Session, job_id: uuid.UUID, step: int, step_id: str, metrics: dict[str, Any]
 ) -> None:
     """Record an applied step once (a step redone after a crash adds nothing)."""
+    tenant = select(TrainingJob.tenant_id).where(TrainingJob.id == job_id).scalar_subquery()
     session.execute(
         insert(TrainingJobStep)
-        .values(job_id=job_id, step=step, step_id=step_id, metrics=metrics)
+        .values(job_id=job_id, tenant_id=tenant, step=step, step_id=step_id, metrics=metrics)
         .on_conflict_do_nothing(index_elements=["job_id", "step"])
     )
     session.execute(
