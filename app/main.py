@@ -13,7 +13,8 @@ from app.agents.router import router as agents_router
 from app.auth.router import router as auth_router
 from app.core.config import get_settings
 from app.core.http_errors import install_error_handlers
-from app.core.middleware import BodySizeLimit
+from app.core.logging import configure as configure_logging
+from app.core.middleware import BodySizeLimit, RequestContext
 from app.cycles.router import router as cycles_router
 from app.experiments.router import router as experiments_router
 from app.feedback.router import router as feedback_router
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_logging()
     app = FastAPI(title="clora", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
@@ -83,6 +85,7 @@ def create_app() -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     mount_ui(app)  # frontend/dist at /, when built; after every API route
+    app.add_middleware(RequestContext)  # outermost: even a refused body's log lines carry the id
     return app
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from app.cli.bench import bench
@@ -11,12 +9,13 @@ from app.cli.experiments import experiment
 from app.cli.learning import adapter, cycle, dataset
 from app.cli.stack import migrate, trainer, up
 from app.cli.tenants import tenant
+from app.core.logging import configure as configure_logging
 
 
 @click.group()
 def main() -> None:
     """clora: continual multi-tenant LoRA learning."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(json_logs=False, level="WARNING")
 
 
 for command in (up, trainer, migrate, tenant, cycle, adapter, dataset, experiment, bench):

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLORA_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
+    log_json: bool | None = None
+    """JSON log lines (default: outside development); readable key=value lines otherwise."""
+    log_level: str = "INFO"
     data_dir: Path = Field(default=Path(".clora"), description="Embedded state and adapters.")
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means an embedded pgserver in data_dir."

@@ -1,11 +1,41 @@
-"""ASGI middleware: request body size limit."""
+"""ASGI middleware: request ids on every log line, request body size limit."""
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestContext:
+    """Bind a request id to every log line the request writes, and return it as
+    ``x-request-id`` (the caller's own id when it sent a well-formed one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from app.core.logging import bound
+
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with bound(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 class BodySizeLimit:

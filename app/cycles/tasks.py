@@ -7,6 +7,7 @@ import uuid
 
 from app.core.config import get_settings
 from app.core.db import unit_of_work
+from app.core.logging import bound
 from app.core.redis import get_redis
 from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 def run_task(tenant_id: str, run_id: str) -> str:
     """Run one cycle; guarded by its status, so a re-delivered task does not run it twice."""
     try:
-        return str(run_cycle(uuid.UUID(tenant_id), uuid.UUID(run_id)))
+        with bound(cycle_id=run_id):
+            return str(run_cycle(uuid.UUID(tenant_id), uuid.UUID(run_id)))
     except CycleGone:
         log.warning("cycle %s is gone", run_id)
         return "gone"

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from app.core.config import get_settings
+from app.core.logging import bound
 from app.experiments.runner import run_experiments
 from app.runtime.worker import celery_app
 
@@ -13,7 +14,8 @@ from app.runtime.worker import celery_app
 @celery_app.task(name="experiment.run", acks_late=True)
 def run_task(tenant_id: str, experiment_id: str) -> str:
     """Run one experiment (its status guard makes a re-delivery do nothing)."""
-    [status] = asyncio.run(
-        run_experiments(get_settings(), [(uuid.UUID(tenant_id), uuid.UUID(experiment_id))])
-    )
+    with bound(experiment_id=experiment_id):
+        [status] = asyncio.run(
+            run_experiments(get_settings(), [(uuid.UUID(tenant_id), uuid.UUID(experiment_id))])
+        )
     return str(status)

@@ -7,6 +7,7 @@ import uuid
 
 from app.core.db import unit_of_work
 from app.core.jobs import enqueue
+from app.core.logging import bound
 from app.feedback.compile import FeedbackGone, compile_feedback
 from app.feedback.repository import FeedbackRepository
 from app.runtime.worker import celery_app
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def compile_task(tenant_id: str, feedback_id: str) -> int:
     """Compile one feedback item into training examples (idempotent by unique keys)."""
     try:
-        with unit_of_work() as session:
+        with bound(feedback_id=feedback_id), unit_of_work() as session:
             written = compile_feedback(session, uuid.UUID(tenant_id), uuid.UUID(feedback_id))
             from app.cycles.service import maybe_trigger_after_feedback
 

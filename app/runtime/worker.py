@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import setup_logging
 
 from app.core.config import get_settings
 
@@ -32,6 +35,14 @@ def make_celery() -> Celery:
         ),
     )
     return app
+
+
+@setup_logging.connect
+def _structured_logs(**_: Any) -> None:
+    """Celery's own and every task's log lines through clora's structured logs."""
+    from app.core.logging import configure
+
+    configure()
 
 
 celery_app = make_celery()

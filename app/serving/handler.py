@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.adapters.service import Route
 from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
+from app.core.logging import bind
 from app.sampler.pool import EngineReplica
 from app.serving import metrics
 from app.serving.protocol import ChatCompletionRequest
@@ -47,6 +48,7 @@ class ChatCompletionHandler:
         self.principal = principal
         self.route = route
         self.interaction_id = uuid.uuid4()
+        bind(interaction_id=completion_id(self.interaction_id))
         self.started = time.perf_counter()
         self.created_at = datetime.now(UTC)
         self.upstream_s = 0.0

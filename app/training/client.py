@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import get_settings
+from app.core.logging import context as log_context
 
 _lock = threading.Lock()
 _engine: Any = None
@@ -225,6 +226,7 @@ def train_adapter(
         "write_to": str(write_to),
         "tenant": str(tenant_id),
         "weight": weight,
+        "log_context": log_context(),  # the trainer's lines about this job carry our ids
     }
     with unit_of_work() as session:
         queue.supersede(session, adapter_id)

@@ -35,6 +35,8 @@ from sqlalchemy.exc import OperationalError
 
 from app.core.config import Settings, get_settings
 from app.core.db import unit_of_work
+from app.core.logging import bound
+from app.core.logging import configure as configure_logging
 from app.core.redis import get_redis
 from app.models.enums import RunStatus
 from app.training import queue
@@ -137,9 +139,10 @@ class TrainerDaemon:
                 if job is None:
                     break
                 job_id, kind, payload = job.id, job.kind, dict(job.payload)
-            log.info("job %s (%s) claimed", job_id, kind)
             weight = max(float(payload.get("weight", 1.0)), 1e-3)
             self._active[job_id] = ActiveJob(self._train(job_id, payload), payload, weight)
+            with self._logged(job_id):
+                log.info("job %s (%s) claimed", job_id, kind)
         for job_id in list(self._active):  # start new jobs: set up, first step asked for
             if self._active[job_id].pending is None:
                 self._resume(job_id, None)
@@ -229,9 +232,20 @@ class TrainerDaemon:
                 out[j] = exc
         return out
 
+    def _logged(self, job_id: uuid.UUID) -> Any:
+        """Log lines about a job carry its id and the ids of the work that queued it."""
+        payload = self._active[job_id].payload if job_id in self._active else {}
+        return bound(**{**payload.get("log_context", {}), "job_id": job_id})
+
     def _resume(self, job_id: uuid.UUID, losses: dict[str, float] | Exception | None) -> None:
         """Hand the round's result to the job; it records and checkpoints the step and asks
         for its next one, or ends."""
+        with self._logged(job_id):
+            self._resume_logged(job_id, losses)
+
+    def _resume_logged(
+        self, job_id: uuid.UUID, losses: dict[str, float] | Exception | None
+    ) -> None:
         active = self._active[job_id]
         try:
             if job_id in self._lost:  # the heartbeat found it cancelled or taken
@@ -253,6 +267,10 @@ class TrainerDaemon:
 
     def _close(self, job_id: uuid.UUID, error: Exception | None) -> None:
         """End a job in hand: cancelled (nothing to write), failed (its error) or done."""
+        with self._logged(job_id):
+            self._close_logged(job_id, error)
+
+    def _close_logged(self, job_id: uuid.UUID, error: Exception | None) -> None:
         if isinstance(error, JobCancelled):
             log.info("job %s cancelled", job_id)
         elif error is not None:
@@ -365,7 +383,7 @@ def _step_number(step_id: str | None) -> int:
 
 def main() -> None:
     """Entry point of `clora trainer`: serve until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     service = TrainerDaemon()
 
     def _stop(*_: object) -> None:

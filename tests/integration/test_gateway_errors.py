@@ -215,3 +215,25 @@ def test_secrets_never_reach_the_logs(gateway: Gateway, caplog: pytest.LogCaptur
     secret_key = get_settings().secret_key
     if secret_key is not None:
         assert secret_key.get_secret_value() not in text
+
+
+def test_every_response_carries_a_request_id(gateway: Gateway) -> None:
+    """The id every log line of the request carries comes back as x-request-id: the caller's
+    own when well-formed, a fresh one otherwise (so a user can quote it in a report)."""
+    fx = make_tenant()
+    fresh = post(gateway, "wrong-key", ok_body(fx.agent.name))
+    assert fresh.status_code == 401 and len(fresh.headers["x-request-id"]) == 32
+    given = httpx.post(
+        f"{gateway.api_base}/chat/completions",
+        json=ok_body(fx.agent.name),
+        headers={"Authorization": f"Bearer {fx.key}", "x-request-id": "support-123"},
+        timeout=60,
+    )
+    assert given.status_code == 200 and given.headers["x-request-id"] == "support-123"
+    spoofed = httpx.post(
+        f"{gateway.api_base}/chat/completions",
+        json=ok_body(fx.agent.name),
+        headers={"Authorization": f"Bearer {fx.key}", "x-request-id": "bad id\twith spaces"},
+        timeout=60,
+    )
+    assert spoofed.headers["x-request-id"] != "bad id\twith spaces"

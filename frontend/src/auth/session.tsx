@@ -29,7 +29,8 @@ const SessionContext = createContext<SessionState | null>(null);
 const PICKED_TENANT = "clora.tenant";
 
 export function SessionProvider({ children }: { children: ReactNode }) {
-  const [status, setStatus] = useState<SessionState["status"]>("loading");
+  // Without the readable CSRF cookie there is no session to ask about.
+  const [status, setStatus] = useState<SessionState["status"]>(() => (readCookie("clora_csrf") ? "loading" : "signed-out"));
   const [me, setMe] = useState<Me | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [picked, setPicked] = useState<string | null>(() => sessionStorage.getItem(PICKED_TENANT));
@@ -40,10 +41,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   }, []);
 
   useEffect(() => {
-    if (!readCookie("clora_csrf")) {
-      adopt(null);
-      return;
-    }
+    if (!readCookie("clora_csrf")) return;
     unwrap(api.GET("/api/auth/me"))
       .then(adopt)
       .catch(() => adopt(null));

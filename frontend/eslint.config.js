@@ -1,0 +1,32 @@
+// ESLint (flat config): the JS and typescript-eslint recommended rules, and the Rules of React
+// (eslint-plugin-react-hooks: hook order, effect dependencies, the compiler's purity checks).
+import js from "@eslint/js";
+import reactHooks from "eslint-plugin-react-hooks";
+import { defineConfig, globalIgnores } from "eslint/config";
+import globals from "globals";
+import tseslint from "typescript-eslint";
+
+export default defineConfig([
+  globalIgnores(["dist", "coverage", "src/api/schema.d.ts", "e2e/test-results", "e2e/report"]),
+  js.configs.recommended,
+  tseslint.configs.recommended,
+  {
+    files: ["src/**/*.{ts,tsx}", "tests/**/*.{ts,tsx}"],
+    extends: [reactHooks.configs.flat.recommended],
+    languageOptions: { globals: globals.browser },
+  },
+  {
+    files: ["*.{js,ts}", "scripts/**/*.mjs"],
+    languageOptions: { globals: globals.node },
+  },
+  {
+    // The browser story runs in Node; the callbacks it hands to page.evaluate run in the page.
+    files: ["e2e/**/*.{mjs,ts}"],
+    languageOptions: { globals: { ...globals.node, ...globals.browser } },
+  },
+  {
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+    },
+  },
+]);
