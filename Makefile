@@ -72,7 +72,7 @@ lint: install
 	$(VENV)/bin/ruff check app trainer tests
 	$(VENV)/bin/ruff format --check app trainer tests
 	$(VENV)/bin/mypy app trainer
-	test ! -d frontend/node_modules || (cd frontend && npm run typecheck)
+	test ! -d frontend/node_modules || (cd frontend && npm run typecheck && npm run lint)
 
 format: install
 	$(VENV)/bin/ruff check --fix app trainer tests

@@ -1,6 +1,8 @@
 // ESLint (flat config): the JS and typescript-eslint recommended rules, and the Rules of React
-// (eslint-plugin-react-hooks: hook order, effect dependencies, the compiler's purity checks).
+// (eslint-plugin-react-hooks: hook order, effect dependencies, the compiler's purity checks),
+// and TanStack Query's (query keys name everything a query reads).
 import js from "@eslint/js";
+import pluginQuery from "@tanstack/eslint-plugin-query";
 import reactHooks from "eslint-plugin-react-hooks";
 import { defineConfig, globalIgnores } from "eslint/config";
 import globals from "globals";
@@ -10,6 +12,7 @@ export default defineConfig([
   globalIgnores(["dist", "coverage", "src/api/schema.d.ts", "e2e/test-results", "e2e/report"]),
   js.configs.recommended,
   tseslint.configs.recommended,
+  pluginQuery.configs["flat/recommended"],
   {
     files: ["src/**/*.{ts,tsx}", "tests/**/*.{ts,tsx}"],
     extends: [reactHooks.configs.flat.recommended],

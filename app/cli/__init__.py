@@ -7,7 +7,7 @@ import click
 from app.cli.bench import bench
 from app.cli.experiments import experiment
 from app.cli.learning import adapter, cycle, dataset
-from app.cli.stack import migrate, trainer, up
+from app.cli.stack import migrate, ps, trainer, up
 from app.cli.tenants import tenant
 from app.core.logging import configure as configure_logging
 
@@ -18,5 +18,5 @@ def main() -> None:
     configure_logging(json_logs=False, level="WARNING")
 
 
-for command in (up, trainer, migrate, tenant, cycle, adapter, dataset, experiment, bench):
+for command in (up, ps, trainer, migrate, tenant, cycle, adapter, dataset, experiment, bench):
     main.add_command(command)

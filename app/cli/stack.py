@@ -39,3 +39,20 @@ def migrate() -> None:
     assert attached.database_url is not None
     migrations.upgrade(attached.database_url)
     click.echo("migrated to head")
+
+
+@click.command()
+def ps() -> None:
+    """Each process of the running stack: resident memory, and whether it maps the base
+    model's weights (of clora's own processes only the trainer should; vLLM copies them)."""
+    from app.runtime.processes import stack_memory
+
+    base = settings()
+    rows = stack_memory(base.data_dir, base.base_model_path)
+    if not rows:
+        raise click.ClickException(f"no running stack in {base.data_dir}: start `clora up`")
+    click.echo(f"{'process':<10} {'pid':>8} {'procs':>5} {'RSS MiB':>9}  base weights")
+    for r in rows:
+        held = "yes" if r.holds_base_weights else "no"
+        click.echo(f"{r.name:<10} {r.pid:>8} {r.processes:>5} {r.rss_mb:>9.1f}  {held}")
+    click.echo(f"{'total':<10} {'':>8} {'':>5} {sum(r.rss_mb for r in rows):>9.1f}")

@@ -73,7 +73,14 @@ class Settings(BaseSettings):
         default=300.0, description="How long a queued job waits for a live trainer to appear."
     )
     trainer_max_active: int = Field(
-        default=8, description="Jobs the trainer advances together, one step each in turn."
+        default=16,
+        description="Jobs the trainer holds at once (cycles and RL experiments); each round "
+        "every one with a step ready takes it, in shared passes.",
+    )
+    trainer_rl_idle_s: float = Field(
+        default=900.0,
+        description="An RL job whose experiment loop sends no step this long is ended "
+        "(the loop died); its adapter was published step by step already.",
     )
     trainer_tenant_weights: dict[str, float] = Field(
         default_factory=dict,

@@ -56,7 +56,7 @@ class ExperimentLoop:
         tenant_id: uuid.UUID,
         experiment_id: uuid.UUID,
         settings: Settings,
-        trainer: trainer_client.SharedTrainer,
+        trainer: trainer_client.RemoteTrainer | trainer_client.SharedTrainer,
         *,
         on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
     ) -> None:
@@ -90,6 +90,7 @@ class ExperimentLoop:
             )
             self.config = ExperimentConfig.model_validate(experiment.config)
             self.tenant_slug, self.agent_name, self.agent_id = tenant.slug, agent.name, agent.id
+            self.weight = trainer_client.share(tenant.slug, agent.settings)
             self.lora = trainer_client.LoraShape(
                 agent.lora_rank, agent.lora_alpha, tuple(agent.lora_target_modules)
             )
@@ -112,7 +113,16 @@ class ExperimentLoop:
             return RunStatus.cancelled
         self.env = trainer_client.get_environment(self.config.environment)
         parent = Path(self.version[2]) if self.version else None
-        self.trainer.ensure_adapter(self.adapter_id, self.lora, parent, seed=self.config.seed)
+        self.trainer.ensure_adapter(
+            self.adapter_id,
+            self.lora,
+            parent,
+            seed=self.config.seed,
+            tenant_id=self.tenant_id,
+            agent_id=self.agent_id,
+            weight=self.weight,
+            steps=self.config.steps,
+        )
         if self.version is None:
             identity = write_identity_adapter(
                 self.settings.base_model_path, self.settings.adapter_dir.resolve() / "_identity"
@@ -187,6 +197,7 @@ class ExperimentLoop:
         )
         t1 = time.perf_counter()
         loss = None
+        staging = self.settings.data_dir.resolve() / "staging" / f"{self.adapter_id}-{step}"
         if batch is not None:
             result = await self.trainer.step(
                 self.adapter_id,
@@ -194,16 +205,19 @@ class ExperimentLoop:
                 cfg.advantage,
                 cfg.learning_rate,
                 step_id=f"{self.experiment_id}:{step}",
+                save_to=staging,
             )
             if result.error is not None:
                 raise result.error
-            loss = sum(r.loss_sum for r in result.rows) / max(
-                sum(r.units for r in result.rows), 1e-9
+            loss = result.loss
+        else:  # nothing to learn from this step: publish the weights as they are
+            await self.trainer.save(
+                self.adapter_id, step_id=f"{self.experiment_id}:{step}", save_to=staging
             )
         train_s = time.perf_counter() - t1
         t2 = time.perf_counter()
         await asyncio.to_thread(self._check_not_cancelled)
-        version_id = await asyncio.to_thread(self._publish, step)
+        version_id = await asyncio.to_thread(self._publish, step, staging)
         sync_s = time.perf_counter() - t2
         held_out: dict[str, Any] = {}
         if cfg.eval_tasks > 0:  # the published version, greedy, on the same held-out tasks
@@ -242,10 +256,8 @@ class ExperimentLoop:
         if self.on_step:
             self.on_step(self.experiment_id, StepReport(step, metrics))
 
-    def _publish(self, step: int) -> uuid.UUID:
-        staging = self.settings.data_dir.resolve() / "staging" / f"{self.adapter_id}-{step}"
-        staging.mkdir(parents=True, exist_ok=True)
-        self.trainer.save(self.adapter_id, staging)
+    def _publish(self, step: int, staging: Path) -> uuid.UUID:
+        """Publish the adapter the step wrote to ``staging`` as the agent's next version."""
         with unit_of_work() as session:
             tenant = session.get(Tenant, self.tenant_id)
             assert tenant is not None
@@ -282,10 +294,10 @@ async def run_experiments(
     settings: Settings,
     experiments: list[tuple[uuid.UUID, uuid.UUID]],
     *,
-    trainer: trainer_client.SharedTrainer | None = None,
+    trainer: trainer_client.RemoteTrainer | trainer_client.SharedTrainer | None = None,
     on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
 ) -> list[RunStatus]:
     """Run experiments concurrently on one engine and one shared trainer."""
-    shared = trainer or trainer_client.SharedTrainer()
+    shared = trainer or trainer_client.RemoteTrainer()
     loops = [ExperimentLoop(t, e, settings, shared, on_step=on_step) for t, e in experiments]
     return list(await asyncio.gather(*(loop.run() for loop in loops)))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, String, exists, func
+from sqlalchemy import ColumnElement, String, exists, func, select
 
 from app.core.repository import TenantScopedRepository
 from app.models import Feedback, Interaction
@@ -39,6 +40,22 @@ class InteractionRepository(TenantScopedRepository[Interaction]):
             limit=limit,
             offset=offset,
         )
+
+    def feedback_kinds(
+        self, tenant_id: uuid.UUID, interaction_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, set[FeedbackKind]]:
+        """The kinds of feedback on each of these interactions, in one query for a page."""
+        if not interaction_ids:
+            return {}
+        rows = self.session.execute(
+            select(Feedback.interaction_id, Feedback.kind)
+            .where(Feedback.tenant_id == tenant_id, Feedback.interaction_id.in_(interaction_ids))
+            .distinct()
+        )
+        kinds: dict[uuid.UUID, set[FeedbackKind]] = defaultdict(set)
+        for interaction_id, kind in rows:
+            kinds[interaction_id].add(FeedbackKind(kind))
+        return kinds
 
     @staticmethod
     def _conditions(tenant_id: uuid.UUID, where: InteractionFilter) -> list[ColumnElement[bool]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.feedback.schemas import FeedbackOut
+from app.models.enums import FeedbackKind
 
 
 class InteractionOut(BaseModel):
@@ -22,6 +23,11 @@ class InteractionOut(BaseModel):
     finish_reason: str | None
     error: dict[str, Any] | None
     feedback: list[FeedbackOut] = []
+    feedback_kinds: list[FeedbackKind] = Field(
+        default=[],
+        description="The kinds of feedback given on this interaction, each once: the review "
+        "queue's badges (rated, corrected, preferred over another answer).",
+    )
 
 
 class InteractionPage(BaseModel):

@@ -16,6 +16,7 @@ from app.feedback.service import to_out as feedback_out
 from app.interactions.repository import InteractionFilter, InteractionRepository
 from app.interactions.schemas import InteractionOut, InteractionPage
 from app.models import Interaction
+from app.models.enums import FeedbackKind
 from app.serving.handler import completion_id, parse_completion_id
 
 
@@ -51,8 +52,13 @@ def search(
     where = InteractionFilter(
         agent_id, version_id, unrated, low_rating, has_correction, since, until
     )
-    rows, total = InteractionRepository(session).search(tenant_id, where, limit, offset)
-    return InteractionPage(total=total, items=_outs(session, tenant_id, rows))
+    repository = InteractionRepository(session)
+    rows, total = repository.search(tenant_id, where, limit, offset)
+    items = _outs(session, tenant_id, rows)
+    kinds = repository.feedback_kinds(tenant_id, [row.id for row in rows])
+    for row, item in zip(rows, items, strict=True):
+        item.feedback_kinds = _ordered(kinds.get(row.id, set()))
+    return InteractionPage(total=total, items=items)
 
 
 def read(session: Session, tenant_id: uuid.UUID, interaction_id: str) -> InteractionOut:
@@ -64,7 +70,12 @@ def read(session: Session, tenant_id: uuid.UUID, interaction_id: str) -> Interac
     out = _outs(session, tenant_id, [row])[0]
     feedback = FeedbackRepository(session).for_interaction(tenant_id, row.id)
     out.feedback = [feedback_out(f) for f in feedback]
+    out.feedback_kinds = _ordered({f.kind for f in feedback})
     return out
+
+
+def _ordered(kinds: set[FeedbackKind]) -> list[FeedbackKind]:
+    return [kind for kind in FeedbackKind if kind in kinds]
 
 
 def _outs(

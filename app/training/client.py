@@ -273,8 +273,151 @@ def share(tenant_slug: str, agent_settings: dict[str, Any] | None) -> float:
     return tenant * float((agent_settings or {}).get("train_weight", 1.0))
 
 
+@dataclass(frozen=True)
+class RLStepResult:
+    """One RL optimiser step's outcome: its mean loss, or the error that stopped it."""
+
+    loss: float | None
+    error: Exception | None = None
+
+
+class RemoteTrainer:
+    """RL experiment steps on the trainer service, the one process that trains.
+
+    Each experiment adapter is one durable ``rl`` job; each step's batch goes to the job's
+    Redis inbox (`queue.RL_INBOX`) and the trainer wakes at once (`queue.WAKE_KEY`). The step
+    shares rounds with every other job, and its result comes back on a list this loop blocks
+    on (`queue.RL_REPLY`), so a step waits for the trainer, never for a poll. A request the
+    trainer lost in a crash is sent again once the job is reclaimed; the trainer answers a
+    step it already applied from its record."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, uuid.UUID] = {}
+        self.busy_s = 0.0
+
+    def ensure_adapter(
+        self,
+        adapter_id: str,
+        lora: LoraShape,
+        parent_dir: Path | None,
+        seed: int,
+        *,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID | None,
+        weight: float = 1.0,
+        steps: int = 0,
+    ) -> None:
+        """Queue the adapter's ``rl`` job (a fresh copy of ``parent_dir``, or a new adapter)."""
+        from app.core.db import unit_of_work
+        from app.core.redis import get_redis
+        from app.training import queue
+
+        payload = {
+            "adapter_id": adapter_id,
+            "lora": {
+                "rank": lora.rank,
+                "alpha": lora.alpha,
+                "target_modules": list(lora.target_modules),
+            },
+            "parent_dir": str(parent_dir) if parent_dir else None,
+            "seed": seed,
+            "tenant": str(tenant_id),
+            "weight": weight,
+            "log_context": log_context(),
+        }
+        with unit_of_work() as session:
+            queue.supersede(session, adapter_id)
+            job = queue.enqueue(session, tenant_id, agent_id, "rl", payload, steps)
+            self._jobs[adapter_id] = job.id
+        get_redis().lpush(queue.WAKE_KEY, str(self._jobs[adapter_id]))
+
+    async def step(
+        self, adapter_id: str, batch: Any, advantage: str, lr: float, step_id: str, save_to: Path
+    ) -> RLStepResult:
+        """Send one step (its number is the last part of ``step_id`` plus one) and wait for
+        it; the trainer writes the adapter to ``save_to``. ``advantage`` is unused: RL
+        batches carry their advantages."""
+        import asyncio
+
+        started = time.perf_counter()
+        step = int(step_id.rsplit(":", 1)[1]) + 1
+        try:
+            return await asyncio.to_thread(self._step, adapter_id, batch, lr, step, save_to)
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    async def save(self, adapter_id: str, step_id: str, save_to: Path) -> None:
+        """Have the trainer write the adapter as it is to ``save_to`` (a step that trained
+        nothing still publishes a version)."""
+        import asyncio
+
+        step = int(step_id.rsplit(":", 1)[1]) + 1
+        result = await asyncio.to_thread(self._step, adapter_id, None, 0.0, step, save_to)
+        if result.error is not None:
+            raise result.error
+
+    def _step(
+        self, adapter_id: str, batch: Any | None, lr: float, step: int, save_to: Path
+    ) -> RLStepResult:
+        import dataclasses
+        import json
+
+        from app.core.db import unit_of_work
+        from app.core.redis import get_redis
+        from app.models import TrainingJob
+        from app.models.enums import RunStatus
+        from app.training import queue
+
+        job_id, redis = self._jobs[adapter_id], get_redis()
+        body = dataclasses.asdict(batch) if batch is not None else None
+        request = json.dumps({"step": step, "lr": lr, "save_to": str(save_to), "batch": body})
+        inbox, reply = (
+            queue.RL_INBOX.format(job=job_id),
+            queue.RL_REPLY.format(job=job_id, step=step),
+        )
+        redis.rpush(inbox, request)
+        redis.lpush(queue.WAKE_KEY, str(job_id))
+        claims: int | None = None
+        waited_since = time.monotonic()
+        while True:
+            got = redis.blpop([reply], timeout=2)
+            if got is not None:
+                answer = json.loads(got[1])
+                if answer.get("error"):
+                    return RLStepResult(None, TrainingFailed(answer["error"]))
+                return RLStepResult(float(answer.get("losses", {}).get("pg", 0.0)))
+            with unit_of_work() as session:
+                job = session.get(TrainingJob, job_id)
+                assert job is not None
+                status, error, attempts = job.status, job.error, job.attempts
+            if status in (RunStatus.failed, RunStatus.cancelled, RunStatus.succeeded):
+                raise TrainingFailed(error or f"training job {job_id} {status}")
+            if status == RunStatus.queued and redis.get(queue.ALIVE_KEY) is None:
+                if time.monotonic() - waited_since > get_settings().trainer_wait_s:
+                    raise TrainingFailed("no trainer service is running: start `clora trainer`")
+            else:
+                waited_since = time.monotonic()
+            if claims is not None and attempts > claims:  # reclaimed: our request may be lost
+                redis.rpush(inbox, request)
+                redis.lpush(queue.WAKE_KEY, str(job_id))
+            claims = attempts
+
+    def drop(self, adapter_id: str) -> None:
+        """End the adapter's job (its versions are published already)."""
+        import json
+
+        from app.core.redis import get_redis
+        from app.training import queue
+
+        job_id = self._jobs.pop(adapter_id, None)
+        if job_id is not None:
+            get_redis().rpush(queue.RL_INBOX.format(job=job_id), json.dumps({"done": True}))
+            get_redis().lpush(queue.WAKE_KEY, str(job_id))
+
+
 class SharedTrainer:
-    """One warm trainer shared by concurrent experiments in this process.
+    """One warm trainer in this process, shared by concurrent experiments (the benchmark's
+    in-process mode; the product trains on the trainer service through `RemoteTrainer`).
 
     Experiments submit whole optimiser steps; a single worker thread runs them through the
     trainer's fair scheduler, which multiplexes several agents' steps into one pass when they
@@ -292,8 +435,10 @@ class SharedTrainer:
         self.busy_s = 0.0
 
     def ensure_adapter(
-        self, adapter_id: str, lora: LoraShape, parent_dir: Path | None, seed: int
+        self, adapter_id: str, lora: LoraShape, parent_dir: Path | None, seed: int, **_: Any
     ) -> None:
+        """A fresh adapter in this process's engine (the job fields a `RemoteTrainer` needs
+        are not used here)."""
         from trainer.config import LoraSettings
 
         if not self.engine.has_adapter(adapter_id):
@@ -306,14 +451,12 @@ class SharedTrainer:
         if self.engine.has_adapter(adapter_id):
             self.engine.drop_adapter(adapter_id)
 
-    def save(self, adapter_id: str, out_dir: Path) -> None:
-        self.engine.save_adapter(adapter_id, out_dir)
-
     async def step(
-        self, adapter_id: str, batch: Any, advantage: str, lr: float, step_id: str
-    ) -> Any:
-        """Queue one policy-gradient optimiser step (``advantage``: "grpo" or "rloo") and wait
-        for its result (rows, step metrics, error)."""
+        self, adapter_id: str, batch: Any, advantage: str, lr: float, step_id: str, save_to: Path
+    ) -> RLStepResult:
+        """One policy-gradient optimiser step (``advantage``: "grpo" or "rloo", used when the
+        batch carries rewards rather than advantages); the adapter is then written to
+        ``save_to`` for publishing."""
         import asyncio
 
         from trainer.losses import LossSpec
@@ -327,7 +470,18 @@ class SharedTrainer:
         self.scheduler.submit(request)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._drain())
-        return await future
+        result = await future
+        if result.error is not None:
+            return RLStepResult(None, result.error)
+        save_to.mkdir(parents=True, exist_ok=True)
+        self.engine.save_adapter(adapter_id, save_to)
+        units = sum(r.units for r in result.rows)
+        return RLStepResult(sum(r.loss_sum for r in result.rows) / max(units, 1e-9))
+
+    async def save(self, adapter_id: str, step_id: str, save_to: Path) -> None:
+        """Write the adapter as it is to ``save_to``."""
+        save_to.mkdir(parents=True, exist_ok=True)
+        self.engine.save_adapter(adapter_id, save_to)
 
     async def _drain(self) -> None:
         import asyncio

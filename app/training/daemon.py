@@ -65,7 +65,9 @@ class StepWork:
 class ActiveJob:
     """A job in hand: its step generator, the step it waits to have applied, its share."""
 
-    steps: Generator[StepWork, dict[str, float], dict[str, Any]]
+    steps: Generator[StepWork | None, dict[str, float], dict[str, Any]]
+    """Yields each step's work, or None while it has no step ready (an RL job between
+    requests)."""
     payload: dict[str, Any]
     weight: float
     pending: StepWork | None = None
@@ -127,7 +129,8 @@ class TrainerDaemon:
 
     def run_round(self) -> bool:
         """Claim waiting jobs (up to `trainer_max_active`), then run one shared round: every
-        job its fair share admits takes one step. False when idle."""
+        job its fair share admits takes one step. False when no step was applied (the caller
+        then blocks on the wake-up list until new work is pushed)."""
         while len(self._active) < self.settings.trainer_max_active:
             with unit_of_work() as session:
                 job = queue.claim(
@@ -140,21 +143,22 @@ class TrainerDaemon:
                     break
                 job_id, kind, payload = job.id, job.kind, dict(job.payload)
             weight = max(float(payload.get("weight", 1.0)), 1e-3)
-            self._active[job_id] = ActiveJob(self._train(job_id, payload), payload, weight)
+            steps = self._rl(job_id, payload) if kind == "rl" else self._train(job_id, payload)
+            self._active[job_id] = ActiveJob(steps, payload, weight)
             with self._logged(job_id):
                 log.info("job %s (%s) claimed", job_id, kind)
-        for job_id in list(self._active):  # start new jobs: set up, first step asked for
+        for job_id in list(self._active):  # new jobs set up; idle RL jobs look for a step
             if self._active[job_id].pending is None:
                 self._resume(job_id, None)
         if self.stop.is_set() or not self._active:
-            return bool(self._active)
+            return False
         chosen = self._admit()
         applied = self._apply(chosen)
         for job_id, losses in applied.items():
             if self.stop.is_set():
                 return True
             self._resume(job_id, losses)
-        return bool(self._active)
+        return bool(applied)
 
     def _admit(self) -> list[uuid.UUID]:
         """The jobs that step this round (deficit round robin on padded tokens)."""
@@ -311,7 +315,6 @@ class TrainerDaemon:
     ) -> Generator[StepWork, dict[str, float], dict[str, Any]]:
         """The job as a generator: it yields each step's work, receives the step's losses once
         the round applied it, records and checkpoints it; returns the result."""
-        from trainer.config import LoraSettings
         from trainer.objective import ObjectiveWork, build_batches, objective_weights
 
         engine = self.engine
@@ -323,14 +326,7 @@ class TrainerDaemon:
             start = _step_number(st.last_step_id) + 1
             log.info("job %s resumes at step %d from its checkpoint", job_id, start)
         else:
-            lora = p["lora"]
-            settings = LoraSettings(
-                rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"])
-            )
-            if engine.has_adapter(adapter_id):
-                engine.drop_adapter(adapter_id)
-            parent = Path(p["parent_dir"]) if p.get("parent_dir") else None
-            engine.create_adapter(adapter_id, settings, seed=p.get("seed", 0), parent_dir=parent)
+            self._create_adapter(adapter_id, p)
         batches = build_batches(self.tokenizer, p.get("examples", {}))
         for batch in batches.values():  # refused here, alone, not inside a shared pass
             engine.check_batch(batch)
@@ -367,6 +363,93 @@ class TrainerDaemon:
         write_to.mkdir(parents=True, exist_ok=True)
         engine.save_adapter(adapter_id, write_to)
         return {"steps": step, "max_steps": steps, "learned": learned, "write_to": str(write_to)}
+
+    # ---- the rl job: steps an experiment loop sends one at a time ---------------------------
+    def _rl(
+        self, job_id: uuid.UUID, p: dict[str, Any]
+    ) -> Generator[StepWork | None, dict[str, float], dict[str, Any]]:
+        """An RL experiment's adapter, trained one policy-gradient step per request.
+
+        The loop (rollouts, rewards, advantages) runs elsewhere and pushes each step's batch to
+        `queue.RL_INBOX`; the step shares rounds with every other job, then the adapter is
+        checkpointed, written to the request's ``save_to`` for publishing, and the result is
+        pushed to `queue.RL_REPLY`. Yields None while no request waits. A request for a step
+        already applied (sent again after a restart) is answered from its record."""
+        import json
+
+        from trainer.batch import Batch
+        from trainer.objective import ObjectiveWork
+
+        engine, redis = self.engine, get_redis()
+        adapter_id = f"job-{job_id}"
+        state_dir = self.state_root / str(job_id)
+        last = 0
+        if (state_dir / "adapter_state.safetensors").is_file():
+            last = _step_number(engine.load_state(adapter_id, state_dir).last_step_id)
+        else:
+            self._create_adapter(adapter_id, p)
+        inbox = queue.RL_INBOX.format(job=job_id)
+        idle_since = time.monotonic()
+        while True:
+            raw: Any = redis.lpop(inbox)
+            if raw is None:
+                if time.monotonic() - idle_since > self.settings.trainer_rl_idle_s:
+                    raise TimeoutError(
+                        f"no step request for {self.settings.trainer_rl_idle_s:.0f} s"
+                    )
+                yield None
+                continue
+            idle_since = time.monotonic()
+            request = json.loads(raw)
+            if request.get("done"):
+                return {"steps": last}
+            step = int(request["step"])
+            reply = queue.RL_REPLY.format(job=job_id, step=step)
+            if step <= last:
+                with unit_of_work() as session:
+                    done = queue.steps_after(session, job_id, step - 1)
+                    result = dict(done[0].metrics) if done and done[0].step == step else {}
+                redis.rpush(reply, json.dumps({"step": step, **result}))
+                redis.expire(reply, 3600)
+                continue
+            save_to = Path(request["save_to"])
+            if request.get("batch") is None:  # publish the weights as they are
+                save_to.mkdir(parents=True, exist_ok=True)
+                engine.save_adapter(adapter_id, save_to)
+                redis.rpush(reply, json.dumps({"step": step, "losses": {}}))
+                redis.expire(reply, 3600)
+                continue
+            batch = Batch(**request["batch"])
+            try:
+                engine.check_batch(batch)
+            except ValueError as exc:  # the loop's own bad batch: its step fails, not the job
+                redis.rpush(reply, json.dumps({"step": step, "error": str(exc)}))
+                redis.expire(reply, 3600)
+                continue
+            tokens = len(batch) * max(batch.row_length(r) for r in range(len(batch)))
+            work = ObjectiveWork(adapter_id, {"pg": batch}, {"pg": 1.0})
+            losses = yield StepWork(work, float(request["lr"]), f"{job_id}:{step}", tokens)
+            with unit_of_work() as session:
+                queue.record_step(session, job_id, step, f"{job_id}:{step}", {"losses": losses})
+            engine.save_state(adapter_id, state_dir)
+            save_to.mkdir(parents=True, exist_ok=True)
+            engine.save_adapter(adapter_id, save_to)
+            last = step
+            redis.rpush(reply, json.dumps({"step": step, "losses": losses}))
+            redis.expire(reply, 3600)
+
+    def _create_adapter(self, adapter_id: str, p: dict[str, Any]) -> None:
+        """A fresh adapter of the payload's LoRA shape, from its parent's weights if any."""
+        from trainer.config import LoraSettings
+
+        lora = p["lora"]
+        settings = LoraSettings(
+            rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["target_modules"])
+        )
+        if self.engine.has_adapter(adapter_id):
+            self.engine.drop_adapter(adapter_id)
+        parent = Path(p["parent_dir"]) if p.get("parent_dir") else None
+        self.engine.create_adapter(adapter_id, settings, seed=p.get("seed", 0), parent_dir=parent)
 
     def _cleanup(self, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
         adapter_id = f"job-{job_id}"

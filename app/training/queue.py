@@ -24,6 +24,10 @@ WAKE_KEY = "clora:trainer:wake"
 """Redis list the trainer blocks on; pushing a job id wakes it (the row is the truth)."""
 ALIVE_KEY = "clora:trainer:alive"
 """Redis key a running trainer keeps fresh (value: its id), so callers can tell it is up."""
+RL_INBOX = "clora:trainer:rl:{job}:in"
+"""Redis list of an RL job's step requests (JSON), pushed by the experiment loop."""
+RL_REPLY = "clora:trainer:rl:{job}:out:{step}"
+"""Redis list the trainer pushes a step's result to; the experiment loop blocks on it."""
 MAX_ATTEMPTS = 3
 """Claims of one job before it is failed as poison (each crash during it costs one)."""
 

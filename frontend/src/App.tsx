@@ -1,6 +1,6 @@
 // Routes. Signed-out visitors see the sign-in page; admin pages need an admin.
 import type { ReactNode } from "react";
-import { Navigate, Route, Routes, useLocation } from "react-router-dom";
+import { Navigate, Route, Routes, useLocation } from "react-router";
 import { isAdmin, useSession } from "./auth/session";
 import { Layout, NeedsTenant } from "./components/Layout";
 import { Loading } from "./components/ui";

@@ -1,9 +1,13 @@
+import { QueryClientProvider } from "@tanstack/react-query";
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { MemoryRouter, Route, Routes } from "react-router-dom";
+import { MemoryRouter, Route, Routes } from "react-router";
 import { describe, expect, it, vi } from "vitest";
 import { type Schemas, api } from "../src/api/client";
+import { createQueryClient } from "../src/api/queries";
 import { AgentPage } from "../src/pages/AgentPage";
+
+vi.mock("../src/auth/session", () => ({ useSession: () => ({ tenant: "acme" }) }));
 
 // The gateway, as the page's typed client sees it: each call answers from these tables.
 type Answer = { status: number; body: unknown };
@@ -109,11 +113,13 @@ function gateway(post: (path: string, body: unknown) => Answer = () => ({ status
 
 async function renderPage() {
   render(
-    <MemoryRouter initialEntries={["/admin/agents/learner"]}>
-      <Routes>
-        <Route path="/admin/agents/:name" element={<AgentPage />} />
-      </Routes>
-    </MemoryRouter>,
+    <QueryClientProvider client={createQueryClient()}>
+      <MemoryRouter initialEntries={["/admin/agents/learner"]}>
+        <Routes>
+          <Route path="/admin/agents/:name" element={<AgentPage />} />
+        </Routes>
+      </MemoryRouter>
+    </QueryClientProvider>,
   );
   await waitFor(() => expect(document.querySelector('tr[data-version="3"]')).not.toBeNull());
 }

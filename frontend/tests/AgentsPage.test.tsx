@@ -1,8 +1,10 @@
+import { QueryClientProvider } from "@tanstack/react-query";
 import { render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { MemoryRouter } from "react-router-dom";
+import { MemoryRouter } from "react-router";
 import { describe, expect, it, vi } from "vitest";
 import { type Schemas, api } from "../src/api/client";
+import { createQueryClient } from "../src/api/queries";
 import { AgentsPage } from "../src/pages/AgentsPage";
 
 vi.mock("../src/auth/session", () => ({ useSession: () => ({ tenant: "acme" }) }));
@@ -33,9 +35,11 @@ function gateway(post: (body: unknown) => [number, unknown]) {
 
 async function renderPage() {
   render(
-    <MemoryRouter>
-      <AgentsPage />
-    </MemoryRouter>,
+    <QueryClientProvider client={createQueryClient()}>
+      <MemoryRouter>
+        <AgentsPage />
+      </MemoryRouter>
+    </QueryClientProvider>,
   );
   await screen.findByText("calc");
 }

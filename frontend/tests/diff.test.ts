@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { diffMessages, diffText, diffTokens, splitWords, summarizeDiff } from "../src/lib/diff";
+import { diffMessages, diffText, diffTokens, diffWordsOf, summarizeDiff } from "../src/lib/diff";
 import type { ChatMessage } from "../src/lib/messages";
 
 const join = (ops: { kind: string; text: string }[], keep: string[]) =>
@@ -26,7 +26,16 @@ describe("diffTokens", () => {
     expect(diffTokens([], [])).toEqual([]);
   });
 
-  it("stays correct on inputs too large for the quadratic table", () => {
+  it("finds the two changed lines among thousands", () => {
+    const a = Array.from({ length: 3000 }, (_, i) => `line ${i}`);
+    const b = ["first", ...a.slice(1, -1), "last"];
+    const ops = diffTokens(a, b);
+    expect(ops.filter((o) => o.kind === "del").map((o) => o.text)).toEqual(["line 0", "line 2999"]);
+    expect(ops.filter((o) => o.kind === "add").map((o) => o.text)).toEqual(["first", "last"]);
+    expect(ops.filter((o) => o.kind === "same")).toHaveLength(2998);
+  });
+
+  it("stays correct when the two sides have nothing in common", () => {
     const a = Array.from({ length: 3000 }, (_, i) => `a${i}`);
     const b = Array.from({ length: 3000 }, (_, i) => `b${i}`);
     const ops = diffTokens(a, b);
@@ -56,9 +65,27 @@ describe("diffText", () => {
     ]);
   });
 
-  it("splits words so that they join back to the text", () => {
-    const text = 'calc({"x": 6*7}) — fine, ünïcode';
-    expect(splitWords(text).join("")).toBe(text);
+  it("marks only the changed words, and each side joins back to its text", () => {
+    const before = 'calc({"x": 6*7}) — fine, ünïcode';
+    const after = 'calc({"x": 6*8}) — fine,  ünïcodé';
+    const ops = diffWordsOf(before, after);
+    expect(join(ops, ["same", "del"])).toBe(before);
+    expect(join(ops, ["same", "add"])).toBe(after);
+    expect(ops.filter((o) => o.kind === "del").map((o) => o.text)).toEqual(["7", " ünïcode"]);
+    expect(ops.filter((o) => o.kind === "add").map((o) => o.text)).toEqual(["8", "  ünïcodé"]);
+  });
+
+  it("finds the changed words in a long line (no fallback to replacing all of it)", () => {
+    // 1,500 words: 3,000 tokens a side, past where the old quadratic diff gave up and showed
+    // the whole line removed and added.
+    const words = Array.from({ length: 1500 }, (_, i) => `word${i}`);
+    const before = words.join(" ");
+    const after = ["Word0", ...words.slice(1, 750), "changed", ...words.slice(751, -1), "end."].join(" ");
+    const [del, add] = diffText(before, after);
+    expect(del!.words!.filter((w) => w.kind === "del").map((w) => w.text)).toEqual(["word0", "word750", "word1499"]);
+    expect(add!.words!.filter((w) => w.kind === "add").map((w) => w.text)).toEqual(["Word0", "changed", "end."]);
+    expect(join(del!.words!, ["same", "del"])).toBe(before);
+    expect(join(add!.words!, ["same", "add"])).toBe(after);
   });
 });
 

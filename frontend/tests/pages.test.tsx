@@ -55,14 +55,49 @@ describe("charts", () => {
         title="Reward"
         series={[
           { name: "reward", color: "#00f", points: [{ x: 0, y: 0.1 }, { x: 1, y: null }, { x: 2, y: 0.5 }] },
-          { name: "accuracy", color: "#0a0", dashed: true, points: [{ x: 0, y: 0.2 }, { x: 1, y: 0.3 }, { x: 2, y: 0.4 }] },
+          { name: "accuracy", color: "#0a0", points: [{ x: 0, y: 0.2 }, { x: 1, y: 0.3 }, { x: 2, y: 0.4 }] },
         ]}
       />,
     );
     expect(container.querySelectorAll('g[data-series="reward"] circle')).toHaveLength(2);
     expect(container.querySelector('g[data-series="reward"] path')?.getAttribute("d")).toMatch(/^M[^L]*M/);
-    expect(container.querySelector('g[data-series="accuracy"] path')?.getAttribute("stroke-dasharray")).toBe("6 4");
     expect(screen.getByRole("img", { name: "Reward" })).toBeTruthy();
+  });
+
+  it("tells overlapping series apart: dash, width, marker, and a legend note", () => {
+    const points = [{ x: 0, y: 0.5 }, { x: 1, y: 0.75 }];
+    const { container } = render(
+      <LineChart
+        title="Reward and accuracy"
+        series={[
+          { name: "reward", color: "#00f", points },
+          { name: "accuracy", color: "#0a0", points: points.map((p) => ({ ...p })) },
+          { name: "loss", color: "#f00", points: [{ x: 0, y: 0.1 }, { x: 1, y: 0.2 }] },
+        ]}
+      />,
+    );
+    const line = (name: string) => container.querySelector(`g[data-series="${name}"] path`)!;
+    expect(line("reward").getAttribute("stroke-dasharray")).toBeNull();
+    expect(line("accuracy").getAttribute("stroke-dasharray")).toBe("7 4");
+    expect(line("loss").getAttribute("stroke-dasharray")).toBe("2 3");
+    // The series accuracy lies on is a wide, pale band under it, so both show.
+    expect(Number(line("reward").getAttribute("stroke-width"))).toBeGreaterThan(Number(line("accuracy").getAttribute("stroke-width")));
+    expect(line("reward").getAttribute("stroke-opacity")).toBe("0.35");
+    expect(line("loss").getAttribute("stroke-opacity")).toBeNull();
+    expect(container.querySelectorAll('g[data-series="reward"] circle.marker')).toHaveLength(2);
+    expect(container.querySelectorAll('g[data-series="accuracy"] rect.marker')).toHaveLength(2);
+    expect(container.querySelectorAll('g[data-series="loss"] polygon.marker')).toHaveLength(2);
+    const legend = (name: string) => container.querySelector(`[data-legend="${name}"]`)!.textContent;
+    expect(legend("accuracy")).toBe("accuracy (same as reward)");
+    expect(legend("loss")).toBe("loss");
+    expect(container.querySelectorAll("[data-legend] svg.swatch")).toHaveLength(3);
+  });
+
+  it("draws its text at the page's size, not scaled down with the chart", () => {
+    const { container } = render(<LineChart title="Loss" width={420} series={[{ name: "loss", color: "#f00", points: [{ x: 0, y: 1 }, { x: 1, y: 2 }] }]} />);
+    const svg = container.querySelector("svg.chart-svg")!;
+    expect(svg.getAttribute("width")).toBe("420");
+    expect(svg.getAttribute("viewBox")).toBe("0 0 420 260");
   });
 
   it("says so when there is nothing to draw", () => {

@@ -24,21 +24,39 @@ const SCHEDULE: Schedule = {
 };
 
 describe("cronProblem", () => {
-  it.each(["0 2 * * *", "*/15 * * * *", "0 9-17 * * mon-fri", "0 0 1,15 jan,jul *", "30 3 * * 7"])("accepts %s", (expr) => {
+  // Each case was checked against the gateway's croniter.is_valid; the browser is stricter only
+  // where noted.
+  it.each([
+    "*/15 * * * *",
+    "0 3 * * 1-5",
+    "0 2 * * *",
+    "0 9-17 * * mon-fri",
+    "0 0 1,15 jan,jul *",
+    "30 3 * * 7",
+    "0-59/5 * * * *",
+    "0 0 * JAN-MAR *",
+    " 0  2 * * * ",
+  ])("accepts %s", (expr) => {
     expect(cronProblem(expr)).toBeNull();
   });
 
   it.each([
+    ["61 * * * *", /^The minute field '61' is not valid: use 0-59, \*, ranges a-b, steps \/n, lists a,b\.$/],
+    ["* * *", /^A cron expression has 5 fields .*this one has 3\.$/],
     ["0 2 * *", /5 fields/],
-    ["0 2 * * * *", /5 fields/],
+    ["0 0 * * * *", /5 fields.*this one has 6/], // croniter would take a sixth (seconds) field
     ["60 * * * *", /minute/],
-    ["0 24 * * *", /hour/],
+    ["0 24 * * *", /^The hour field '24' is not valid/],
     ["0 0 0 * *", /day of month/],
-    ["0 0 * 13 *", /month/],
+    ["0 0 * 13 *", /^The month field '13' is not valid: use 1-12 or jan-dec/],
     ["0 0 * * 8", /day of week/],
     ["*/0 * * * *", /minute/],
-    ["5-1 * * * *", /minute/],
+    ["1,,2 * * * *", /minute/],
+    ["1.5 * * * *", /minute field '1.5' is not valid/],
     ["a b c d e", /minute/],
+    ["H * * * *", /minute/], // cron-parser's hash extension, which croniter refuses
+    ["0 0 * * 5L", /day of week/], // likewise "last Friday"
+    ["0 0 31 2 *", /^'0 0 31 2 \*' is not a valid cron expression: invalid explicit day of month definition\.$/], // never fires; croniter takes it
   ])("rejects %s", (expr, message) => {
     expect(cronProblem(expr)).toMatch(message);
   });

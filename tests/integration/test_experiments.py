@@ -1,4 +1,5 @@
-"""RL experiments on the real engine and trainer: end to end, concurrency, cancellation."""
+"""RL experiments on the real engine and the trainer service: end to end, concurrency,
+cancellation. The experiment loops run in this process; every step trains in the service."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def versions_of(fx: TenantFixture) -> list[AdapterVersion]:
         return list(rows)
 
 
-def test_short_experiment_runs_and_records_steps(gateway: Gateway) -> None:
+def test_short_experiment_runs_and_records_steps(gateway: Gateway, trainer_service: object) -> None:
     fx = make_tenant("rl")
     ids = create(fx, SMALL.model_copy(update={"eval_tasks": 8}))
     [status] = asyncio.run(run_experiments(get_settings(), [ids]))
@@ -91,7 +92,9 @@ def test_short_experiment_runs_and_records_steps(gateway: Gateway) -> None:
     assert steps[1]["eval_accuracy"] == sum(e.correct for e in graded) / 8
 
 
-def test_concurrent_experiments_match_running_alone(gateway: Gateway) -> None:
+def test_concurrent_experiments_match_running_alone(
+    gateway: Gateway, trainer_service: object
+) -> None:
     """Same seeds, alone vs together: same rewards per step and the same trained weights.
 
     Rollouts use per-request seeds, so sampling is reproducible as long as the engine computes
@@ -121,7 +124,9 @@ def _ids_of(fx: TenantFixture) -> tuple[uuid.UUID, uuid.UUID]:
         return fx.tenant.id, exp.id
 
 
-def test_cancelled_experiment_stops_without_half_published_version(gateway: Gateway) -> None:
+def test_cancelled_experiment_stops_without_half_published_version(
+    gateway: Gateway, trainer_service: object
+) -> None:
     fx = make_tenant("stopper")
     ids = create(fx, SMALL.model_copy(update={"steps": 20}))
 

@@ -3,6 +3,7 @@ tenants share passes and equal training alone; fair share follows the tenants' w
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from app.core import db as core_db
 from app.core.config import get_settings
 from app.core.db import unit_of_work
+from app.core.redis import get_redis
 from app.models import Tenant, TrainingJob, TrainingJobStep
 from app.models.enums import RunStatus
 from app.runtime import migrate
@@ -188,3 +190,65 @@ def test_a_job_stops_once_its_corrections_are_learned(
         assert jobs[stopping].result["learned"] and jobs[stopping].result["steps"] == learned[0]
         assert len(steps[full]) == 60 and not jobs[full].result["learned"]
     assert (tmp_path / "s" / "adapter_model.safetensors").is_file()
+
+
+def rl_request(step: int, save_to: Path, seed: int) -> str:
+    """A policy-gradient step request as an experiment loop sends it."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = [torch.randint(0, 400, (12,), generator=gen).tolist() for _ in range(4)]
+    batch = {"input_ids": ids, "loss_mask": [[0.0] * 4 + [1.0] * 8 for _ in ids],
+             "advantages": [1.0, -1.0, 0.5, -0.5],
+             "sampling_logprobs": [[0.0] * 4 + [-2.0] * 8 for _ in ids]}  # fmt: skip
+    return json.dumps({"step": step, "lr": 1e-2, "save_to": str(save_to), "batch": batch})
+
+
+def test_an_rl_job_trains_on_request_in_rounds_shared_with_cycles(
+    service: TrainerDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An experiment's adapter is a job like a cycle's: its step shares the round's passes
+    with the cycle's step; the result comes back on the step's reply list; a request for a
+    step already applied is answered from its record; "done" ends the job."""
+    import trainer.objective
+
+    shared: list[int] = []
+    real = trainer.objective.accumulate_round
+
+    def counting(engine, work, **kw):  # type: ignore[no-untyped-def]
+        shared.append(len(work))
+        return real(engine, work, **kw)
+
+    monkeypatch.setattr(trainer.objective, "accumulate_round", counting)
+    t1, t2 = tenants(2)
+    enqueue(t1, payload(t1, tmp_path / "cycle", 1, 4))
+    lora = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+    with unit_of_work() as session:
+        body = {"adapter_id": "rl", "lora": lora, "parent_dir": None, "tenant": str(t2)}
+        rl = queue.enqueue(session, t2, None, "rl", body, 0).id
+    redis = get_redis()
+    inbox = queue.RL_INBOX.format(job=rl)
+    for step in (1, 2, 3):
+        redis.rpush(inbox, rl_request(step, tmp_path / f"v{step}", seed=step))
+    for _ in range(10):
+        service.run_round()
+    # Fair share admits the small RL step every round and the larger cycle step when its
+    # credit covers it: those rounds accumulate both adapters' rows together.
+    assert 2 in shared, shared
+    replies = [
+        json.loads(redis.lpop(queue.RL_REPLY.format(job=rl, step=step)))  # type: ignore[arg-type]
+        for step in (1, 2, 3)
+    ]
+    reply = replies[0]
+    assert [r["step"] for r in replies] == [1, 2, 3] and reply["losses"]["pg"] != 0.0
+    assert all(
+        (tmp_path / f"v{step}" / "adapter_model.safetensors").is_file() for step in (1, 2, 3)
+    )
+    assert not service.run_round()  # nothing ready: the trainer would block on its wake list
+    redis.rpush(inbox, rl_request(1, tmp_path / "again", seed=1))  # sent again after a crash
+    redis.rpush(inbox, json.dumps({"done": True}))
+    drain(service)
+    again = json.loads(redis.lpop(queue.RL_REPLY.format(job=rl, step=1)))  # type: ignore[arg-type]
+    assert again["losses"] == reply["losses"] and not (tmp_path / "again").exists()
+    with unit_of_work() as session:
+        job = session.get(TrainingJob, rl)
+        assert job is not None and job.status == RunStatus.succeeded
+        assert [s.step for s in queue.steps_after(session, rl, 0)] == [1, 2, 3]

@@ -870,6 +870,11 @@ export interface components {
             preference?: components["schemas"]["Preference"] | null;
             rating?: components["schemas"]["Rating"] | null;
         };
+        /**
+         * FeedbackKind
+         * @enum {string}
+         */
+        FeedbackKind: "rating" | "correction" | "preference";
         /** FeedbackOut */
         FeedbackOut: {
             /** Adapter Version Id */
@@ -941,6 +946,12 @@ export interface components {
              * @default []
              */
             feedback: components["schemas"]["FeedbackOut"][];
+            /**
+             * Feedback Kinds
+             * @description The kinds of feedback given on this interaction, each once: the review queue's badges (rated, corrected, preferred over another answer).
+             * @default []
+             */
+            feedback_kinds: components["schemas"]["FeedbackKind"][];
             /** Finish Reason */
             finish_reason: string | null;
             /** Id */

@@ -1,5 +1,6 @@
 // Who is signed in. The session itself is an HttpOnly cookie the UI never sees; the readable
 // CSRF cookie tells whether asking /api/auth/me is worth it.
+import { useQueryClient } from "@tanstack/react-query";
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState } from "react";
 import {
   api,
@@ -34,11 +35,17 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   const [me, setMe] = useState<Me | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [picked, setPicked] = useState<string | null>(() => sessionStorage.getItem(PICKED_TENANT));
+  const queryClient = useQueryClient();
 
-  const adopt = useCallback((who: Me | null) => {
-    setMe(who);
-    setStatus(who ? "signed-in" : "signed-out");
-  }, []);
+  const adopt = useCallback(
+    (who: Me | null) => {
+      // What one user read is never shown to the next one signing in on this tab.
+      if (!who) queryClient.clear();
+      setMe(who);
+      setStatus(who ? "signed-in" : "signed-out");
+    },
+    [queryClient],
+  );
 
   useEffect(() => {
     if (!readCookie("clora_csrf")) return;

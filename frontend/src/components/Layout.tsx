@@ -1,15 +1,15 @@
 // The frame around every signed-in page: navigation by role, the tenant picker of a platform
 // admin, who is signed in, and sign-out.
+import { useMutation, useQuery } from "@tanstack/react-query";
 import type { ReactNode } from "react";
-import { NavLink, useNavigate } from "react-router-dom";
-import { api, unwrap } from "../api/client";
+import { NavLink, useNavigate } from "react-router";
+import { queries } from "../api/queries";
 import { isAdmin, useSession } from "../auth/session";
-import { useAction, useQuery } from "../lib/hooks";
 import { ErrorText } from "./ui";
 
 function TenantPicker() {
   const { tenant, pickTenant } = useSession();
-  const tenants = useQuery(() => unwrap(api.GET("/api/tenants")), []);
+  const tenants = useQuery(queries.tenants());
   return (
     <label className="tenant-picker">
       <span className="muted small">Tenant</span>
@@ -34,10 +34,7 @@ function TenantPicker() {
 export function Layout({ children }: { children: ReactNode }) {
   const { me, tenant, signOut } = useSession();
   const navigate = useNavigate();
-  const out = useAction(async () => {
-    await signOut();
-    navigate("/signin");
-  });
+  const out = useMutation({ mutationFn: signOut, onSuccess: () => navigate("/signin") });
   const admin = isAdmin(me);
   return (
     <div className="app">
@@ -58,7 +55,7 @@ export function Layout({ children }: { children: ReactNode }) {
           <span className="user" title={me?.email}>
             {me?.email} <span className="badge info">{me?.role.replace("_", " ")}</span>
           </span>
-          <button type="button" onClick={() => void out.run()} disabled={out.pending}>
+          <button type="button" onClick={() => out.mutate()} disabled={out.isPending}>
             Sign out
           </button>
           <ErrorText error={out.error} />

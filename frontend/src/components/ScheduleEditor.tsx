@@ -1,6 +1,6 @@
 // The learning-cycle schedule editor: when cycles run, what they train, and when a candidate
 // may replace the live version. Bad input stays in the browser with a message per field.
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useState } from "react";
 import { ApiError } from "../api/client";
 import { PROMOTION_BOUNDS } from "../lib/apiSchema";
 import {
@@ -41,10 +41,13 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
   const [form, setForm] = useState<ScheduleForm>(() => formFromSchedule(schedule));
   const [errors, setErrors] = useState<ScheduleErrors>({});
   const [saved, setSaved] = useState(false);
-
-  useEffect(() => {
+  // A new schedule from the gateway (after a save, or another admin's) replaces the form; set
+  // while rendering, so the stale form is never painted.
+  const [shown, setShown] = useState(schedule);
+  if (schedule !== shown) {
+    setShown(schedule);
     setForm(formFromSchedule(schedule));
-  }, [schedule]);
+  }
 
   const set = <K extends keyof ScheduleForm>(key: K, value: ScheduleForm[K]) => {
     setForm((f) => ({ ...f, [key]: value }));

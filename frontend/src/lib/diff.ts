@@ -1,5 +1,6 @@
 // Line and word diffs for the correction view: what the operator changed in the assistant's
 // message, field by field (text, each tool call's name and arguments).
+import { diffArrays, diffWordsWithSpace } from "diff";
 import { type ChatMessage, contentText, prettyJson } from "./messages";
 
 export type OpKind = "same" | "add" | "del";
@@ -16,85 +17,36 @@ export interface DiffLine {
   words?: Op[];
 }
 
-// Above this many cells the quadratic LCS is skipped: the changed middle is shown as removed
-// then added, which is still correct, only less precise.
-const MAX_CELLS = 4_000_000;
+// Myers' diff costs O((N + M) · D) for D edits: cheap for a correction, which changes a few
+// lines or words. Past this many edits the two sides have little in common, and showing the
+// changed span as removed then added says as much as an exact script would.
+const MAX_EDITS = 2_000;
 
-/** A shortest-edit-script diff of two token lists (longest common subsequence). */
-export function diffTokens(a: string[], b: string[]): Op[] {
-  let start = 0;
-  while (start < a.length && start < b.length && a[start] === b[start]) start++;
-  let endA = a.length;
-  let endB = b.length;
-  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
-    endA--;
-    endB--;
+type Change<T> = { value: T; added: boolean; removed: boolean };
+
+function opsOf<T>(changes: Change<T>[] | undefined, a: T, b: T, text: (value: T) => string[]): Op[] {
+  if (!changes) {
+    return [...text(a).map((t): Op => ({ kind: "del", text: t })), ...text(b).map((t): Op => ({ kind: "add", text: t }))];
   }
-  const head: Op[] = a.slice(0, start).map((text) => ({ kind: "same", text }));
-  const tail: Op[] = a.slice(endA).map((text) => ({ kind: "same", text }));
-  const midA = a.slice(start, endA);
-  const midB = b.slice(start, endB);
-  return [...head, ...lcsOps(midA, midB), ...tail];
+  return changes.flatMap((c) => {
+    const kind: OpKind = c.added ? "add" : c.removed ? "del" : "same";
+    return text(c.value).map((t) => ({ kind, text: t }));
+  });
 }
 
-function lcsOps(a: string[], b: string[]): Op[] {
-  const n = a.length;
-  const m = b.length;
-  if (n === 0) return b.map((text) => ({ kind: "add", text }));
-  if (m === 0) return a.map((text) => ({ kind: "del", text }));
-  if (n * m > MAX_CELLS) {
-    return [...a.map((text): Op => ({ kind: "del", text })), ...b.map((text): Op => ({ kind: "add", text }))];
-  }
-  // lengths[i][j]: LCS length of a[i:] and b[j:], flattened row-major.
-  const width = m + 1;
-  const lengths = new Uint32Array((n + 1) * width);
-  for (let i = n - 1; i >= 0; i--) {
-    for (let j = m - 1; j >= 0; j--) {
-      lengths[i * width + j] =
-        a[i] === b[j]
-          ? lengths[(i + 1) * width + j + 1]! + 1
-          : Math.max(lengths[(i + 1) * width + j]!, lengths[i * width + j + 1]!);
-    }
-  }
-  const ops: Op[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < n && j < m) {
-    if (a[i] === b[j]) {
-      ops.push({ kind: "same", text: a[i]! });
-      i++;
-      j++;
-    } else if (lengths[(i + 1) * width + j]! >= lengths[i * width + j + 1]!) {
-      ops.push({ kind: "del", text: a[i]! });
-      i++;
-    } else {
-      ops.push({ kind: "add", text: b[j]! });
-      j++;
-    }
-  }
-  while (i < n) ops.push({ kind: "del", text: a[i++]! });
-  while (j < m) ops.push({ kind: "add", text: b[j++]! });
-  return ops;
+/** A shortest-edit-script diff of two token lists (jsdiff's Myers diff), one op per token. */
+export function diffTokens(a: string[], b: string[]): Op[] {
+  return opsOf(diffArrays(a, b, { maxEditLength: MAX_EDITS }), a, b, (tokens) => tokens);
+}
+
+/** A word diff of two lines; spaces are tokens too, so each side's ops join back to its text. */
+export function diffWordsOf(before: string, after: string): Op[] {
+  const changes = diffWordsWithSpace(before, after, { maxEditLength: MAX_EDITS });
+  return opsOf(changes, before, after, (text) => (text ? [text] : []));
 }
 
 export function splitLines(text: string): string[] {
   return text === "" ? [] : text.split(/\r?\n/);
-}
-
-/** Words, runs of spaces and single punctuation marks, so that joining them gives the text back. */
-export function splitWords(text: string): string[] {
-  return text.match(/\s+|[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu) ?? [];
-}
-
-/** Merge neighbouring ops of the same kind (fewer, longer highlighted spans). */
-export function mergeOps(ops: Op[]): Op[] {
-  const out: Op[] = [];
-  for (const op of ops) {
-    const last = out[out.length - 1];
-    if (last && last.kind === op.kind) last.text += op.text;
-    else out.push({ ...op });
-  }
-  return out;
 }
 
 /**
@@ -118,9 +70,7 @@ export function diffText(before: string, after: string): DiffLine[] {
       k++;
     }
     const paired = Math.min(dels.length, adds.length);
-    const wordOps = Array.from({ length: paired }, (_, p) =>
-      mergeOps(diffTokens(splitWords(dels[p]!), splitWords(adds[p]!))),
-    );
+    const wordOps = Array.from({ length: paired }, (_, p) => diffWordsOf(dels[p]!, adds[p]!));
     dels.forEach((text, p) =>
       lines.push({ kind: "del", text, words: p < paired ? wordOps[p]!.filter((o) => o.kind !== "add") : undefined }),
     );

@@ -1,6 +1,7 @@
 // The learning-cycle schedule as a form: text fields in, a checked ScheduleUpdate out.
 // The bounds mirror app/cycles/schemas.py so that bad input never leaves the browser; those of
 // the promotion rule, and its defaults, come from the gateway's OpenAPI schema.
+import { CronExpressionParser } from "cron-parser";
 import type { Schemas } from "../api/client";
 import { PROMOTION_BOUNDS, PROMOTION_DEFAULTS } from "./apiSchema";
 
@@ -89,20 +90,33 @@ function bounded(
   return [n, null];
 }
 
-// Five fields: minute hour day-of-month month day-of-week, each a list of `*`, `n`, `a-b`,
-// optionally `/step`; months and weekdays may be named (jan, mon).
-const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
-  { name: "minute", min: 0, max: 59 },
-  { name: "hour", min: 0, max: 23 },
-  { name: "day of month", min: 1, max: 31 },
+// Five fields: minute hour day-of-month month day-of-week. The gateway checks the expression
+// again with croniter; cron-parser (a maintained parser) checks each field's values, ranges and
+// steps here. Only standard syntax is offered (numbers, month and weekday names, *, a-b, /n,
+// lists): croniter and cron-parser disagree on the extensions (H, L, W, #), and croniter
+// would also take a sixth field, which this UI does not.
+const CRON_FIELDS: { name: string; allowed: string; names?: string[] }[] = [
+  { name: "minute", allowed: "0-59" },
+  { name: "hour", allowed: "0-23" },
+  { name: "day of month", allowed: "1-31" },
   {
     name: "month",
-    min: 1,
-    max: 12,
+    allowed: "1-12 or jan-dec",
     names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
   },
-  { name: "day of week", min: 0, max: 7, names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
+  { name: "day of week", allowed: "0-7 (0 and 7 are Sunday) or sun-sat", names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
 ];
+
+/** What cron-parser finds wrong with an expression; null when it parses. */
+function parseProblem(expression: string): string | null {
+  try {
+    CronExpressionParser.parse(expression);
+    return null;
+  } catch (error) {
+    const message = (error instanceof Error ? error.message : String(error)).replace(/^Constraint error,\s*/i, "");
+    return message.charAt(0).toLowerCase() + message.slice(1).replace(/\.$/, "");
+  }
+}
 
 /** Null when the expression is a valid 5-field cron expression, else what is wrong with it. */
 export function cronProblem(expression: string): string | null {
@@ -112,30 +126,17 @@ export function cronProblem(expression: string): string | null {
   }
   for (let f = 0; f < 5; f++) {
     const spec = CRON_FIELDS[f]!;
-    for (const item of parts[f]!.split(",")) {
-      if (!cronItemOk(item.toLowerCase(), spec)) {
-        return `The ${spec.name} field '${parts[f]}' is not valid (allowed ${spec.min}-${spec.max}, *, ranges a-b, steps /n, lists).`;
-      }
+    const field = parts[f]!;
+    let standard = field.toLowerCase();
+    for (const name of spec.names ?? []) standard = standard.replaceAll(name, "0");
+    // Each field alone, the others left open, so that the message names the field at fault.
+    const bad = !/^[0-9*,/-]+$/.test(standard) || parseProblem(parts.map((p, i) => (i === f ? p : "*")).join(" "));
+    if (bad) {
+      return `The ${spec.name} field '${field}' is not valid: use ${spec.allowed}, *, ranges a-b, steps /n, lists a,b.`;
     }
   }
-  return null;
-}
-
-function cronItemOk(item: string, spec: { min: number; max: number; names?: string[] }): boolean {
-  const [range, step, ...extra] = item.split("/");
-  if (extra.length || range === undefined || range === "") return false;
-  if (step !== undefined && !(/^\d+$/.test(step) && Number(step) >= 1)) return false;
-  if (range === "*") return true;
-  const value = (v: string): number | null => {
-    if (/^\d+$/.test(v)) return Number(v);
-    const named = spec.names?.indexOf(v) ?? -1;
-    return named >= 0 ? named + (spec.min === 1 ? 1 : 0) : null;
-  };
-  const bounds = range.split("-");
-  if (bounds.length > 2) return false;
-  const nums = bounds.map(value);
-  if (nums.some((n) => n === null || n < spec.min || n > spec.max)) return false;
-  return nums.length === 1 || (nums[0] as number) <= (nums[1] as number);
+  const problem = parseProblem(parts.join(" "));
+  return problem ? `'${parts.join(" ")}' is not a valid cron expression: ${problem}.` : null;
 }
 
 /** Check the form; with no errors, `value` is the body for PUT /api/agents/{name}/schedule. */

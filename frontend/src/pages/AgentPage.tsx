@@ -1,20 +1,20 @@
 // One agent: its adapter versions (the promotion gate's verdict and signals, lineage, promote,
 // force promote and rollback), the learning-cycle schedule, and cycle runs with live progress.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useMemo, useRef, useState } from "react";
-import { Link, useParams } from "react-router-dom";
+import { Link, useParams } from "react-router";
 import { ApiError, api, type Schemas, scopedUrl, unwrap } from "../api/client";
+import { ACTIVE, queries, upsert } from "../api/queries";
+import { useSession } from "../auth/session";
 import { GateReason, GateSummary, SignalsTable } from "../components/Gate";
 import { Sparkline } from "../components/LineChart";
 import { ScheduleEditor } from "../components/ScheduleEditor";
 import { ErrorText, Loading, Progress, StatusBadge } from "../components/ui";
 import { ago, formatTime, num, percent, shortId } from "../lib/format";
 import { type Verdict, VERDICT_LABELS, forcedOf, gateOf, needsForce, signalsOf } from "../lib/gate";
-import { useAction, useQuery } from "../lib/hooks";
 
 type Version = Schemas["VersionOut"];
 type Run = Schemas["CycleRunOut"];
-
-const ACTIVE = new Set(["queued", "running"]);
 
 /** Depth of each version in its lineage tree (root versions at 0). */
 export function lineageDepths(versions: Version[]): Map<number, number> {
@@ -96,22 +96,23 @@ function VersionRow({
   // A version the gate failed (or had nothing to compare on) is promoted only with force, after
   // an explicit confirmation; the gateway records who forced it.
   const [confirming, setConfirming] = useState(false);
-  const act = useAction(async (kind: "promote" | "force" | "rollback") => {
-    const params = { path: { name } };
-    let changed: Schemas["AgentOut"];
-    try {
-      changed = await unwrap(
+  const act = useMutation({
+    mutationFn: (kind: "promote" | "force" | "rollback") => {
+      const params = { path: { name } };
+      return unwrap(
         kind === "rollback"
           ? api.POST("/api/agents/{name}/rollback", { params, body: { version: v.number } })
           : api.POST("/api/agents/{name}/promote", { params, body: { version: v.number, force: kind === "force" } }),
       );
-    } catch (e) {
+    },
+    onError: (e, kind) => {
       // The gate's verdict changed since the page loaded: the gateway asks for force.
       if (kind === "promote" && e instanceof ApiError && e.status === 409 && e.param === "force") setConfirming(true);
-      throw e;
-    }
-    setConfirming(false);
-    await onChanged(changed);
+    },
+    onSuccess: (changed) => {
+      setConfirming(false);
+      return onChanged(changed);
+    },
   });
   const m = v.metrics as Record<string, unknown>;
   const gate = gateOf(m);
@@ -157,7 +158,7 @@ function VersionRow({
       <td title={formatTime(v.created_at)}>{ago(v.created_at)}</td>
       <td className="row-actions">
         {!isLive && (older && v.status === "retired" ? (
-          <button type="button" onClick={() => void act.run("rollback")} disabled={act.pending}>
+          <button type="button" onClick={() => act.mutate("rollback")} disabled={act.isPending}>
             Roll back to v{v.number}
           </button>
         ) : confirming ? (
@@ -166,19 +167,19 @@ function VersionRow({
               v{v.number} did not pass the promotion gate ({verdictText}). Promoting it anyway serves it at once and
               records the promotion as forced by you.
             </p>
-            <button type="button" className="danger" onClick={() => void act.run("force")} disabled={act.pending}>
-              {act.pending ? "Promoting…" : `Confirm: force promote v${v.number}`}
+            <button type="button" className="danger" onClick={() => act.mutate("force")} disabled={act.isPending}>
+              {act.isPending ? "Promoting…" : `Confirm: force promote v${v.number}`}
             </button>
-            <button type="button" onClick={() => setConfirming(false)} disabled={act.pending}>
+            <button type="button" onClick={() => setConfirming(false)} disabled={act.isPending}>
               Cancel
             </button>
           </div>
         ) : needsForce(m) ? (
-          <button type="button" className="danger" onClick={() => setConfirming(true)} disabled={act.pending}>
+          <button type="button" className="danger" onClick={() => setConfirming(true)} disabled={act.isPending}>
             Force promote v{v.number}
           </button>
         ) : (
-          <button type="button" onClick={() => void act.run("promote")} disabled={act.pending}>
+          <button type="button" onClick={() => act.mutate("promote")} disabled={act.isPending}>
             Promote v{v.number}
           </button>
         ))}
@@ -240,45 +241,54 @@ function RunRow({ run }: { run: Run }) {
 
 export function AgentPage() {
   const { name = "" } = useParams();
+  const { tenant } = useSession();
+  const queryClient = useQueryClient();
   const path = { params: { path: { name } } };
-  const agents = useQuery(() => unwrap(api.GET("/api/agents")), [name]);
+  const agents = useQuery(queries.agents(tenant));
   const agent = agents.data?.find((a) => a.name === name);
-  const versions = useQuery(() => unwrap(api.GET("/api/agents/{name}/versions", path)), [name]);
-  const schedule = useQuery(() => unwrap(api.GET("/api/agents/{name}/schedule", path)), [name]);
-  const runs = useQuery(
-    () => unwrap(api.GET("/api/cycles", { params: { query: { agent: name } } })),
-    [name],
-    (data) => (data?.some((r) => ACTIVE.has(r.status)) ? 1000 : null),
-  );
+  const versions = useQuery(queries.versions(tenant, name));
+  const schedule = useQuery(queries.schedule(tenant, name));
+  const runs = useQuery(queries.cycles(tenant, name));
   const active = runs.data?.some((r) => ACTIVE.has(r.status)) ?? false;
 
   // When a run finishes, the versions (and the live one) may have changed.
   const wasActive = useRef(false);
-  const { reload: reloadVersions } = versions;
-  const { reload: reloadAgents } = agents;
   useEffect(() => {
     if (wasActive.current && !active) {
-      void reloadVersions();
-      void reloadAgents();
+      void queryClient.invalidateQueries({ queryKey: queries.versions(tenant, name).queryKey });
+      void queryClient.invalidateQueries({ queryKey: queries.agents(tenant).queryKey });
     }
     wasActive.current = active;
-  }, [active, reloadVersions, reloadAgents]);
+  }, [active, queryClient, tenant, name]);
 
-  // Writes answer with what they changed; the page shows that at once.
-  const save = useAction(async (value: Schemas["ScheduleUpdate"]) => {
-    const saved = await unwrap(api.PUT("/api/agents/{name}/schedule", { ...path, body: value }));
-    schedule.mutate(() => saved);
+  // Writes answer with what they changed; the page shows that at once, then reads it again.
+  const save = useMutation({
+    mutationFn: (value: Schemas["ScheduleUpdate"]) => unwrap(api.PUT("/api/agents/{name}/schedule", { ...path, body: value })),
+    onSuccess: (saved) => {
+      const { queryKey } = queries.schedule(tenant, name);
+      queryClient.setQueryData(queryKey, saved);
+      return queryClient.invalidateQueries({ queryKey });
+    },
   });
-  const start = useAction(async () => {
-    const run = await unwrap(api.POST("/api/agents/{name}/cycles", path));
-    runs.mutate((list) => [run, ...(list ?? []).filter((r) => r.id !== run.id)]);
+  const start = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/agents/{name}/cycles", path)),
+    onSuccess: (run) => {
+      const { queryKey } = queries.cycles(tenant, name);
+      queryClient.setQueryData(queryKey, (list) => upsert(list, run));
+      return queryClient.invalidateQueries({ queryKey });
+    },
   });
   const liveChanged = async (changed: Schemas["AgentOut"]) => {
-    agents.mutate((list) => list?.map((a) => (a.id === changed.id ? changed : a)));
-    await versions.reload();
+    const { queryKey } = queries.agents(tenant);
+    queryClient.setQueryData(queryKey, (list) => list?.map((a) => (a.id === changed.id ? changed : a)));
+    await Promise.all([
+      queryClient.invalidateQueries({ queryKey }),
+      queryClient.invalidateQueries({ queryKey: queries.versions(tenant, name).queryKey }),
+    ]);
   };
-  const rollbackPrevious = useAction(async () => {
-    await liveChanged(await unwrap(api.POST("/api/agents/{name}/rollback", { ...path, body: {} })));
+  const rollbackPrevious = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/agents/{name}/rollback", { ...path, body: {} })),
+    onSuccess: liveChanged,
   });
 
   const sorted = useMemo(() => [...(versions.data ?? [])].sort((a, b) => b.number - a.number), [versions.data]);
@@ -324,7 +334,7 @@ export function AgentPage() {
         <div className="section-head">
           <h2>Adapter versions</h2>
           <div className="actions">
-            <button type="button" onClick={() => void rollbackPrevious.run()} disabled={rollbackPrevious.pending || !liveNumber}>
+            <button type="button" onClick={() => rollbackPrevious.mutate()} disabled={rollbackPrevious.isPending || !liveNumber}>
               Roll back to the previous version
             </button>
             <a className="button" href={scopedUrl(`/api/agents/${encodeURIComponent(name)}/dataset?split=train`)} download>
@@ -337,7 +347,7 @@ export function AgentPage() {
         </div>
         <ErrorText error={rollbackPrevious.error} />
         <ErrorText error={versions.error} />
-        {versions.loading && !versions.data ? (
+        {versions.isPending ? (
           <Loading what="versions" />
         ) : sorted.length ? (
           <table className="versions">
@@ -369,8 +379,8 @@ export function AgentPage() {
         <div className="section-head">
           <h2>Learning cycles</h2>
           <div className="actions">
-            <button type="button" className="primary" onClick={() => void start.run()} disabled={start.pending || active}>
-              {active ? "A cycle is running…" : start.pending ? "Starting…" : "Run a cycle now"}
+            <button type="button" className="primary" onClick={() => start.mutate()} disabled={start.isPending || active}>
+              {active ? "A cycle is running…" : start.isPending ? "Starting…" : "Run a cycle now"}
             </button>
           </div>
         </div>
@@ -405,7 +415,12 @@ export function AgentPage() {
         <h2>Schedule</h2>
         <ErrorText error={schedule.error} />
         {schedule.data ? (
-          <ScheduleEditor schedule={schedule.data} onSave={save.run} saving={save.pending} serverError={save.error} />
+          <ScheduleEditor
+            schedule={schedule.data}
+            onSave={(value) => save.mutateAsync(value).catch(() => undefined)}
+            saving={save.isPending}
+            serverError={save.error}
+          />
         ) : (
           !schedule.error && <Loading what="the schedule" />
         )}

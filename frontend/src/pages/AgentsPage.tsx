@@ -1,11 +1,12 @@
 // The tenant's agents (one adapter lineage each), and creating one.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
-import { Link } from "react-router-dom";
+import { Link } from "react-router";
 import { ApiError, api, type Schemas, unwrap } from "../api/client";
+import { queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { ENVIRONMENTS, MAX_TOKENS_BOUNDS } from "../lib/apiSchema";
-import { useAction, useQuery } from "../lib/hooks";
 import { hasErrors, integerProblem, slugProblem } from "../lib/validate";
 
 const EMPTY = {
@@ -27,11 +28,12 @@ const FIELD_OF_PARAM: Record<string, keyof typeof EMPTY> = {
   default_max_tokens: "maxTokens",
 };
 
-function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) => void }) {
+function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) => Promise<void> }) {
   const [form, setForm] = useState(EMPTY);
   const [errors, setErrors] = useState<Record<string, string | null>>({});
-  const create = useAction(async () => {
-    const agent = await unwrap(
+  const create = useMutation({
+    mutationFn: () =>
+      unwrap(
       api.POST("/api/agents", {
         body: {
           name: form.name.trim(),
@@ -42,10 +44,11 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
           default_max_tokens: Number(form.maxTokens),
         },
       }),
-    );
-    setForm(EMPTY);
-    onCreated(agent);
-    return agent;
+      ),
+    onSuccess: (agent) => {
+      setForm(EMPTY);
+      return onCreated(agent);
+    },
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -57,7 +60,7 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
       maxTokens: integerProblem(form.maxTokens, "the default max tokens", MAX_TOKENS_BOUNDS.min, MAX_TOKENS_BOUNDS.max),
     };
     setErrors(found);
-    if (!hasErrors(found)) void create.run();
+    if (!hasErrors(found)) create.mutate();
   };
   const set = (key: keyof typeof form, value: string) => {
     setForm((f) => ({ ...f, [key]: value }));
@@ -98,8 +101,8 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
       >
         <input id="agent-max-tokens" inputMode="numeric" value={form.maxTokens} onChange={(e) => set("maxTokens", e.target.value)} />
       </Field>
-      <button type="submit" className="primary" disabled={create.pending}>
-        {create.pending ? "Creating…" : "Create agent"}
+      <button type="submit" className="primary" disabled={create.isPending}>
+        {create.isPending ? "Creating…" : "Create agent"}
       </button>
       {!serverField && <ErrorText error={create.error} />}
     </form>
@@ -108,7 +111,13 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
 
 export function AgentsPage() {
   const { tenant } = useSession();
-  const agents = useQuery(() => unwrap(api.GET("/api/agents")), [tenant]);
+  const queryClient = useQueryClient();
+  const agents = useQuery(queries.agents(tenant));
+  const created = (agent: Schemas["AgentOut"]) => {
+    const { queryKey } = queries.agents(tenant);
+    queryClient.setQueryData(queryKey, (list) => upsert(list, agent, "end"));
+    return queryClient.invalidateQueries({ queryKey });
+  };
   return (
     <div className="page">
       <header className="page-head">
@@ -116,7 +125,7 @@ export function AgentsPage() {
         <span className="muted">tenant {tenant} · each agent is one LoRA adapter lineage</span>
       </header>
       <ErrorText error={agents.error} />
-      {agents.loading && !agents.data ? (
+      {agents.isPending ? (
         <Loading what="agents" />
       ) : agents.data?.length ? (
         <table>
@@ -148,7 +157,7 @@ export function AgentsPage() {
       ) : (
         <p className="empty">No agents yet.</p>
       )}
-      <CreateAgent onCreated={(agent) => agents.mutate((list) => [...(list ?? []), agent])} />
+      <CreateAgent onCreated={created} />
     </div>
   );
 }

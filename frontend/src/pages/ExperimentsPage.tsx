@@ -1,18 +1,18 @@
 // RL experiments: start one, watch reward, accuracy and loss per step as charts, and the
 // latest benchmark (bench/results/experiments.json and its plot).
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
-import { useSearchParams } from "react-router-dom";
+import { useSearchParams } from "react-router";
 import { ApiError, api, type Schemas, scopedUrl, unwrap } from "../api/client";
+import { ACTIVE, queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
 import { LineChart, type Series } from "../components/LineChart";
 import { ErrorText, Field, Loading, Progress, StatusBadge } from "../components/ui";
 import { ago, formatTime, num, seconds, shortId } from "../lib/format";
-import { useAction, useQuery } from "../lib/hooks";
 import { hasErrors, integerProblem, numberProblem, slugProblem } from "../lib/validate";
 
 type Experiment = Schemas["ExperimentOut"];
-const ACTIVE = new Set(["queued", "running"]);
-const COLORS = { reward: "#2f5bd3", accuracy: "#1d9a6c", loss: "#d0562b", rollout: "#7a5af5", train: "#d0562b", sync: "#9a9a9a" };
+const COLORS = { reward: "#2f5bd3", accuracy: "#1d9a6c", loss: "#d0562b", rollout: "#7a5af5", train: "#d0562b", sync: "#6b7280" };
 
 function metricSeries(e: Experiment, key: string, name: string, color: string): Series {
   return {
@@ -35,7 +35,7 @@ export function ExperimentCharts({ experiment }: { experiment: Experiment }) {
         yLabel="mean reward / accuracy"
         series={[
           metricSeries(e, "reward_mean", "reward (mean)", COLORS.reward),
-          { ...metricSeries(e, "accuracy", "accuracy", COLORS.accuracy), dashed: true },
+          metricSeries(e, "accuracy", "accuracy", COLORS.accuracy),
         ]}
       />
       <LineChart title="Policy-gradient loss per step" yLabel="loss" series={[metricSeries(e, "loss", "loss", COLORS.loss)]} />
@@ -90,10 +90,11 @@ export function startProblems(f: StartForm): Record<string, string | null> {
   };
 }
 
-function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (e: Experiment) => void }) {
+function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (e: Experiment) => Promise<void> }) {
   const [form, setForm] = useState<StartForm>(DEFAULTS);
   const [errors, setErrors] = useState<Record<string, string | null>>({});
-  const start = useAction(async () => {
+  const start = useMutation({
+    mutationFn: () => {
     const body = {
       agent: form.agent,
       environment: form.environment.trim(),
@@ -108,14 +109,15 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
       seed: Number(form.seed),
       eval_tasks: Number(form.eval_tasks),
     };
-    const started = await unwrap(api.POST("/api/experiments", { body }));
-    onStarted(started);
+    return unwrap(api.POST("/api/experiments", { body }));
+    },
+    onSuccess: onStarted,
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
     const found = startProblems(form);
     setErrors(found);
-    if (!hasErrors(found)) void start.run();
+    if (!hasErrors(found)) start.mutate();
   };
   const set = (key: keyof StartForm, value: string) => {
     setForm((f) => ({ ...f, [key]: value }));
@@ -158,8 +160,8 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
         {input("seed", "Seed")}
         {input("eval_tasks", "Held-out tasks per step")}
       </div>
-      <button type="submit" className="primary" disabled={start.pending}>
-        {start.pending ? "Starting…" : "Start experiment"}
+      <button type="submit" className="primary" disabled={start.isPending}>
+        {start.isPending ? "Starting…" : "Start experiment"}
       </button>
       {!(serverParam && serverParam in form) && <ErrorText error={start.error} />}
     </form>
@@ -167,9 +169,10 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
 }
 
 function Benchmark() {
-  const bench = useQuery(() => unwrap(api.GET("/api/benchmarks/experiments")) as Promise<unknown>, []);
+  const { tenant } = useSession();
+  const bench = useQuery(queries.benchmark(tenant));
   const [plotFailed, setPlotFailed] = useState(false);
-  if (bench.loading && !bench.data) return <Loading what="the benchmark" />;
+  if (bench.isPending) return <Loading what="the benchmark" />;
   if (bench.error) {
     const missing = bench.error instanceof ApiError && bench.error.status === 404;
     return missing ? (
@@ -231,18 +234,22 @@ export function BenchmarkView({ data: raw, plotUrl, onPlotError }: { data: unkno
 export function ExperimentsPage() {
   const { tenant } = useSession();
   const [params, setParams] = useSearchParams();
-  const agents = useQuery(() => unwrap(api.GET("/api/agents")), [tenant]);
-  const experiments = useQuery(
-    () => unwrap(api.GET("/api/experiments")),
-    [tenant],
-    (data) => (data?.some((e) => ACTIVE.has(e.status)) ? 1500 : null),
-  );
+  const queryClient = useQueryClient();
+  const agents = useQuery(queries.agents(tenant));
+  const experiments = useQuery(queries.experiments(tenant));
+  const experimentsKey = queries.experiments(tenant).queryKey;
+  // A write shows what the gateway answered at once; the list is then read again, and polls
+  // while an experiment is active.
+  const show = (changed: Experiment) => {
+    queryClient.setQueryData(experimentsKey, (list) => upsert(list, changed));
+    return queryClient.invalidateQueries({ queryKey: experimentsKey });
+  };
   const list = experiments.data ?? [];
   const selectedId = params.get("id") ?? list[0]?.id ?? null;
   const selected = list.find((e) => e.id === selectedId) ?? null;
-  const cancel = useAction(async (id: string) => {
-    const cancelled = await unwrap(api.POST("/api/experiments/{experiment_id}/cancel", { params: { path: { experiment_id: id } } }));
-    experiments.mutate((list) => list?.map((e) => (e.id === id ? cancelled : e)));
+  const cancel = useMutation({
+    mutationFn: (id: string) => unwrap(api.POST("/api/experiments/{experiment_id}/cancel", { params: { path: { experiment_id: id } } })),
+    onSuccess: show,
   });
   const select = (id: string) => setParams(new URLSearchParams({ id }));
   const missing = experiments.error instanceof ApiError && experiments.error.status === 404;
@@ -259,7 +266,7 @@ export function ExperimentsPage() {
       ) : (
         <ErrorText error={experiments.error} />
       )}
-      {experiments.loading && !experiments.data ? (
+      {experiments.isPending ? (
         <Loading what="experiments" />
       ) : list.length ? (
         <table className="experiment-list">
@@ -300,7 +307,7 @@ export function ExperimentsPage() {
                   <td title={formatTime(e.started_at ?? e.created_at)}>{ago(e.started_at ?? e.created_at)}</td>
                   <td onClick={(ev) => ev.stopPropagation()}>
                     {ACTIVE.has(e.status) && (
-                      <button type="button" onClick={() => void cancel.run(e.id)} disabled={cancel.pending}>
+                      <button type="button" onClick={() => cancel.mutate(e.id)} disabled={cancel.isPending}>
                         Cancel
                       </button>
                     )}
@@ -334,10 +341,15 @@ export function ExperimentsPage() {
         </section>
       )}
 
-      {!missing && <StartExperiment agents={agents.data?.map((a) => a.name) ?? []} onStarted={(e) => {
-            experiments.mutate((list) => [e, ...(list ?? []).filter((x) => x.id !== e.id)]);
+      {!missing && (
+        <StartExperiment
+          agents={agents.data?.map((a) => a.name) ?? []}
+          onStarted={(e) => {
             select(e.id);
-          }} />}
+            return show(e);
+          }}
+        />
+      )}
 
       <section className="card" aria-label="Latest benchmark">
         <h2>Latest benchmark</h2>

@@ -1,14 +1,17 @@
 // One interaction: the conversation, the logged answer, and the operator's feedback on it
 // (rate, correct in place with a diff, or pick the better of two answers).
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useMemo, useState } from "react";
-import { Link, useNavigate, useParams } from "react-router-dom";
+import { Link, useNavigate, useParams } from "react-router";
 import { api, type Schemas, unwrap } from "../api/client";
+import { queries } from "../api/queries";
+import { useSession } from "../auth/session";
 import { Conversation, MessageView } from "../components/Conversation";
 import { CorrectionEditor } from "../components/CorrectionEditor";
 import { DiffView } from "../components/DiffView";
 import { ErrorText, Field, Kbd, Loading, Thumb } from "../components/ui";
 import { formatTime, num, shortId } from "../lib/format";
-import { useAction, useQuery, useShortcuts } from "../lib/hooks";
+import { useShortcuts } from "../lib/shortcuts";
 import {
   type ChatMessage,
   type CorrectedMessage,
@@ -88,32 +91,32 @@ function Compare({ interaction, send }: { interaction: Interaction; send: (body:
   const [chosenOther, setChosenOther] = useState<string | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
+  const { tenant } = useSession();
   const messagesKey = JSON.stringify(requestMessages(interaction.request));
-  const siblings = useQuery(
-    async () => {
-      const page = await unwrap(api.GET("/api/interactions", { params: { query: { agent: interaction.agent, limit: 200 } } }));
-      return page.items.filter((i) => i.id !== interaction.id && JSON.stringify(requestMessages(i.request)) === messagesKey);
+  // Other answers to the same conversation, among the agent's latest 200.
+  const siblings = useQuery({
+    ...queries.interactions(tenant, { agent: interaction.agent, limit: 200 }),
+    select: (page) =>
+      page.items.filter((i) => i.id !== interaction.id && JSON.stringify(requestMessages(i.request)) === messagesKey),
+  });
+  const other = useQuery({ ...queries.interaction(tenant, chosenOther ?? ""), enabled: chosenOther !== null });
+  const otherData = chosenOther ? other.data : undefined;
+  const sameConversation = otherData ? JSON.stringify(requestMessages(otherData.request)) === messagesKey : true;
+  const pick = useMutation({
+    mutationFn: async (better: "this" | "other") => {
+      if (!otherData) return;
+      if (!sameConversation) {
+        setProblem("The other interaction answered a different conversation; compare two answers to the same one.");
+        return;
+      }
+      const [chosen, rejected] = better === "this" ? [interaction.id, otherData.id] : [otherData.id, interaction.id];
+      await send({ interaction_id: chosen, kind: "preference", preference: { rejected_interaction_id: rejected }, idempotency_key: idempotencyKey() });
+      setSaved(`Saved: ${shortId(chosen)} is better than ${shortId(rejected)}.`);
+      setChosenOther(null);
     },
-    [interaction.id],
-  );
-  const other = useQuery(
-    () => (chosenOther ? unwrap(api.GET("/api/interactions/{interaction_id}", { params: { path: { interaction_id: chosenOther } } })) : Promise.resolve(null)),
-    [chosenOther],
-  );
-  const sameConversation = other.data ? JSON.stringify(requestMessages(other.data.request)) === messagesKey : true;
-  const pick = useAction(async (better: "this" | "other") => {
-    if (!other.data) return;
-    if (!sameConversation) {
-      setProblem("The other interaction answered a different conversation; compare two answers to the same one.");
-      return;
-    }
-    const [chosen, rejected] = better === "this" ? [interaction.id, other.data.id] : [other.data.id, interaction.id];
-    await send({ interaction_id: chosen, kind: "preference", preference: { rejected_interaction_id: rejected }, idempotency_key: idempotencyKey() });
-    setSaved(`Saved: ${shortId(chosen)} is better than ${shortId(rejected)}.`);
-    setChosenOther(null);
   });
 
-  useShortcuts({ "1": () => other.data && void pick.run("this"), "2": () => other.data && void pick.run("other") }, Boolean(other.data));
+  useShortcuts({ "1": () => otherData && pick.mutate("this"), "2": () => otherData && pick.mutate("other") }, Boolean(otherData));
 
   const load = (event: FormEvent) => {
     event.preventDefault();
@@ -144,24 +147,24 @@ function Compare({ interaction, send }: { interaction: Interaction; send: (body:
         <button type="submit">Compare</button>
       </form>
       <ErrorText error={siblings.error} />
-      <ErrorText error={other.error} />
+      <ErrorText error={chosenOther ? other.error : null} />
       <ErrorText error={pick.error} />
       {saved && <p className="ok" role="status">{saved}</p>}
-      {other.data && (
+      {otherData && (
         <>
           {!sameConversation && <p className="warn">This answer is to a different conversation.</p>}
           <div className="side-by-side">
             <div>
               <h3>A: this answer</h3>
               <MessageView message={outputMessage(interaction.output) ?? { role: "assistant", content: null }} label={`Assistant · ${shortId(interaction.id)}`} />
-              <button type="button" className="primary" disabled={pick.pending} onClick={() => void pick.run("this")}>
+              <button type="button" className="primary" disabled={pick.isPending} onClick={() => pick.mutate("this")}>
                 A is better <Kbd>1</Kbd>
               </button>
             </div>
             <div>
-              <h3>B: <Link to={`/review/${other.data.id}`}>{shortId(other.data.id)}</Link></h3>
-              <MessageView message={outputMessage(other.data.output) ?? { role: "assistant", content: null }} label={`Assistant · ${shortId(other.data.id)}`} />
-              <button type="button" className="primary" disabled={pick.pending} onClick={() => void pick.run("other")}>
+              <h3>B: <Link to={`/review/${otherData.id}`}>{shortId(otherData.id)}</Link></h3>
+              <MessageView message={outputMessage(otherData.output) ?? { role: "assistant", content: null }} label={`Assistant · ${shortId(otherData.id)}`} />
+              <button type="button" className="primary" disabled={pick.isPending} onClick={() => pick.mutate("other")}>
                 B is better <Kbd>2</Kbd>
               </button>
             </div>
@@ -206,25 +209,31 @@ export function InteractionPage() {
   const navigate = useNavigate();
   const [editing, setEditing] = useState(false);
   const [status, setStatus] = useState<string | null>(null);
-  const interaction = useQuery(
-    () => unwrap(api.GET("/api/interactions/{interaction_id}", { params: { path: { interaction_id: id } } })),
-    [id],
-  );
+  const { tenant } = useSession();
+  const queryClient = useQueryClient();
+  const interaction = useQuery(queries.interaction(tenant, id));
   const { prev, next, search } = useMemo(() => neighbours(id), [id]);
 
-  // Show the feedback the gateway answered with at once, rather than reading the list again.
+  // Show the feedback the gateway answered with at once; the queue (its badges) and the
+  // interactions the feedback names are read again.
   const post = async (body: FeedbackBody, done: string) => {
     const created = await unwrap(api.POST("/api/feedback", { body }));
     setStatus(done);
-    if (created.interaction_id === id) {
-      interaction.mutate((it) => it && { ...it, feedback: [...(it.feedback ?? []).filter((f) => f.id !== created.id), created] });
-    }
-    return true;
+    queryClient.setQueryData(
+      queries.interaction(tenant, created.interaction_id).queryKey,
+      (it) => it && { ...it, feedback: [...(it.feedback ?? []).filter((f) => f.id !== created.id), created] },
+    );
+    await Promise.all([
+      queryClient.invalidateQueries({ queryKey: ["interactions", tenant] }),
+      queryClient.invalidateQueries({ queryKey: ["interaction", tenant] }),
+    ]);
+    return created;
   };
-  const feedback = useAction(post);
+  const feedback = useMutation({ mutationFn: ({ body, done }: { body: FeedbackBody; done: string }) => post(body, done) });
   const send = (body: Omit<FeedbackBody, "interaction_id">, done = "Saved.") =>
-    feedback.run({ interaction_id: id, idempotency_key: idempotencyKey(), ...body }, done);
-  const thumbs = (value: "up" | "down") => void send({ kind: "rating", rating: { thumbs: value } }, value === "up" ? "Rated: good." : "Rated: bad.");
+    feedback.mutateAsync({ body: { interaction_id: id, idempotency_key: idempotencyKey(), ...body }, done });
+  const thumbs = (value: "up" | "down") =>
+    void send({ kind: "rating", rating: { thumbs: value } }, value === "up" ? "Rated: good." : "Rated: bad.").catch(() => undefined);
 
   useShortcuts(
     {
@@ -292,12 +301,14 @@ export function InteractionPage() {
           <CorrectionEditor
             original={original}
             tools={tools}
-            saving={feedback.pending}
+            saving={feedback.isPending}
             serverError={feedback.error}
             onCancel={() => setEditing(false)}
             onSubmit={async (correction, note) => {
-              const ok = await send({ kind: "correction", correction, note: note || undefined }, "Correction saved: it becomes training data.");
-              if (ok !== undefined) setEditing(false);
+              // A refusal stays in the editor, shown next to the field it names.
+              await send({ kind: "correction", correction, note: note || undefined }, "Correction saved: it becomes training data.")
+                .then(() => setEditing(false))
+                .catch(() => undefined);
             }}
           />
         ) : (
@@ -307,14 +318,14 @@ export function InteractionPage() {
               <button type="button" onClick={() => setEditing(true)} disabled={!original}>
                 Edit answer <Kbd>e</Kbd>
               </button>
-              <button type="button" className="good" onClick={() => thumbs("up")} disabled={feedback.pending} aria-label="Thumbs up">
+              <button type="button" className="good" onClick={() => thumbs("up")} disabled={feedback.isPending} aria-label="Thumbs up">
                 <Thumb up /> Good <Kbd>u</Kbd>
               </button>
-              <button type="button" className="bad" onClick={() => thumbs("down")} disabled={feedback.pending} aria-label="Thumbs down">
+              <button type="button" className="bad" onClick={() => thumbs("down")} disabled={feedback.isPending} aria-label="Thumbs down">
                 <Thumb up={false} /> Bad <Kbd>d</Kbd>
               </button>
             </div>
-            <ScoreForm send={(body) => send(body, "Rated.")} />
+            <ScoreForm send={(body) => send(body, "Rated.").catch(() => undefined)} />
             <ErrorText error={feedback.error} />
           </>
         )}

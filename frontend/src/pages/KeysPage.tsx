@@ -1,20 +1,23 @@
 // The tenant's API keys: create one (its secret is shown once) and revoke.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { api, type Schemas, unwrap } from "../api/client";
+import { queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { ago, formatTime } from "../lib/format";
-import { useAction, useQuery } from "../lib/hooks";
 import { requiredProblem } from "../lib/validate";
 
 type Key = Schemas["KeyOut"];
 
-function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => void }) {
+function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => Promise<void> }) {
   const [confirming, setConfirming] = useState(false);
-  const revoke = useAction(async () => {
-    await unwrap(api.POST("/api/keys/{key_id}/revoke", { params: { path: { key_id: k.id } } }));
-    setConfirming(false);
-    onRevoked(k.id);
+  const revoke = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/keys/{key_id}/revoke", { params: { path: { key_id: k.id } } })),
+    onSuccess: () => {
+      setConfirming(false);
+      return onRevoked(k.id);
+    },
   });
   return (
     <tr data-key={k.name}>
@@ -26,7 +29,7 @@ function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => void }) {
         {!k.revoked_at &&
           (confirming ? (
             <>
-              <button type="button" className="danger" onClick={() => void revoke.run()} disabled={revoke.pending}>
+              <button type="button" className="danger" onClick={() => revoke.mutate()} disabled={revoke.isPending}>
                 Confirm: revoke {k.name}
               </button>
               <button type="button" onClick={() => setConfirming(false)}>
@@ -46,22 +49,27 @@ function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => void }) {
 
 export function KeysPage() {
   const { tenant } = useSession();
-  const keys = useQuery(() => unwrap(api.GET("/api/keys")), [tenant]);
+  const queryClient = useQueryClient();
+  const keysKey = queries.keys(tenant).queryKey;
+  const keys = useQuery(queries.keys(tenant));
   const [name, setName] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
   const [minted, setMinted] = useState<Key | null>(null);
-  const create = useAction(async (keyName: string) => {
-    const key = await unwrap(api.POST("/api/keys", { body: { name: keyName } }));
+  const create = useMutation({
+    mutationFn: (keyName: string) => unwrap(api.POST("/api/keys", { body: { name: keyName } })),
+    onSuccess: async (key) => {
     setMinted(key);
     setName("");
     // The list never holds the plaintext: it is only in the box above, until dismissed.
-    keys.mutate((list) => [...(list ?? []), { ...key, key: null }]);
+    queryClient.setQueryData(keysKey, (list) => upsert(list, { ...key, key: null }, "end"));
+    await queryClient.invalidateQueries({ queryKey: keysKey });
+    },
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
     const found = requiredProblem(name.trim(), "a name for the key", 200);
     setProblem(found);
-    if (!found) void create.run(name.trim());
+    if (!found) create.mutate(name.trim());
   };
   return (
     <div className="page">
@@ -85,7 +93,7 @@ export function KeysPage() {
         </section>
       )}
       <ErrorText error={keys.error} />
-      {keys.loading && !keys.data ? (
+      {keys.isPending ? (
         <Loading what="keys" />
       ) : keys.data?.length ? (
         <table>
@@ -103,9 +111,12 @@ export function KeysPage() {
               <KeyRow
                 key={k.id}
                 k={k}
-                onRevoked={(id) =>
-                  keys.mutate((list) => list?.map((x) => (x.id === id ? { ...x, revoked_at: new Date().toISOString() } : x)))
-                }
+                onRevoked={(id) => {
+                  queryClient.setQueryData(keysKey, (list) =>
+                    list?.map((x) => (x.id === id ? { ...x, revoked_at: new Date().toISOString() } : x)),
+                  );
+                  return queryClient.invalidateQueries({ queryKey: keysKey });
+                }}
               />
             ))}
           </tbody>
@@ -118,8 +129,8 @@ export function KeysPage() {
         <Field label="Name" htmlFor="key-name" error={problem} hint="who or what will use it">
           <input id="key-name" value={name} onChange={(e) => { setName(e.target.value); setProblem(null); }} />
         </Field>
-        <button type="submit" className="primary" disabled={create.pending}>
-          {create.pending ? "Creating…" : "Create key"}
+        <button type="submit" className="primary" disabled={create.isPending}>
+          {create.isPending ? "Creating…" : "Create key"}
         </button>
         <ErrorText error={create.error} />
       </form>

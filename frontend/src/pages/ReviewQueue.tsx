@@ -1,16 +1,40 @@
 // The operator's review queue: the tenant's interactions, newest first, with filters kept in
 // the URL so that a filtered queue can be shared and reloaded.
+import { useQuery } from "@tanstack/react-query";
 import { type FormEvent, useEffect, useState } from "react";
-import { Link, useNavigate, useSearchParams } from "react-router-dom";
-import { api, unwrap } from "../api/client";
+import { Link, useNavigate, useSearchParams } from "react-router";
+import type { Schemas } from "../api/client";
+import { queries } from "../api/queries";
+import { useSession } from "../auth/session";
 import { ErrorText, Field, Kbd, Loading } from "../components/ui";
 import { ago, formatTime, shortId } from "../lib/format";
-import { useQuery, useShortcuts } from "../lib/hooks";
+import { useShortcuts } from "../lib/shortcuts";
 import { lastUserText, outputMessage, requestMessages, summarize } from "../lib/messages";
 import { integerProblem, localToIso } from "../lib/validate";
 
 const PAGE = 50;
 export const QUEUE_KEY = "clora.queue";
+
+/** How the queue names each kind of feedback an interaction already has, and its tone. */
+const FEEDBACK_BADGES: Record<Schemas["FeedbackKind"], { label: string; tone: string; title: string }> = {
+  rating: { label: "rated", tone: "info", title: "an operator or the agent rated this answer" },
+  correction: { label: "corrected", tone: "good", title: "this answer has a correction: it is training data" },
+  preference: { label: "compared", tone: "busy", title: "this answer was preferred over another one" },
+};
+
+/** The feedback an interaction already has, as badges; "none" while nobody has reviewed it. */
+export function FeedbackBadges({ kinds }: { kinds: Schemas["FeedbackKind"][] }) {
+  if (!kinds.length) return <span className="muted small">none</span>;
+  return (
+    <span className="feedback-badges">
+      {kinds.map((kind) => (
+        <span key={kind} className={`badge ${FEEDBACK_BADGES[kind].tone}`} data-feedback={kind} title={FEEDBACK_BADGES[kind].title}>
+          {FEEDBACK_BADGES[kind].label}
+        </span>
+      ))}
+    </span>
+  );
+}
 
 interface Filters {
   agent: string;
@@ -70,46 +94,46 @@ export function ReviewQueue() {
   const [errors, setErrors] = useState<Partial<Record<keyof Filters, string>>>({});
   const [selected, setSelected] = useState(0);
   const key = params.toString();
+  // The URL's filters (after Apply, Clear, or going back) replace the draft.
+  const [shownKey, setShownKey] = useState(key);
+  if (key !== shownKey) {
+    setShownKey(key);
+    setDraft(filtersFrom(params));
+  }
 
-  useEffect(() => setDraft(filtersFrom(new URLSearchParams(key))), [key]);
-
-  const agents = useQuery(() => unwrap(api.GET("/api/agents")), []);
-  const page = useQuery(
-    () =>
-      unwrap(
-        api.GET("/api/interactions", {
-          params: {
-            query: {
-              agent: applied.agent || undefined,
-              version: applied.version ? Number(applied.version) : undefined,
-              unrated: applied.unrated || undefined,
-              low_rating: applied.lowRating || undefined,
-              has_correction: applied.hasCorrection ? applied.hasCorrection === "yes" : undefined,
-              since: localToIso(applied.since) ?? undefined,
-              until: localToIso(applied.until) ?? undefined,
-              limit: PAGE,
-              offset,
-            },
-          },
-        }),
-      ),
-    [key],
-    15_000,
-  );
+  const { tenant } = useSession();
+  const agents = useQuery(queries.agents(tenant));
+  const page = useQuery({
+    ...queries.interactions(tenant, {
+      agent: applied.agent || undefined,
+      version: applied.version ? Number(applied.version) : undefined,
+      unrated: applied.unrated || undefined,
+      low_rating: applied.lowRating || undefined,
+      has_correction: applied.hasCorrection ? applied.hasCorrection === "yes" : undefined,
+      since: localToIso(applied.since) ?? undefined,
+      until: localToIso(applied.until) ?? undefined,
+      limit: PAGE,
+      offset,
+    }),
+    // New interactions arrive while an operator reviews: read the page again every 15 s.
+    refetchInterval: 15_000,
+  });
   const items = page.data?.items ?? [];
+  // A shorter page keeps the selection on its last row.
+  const current = Math.min(selected, Math.max(items.length - 1, 0));
 
+  // The interaction page's n/p walk this page of the queue.
   useEffect(() => {
     const ids = (page.data?.items ?? []).map((i) => i.id);
     sessionStorage.setItem(QUEUE_KEY, JSON.stringify({ ids, search: key }));
-    setSelected((s) => Math.min(s, Math.max(ids.length - 1, 0)));
   }, [page.data, key]);
 
   useShortcuts({
-    j: () => setSelected((s) => Math.min(s + 1, items.length - 1)),
-    k: () => setSelected((s) => Math.max(s - 1, 0)),
-    Enter: () => items[selected] && navigate(`/review/${items[selected]!.id}`),
-    o: () => items[selected] && navigate(`/review/${items[selected]!.id}`),
-    r: () => void page.reload(),
+    j: () => setSelected(Math.max(Math.min(current + 1, items.length - 1), 0)),
+    k: () => setSelected(Math.max(current - 1, 0)),
+    Enter: () => items[current] && navigate(`/review/${items[current]!.id}`),
+    o: () => items[current] && navigate(`/review/${items[current]!.id}`),
+    r: () => void page.refetch(),
   });
 
   const apply = (event: FormEvent) => {
@@ -200,7 +224,7 @@ export function ReviewQueue() {
       </form>
 
       <ErrorText error={page.error} />
-      {page.loading && !page.data ? (
+      {page.isPending ? (
         <Loading what="interactions" />
       ) : items.length === 0 ? (
         <p className="empty">No interactions match these filters.</p>
@@ -212,6 +236,7 @@ export function ReviewQueue() {
               <th>Agent</th>
               <th>User asked</th>
               <th>Assistant answered</th>
+              <th>Feedback</th>
               <th>Latency</th>
             </tr>
           </thead>
@@ -220,7 +245,7 @@ export function ReviewQueue() {
               <tr
                 key={item.id}
                 data-id={item.id}
-                className={i === selected ? "selected" : undefined}
+                className={i === current ? "selected" : undefined}
                 onClick={() => navigate(`/review/${item.id}`)}
               >
                 <td title={formatTime(item.created_at)}>
@@ -240,6 +265,9 @@ export function ReviewQueue() {
                   ) : (
                     summarize(outputMessage(item.output))
                   )}
+                </td>
+                <td className="feedback-cell">
+                  <FeedbackBadges kinds={item.feedback_kinds} />
                 </td>
                 <td className="num">{item.latency_ms != null ? `${Math.round(item.latency_ms)} ms` : "—"}</td>
               </tr>

@@ -1,8 +1,8 @@
+import { useMutation } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
-import { Navigate, useLocation, useNavigate } from "react-router-dom";
+import { Navigate, useLocation, useNavigate } from "react-router";
 import { isAdmin, useSession } from "../auth/session";
 import { ErrorText, Field } from "../components/ui";
-import { useAction } from "../lib/hooks";
 import { emailProblem } from "../lib/validate";
 
 export function SignIn() {
@@ -12,12 +12,12 @@ export function SignIn() {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [errors, setErrors] = useState<{ email?: string | null; password?: string | null }>({});
-  const action = useAction(signIn);
+  const action = useMutation({ mutationFn: ({ email, password }: { email: string; password: string }) => signIn(email, password) });
   const from = (location.state as { from?: string } | null)?.from;
 
   if (status === "signed-in") return <Navigate to={from ?? "/"} replace />;
 
-  const submit = async (event: FormEvent) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
     const found = {
       email: emailProblem(email),
@@ -25,8 +25,10 @@ export function SignIn() {
     };
     setErrors(found);
     if (found.email || found.password) return;
-    const me = await action.run(email.trim().toLowerCase(), password);
-    if (me) navigate(from ?? (isAdmin(me) ? "/admin/agents" : "/review"), { replace: true });
+    action.mutate(
+      { email: email.trim().toLowerCase(), password },
+      { onSuccess: (me) => navigate(from ?? (isAdmin(me) ? "/admin/agents" : "/review"), { replace: true }) },
+    );
   };
 
   return (
@@ -62,8 +64,8 @@ export function SignIn() {
           />
         </Field>
         <ErrorText error={action.error} />
-        <button type="submit" className="primary wide" disabled={action.pending || status === "loading"}>
-          {action.pending ? "Signing in…" : "Sign in"}
+        <button type="submit" className="primary wide" disabled={action.isPending || status === "loading"}>
+          {action.isPending ? "Signing in…" : "Sign in"}
         </button>
       </form>
     </div>

@@ -1,21 +1,27 @@
 // Tenants, for platform admins: list, create, and pick one to act on.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { ApiError, api, unwrap } from "../api/client";
+import { queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { formatTime } from "../lib/format";
-import { useAction, useQuery } from "../lib/hooks";
 import { hasErrors, slugProblem } from "../lib/validate";
 
 export function TenantsPage() {
   const { tenant, pickTenant } = useSession();
-  const tenants = useQuery(() => unwrap(api.GET("/api/tenants")), []);
+  const queryClient = useQueryClient();
+  const tenants = useQuery(queries.tenants());
   const [form, setForm] = useState({ slug: "", name: "" });
   const [errors, setErrors] = useState<Record<string, string | null>>({});
-  const create = useAction(async () => {
-    const created = await unwrap(api.POST("/api/tenants", { body: { slug: form.slug.trim(), name: form.name.trim() || null } }));
-    setForm({ slug: "", name: "" });
-    tenants.mutate((list) => [...(list ?? []), created]);
+  const create = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/tenants", { body: { slug: form.slug.trim(), name: form.name.trim() || null } })),
+    onSuccess: (created) => {
+      setForm({ slug: "", name: "" });
+      const { queryKey } = queries.tenants();
+      queryClient.setQueryData(queryKey, (list) => upsert(list, created, "end"));
+      return queryClient.invalidateQueries({ queryKey });
+    },
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -24,7 +30,7 @@ export function TenantsPage() {
       name: form.name.length > 200 ? "The name is longer than 200 characters." : null,
     };
     setErrors(found);
-    if (!hasErrors(found)) void create.run();
+    if (!hasErrors(found)) create.mutate();
   };
   const slugError = create.error instanceof ApiError && create.error.param === "slug" ? create.error.message : null;
   return (
@@ -33,7 +39,7 @@ export function TenantsPage() {
         <h1>Tenants</h1>
       </header>
       <ErrorText error={tenants.error} />
-      {tenants.loading && !tenants.data ? (
+      {tenants.isPending ? (
         <Loading what="tenants" />
       ) : (
         <table>
@@ -73,8 +79,8 @@ export function TenantsPage() {
         <Field label="Name" htmlFor="tenant-name" error={errors["name"]}>
           <input id="tenant-name" value={form.name} onChange={(e) => { setForm({ ...form, name: e.target.value }); setErrors({}); }} />
         </Field>
-        <button type="submit" className="primary" disabled={create.pending}>
-          {create.pending ? "Creating…" : "Create tenant"}
+        <button type="submit" className="primary" disabled={create.isPending}>
+          {create.isPending ? "Creating…" : "Create tenant"}
         </button>
         {!slugError && <ErrorText error={create.error} />}
       </form>
