@@ -11,6 +11,7 @@ pass (docs/TRAINER.md).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,32 +96,43 @@ class FairScheduler:
         self._queues: dict[str, deque[StepRequest]] = {}
         self._vtime: dict[str, float] = {}
         self._clock = 0.0  # start tag of the latest step served (SFQ's system virtual time)
+        # submit() runs on an event loop while run_once() runs in a worker thread: every
+        # touch of the queues and clocks holds this lock (training itself runs outside it).
+        self._lock = threading.Lock()
 
     def set_weight(self, adapter_id: str, weight: float) -> None:
         """Share of training tokens this agent gets relative to others (default 1)."""
         if weight <= 0:
             raise ValueError("scheduler weights must be positive")
-        self._weights[adapter_id] = weight
+        with self._lock:
+            self._weights[adapter_id] = weight
 
     def submit(self, request: StepRequest) -> None:
         """Queue one step behind the agent's earlier steps (validated now, not when run)."""
         request.batch.validate()
-        queue = self._queues.setdefault(request.adapter_id, deque())
-        if not queue:
-            # Newly backlogged: start at the virtual clock, never behind it (no banked credit).
-            own = self._vtime.get(request.adapter_id, 0.0)
-            self._vtime[request.adapter_id] = max(own, self._clock)
-        queue.append(request)
+        with self._lock:
+            queue = self._queues.setdefault(request.adapter_id, deque())
+            if not queue:
+                # Newly backlogged: start at the virtual clock, never behind it (no banked
+                # credit).
+                own = self._vtime.get(request.adapter_id, 0.0)
+                self._vtime[request.adapter_id] = max(own, self._clock)
+            queue.append(request)
 
     def pending(self) -> int:
         """Requests queued and not yet run."""
-        return sum(len(q) for q in self._queues.values())
+        with self._lock:
+            return sum(len(q) for q in list(self._queues.values()))
 
     def _backlogged(self) -> list[str]:
         return [a for a, q in self._queues.items() if q]
 
     def next_group(self) -> list[StepRequest]:
         """Dequeue the next requests to run together: the fairest agent first, then joiners."""
+        with self._lock:
+            return self._next_group()
+
+    def _next_group(self) -> list[StepRequest]:
         agents = sorted(self._backlogged(), key=lambda a: self._vtime[a])
         if not agents:
             return []

@@ -142,3 +142,31 @@ def test_an_idle_agent_banks_no_credit() -> None:
     # The late agent alternates with the busy one instead of catching up on 10 missed steps.
     order = [g[0] for g in backend.groups[10:]]
     assert order[:4].count("late") == 2
+
+
+def test_submit_from_another_thread_while_groups_are_taken_loses_nothing() -> None:
+    """submit() runs on the event loop while run_once() runs in a worker thread: thousands of
+    submissions racing the dequeues neither raise nor lose or repeat a request."""
+    import threading
+
+    class Idle:
+        max_tokens_per_pass = 10**9
+
+    sched = FairScheduler(Idle())  # type: ignore[arg-type]
+    spec = LossSpec(kind="sft")
+    batch = Batch(input_ids=[[1, 2, 3]], loss_mask=[[0.0, 1.0, 1.0]])
+    taken: list[StepRequest] = []
+    done = threading.Event()
+
+    def take() -> None:
+        while not done.is_set() or sched.pending():
+            taken.extend(sched.next_group())
+
+    worker = threading.Thread(target=take)
+    worker.start()
+    sent = [StepRequest(f"a{i}", batch, spec, 1e-3, step_id=str(i)) for i in range(5000)]
+    for request in sent:
+        sched.submit(request)
+    done.set()
+    worker.join(timeout=60)
+    assert sorted(int(r.step_id) for r in taken) == list(range(5000))  # type: ignore[arg-type]
