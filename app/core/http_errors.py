@@ -30,9 +30,15 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     param = ".".join(loc) or None
-    message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "")
+    if first.get("type") == "extra_forbidden":
+        # OpenAI's own wording, so a typo reads the same as it would against api.openai.com.
+        message = f"Unrecognized request argument supplied: {param}"
+        code = "unknown_parameter"
+    else:
+        message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "")
+        code = "invalid_value"
     return JSONResponse(
-        error_body(message or "invalid request", "invalid_request_error", param, "invalid_value"),
+        error_body(message or "invalid request", "invalid_request_error", param, code),
         status_code=400,
     )
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.adapters.service import Route
 from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
 from app.core.logging import bind
 from app.sampler.pool import EngineReplica
 from app.serving import metrics
+from app.serving.limits import Slot
 from app.serving.protocol import ChatCompletionRequest
 from app.serving.state import GatewayState
 from app.serving.stream_log import StreamAccumulator
@@ -110,7 +112,9 @@ class ChatCompletionHandler:
         self._record(request, data)
         return JSONResponse(self._public(data, request), headers=self._headers(), status_code=200)
 
-    async def stream(self, request: ChatCompletionRequest) -> StreamingResponse:
+    async def stream(self, request: ChatCompletionRequest, slot: Slot) -> StreamingResponse:
+        """Relay the engine's stream; the tenant's concurrency slot is held until the stream
+        ends or the client goes away (the caller releases it if this raises)."""
         self.state.in_flight[self.engine_name] += 1
         try:
             resp = await self._send(
@@ -122,14 +126,15 @@ class ChatCompletionHandler:
             raise
         headers = self._headers()
         want_usage = bool(request.stream_options and request.stream_options.include_usage)
-        return StreamingResponse(
-            self._relay(resp, request, want_usage),
+        return SlotStreamingResponse(
+            self._relay(resp, request, want_usage, slot),
+            slot,
             media_type="text/event-stream",
             headers=headers,
         )
 
     async def _relay(
-        self, resp: httpx.Response, request: ChatCompletionRequest, want_usage: bool
+        self, resp: httpx.Response, request: ChatCompletionRequest, want_usage: bool, slot: Slot
     ) -> AsyncIterator[bytes]:
         acc = StreamAccumulator()
         error: CloraError | None = None
@@ -143,6 +148,8 @@ class ChatCompletionHandler:
                     # Logged before the client sees the end: a stream it saw finish is never lost.
                     self._record(request, acc.as_response(), error=None)
                     recorded = True
+                    # Released before the client sees the end, so its next request fits.
+                    slot.release()
                     yield b"data: [DONE]\n\n"
                     break
                 chunk = json.loads(payload)
@@ -156,6 +163,7 @@ class ChatCompletionHandler:
         finally:
             await resp.aclose()
             self.state.in_flight[self.engine_name] -= 1
+            slot.release()
             if not recorded:
                 self._record(request, acc.as_response(), error=error)
 
@@ -170,6 +178,8 @@ class ChatCompletionHandler:
         for choice in data.get("choices", []):
             choice.pop("token_ids", None)
             choice.pop("stop_reason", None)
+            if request.legacy_functions:
+                _as_function_call(choice)
             if not request.logprobs:
                 choice["logprobs"] = None
             elif not request.top_logprobs and choice.get("logprobs"):
@@ -205,7 +215,7 @@ class ChatCompletionHandler:
             "agent_id": self.route.agent_id,
             "adapter_version_id": self.route.version_id,
             "api_key_id": self.principal.api_key_id,
-            "request": request.model_dump(exclude_none=True),
+            "request": request.logged_request(),
             "output": _output(data) if data else None,
             "prompt_token_ids": (data or {}).get("prompt_token_ids"),
             "completion_token_ids": choice.get("token_ids"),
@@ -235,6 +245,36 @@ class ChatCompletionHandler:
             self.state.pending.append(record)
             log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
         return record
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its concurrency slot back however it ends, even when the client
+    leaves before the first chunk (then the relay generator never runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], slot: Slot, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
+def _as_function_call(choice: dict[str, Any]) -> None:
+    """Answer a legacy ``functions`` caller in its own shape: the first tool call becomes
+    ``function_call`` (whole message or stream delta)."""
+    for key in ("message", "delta"):
+        message = choice.get(key)
+        if not message:
+            continue
+        calls = message.pop("tool_calls", None)
+        if calls:
+            function = dict(calls[0].get("function") or {})
+            message["function_call"] = {k: v for k, v in function.items() if v is not None}
+    if choice.get("finish_reason") == "tool_calls":
+        choice["finish_reason"] = "function_call"
 
 
 def _output(data: dict[str, Any]) -> dict[str, Any]:

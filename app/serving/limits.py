@@ -39,14 +39,36 @@ class TenantLimits:
         if count > self.per_minute:
             raise RateLimited(f"rate limit of {self.per_minute} requests per minute exceeded")
 
-    @contextmanager
-    def slot(self, tenant_id: uuid.UUID) -> Iterator[None]:
+    def active(self, tenant_id: uuid.UUID) -> int:
+        return self._active[tenant_id]
+
+    def acquire(self, tenant_id: uuid.UUID) -> Slot:
+        """Take one of the tenant's concurrency slots, or refuse with 429."""
         if self._active[tenant_id] >= self.max_concurrency:
             raise RateLimited(
                 f"concurrency limit of {self.max_concurrency} requests in flight exceeded"
             )
         self._active[tenant_id] += 1
+        return Slot(self, tenant_id)
+
+    @contextmanager
+    def slot(self, tenant_id: uuid.UUID) -> Iterator[Slot]:
+        held = self.acquire(tenant_id)
         try:
-            yield
+            yield held
         finally:
-            self._active[tenant_id] -= 1
+            held.release()
+
+
+class Slot:
+    """One request's hold on a concurrency slot; releasing it twice is harmless."""
+
+    def __init__(self, limits: TenantLimits, tenant_id: uuid.UUID) -> None:
+        self._limits = limits
+        self._tenant_id = tenant_id
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._limits._active[self._tenant_id] -= 1

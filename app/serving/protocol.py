@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class ModelCard(BaseModel):
@@ -34,7 +34,7 @@ class ToolCall(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = Field(default=None, max_length=256)
     tool_calls: list[ToolCall] | None = None
@@ -54,36 +54,90 @@ class ToolDefinition(BaseModel):
     function: FunctionDefinition
 
 
+class NamedFunction(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    """``{"type": "function", "function": {"name": ...}}``: force one tool."""
+
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
 class StreamOptions(BaseModel):
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+#: OpenAI parameters the gateway accepts and does not act on (docs/SERVING.md says why).
+IGNORED_PARAMETERS = frozenset(
+    {
+        "audio",
+        "metadata",
+        "modalities",
+        "moderation",
+        "prediction",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "reasoning_effort",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "verbosity",
+        "web_search_options",
+    }
+)
 
 
 class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat completion request that the engine supports."""
+    """Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
+    sampling extras. Unknown names are refused, so a typo is a 400 rather than silently
+    ignored; the OpenAI names the engine cannot act on are accepted and ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     tools: list[ToolDefinition] | None = Field(default=None, max_length=128)
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    n: int = Field(default=1, ge=1, le=8)
+    # Legacy function calling, mapped onto tools / tool_choice.
+    functions: list[FunctionDefinition] | None = Field(default=None, min_length=1, max_length=128)
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    n: int | None = Field(default=1, ge=1, le=8)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32_768)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    logprobs: bool = False
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, int] | None = None
     response_format: dict[str, Any] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # The caller's end user: logged with the interaction, not sent to the engine.
     user: str | None = Field(default=None, max_length=256)
-    metadata: dict[str, str] | None = None
+    # Accepted and ignored (IGNORED_PARAMETERS).
+    audio: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    modalities: list[Literal["text", "audio"]] | None = None
+    moderation: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    reasoning_effort: str | None = Field(default=None, max_length=32)
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+    store: bool | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    web_search_options: dict[str, Any] | None = None
     # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
     top_k: int | None = Field(default=None, ge=-1, le=1000)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -98,24 +152,109 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("at most 4 stop sequences")
         return value
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys must be token ids, got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias must be between -100 and 100, got {bias}")
+        return value
+
     @field_validator("response_format")
     @classmethod
     def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
+        if value is None:
+            return value
+        kind = value.get("type")
+        if kind not in ("text", "json_object", "json_schema"):
             raise ValueError("type must be one of text, json_object, json_schema")
+        if kind == "json_schema" and not isinstance(value.get("json_schema"), dict):
+            raise ValueError("json_schema must be an object with the schema")
         return value
+
+    @field_validator("functions")
+    @classmethod
+    def _not_with_tools(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("tools") is not None:
+            raise ValueError("functions cannot be combined with tools; use tools")
+        return value
+
+    @field_validator("function_call")
+    @classmethod
+    def _not_with_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("tool_choice") is not None:
+            raise ValueError("function_call cannot be combined with tool_choice; use tool_choice")
+        return value
+
+    @property
+    def legacy_functions(self) -> bool:
+        """The caller speaks the deprecated ``functions`` API and expects ``function_call``."""
+        return self.functions is not None
+
+    @property
+    def end_user(self) -> str | None:
+        return self.user or self.safety_identifier
+
+    def _legacy_as_tools(self) -> dict[str, Any]:
+        """``functions`` / ``function_call`` as the ``tools`` / ``tool_choice`` they mean."""
+        mapped: dict[str, Any] = {}
+        if self.functions is not None:
+            mapped["tools"] = [
+                {"type": "function", "function": f.model_dump(exclude_none=True)}
+                for f in self.functions
+            ]
+        if isinstance(self.function_call, NamedFunction):
+            name = self.function_call.name
+            mapped["tool_choice"] = {"type": "function", "function": {"name": name}}
+        elif self.function_call is not None:
+            mapped["tool_choice"] = self.function_call
+        return mapped
+
+    def logged_request(self) -> dict[str, Any]:
+        """The request as the interaction log keeps it: legacy functions also as tools and
+        tool turns (what training reads), and the caller's end user under ``end_user``."""
+        record = self.model_dump(exclude_none=True)
+        record.update(self._legacy_as_tools())
+        record["messages"] = _legacy_messages(record["messages"])
+        if self.end_user:
+            record["end_user"] = self.end_user
+        return record
 
     def engine_body(
         self, engine_model: str, default_max_tokens: int | None = None
     ) -> dict[str, Any]:
         """The body sent to vLLM: always with logprobs and token ids, which the log needs, and
         the agent's default cap on the completion when the request sets none."""
-        body = self.model_dump(exclude_none=True, exclude={"model", "metadata", "user"})
+        skip = {"model", "user", "functions", "function_call", *IGNORED_PARAMETERS}
+        body = self.model_dump(exclude_none=True, exclude=skip)
         body["model"] = engine_model
+        body["messages"] = _legacy_messages(body["messages"])
+        body.update(self._legacy_as_tools())
         if default_max_tokens and "max_tokens" not in body and "max_completion_tokens" not in body:
             body["max_tokens"] = default_max_tokens
         body["logprobs"] = True
         body["return_token_ids"] = True
         if self.stream:
             body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream_options", None)
         return body
+
+
+def _legacy_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rewrite ``function_call`` / ``role: function`` turns as tool calls and tool results."""
+    out: list[dict[str, Any]] = []
+    last_call_id = None
+    for number, message in enumerate(messages):
+        message = dict(message)
+        call = message.pop("function_call", None)
+        if message["role"] == "assistant" and call:
+            last_call_id = f"call_{number}"
+            message["tool_calls"] = [{"id": last_call_id, "type": "function", "function": call}]
+        elif message["role"] == "function":
+            message["role"] = "tool"
+            message["tool_call_id"] = last_call_id or f"call_{number}"
+        out.append(message)
+    return out

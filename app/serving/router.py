@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.adapters.service import adapter_name
-from app.agents.service import list_with_versions
+from app.core.errors import NotFound
 from app.deps import ServingTenant, SessionDep, gateway_state
 from app.serving.handler import ChatCompletionHandler
+from app.serving.models import model_cards
 from app.serving.protocol import ChatCompletionRequest, ModelCard, ModelList
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -24,31 +24,30 @@ async def chat_completions(
     state.limits.check_rate(tenant.tenant_id)
     route = await run_in_threadpool(state.resolve, tenant, body.model)
     handler = ChatCompletionHandler(state, tenant, route)
-    with state.limits.slot(tenant.tenant_id):
-        if body.stream:
-            return await handler.stream(body)
-        return await handler.complete(body)
+    slot = state.limits.acquire(tenant.tenant_id)
+    if not body.stream:
+        try:
+            return await handler.complete(body)
+        finally:
+            slot.release()
+    try:
+        # The response gives the slot back when the stream ends or the client leaves.
+        return await handler.stream(body, slot)
+    except BaseException:
+        slot.release()
+        raise
 
 
 @router.get("/models", response_model=ModelList)
 def list_models(tenant: ServingTenant, session: SessionDep) -> ModelList:
     """The caller's agents and every version of each (``agent@vN`` pins a version)."""
-    cards: list[ModelCard] = []
-    for agent, listed in list_with_versions(session, tenant.tenant_id):
-        created = int(agent.created_at.timestamp())
-        live = next((v for v in listed if v.id == agent.live_version_id), None)
-        live_name = adapter_name(tenant.tenant_slug, agent.name, live.number) if live else None
-        cards.append(
-            ModelCard(
-                id=agent.name, created=created, owned_by=tenant.tenant_slug, live_version=live_name
-            )
-        )
-        for v in listed:
-            cards.append(
-                ModelCard(
-                    id=f"{agent.name}@v{v.number}",
-                    created=int(v.created_at.timestamp()),
-                    owned_by=tenant.tenant_slug,
-                )
-            )
-    return ModelList(data=cards)
+    return ModelList(data=model_cards(session, tenant))
+
+
+@router.get("/models/{model_id}", response_model=ModelCard)
+def retrieve_model(model_id: str, tenant: ServingTenant, session: SessionDep) -> ModelCard:
+    """One of the caller's models, by an id ``/v1/models`` lists; another tenant's is 404."""
+    card = next((c for c in model_cards(session, tenant) if c.id == model_id), None)
+    if card is None:
+        raise NotFound(f"The model '{model_id}' does not exist", param="model")
+    return card

@@ -201,7 +201,7 @@ def _train_examples(fx: TenantFixture) -> int:
 def _browser(phase: str, env: dict[str, str], artifacts: Path, timeout_s: float) -> None:
     """Run one phase of frontend/e2e/ui.mjs; fail with its output when it fails."""
     proc = subprocess.run(
-        ["node", "e2e/ui.mjs"],
+        ["node_modules/.bin/playwright", "test", "--config", "e2e/playwright.config.mjs"],
         cwd=FRONTEND,
         env={**os.environ, **env, "CLORA_E2E_PHASE": phase, "CLORA_E2E_ARTIFACTS": str(artifacts)},
         capture_output=True,
