@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -127,24 +128,50 @@ ANCHOR_TASKS = 32
 environment: the behaviour to keep even before the agent has any traffic."""
 
 
+NEAR_CORRECTION = 0.6
+"""A prompt whose words (numbers ignored) overlap a corrected prompt's by at least this
+Jaccard share is covered by that correction: it is what the correction means to change
+("Ana had 90 shells and gave away 5" near "Leo had 96 apples and gave away 4", 0.69), so it
+is neither pinned by the KL term nor counted against preservation."""
+
+
 def _conversation_key(messages: list[dict[str, Any]]) -> str:
     return json.dumps(messages, sort_keys=True)
 
 
+def _words(messages: list[dict[str, Any]]) -> frozenset[str]:
+    """The words of a conversation's last user turn, every number the same word."""
+    text = next(
+        (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    return frozenset("#" if w.isdigit() else w for w in re.findall(r"[a-z]+|\d+", text.lower()))
+
+
+def _near(words: frozenset[str], corrected: list[frozenset[str]]) -> bool:
+    return any(len(words & c) >= NEAR_CORRECTION * len(words | c) for c in corrected if c)
+
+
 def _preservation(
-    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, covered: set[str]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows for the KL term, prompts held back for the agreement check) from the agent's
-    recent traffic that no feedback touched; prompts a correction covers are left out."""
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, corrected: list[list[Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(rows for the KL term, prompts held back for the agreement check, prompts left out as
+    near a correction) from the agent's recent traffic that no feedback touched; prompts a
+    correction covers (the same conversation, or `NEAR_CORRECTION`) are left out."""
     rows = InteractionRepository(session).untouched(
         tenant_id, agent_id, PRESERVE_TRAIN + PRESERVE_HOLDBACK
     )
+    covered = {_conversation_key(m) for m in corrected}
+    near_words = [_words(m) for m in corrected]
     train: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
+    near = 0
     for row in rows:
         request = row.request or {}
         messages = list(request.get("messages") or [])
         if _conversation_key(messages) in covered:
+            continue
+        if _near(_words(messages), near_words):
+            near += 1
             continue
         # A fixed split by id: an interaction stays on its side from cycle to cycle.
         if row.id.int % 3 == 0 and len(held) < PRESERVE_HOLDBACK:
@@ -156,7 +183,7 @@ def _preservation(
                     "completion_token_ids": list(row.completion_token_ids or []),
                 }
             )
-    return train, held
+    return train, held, near
 
 
 def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
@@ -180,11 +207,11 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             tenant.id, agent.id, split=ExampleSplit.eval, kinds=[ExampleKind.sft]
         )
     ]
-    covered = {
-        _conversation_key(e.payload["messages"][:-1])
+    corrected = [
+        e.payload["messages"][:-1]
         for e in examples.for_agent(tenant.id, agent.id, kinds=[ExampleKind.sft])
-    }
-    keep, held_back = _preservation(session, tenant.id, agent.id, covered)
+    ]
+    keep, held_back, near = _preservation(session, tenant.id, agent.id, corrected)
     chosen = new + replay
     rule = dict(schedule.promotion_rule)
     environment = (agent.settings or {}).get("environment")
@@ -220,6 +247,7 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             "eval": len(evaluation_set),
             "preserve_train": len(keep),
             "preserve_held_back": len(held_back),
+            "preserve_near_corrections": near,
         },
     }
 

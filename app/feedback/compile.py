@@ -42,6 +42,17 @@ def _assistant(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _chosen(
+    interaction: Interaction, index: int
+) -> tuple[dict[str, Any], list[int] | None, list[float] | None]:
+    """The message, token ids and sampling logprobs of one choice (0: the columns)."""
+    if index == 0:
+        output = interaction.output or {}
+        return output, interaction.completion_token_ids, interaction.completion_logprobs
+    choice = (interaction.output or {})["choices"][index]
+    return choice["message"], choice["completion_token_ids"], choice["completion_logprobs"]
+
+
 def _correction_split(session: Session, feedback: Feedback, agent_id: uuid.UUID) -> ExampleSplit:
     """Deterministic hold-out: the agent's 5th, 10th, ... correction goes to evaluation."""
     earlier = session.scalar(
@@ -70,7 +81,8 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
     if interaction is None:
         raise FeedbackGone(f"interaction of {feedback_id}")
     messages, tools = _prompt(interaction)
-    original = _assistant(interaction.output or {})
+    output, token_ids, logprobs = _chosen(interaction, feedback.payload.get("choice_index", 0))
+    original = _assistant(output)
     provenance = dict(
         tenant_id=tenant_id,
         agent_id=interaction.agent_id,
@@ -142,8 +154,8 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
                     "tools": tools,
                     "output": original,
                     "prompt_token_ids": interaction.prompt_token_ids,
-                    "completion_token_ids": interaction.completion_token_ids,
-                    "sampling_logprobs": interaction.completion_logprobs,
+                    "completion_token_ids": token_ids,
+                    "sampling_logprobs": logprobs,
                     "reward": reward,
                 },
                 **provenance,

@@ -66,6 +66,9 @@ class FeedbackCreate(BaseModel):
 
     interaction_id: str = Field(description="The completion id the agent received.", max_length=64)
     kind: Literal["rating", "correction", "preference"]
+    choice_index: int = Field(
+        default=0, ge=0, le=7, description="Which choice of an n > 1 completion this is about."
+    )
     rating: Rating | None = None
     correction: CorrectedMessage | None = None
     preference: Preference | None = None
@@ -89,6 +92,8 @@ class FeedbackCreate(BaseModel):
         data: dict[str, Any] = {self.kind: body.model_dump(exclude_none=True)}
         if self.note:
             data["note"] = self.note
+        if self.choice_index:
+            data["choice_index"] = self.choice_index
         return data
 
 

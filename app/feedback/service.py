@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
 from app.feedback.repository import FeedbackRepository
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
@@ -62,6 +62,12 @@ def create_feedback(
         if existing is not None:
             return _same_or_conflict(existing, body), False
     interaction = _interaction(repo, author.tenant_id, body.interaction_id, "interaction_id")
+    choices = len((interaction.output or {}).get("choices") or []) or 1
+    if body.choice_index >= choices:
+        raise InvalidRequest(
+            f"the interaction has {choices} choice(s); choice_index {body.choice_index} is not one",
+            param="choice_index",
+        )
     payload = body.payload()
     if body.kind == "preference" and body.preference and body.preference.rejected_interaction_id:
         rejected = _interaction(

@@ -278,10 +278,27 @@ def _as_function_call(choice: dict[str, Any]) -> None:
 
 
 def _output(data: dict[str, Any]) -> dict[str, Any]:
-    messages = [c.get("message") or {} for c in data.get("choices", [])]
+    """Choice 0's message; with ``n > 1`` also the other messages and, per choice, its own
+    sampled tokens and logprobs (the columns hold choice 0's), so feedback can address any."""
+    choices = data.get("choices", [])
+    messages = [c.get("message") or {} for c in choices]
     first = dict(messages[0]) if messages else {}
     if len(messages) > 1:
         first["alternatives"] = messages[1:]
+        first["choices"] = [
+            {
+                "index": choice.get("index", number),
+                "message": messages[number],
+                "finish_reason": choice.get("finish_reason"),
+                "completion_token_ids": choice.get("token_ids"),
+                "completion_logprobs": [
+                    item["logprob"]
+                    for item in ((choice.get("logprobs") or {}).get("content") or [])
+                ]
+                or None,
+            }
+            for number, choice in enumerate(choices)
+        ]
     return first
 
 

@@ -34,16 +34,16 @@ function CreateAgent({ onCreated }: { onCreated: (agent: Schemas["AgentOut"]) =>
   const create = useMutation({
     mutationFn: () =>
       unwrap(
-      api.POST("/api/agents", {
-        body: {
-          name: form.name.trim(),
-          description: form.description,
-          lora_rank: Number(form.rank),
-          lora_alpha: Number(form.alpha),
-          environment: form.environment || null,
-          default_max_tokens: Number(form.maxTokens),
-        },
-      }),
+        api.POST("/api/agents", {
+          body: {
+            name: form.name.trim(),
+            description: form.description,
+            lora_rank: Number(form.rank),
+            lora_alpha: Number(form.alpha),
+            environment: form.environment || null,
+            default_max_tokens: Number(form.maxTokens),
+          },
+        }),
       ),
     onSuccess: (agent) => {
       setForm(EMPTY);

@@ -95,21 +95,21 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
   const [errors, setErrors] = useState<Record<string, string | null>>({});
   const start = useMutation({
     mutationFn: () => {
-    const body = {
-      agent: form.agent,
-      environment: form.environment.trim(),
-      steps: Number(form.steps),
-      prompts_per_step: Number(form.prompts_per_step),
-      group_size: Number(form.group_size),
-      learning_rate: Number(form.learning_rate),
-      temperature: Number(form.temperature),
-      max_turns: Number(form.max_turns),
-      max_tokens: Number(form.max_tokens),
-      advantage: form.advantage,
-      seed: Number(form.seed),
-      eval_tasks: Number(form.eval_tasks),
-    };
-    return unwrap(api.POST("/api/experiments", { body }));
+      const body = {
+        agent: form.agent,
+        environment: form.environment.trim(),
+        steps: Number(form.steps),
+        prompts_per_step: Number(form.prompts_per_step),
+        group_size: Number(form.group_size),
+        learning_rate: Number(form.learning_rate),
+        temperature: Number(form.temperature),
+        max_turns: Number(form.max_turns),
+        max_tokens: Number(form.max_tokens),
+        advantage: form.advantage,
+        seed: Number(form.seed),
+        eval_tasks: Number(form.eval_tasks),
+      };
+      return unwrap(api.POST("/api/experiments", { body }));
     },
     onSuccess: onStarted,
   });

@@ -57,12 +57,12 @@ export function KeysPage() {
   const [minted, setMinted] = useState<Key | null>(null);
   const create = useMutation({
     mutationFn: (keyName: string) => unwrap(api.POST("/api/keys", { body: { name: keyName } })),
-    onSuccess: async (key) => {
-    setMinted(key);
-    setName("");
-    // The list never holds the plaintext: it is only in the box above, until dismissed.
-    queryClient.setQueryData(keysKey, (list) => upsert(list, { ...key, key: null }, "end"));
-    await queryClient.invalidateQueries({ queryKey: keysKey });
+    onSuccess: (key) => {
+      setMinted(key);
+      setName("");
+      // The list never holds the plaintext: it is only in the box above, until dismissed.
+      queryClient.setQueryData(keysKey, (list) => upsert(list, { ...key, key: null }, "end"));
+      return queryClient.invalidateQueries({ queryKey: keysKey });
     },
   });
   const submit = (event: FormEvent) => {

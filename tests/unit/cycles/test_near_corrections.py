@@ -1,0 +1,35 @@
+"""Which untouched prompts a correction covers: its own template, numbers and names aside."""
+
+from __future__ import annotations
+
+from app.cycles.runner import _near, _words
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You are a calculator."},
+        {"role": "user", "content": text},
+    ]
+
+
+CORRECTED = [_words(user("Leo had 96 apples and gave away 4. How many apples are left?"))]
+
+
+def test_the_corrected_template_is_covered_whatever_the_numbers_and_names() -> None:
+    for text in (
+        "Ana had 90 shells and gave away 5. How many shells are left?",
+        "Zoe had 262 coins and gave away 36. How many coins are left?",
+        "Leo had 96 apples and gave away 4. How many apples are left?",
+    ):
+        assert _near(_words(user(text)), CORRECTED), text
+
+
+def test_other_questions_are_not_covered() -> None:
+    for text in (
+        "Tom shares 180 pens equally among 2 friends. How many pens does each friend get?",
+        "Ana has 4 cards, gets 4 more each day for 2 days and then gives away 2. How many cards?",
+        "What is 13 times 5?",
+        "",
+    ):
+        assert not _near(_words(user(text)), CORRECTED), text
+    assert not _near(_words(user("Leo had 96 apples")), [frozenset()])
