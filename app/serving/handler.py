@@ -269,9 +269,11 @@ def _as_function_call(choice: dict[str, Any]) -> None:
         message = choice.get(key)
         if not message:
             continue
-        calls = message.pop("tool_calls", None)
-        if calls:
-            function = dict(calls[0].get("function") or {})
+        calls = message.pop("tool_calls", None) or []
+        # The legacy API has one call per message; a parallel call's fragments are dropped.
+        first = next((call for call in calls if call.get("index", 0) == 0), None)
+        if first is not None:
+            function = first.get("function") or {}
             message["function_call"] = {k: v for k, v in function.items() if v is not None}
     if choice.get("finish_reason") == "tool_calls":
         choice["finish_reason"] = "function_call"

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.adapters.service import adapter_name
 from app.agents.service import list_with_versions
+from app.core.errors import NotFound
 from app.serving.protocol import ModelCard
 from app.tenants.service import ApiPrincipal
 
@@ -33,3 +34,16 @@ def model_cards(session: Session, tenant: ApiPrincipal) -> list[ModelCard]:
             for v in listed
         )
     return cards
+
+
+def model_card(session: Session, tenant: ApiPrincipal, model_id: str) -> ModelCard:
+    """One of the tenant's model ids; anything else (another tenant's too) is not found."""
+    card = next((c for c in model_cards(session, tenant) if c.id == model_id), None)
+    if card is None:
+        err = NotFound(
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            param="model",
+        )
+        err.code = "model_not_found"
+        raise err
+    return card

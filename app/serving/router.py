@@ -6,10 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.core.errors import NotFound
 from app.deps import ServingTenant, SessionDep, gateway_state
 from app.serving.handler import ChatCompletionHandler
-from app.serving.models import model_cards
+from app.serving.models import model_card, model_cards
 from app.serving.protocol import ChatCompletionRequest, ModelCard, ModelList
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -47,7 +46,4 @@ def list_models(tenant: ServingTenant, session: SessionDep) -> ModelList:
 @router.get("/models/{model_id}", response_model=ModelCard)
 def retrieve_model(model_id: str, tenant: ServingTenant, session: SessionDep) -> ModelCard:
     """One of the caller's models, by an id ``/v1/models`` lists; another tenant's is 404."""
-    card = next((c for c in model_cards(session, tenant) if c.id == model_id), None)
-    if card is None:
-        raise NotFound(f"The model '{model_id}' does not exist", param="model")
-    return card
+    return model_card(session, tenant, model_id)

@@ -552,6 +552,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retrieve Model
+         * @description One of the caller's models, by an id ``/v1/models`` lists; another tenant's is 404.
+         */
+        get: operations["retrieve_model_v1_models__model_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -620,18 +640,32 @@ export interface components {
         };
         /**
          * ChatCompletionRequest
-         * @description The subset of OpenAI's chat completion request that the engine supports.
+         * @description Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
+         *     sampling extras. Unknown names are refused, so a typo is a 400 rather than silently
+         *     ignored; the OpenAI names the engine cannot act on are accepted and ignored.
          */
         ChatCompletionRequest: {
+            /** Audio */
+            audio?: {
+                [key: string]: unknown;
+            } | null;
             /** Frequency Penalty */
             frequency_penalty?: number | null;
+            /** Function Call */
+            function_call?: ("none" | "auto") | components["schemas"]["NamedFunction"] | null;
+            /** Functions */
+            functions?: components["schemas"]["FunctionDefinition"][] | null;
             /** Ignore Eos */
             ignore_eos?: boolean | null;
+            /** Logit Bias */
+            logit_bias?: {
+                [key: string]: number;
+            } | null;
             /**
              * Logprobs
              * @default false
              */
-            logprobs: boolean;
+            logprobs: boolean | null;
             /** Max Completion Tokens */
             max_completion_tokens?: number | null;
             /** Max Tokens */
@@ -646,39 +680,63 @@ export interface components {
             min_p?: number | null;
             /** Min Tokens */
             min_tokens?: number | null;
+            /** Modalities */
+            modalities?: ("text" | "audio")[] | null;
             /** Model */
             model: string;
+            /** Moderation */
+            moderation?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * N
              * @default 1
              */
-            n: number;
+            n: number | null;
             /** Parallel Tool Calls */
             parallel_tool_calls?: boolean | null;
+            /** Prediction */
+            prediction?: {
+                [key: string]: unknown;
+            } | null;
             /** Presence Penalty */
             presence_penalty?: number | null;
+            /** Prompt Cache Key */
+            prompt_cache_key?: string | null;
+            /** Prompt Cache Options */
+            prompt_cache_options?: {
+                [key: string]: unknown;
+            } | null;
+            /** Prompt Cache Retention */
+            prompt_cache_retention?: ("in_memory" | "24h") | null;
+            /** Reasoning Effort */
+            reasoning_effort?: string | null;
             /** Repetition Penalty */
             repetition_penalty?: number | null;
             /** Response Format */
             response_format?: {
                 [key: string]: unknown;
             } | null;
+            /** Safety Identifier */
+            safety_identifier?: string | null;
             /** Seed */
             seed?: number | null;
+            /** Service Tier */
+            service_tier?: ("auto" | "default" | "flex" | "scale" | "priority" | "fast") | null;
             /** Stop */
             stop?: string | string[] | null;
+            /** Store */
+            store?: boolean | null;
             /**
              * Stream
              * @default false
              */
-            stream: boolean;
+            stream: boolean | null;
             stream_options?: components["schemas"]["StreamOptions"] | null;
             /** Temperature */
             temperature?: number | null;
             /** Tool Choice */
-            tool_choice?: ("none" | "auto" | "required") | {
-                [key: string]: unknown;
-            } | null;
+            tool_choice?: ("none" | "auto" | "required") | components["schemas"]["NamedToolChoice"] | null;
             /** Tools */
             tools?: components["schemas"]["ToolDefinition"][] | null;
             /** Top K */
@@ -689,6 +747,12 @@ export interface components {
             top_p?: number | null;
             /** User */
             user?: string | null;
+            /** Verbosity */
+            verbosity?: ("low" | "medium" | "high") | null;
+            /** Web Search Options */
+            web_search_options?: {
+                [key: string]: unknown;
+            } | null;
         };
         /** ChatMessage */
         ChatMessage: {
@@ -702,7 +766,7 @@ export interface components {
              * Role
              * @enum {string}
              */
-            role: "system" | "developer" | "user" | "assistant" | "tool";
+            role: "system" | "developer" | "user" | "assistant" | "tool" | "function";
             /** Tool Call Id */
             tool_call_id?: string | null;
             /** Tool Calls */
@@ -852,6 +916,12 @@ export interface components {
         };
         /** FeedbackCreate */
         FeedbackCreate: {
+            /**
+             * Choice Index
+             * @description Which choice of an n > 1 completion this is about.
+             * @default 0
+             */
+            choice_index: number;
             correction?: components["schemas"]["CorrectedMessage"] | null;
             /** Idempotency Key */
             idempotency_key?: string | null;
@@ -1051,6 +1121,24 @@ export interface components {
              */
             object: "list";
         };
+        /** NamedFunction */
+        NamedFunction: {
+            /** Name */
+            name: string;
+        };
+        /**
+         * NamedToolChoice
+         * @description ``{"type": "function", "function": {"name": ...}}``: force one tool.
+         */
+        NamedToolChoice: {
+            function: components["schemas"]["NamedFunction"];
+            /**
+             * Type
+             * @default function
+             * @constant
+             */
+            type: "function";
+        };
         /**
          * Preference
          * @description Which of two outputs is better: another interaction, or an explicit pair of messages.
@@ -1155,6 +1243,8 @@ export interface components {
         };
         /** StreamOptions */
         StreamOptions: {
+            /** Include Obfuscation */
+            include_obfuscation?: boolean | null;
             /** Include Usage */
             include_usage?: boolean | null;
         };
@@ -2292,6 +2382,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelList"];
+                };
+            };
+        };
+    };
+    retrieve_model_v1_models__model_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCard"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
