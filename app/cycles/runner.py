@@ -168,6 +168,8 @@ def _preservation(
     for row in rows:
         request = row.request or {}
         messages = list(request.get("messages") or [])
+        if not messages:  # a text completion (/v1/completions): no conversation to compare
+            continue
         if _conversation_key(messages) in covered:
             continue
         if _near(_words(messages), near_words):
