@@ -11,6 +11,7 @@ from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
 from app.agents.schemas import DEFAULT_MAX_TOKENS, AgentOut, VersionOut
+from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
 from app.models import AdapterVersion, Agent
@@ -36,14 +37,19 @@ def create_agent(
     lora_rank: int = 16,
     lora_alpha: int = 32,
     target_modules: list[str] | None = None,
-    max_rank: int = 64,
+    max_rank: int | None = None,
     environment: str | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> Agent:
     repo = AgentRepository(session)
     check_slug(name, "name")
-    if not 1 <= lora_rank <= max_rank:
-        raise InvalidRequest(f"lora_rank must be between 1 and {max_rank}", param="lora_rank")
+    limit = max_rank or get_settings().engine_max_lora_rank
+    if not 1 <= lora_rank <= limit:
+        raise InvalidRequest(
+            f"lora_rank must be between 1 and {limit}: the engine serves LoRA ranks up to "
+            f"{limit} (CLORA_ENGINE_MAX_LORA_RANK)",
+            param="lora_rank",
+        )
     modules = list(target_modules or sorted(ALLOWED_TARGET_MODULES))
     unknown = set(modules) - ALLOWED_TARGET_MODULES
     if unknown or not modules:

@@ -152,3 +152,16 @@ def test_schedule_validation_and_dataset_round_trip(gateway: Gateway) -> None:
         for line in admin.get(f"/api/agents/{fx.agent.name}/dataset?split=eval").text.splitlines()
     ]
     assert exported == good
+
+
+def test_an_agent_rank_the_engine_cannot_serve_is_refused(gateway: Gateway) -> None:
+    """The API refuses a LoRA rank above the engine's limit, naming it, instead of creating an
+    agent whose every cycle would fail."""
+    fx = make_tenant()
+    admin = Browser(gateway, user(fx, Role.admin))
+    refused = admin.post("/api/agents", json={"name": "too-wide", "lora_rank": 32})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "lora_rank" and "up to 16" in error["message"]
+    served = admin.post("/api/agents", json={"name": "fits", "lora_rank": 16})
+    assert served.status_code in (200, 201), served.text
