@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -81,6 +82,12 @@ def create_feedback(
                 "a preference compares two different outputs of the same agent",
                 param="preference.rejected_interaction_id",
             )
+        if _prompt(rejected) != _prompt(interaction):
+            raise InvalidRequest(
+                "a preference compares two answers to the same prompt; these two interactions "
+                "were asked different conversations",
+                param="preference.rejected_interaction_id",
+            )
         payload["preference"]["rejected_interaction_id"] = str(rejected.id)
     feedback = Feedback(
         id=uuid.uuid4(),
@@ -104,13 +111,30 @@ def create_feedback(
     return feedback, True
 
 
+def _prompt(interaction: Any) -> tuple[Any, Any]:
+    """What an interaction was asked: its conversation and tools."""
+    request = interaction.request or {}
+    return request.get("messages"), request.get("tools")
+
+
 def _same_or_conflict(existing: Feedback, body: FeedbackCreate) -> Feedback:
-    same = existing.kind == body.kind and existing.interaction_id == parse_completion_id(
-        body.interaction_id
+    """The stored item when a retry sends exactly the same feedback again; a 409 naming the
+    key when the key comes back with anything different (as payment APIs do)."""
+    payload = body.payload()
+    rejected = (payload.get("preference") or {}).get("rejected_interaction_id")
+    if rejected:  # stored normalised to the interaction's UUID
+        parsed = parse_completion_id(rejected)
+        payload["preference"]["rejected_interaction_id"] = str(parsed) if parsed else rejected
+    same = (
+        existing.kind == body.kind
+        and existing.interaction_id == parse_completion_id(body.interaction_id)
+        and existing.payload == payload
     )
     if not same:
         raise Conflict(
-            "this idempotency_key was already used for different feedback", param="idempotency_key"
+            f"idempotency_key {body.idempotency_key!r} was already used for different "
+            "feedback; send a new key for new feedback",
+            param="idempotency_key",
         )
     return existing
 

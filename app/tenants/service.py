@@ -21,7 +21,7 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 def check_slug(value: str, param: str) -> str:
     """A lowercase name safe in URLs, adapter names and folder names."""
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise InvalidRequest(
             f"{param} must be 1-63 characters of lowercase letters, digits and '-', "
             "starting with a letter or digit",

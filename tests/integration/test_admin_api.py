@@ -165,3 +165,17 @@ def test_an_agent_rank_the_engine_cannot_serve_is_refused(gateway: Gateway) -> N
     assert error["param"] == "lora_rank" and "up to 16" in error["message"]
     served = admin.post("/api/agents", json={"name": "fits", "lora_rank": 16})
     assert served.status_code in (200, 201), served.text
+
+
+def test_a_name_with_a_trailing_newline_is_a_400_not_a_500(gateway: Gateway) -> None:
+    """Names are matched whole: "bot\\n" once passed `re.match` with `$` and then hit the
+    database CHECK as a 500."""
+    fx = make_tenant()
+    admin = Browser(gateway, user(fx, Role.admin))
+    for name in ("bot\n", "bot\r\n", "bot\x00", "../bot", "b" * 100):
+        refused = admin.post("/api/agents", json={"name": name})
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["error"]["param"] == "name"
+    platform = Browser(gateway, user(None, Role.platform_admin))
+    tenant = platform.post("/api/tenants", json={"slug": "acme\n"})
+    assert tenant.status_code == 400 and tenant.json()["error"]["param"] == "slug", tenant.text

@@ -53,7 +53,7 @@ def examples_of(feedback_id: str) -> list[TrainingExample]:
 
 def test_each_kind_compiles_into_examples_with_provenance(gateway: Gateway, worker: object) -> None:
     fx = make_tenant()
-    first, second = ask(gateway, fx), ask(gateway, fx, "And 8 times 9?")
+    first, second = ask(gateway, fx), ask(gateway, fx)  # a preference: one prompt, two answers
     correction = {"content": "42"}
     made = {
         "rating": feedback(
@@ -123,6 +123,9 @@ def test_idempotent_feedback_and_compilation(gateway: Gateway, worker: object) -
         gateway, fx.key, {**body, "kind": "rating", "correction": None, "rating": {"score": 0.5}}
     )
     assert clash.status_code == 409 and clash.json()["error"]["param"] == "idempotency_key"
+    # The same kind on the same interaction with another payload is new feedback too.
+    edited = feedback(gateway, fx.key, {**body, "correction": {"content": "y"}})
+    assert edited.status_code == 409 and "'retry-1'" in edited.json()["error"]["message"]
     wait_for(lambda: examples_of(first.json()["id"]))
     fid = uuid.UUID(hex=first.json()["id"][3:])
     with unit_of_work() as session:
@@ -351,3 +354,13 @@ def test_a_correction_trains_on_the_conversation_as_served(
     assert all(f"{t['function']['name']}(" in context for t in env.tools())
     trained = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
     assert "1+1" in trained and env.system_prompt not in trained
+
+
+def test_a_preference_between_two_prompts_is_refused(gateway: Gateway) -> None:
+    fx = make_tenant()
+    first, other = ask(gateway, fx), ask(gateway, fx, "And 8 times 9?")
+    body = {"interaction_id": other, "kind": "preference",
+            "preference": {"rejected_interaction_id": first}}  # fmt: skip
+    refused = feedback(gateway, fx.key, body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "preference.rejected_interaction_id"
