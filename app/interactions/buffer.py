@@ -3,7 +3,9 @@
 The gateway appends one entry per finished request (no database round trip on the response
 path). ``drain_once`` reads entries through a consumer group, inserts them with
 ``ON CONFLICT (id) DO NOTHING`` and acknowledges them only after the commit, so a database
-outage leaves entries pending in the stream and a retry lands each row exactly once.
+outage leaves entries pending in the stream and a retry lands each row exactly once. A row the
+database refuses for good (its agent or tenant was deleted) is set aside in the dead-letter
+stream ``clora:interactions:dead`` with the error, so it never blocks the rows behind it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import redis
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Interaction
@@ -23,6 +26,8 @@ from app.models import Interaction
 log = logging.getLogger(__name__)
 
 STREAM = "clora:interactions"
+DEAD_LETTER = "clora:interactions:dead"
+"""Entries the database refused for good (integrity errors), kept with the error for review."""
 GROUP = "interaction-writers"
 _COLUMNS = {c.name for c in Interaction.__table__.columns}
 
@@ -47,6 +52,13 @@ def _decode(raw: dict[str, Any]) -> dict[str, Any]:
             value = datetime.fromisoformat(value)
         row[key] = value
     return row
+
+
+def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None:
+    with sessions() as session, session.begin():
+        session.execute(
+            insert(Interaction).values(rows).on_conflict_do_nothing(index_elements=["id"])
+        )
 
 
 class InteractionBuffer:
@@ -104,12 +116,18 @@ class InteractionBuffer:
         for _, fields in entries:
             row = _decode(json.loads(fields[b"r"]))
             seen[str(row["id"])] = row
-        with sessions() as session, session.begin():
-            session.execute(
-                insert(Interaction)
-                .values(list(seen.values()))
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
+        try:
+            _insert(sessions, list(seen.values()))
+        except IntegrityError:
+            # One row the database can never take must not block every row behind it: write
+            # them one by one and set aside the ones refused (an outage still raises above).
+            for row in seen.values():
+                try:
+                    _insert(sessions, [row])
+                except IntegrityError as exc:
+                    reason = str(exc.orig).splitlines()[0][:300]
+                    self.redis.xadd(DEAD_LETTER, {"r": _encode(row), "error": reason})
+                    log.error("interaction %s refused for good (%s); set aside", row["id"], reason)
         ids = [entry_id for entry_id, _ in entries]
         self.redis.xack(STREAM, GROUP, *ids)
         self.redis.xdel(STREAM, *ids)

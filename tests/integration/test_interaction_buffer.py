@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from app.core.db import unit_of_work
-from app.interactions.buffer import STREAM, InteractionBuffer
+from app.interactions.buffer import DEAD_LETTER, STREAM, InteractionBuffer
 from app.models import Interaction
 from app.runtime.embedded import EmbeddedRedis
 from tests.helpers import factories
@@ -39,9 +39,9 @@ def _record(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict:
 def redis_client(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "system":
         client = redis.Redis.from_url("redis://127.0.0.1:6379/12")
-        client.delete(STREAM)
+        client.delete(STREAM, DEAD_LETTER)
         yield client
-        client.delete(STREAM)
+        client.delete(STREAM, DEAD_LETTER)
         return
     server = EmbeddedRedis(tmp_path, free_port())
     server.start()
@@ -70,3 +70,27 @@ def test_drain_writes_each_record_once(database_url: str, sql_engine, redis_clie
         ).all()
         assert sorted(r.id for r in stored) == sorted(r["id"] for r in records)
         assert stored[0].completion_logprobs == [-0.1, -0.2]
+
+
+def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(  # type: ignore[no-untyped-def]
+    database_url: str, sql_engine, redis_client
+) -> None:
+    """An entry whose agent no longer exists fails its foreign key forever: it goes to the
+    dead-letter stream with the error, and the rows around it are written."""
+    with unit_of_work() as session:
+        owner = factories.tenant(session)
+        bot = factories.agent(session, owner)
+        tenant_id, agent_id = owner.id, bot.id
+    buffer = InteractionBuffer(redis_client, "test-consumer")
+    good = [_record(tenant_id, agent_id) for _ in range(3)]
+    orphan = _record(tenant_id, uuid.uuid4())  # an agent deleted since, or never here
+    for r in (good[0], orphan, good[1], good[2]):
+        buffer.append(r)
+    assert buffer.drain_all(sessionmaker(bind=sql_engine)) == 4
+    with unit_of_work() as session:
+        ids = set(session.scalars(select(Interaction.id).where(Interaction.agent_id == agent_id)))
+        assert ids == {r["id"] for r in good}
+        assert session.get(Interaction, orphan["id"]) is None
+    assert buffer.depth() == 0
+    [(_, fields)] = redis_client.xrange(DEAD_LETTER)
+    assert str(orphan["id"]) in fields[b"r"].decode() and b"foreign key" in fields[b"error"]
