@@ -9,7 +9,7 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default defineConfig([
-  globalIgnores(["dist", "coverage", "src/api/schema.d.ts", "e2e/test-results", "e2e/report"]),
+  globalIgnores(["dist", "coverage", "src/api/schema.d.ts", "e2e-artifacts", "screenshots"]),
   js.configs.recommended,
   tseslint.configs.recommended,
   pluginQuery.configs["flat/recommended"],

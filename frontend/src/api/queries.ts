@@ -60,6 +60,11 @@ export const queries = {
     }),
 };
 
+/** What feedback changes: every page of the queue (its badges) and every single interaction. */
+export function feedbackKeys(tenant: Tenant): readonly (readonly unknown[])[] {
+  return [["interactions", tenant], ["interaction", tenant]];
+}
+
 /** Replace one item of a cached list with what a write answered (or add it in front). */
 export function upsert<T extends { id: string }>(list: T[] | undefined, item: T, where: "start" | "end" = "start"): T[] {
   if (list?.some((x) => x.id === item.id)) return list.map((x) => (x.id === item.id ? item : x));

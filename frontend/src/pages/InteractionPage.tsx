@@ -4,7 +4,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, type Schemas, unwrap } from "../api/client";
-import { queries } from "../api/queries";
+import { feedbackKeys, queries } from "../api/queries";
 import { useSession } from "../auth/session";
 import { Conversation, MessageView } from "../components/Conversation";
 import { CorrectionEditor } from "../components/CorrectionEditor";
@@ -25,6 +25,9 @@ import { QUEUE_KEY } from "./ReviewQueue";
 
 type Interaction = Schemas["InteractionOut"];
 type FeedbackBody = Schemas["FeedbackCreate"];
+
+// The page shows, corrects and compares the logged answer: the first choice of the completion.
+const ANSWER = 0;
 
 function idempotencyKey(): string {
   const bytes = new Uint8Array(16);
@@ -110,7 +113,13 @@ function Compare({ interaction, send }: { interaction: Interaction; send: (body:
         return;
       }
       const [chosen, rejected] = better === "this" ? [interaction.id, otherData.id] : [otherData.id, interaction.id];
-      await send({ interaction_id: chosen, kind: "preference", preference: { rejected_interaction_id: rejected }, idempotency_key: idempotencyKey() });
+      await send({
+        interaction_id: chosen,
+        choice_index: ANSWER,
+        kind: "preference",
+        preference: { rejected_interaction_id: rejected },
+        idempotency_key: idempotencyKey(),
+      });
       setSaved(`Saved: ${shortId(chosen)} is better than ${shortId(rejected)}.`);
       setChosenOther(null);
     },
@@ -175,7 +184,10 @@ function Compare({ interaction, send }: { interaction: Interaction; send: (body:
   );
 }
 
-function ScoreForm({ send }: { send: (body: Omit<FeedbackBody, "interaction_id">) => Promise<unknown> }) {
+/** A feedback body as a page part gives it: the page adds which interaction and which choice. */
+type FeedbackPart = Omit<FeedbackBody, "interaction_id" | "choice_index">;
+
+function ScoreForm({ send }: { send: (body: FeedbackPart) => Promise<unknown> }) {
   const [score, setScore] = useState("");
   const [note, setNote] = useState("");
   const [errors, setErrors] = useState<{ score?: string | null; note?: string | null }>({});
@@ -223,15 +235,12 @@ export function InteractionPage() {
       queries.interaction(tenant, created.interaction_id).queryKey,
       (it) => it && { ...it, feedback: [...(it.feedback ?? []).filter((f) => f.id !== created.id), created] },
     );
-    await Promise.all([
-      queryClient.invalidateQueries({ queryKey: ["interactions", tenant] }),
-      queryClient.invalidateQueries({ queryKey: ["interaction", tenant] }),
-    ]);
+    await Promise.all(feedbackKeys(tenant).map((queryKey) => queryClient.invalidateQueries({ queryKey })));
     return created;
   };
   const feedback = useMutation({ mutationFn: ({ body, done }: { body: FeedbackBody; done: string }) => post(body, done) });
-  const send = (body: Omit<FeedbackBody, "interaction_id">, done = "Saved.") =>
-    feedback.mutateAsync({ body: { interaction_id: id, idempotency_key: idempotencyKey(), ...body }, done });
+  const send = (body: FeedbackPart, done = "Saved.") =>
+    feedback.mutateAsync({ body: { interaction_id: id, choice_index: ANSWER, idempotency_key: idempotencyKey(), ...body }, done });
   const thumbs = (value: "up" | "down") =>
     void send({ kind: "rating", rating: { thumbs: value } }, value === "up" ? "Rated: good." : "Rated: bad.").catch(() => undefined);
 
