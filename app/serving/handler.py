@@ -20,9 +20,9 @@ from app.core.logging import bind
 from app.sampler.pool import EngineReplica
 from app.serving import metrics
 from app.serving.limits import Slot
-from app.serving.protocol import ChatCompletionRequest
+from app.serving.protocol import ServedRequest
 from app.serving.state import GatewayState
-from app.serving.stream_log import StreamAccumulator
+from app.serving.stream_log import Accumulator, StreamAccumulator
 from app.tenants.service import ApiPrincipal
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,19 @@ def completion_id(interaction_id: uuid.UUID) -> str:
     return f"chatcmpl-{interaction_id.hex}"
 
 
+#: The id prefixes of the endpoints that log interactions (chat, text completions, responses).
+ID_PREFIXES = ("chatcmpl-", "cmpl-", "resp_")
+
+
 def parse_completion_id(value: str) -> uuid.UUID | None:
-    if not isinstance(value, str) or not value.startswith("chatcmpl-"):
+    """The interaction id in any id the gateway handed out (``chatcmpl-``, ``cmpl-``, ``resp_``)."""
+    if not isinstance(value, str):
+        return None
+    prefix = next((p for p in ID_PREFIXES if value.startswith(p)), None)
+    if prefix is None:
         return None
     try:
-        return uuid.UUID(hex=value.removeprefix("chatcmpl-"))
+        return uuid.UUID(hex=value.removeprefix(prefix))
     except ValueError:
         return None
 
@@ -45,16 +53,25 @@ def parse_completion_id(value: str) -> uuid.UUID | None:
 class ChatCompletionHandler:
     """One request's path through the gateway."""
 
+    #: The engine endpoint this handler forwards to, and the prefix of the ids it answers with.
+    engine_endpoint = "/v1/chat/completions"
+    id_prefix = "chatcmpl-"
+
     def __init__(self, state: GatewayState, principal: ApiPrincipal, route: Route) -> None:
         self.state = state
         self.principal = principal
         self.route = route
         self.interaction_id = uuid.uuid4()
-        bind(interaction_id=completion_id(self.interaction_id))
+        bind(interaction_id=self.public_id)
         self.started = time.perf_counter()
         self.created_at = datetime.now(UTC)
         self.upstream_s = 0.0
         self.engine_name, self.engine_path = state.engine_target(route)
+
+    @property
+    def public_id(self) -> str:
+        """The id the caller receives for this interaction."""
+        return f"{self.id_prefix}{self.interaction_id.hex}"
 
     def _headers(self) -> dict[str, str]:
         overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000
@@ -62,7 +79,7 @@ class ChatCompletionHandler:
         return {
             "x-clora-adapter-version": self.route.version_label,
             "x-clora-overhead-ms": f"{overhead_ms:.3f}",
-            "x-clora-interaction-id": completion_id(self.interaction_id),
+            "x-clora-interaction-id": self.public_id,
         }
 
     async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
@@ -89,7 +106,7 @@ class ChatCompletionHandler:
         t0 = time.perf_counter()
         try:
             request = self.state.pool.http.build_request(
-                "POST", f"{replica.url}/v1/chat/completions", json=body
+                "POST", f"{replica.url}{self.engine_endpoint}", json=body
             )
             return await self.state.pool.http.send(request, stream=stream)
         except httpx.TransportError as exc:
@@ -97,22 +114,27 @@ class ChatCompletionHandler:
         finally:
             self.upstream_s += time.perf_counter() - t0
 
-    async def complete(self, request: ChatCompletionRequest) -> JSONResponse:
+    async def complete(self, request: ServedRequest) -> JSONResponse:
+        data = await self.engine_answer(request)
+        return JSONResponse(self._public(data, request), headers=self._headers(), status_code=200)
+
+    async def engine_answer(self, request: ServedRequest) -> dict[str, Any]:
+        """The engine's whole answer, logged (a failure is logged too, then raised)."""
         self.state.in_flight[self.engine_name] += 1
         try:
             resp = await self._send(
                 request.engine_body(self.engine_name, self.route.default_max_tokens), stream=False
             )
-            data = resp.json()
+            data: dict[str, Any] = resp.json()
         except CloraError as exc:
             self._record(request, None, error=exc)
             raise
         finally:
             self.state.in_flight[self.engine_name] -= 1
         self._record(request, data)
-        return JSONResponse(self._public(data, request), headers=self._headers(), status_code=200)
+        return data
 
-    async def stream(self, request: ChatCompletionRequest, slot: Slot) -> StreamingResponse:
+    async def stream(self, request: ServedRequest, slot: Slot) -> StreamingResponse:
         """Relay the engine's stream; the tenant's concurrency slot is held until the stream
         ends or the client goes away (the caller releases it if this raises)."""
         self.state.in_flight[self.engine_name] += 1
@@ -133,10 +155,13 @@ class ChatCompletionHandler:
             headers=headers,
         )
 
+    def _accumulator(self) -> Accumulator:
+        return StreamAccumulator()
+
     async def _relay(
-        self, resp: httpx.Response, request: ChatCompletionRequest, want_usage: bool, slot: Slot
+        self, resp: httpx.Response, request: Any, want_usage: bool, slot: Slot
     ) -> AsyncIterator[bytes]:
-        acc = StreamAccumulator()
+        acc = self._accumulator()
         error: CloraError | None = None
         recorded = False
         try:
@@ -167,9 +192,9 @@ class ChatCompletionHandler:
             if not recorded:
                 self._record(request, acc.as_response(), error=error)
 
-    def _public(self, data: dict[str, Any], request: ChatCompletionRequest) -> dict[str, Any]:
+    def _public(self, data: dict[str, Any], request: Any) -> dict[str, Any]:
         data = dict(data)
-        data["id"] = completion_id(self.interaction_id)
+        data["id"] = self.public_id
         data["model"] = request.model
         data["system_fingerprint"] = self.route.version_label
         data.pop("prompt_token_ids", None)
@@ -188,7 +213,7 @@ class ChatCompletionHandler:
         return data
 
     def _public_chunk(
-        self, chunk: dict[str, Any], request: ChatCompletionRequest, want_usage: bool
+        self, chunk: dict[str, Any], request: Any, want_usage: bool
     ) -> dict[str, Any] | None:
         if not chunk.get("choices") and chunk.get("usage") is not None and not want_usage:
             return None
@@ -197,16 +222,23 @@ class ChatCompletionHandler:
             public.pop("usage", None)
         return public
 
+    def _sampled_logprobs(self, choice: dict[str, Any]) -> list[float] | None:
+        """The logprob of each sampled token of one engine choice."""
+        content = ((choice.get("logprobs") or {}).get("content")) or []
+        return [item["logprob"] for item in content] or None
+
+    def _output(self, data: dict[str, Any]) -> dict[str, Any]:
+        return _output(data)
+
     def _record(
         self,
-        request: ChatCompletionRequest,
+        request: Any,
         data: dict[str, Any] | None,
         *,
         error: CloraError | None = None,
     ) -> dict[str, Any]:
         """Append the interaction to the write-behind log (never raises)."""
         choice = (data or {}).get("choices", [{}])[0] if data and data.get("choices") else {}
-        content = ((choice.get("logprobs") or {}).get("content")) or []
         usage = (data or {}).get("usage")
         latency_ms = (time.perf_counter() - self.started) * 1000
         record: dict[str, Any] = {
@@ -216,10 +248,10 @@ class ChatCompletionHandler:
             "adapter_version_id": self.route.version_id,
             "api_key_id": self.principal.api_key_id,
             "request": request.logged_request(),
-            "output": _output(data) if data else None,
+            "output": self._output(data) if data else None,
             "prompt_token_ids": (data or {}).get("prompt_token_ids"),
             "completion_token_ids": choice.get("token_ids"),
-            "completion_logprobs": [item["logprob"] for item in content] or None,
+            "completion_logprobs": self._sampled_logprobs(choice),
             "usage": usage,
             "finish_reason": choice.get("finish_reason"),
             "latency_ms": latency_ms,

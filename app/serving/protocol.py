@@ -70,6 +70,21 @@ class StreamOptions(BaseModel):
     include_obfuscation: bool | None = None
 
 
+def _check_stop(value: str | list[str] | None) -> str | list[str] | None:
+    if isinstance(value, list) and len(value) > 4:
+        raise ValueError("at most 4 stop sequences")
+    return value
+
+
+def _check_biases(value: dict[str, int] | None) -> dict[str, int] | None:
+    for token, bias in (value or {}).items():
+        if not token.isdigit():
+            raise ValueError(f"keys must be token ids, got {token!r}")
+        if not -100 <= bias <= 100:
+            raise ValueError(f"bias must be between -100 and 100, got {bias}")
+    return value
+
+
 #: OpenAI parameters the gateway accepts and does not act on (docs/SERVING.md says why).
 IGNORED_PARAMETERS = frozenset(
     {
@@ -145,22 +160,8 @@ class ChatCompletionRequest(BaseModel):
     min_tokens: int | None = Field(default=None, ge=0, le=32_768)
     ignore_eos: bool | None = None
 
-    @field_validator("stop")
-    @classmethod
-    def _bounded_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_biases(cls, value: dict[str, int] | None) -> dict[str, int] | None:
-        for token, bias in (value or {}).items():
-            if not token.isdigit():
-                raise ValueError(f"keys must be token ids, got {token!r}")
-            if not -100 <= bias <= 100:
-                raise ValueError(f"bias must be between -100 and 100, got {bias}")
-        return value
+    _bounded_stop = field_validator("stop")(_check_stop)
+    _token_biases = field_validator("logit_bias")(_check_biases)
 
     @field_validator("response_format")
     @classmethod
@@ -258,3 +259,104 @@ def _legacy_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             message["tool_call_id"] = last_call_id or f"call_{number}"
         out.append(message)
     return out
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy text completion request (``client.completions.create``, openai SDK
+    3.57) plus vLLM's sampling extras; unknown names are refused as for chat."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    # One prompt: text or token ids. A list holding exactly one prompt is that prompt; a batch
+    # of several is refused (each would be its own interaction; send them one by one).
+    prompt: str | list[int] | list[str] | list[list[int]]
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=1, ge=1, le=8)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool | None = False
+    logit_bias: dict[str, int] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    user: str | None = Field(default=None, max_length=256)
+    # Accepted and ignored: vLLM cannot sample several candidates and keep the best, and
+    # insertion (``suffix``) needs a fill-in-the-middle model.
+    best_of: int | None = Field(default=None, ge=1, le=1)
+    suffix: str | None = Field(default=None, max_length=0)
+    # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
+    top_k: int | None = Field(default=None, ge=-1, le=1000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    min_tokens: int | None = Field(default=None, ge=0, le=32_768)
+    ignore_eos: bool | None = None
+
+    _bounded_stop = field_validator("stop")(_check_stop)
+    _token_biases = field_validator("logit_bias")(_check_biases)
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(
+        cls, value: str | list[int] | list[str] | list[list[int]]
+    ) -> str | list[int] | list[str] | list[list[int]]:
+        if not value:
+            raise ValueError("the prompt is empty")
+        if isinstance(value, list) and isinstance(value[0], (str, list)) and len(value) != 1:
+            raise ValueError("send one prompt per request (a batch of prompts is not served)")
+        return value
+
+    @field_validator("echo")
+    @classmethod
+    def _echo_needs_text(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        prompt = info.data.get("prompt")
+        text = isinstance(prompt, str) or (isinstance(prompt, list) and isinstance(prompt[0], str))
+        if value and prompt is not None and not text:
+            raise ValueError("echo needs a text prompt (the gateway echoes the text given)")
+        return value
+
+    @property
+    def single_prompt(self) -> str | list[int]:
+        """The one prompt, unwrapped from a one-element list."""
+        prompt = self.prompt
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+            return prompt[0]  # type: ignore[return-value]
+        return prompt  # type: ignore[return-value]
+
+    @property
+    def end_user(self) -> str | None:
+        return self.user
+
+    def logged_request(self) -> dict[str, Any]:
+        """The request as given (``prompt``, no ``messages``), the end user under ``end_user``."""
+        record = self.model_dump(exclude_none=True)
+        if self.end_user:
+            record["end_user"] = self.end_user
+        return record
+
+    def engine_body(
+        self, engine_model: str, default_max_tokens: int | None = None
+    ) -> dict[str, Any]:
+        """The body sent to vLLM's completions endpoint: always with the sampled tokens' ids
+        and logprobs (the log needs them). ``echo`` is done by the gateway, so the engine's
+        text, tokens and logprobs are the completion's only."""
+        skip = {"model", "user", "echo", "best_of", "suffix", "prompt"}
+        body = self.model_dump(exclude_none=True, exclude=skip)
+        body["model"] = engine_model
+        body["prompt"] = self.single_prompt
+        body["max_tokens"] = self.max_tokens or default_max_tokens or 16
+        body["logprobs"] = self.logprobs or 0
+        body["return_token_ids"] = True
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream_options", None)
+        return body
+
+
+#: A request the serving handlers forward to the engine.
+ServedRequest = ChatCompletionRequest | CompletionRequest

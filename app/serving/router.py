@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.deps import ServingTenant, SessionDep, gateway_state
+from app.serving.completions import CompletionHandler
 from app.serving.handler import ChatCompletionHandler
 from app.serving.models import model_card, model_cards
-from app.serving.protocol import ChatCompletionRequest, ModelCard, ModelList
+from app.serving.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    ServedRequest,
+)
+from app.serving.responses import ResponsesRequest, history_of
+from app.serving.responses_handler import ResponsesHandler, find_response
+from app.tenants.service import ApiPrincipal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -19,10 +31,50 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, tenant: ServingTenant
 ) -> JSONResponse | StreamingResponse:
     """Serve the caller's agent (live or pinned version) on the shared engine."""
+    return await _serve(ChatCompletionHandler, body, request, tenant)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request, tenant: ServingTenant
+) -> JSONResponse | StreamingResponse:
+    """Legacy text completions for the caller's agent, logged like a chat."""
+    return await _serve(CompletionHandler, body, request, tenant)
+
+
+@router.post("/responses", response_model=None)
+async def create_response(
+    body: ResponsesRequest, request: Request, tenant: ServingTenant
+) -> JSONResponse | StreamingResponse:
+    """The Responses API, served as a chat completion (logged as one, correctable as one);
+    ``previous_response_id`` continues one of the tenant's logged responses."""
+    history: list[dict[str, Any]] = []
+    if body.previous_response_id:
+        earlier = await find_response(
+            tenant.tenant_id, body.previous_response_id, "previous_response_id"
+        )
+        history = history_of(earlier.request, earlier.output)
+    return await _serve(ResponsesHandler, body.as_chat(history), request, tenant)
+
+
+@router.get("/responses/{response_id}", response_model=None)
+async def retrieve_response(response_id: str, tenant: ServingTenant) -> JSONResponse:
+    """One of the tenant's logged responses; another tenant's or an unknown id is 404."""
+    stored = await find_response(tenant.tenant_id, response_id, "response_id")
+    return JSONResponse(stored.as_response())
+
+
+async def _serve(
+    handler_class: type[ChatCompletionHandler],
+    body: ServedRequest,
+    request: Request,
+    tenant: ApiPrincipal,
+) -> JSONResponse | StreamingResponse:
+    """Rate limit, route, hold a concurrency slot and answer (whole or streamed)."""
     state = gateway_state(request)
     state.limits.check_rate(tenant.tenant_id)
     route = await run_in_threadpool(state.resolve, tenant, body.model)
-    handler = ChatCompletionHandler(state, tenant, route)
+    handler = handler_class(state, tenant, route)
     slot = state.limits.acquire(tenant.tenant_id)
     if not body.stream:
         try:

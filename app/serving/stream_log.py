@@ -1,8 +1,16 @@
-"""Rebuild a whole chat completion from its stream chunks, for the interaction log."""
+"""Rebuild a whole chat or text completion from its stream chunks, for the interaction log."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+
+class Accumulator(Protocol):
+    """Rebuilds an engine response from its stream chunks."""
+
+    def add(self, chunk: dict[str, Any]) -> None: ...
+
+    def as_response(self) -> dict[str, Any]: ...
 
 
 class StreamAccumulator:
@@ -69,4 +77,43 @@ class StreamAccumulator:
                     "logprobs": {"content": acc["logprobs"]},
                 }
             )
+        return {"choices": choices, "usage": self.usage, "prompt_token_ids": self.prompt_token_ids}
+
+
+class TextStreamAccumulator:
+    """Rebuilds a whole text completion from its stream chunks, for the interaction log."""
+
+    def __init__(self) -> None:
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+        self.prompt_token_ids: list[int] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("prompt_token_ids"):
+                self.prompt_token_ids = choice["prompt_token_ids"]
+            acc = self.choices.setdefault(
+                choice.get("index", 0),
+                {"text": [], "token_ids": [], "logprobs": [], "finish": None},
+            )
+            acc["text"].append(choice.get("text") or "")
+            acc["token_ids"].extend(choice.get("token_ids") or [])
+            acc["logprobs"].extend((choice.get("logprobs") or {}).get("token_logprobs") or [])
+            if choice.get("finish_reason"):
+                acc["finish"] = choice["finish_reason"]
+
+    def as_response(self) -> dict[str, Any]:
+        """The non-streaming response shape with the same information."""
+        choices = [
+            {
+                "index": index,
+                "text": "".join(acc["text"]),
+                "finish_reason": acc["finish"],
+                "token_ids": acc["token_ids"] or None,
+                "logprobs": {"token_logprobs": acc["logprobs"]},
+            }
+            for index, acc in sorted(self.choices.items())
+        ]
         return {"choices": choices, "usage": self.usage, "prompt_token_ids": self.prompt_token_ids}

@@ -495,6 +495,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Completions
+         * @description Legacy text completions for the caller's agent, logged like a chat.
+         */
+        post: operations["completions_v1_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/feedback": {
         parameters: {
             query?: never;
@@ -564,6 +584,47 @@ export interface paths {
          * @description One of the caller's models, by an id ``/v1/models`` lists; another tenant's is 404.
          */
         get: operations["retrieve_model_v1_models__model_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/responses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Response
+         * @description The Responses API, served as a chat completion (logged as one, correctable as one);
+         *     ``previous_response_id`` continues one of the tenant's logged responses.
+         */
+        post: operations["create_response_v1_responses_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/responses/{response_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retrieve Response
+         * @description One of the tenant's logged responses; another tenant's or an unknown id is 404.
+         */
+        get: operations["retrieve_response_v1_responses__response_id__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -773,6 +834,69 @@ export interface components {
             tool_calls?: components["schemas"]["ToolCall"][] | null;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * CompletionRequest
+         * @description OpenAI's legacy text completion request (``client.completions.create``, openai SDK
+         *     3.57) plus vLLM's sampling extras; unknown names are refused as for chat.
+         */
+        CompletionRequest: {
+            /** Best Of */
+            best_of?: number | null;
+            /**
+             * Echo
+             * @default false
+             */
+            echo: boolean | null;
+            /** Frequency Penalty */
+            frequency_penalty?: number | null;
+            /** Ignore Eos */
+            ignore_eos?: boolean | null;
+            /** Logit Bias */
+            logit_bias?: {
+                [key: string]: number;
+            } | null;
+            /** Logprobs */
+            logprobs?: number | null;
+            /** Max Tokens */
+            max_tokens?: number | null;
+            /** Min P */
+            min_p?: number | null;
+            /** Min Tokens */
+            min_tokens?: number | null;
+            /** Model */
+            model: string;
+            /**
+             * N
+             * @default 1
+             */
+            n: number | null;
+            /** Presence Penalty */
+            presence_penalty?: number | null;
+            /** Prompt */
+            prompt: string | number[] | string[] | number[][];
+            /** Repetition Penalty */
+            repetition_penalty?: number | null;
+            /** Seed */
+            seed?: number | null;
+            /** Stop */
+            stop?: string | string[] | null;
+            /**
+             * Stream
+             * @default false
+             */
+            stream: boolean | null;
+            stream_options?: components["schemas"]["StreamOptions"] | null;
+            /** Suffix */
+            suffix?: string | null;
+            /** Temperature */
+            temperature?: number | null;
+            /** Top K */
+            top_k?: number | null;
+            /** Top P */
+            top_p?: number | null;
+            /** User */
+            user?: string | null;
         };
         /**
          * CorrectedMessage
@@ -1196,6 +1320,80 @@ export interface components {
             score?: number | null;
             /** Thumbs */
             thumbs?: ("up" | "down") | null;
+        };
+        /**
+         * ResponsesRequest
+         * @description OpenAI's Responses request (``client.responses.create``, openai SDK 3.57), the part a
+         *     chat model can serve: text input, function tools, chaining by ``previous_response_id``.
+         */
+        ResponsesRequest: {
+            /** Background */
+            background?: false | null;
+            /** Include */
+            include?: string[] | null;
+            /** Input */
+            input: string | {
+                [key: string]: unknown;
+            }[];
+            /** Instructions */
+            instructions?: string | null;
+            /** Max Output Tokens */
+            max_output_tokens?: number | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** Model */
+            model: string;
+            /** Parallel Tool Calls */
+            parallel_tool_calls?: boolean | null;
+            /** Previous Response Id */
+            previous_response_id?: string | null;
+            /** Prompt Cache Key */
+            prompt_cache_key?: string | null;
+            /** Prompt Cache Retention */
+            prompt_cache_retention?: ("in_memory" | "24h") | null;
+            /** Reasoning */
+            reasoning?: {
+                [key: string]: unknown;
+            } | null;
+            /** Safety Identifier */
+            safety_identifier?: string | null;
+            /** Service Tier */
+            service_tier?: ("auto" | "default" | "flex" | "scale" | "priority" | "fast") | null;
+            /** Store */
+            store?: boolean | null;
+            /**
+             * Stream
+             * @default false
+             */
+            stream: boolean | null;
+            /** Stream Options */
+            stream_options?: {
+                [key: string]: unknown;
+            } | null;
+            /** Temperature */
+            temperature?: number | null;
+            /** Text */
+            text?: {
+                [key: string]: unknown;
+            } | null;
+            /** Tool Choice */
+            tool_choice?: ("none" | "auto" | "required") | {
+                [key: string]: unknown;
+            } | null;
+            /** Tools */
+            tools?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Top Logprobs */
+            top_logprobs?: number | null;
+            /** Top P */
+            top_p?: number | null;
+            /** Truncation */
+            truncation?: ("auto" | "disabled") | null;
+            /** User */
+            user?: string | null;
         };
         /** RollbackIn */
         RollbackIn: {
@@ -2302,6 +2500,39 @@ export interface operations {
             };
         };
     };
+    completions_v1_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompletionRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     post_feedback_v1_feedback_post: {
         parameters: {
             query?: never;
@@ -2404,6 +2635,70 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelCard"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_response_v1_responses_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResponsesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    retrieve_response_v1_responses__response_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                response_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             /** @description Validation Error */
