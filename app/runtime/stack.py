@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from app.core.config import Settings
+from app.core.config import ConfigError, Settings
 from app.runtime import migrate
 from app.runtime.bootstrap import bootstrap_if_empty
 from app.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -73,6 +73,7 @@ class Stack:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.supervisor.request_stop)
         signal.signal(signal.SIGINT, self.supervisor.request_stop)
+        _check_port_free(self.settings.host, self.settings.port)
         try:
             extra = self.start_services()
             migrate.upgrade(extra["CLORA_DATABASE_URL"])
@@ -166,3 +167,19 @@ class Stack:
         click.echo(f"  admin      {result.admin_email} / {result.admin_password}")
         click.echo(f"  tenant     {result.tenant_slug}, agent {result.agent_name}")
         click.echo(f"  API key    {result.api_key}\n")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse to start when the gateway's port is taken, saying so (a gateway that cannot bind
+    would otherwise die five times and stop clora with no word about why)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {host} is in use ({exc.strerror}): another clora up, or an "
+                "orphan of one, is still running; stop it, or set CLORA_PORT"
+            ) from exc

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec: ask Linux to send it SIGTERM when its parent dies
+    (prctl PR_SET_PDEATHSIG); a no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -27,9 +36,15 @@ class Child:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = self.log_path.open("ab")
-        # Own process group, so that stopping it also stops whatever it forked.
+        # Own process group, so that stopping it also stops whatever it forked; and told to
+        # stop when `clora up` dies, even by kill -9, so no orphan keeps the ports.
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         out.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -120,3 +121,43 @@ def test_up_persists_rows_and_stops_children(tmp_path: Path) -> None:
     finally:
         _stop(proc)
     assert _owned_pids(data_dir) == []
+
+
+def test_kill_9_of_up_takes_its_children_down_and_a_taken_port_is_named(tmp_path: Path) -> None:
+    """kill -9 of `clora up` leaves no orphan serving (each child is told to stop when its
+    parent dies); `clora up` on a port still taken says so instead of dying five times."""
+    data_dir = tmp_path / "clora-data"
+    port, redis_port = _free_port(), _free_port()
+    proc, _ = _start(data_dir, port, redis_port)
+    children = [
+        int(line.split()[1]) for line in (data_dir / "children.pid").read_text().split("\n") if line
+    ]
+    proc.kill()
+    proc.wait(10)
+    try:
+        _assert_children_stop(children, port)
+    finally:  # the embedded Postgres is pgserver's daemon, not a child: it outlives clora up
+        for pid in _owned_pids(data_dir):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        second = subprocess.run(
+            [*CLORA, "up", "--no-engine", "--redis-port", str(_free_port())],
+            env=_env(tmp_path / "other", port),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert second.returncode != 0
+    assert f"port {port}" in second.stderr and "in use" in second.stderr, second.stderr
+
+
+def _assert_children_stop(children: list[int], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in children):
+        time.sleep(0.5)
+    assert not any(psutil.pid_exists(pid) for pid in children)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
