@@ -59,10 +59,10 @@ class VersionOut(BaseModel):
 
 
 class PromoteIn(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
     force: bool = False
     """Promote a version the gate did not pass (failed, or nothing to evaluate on); recorded."""
 
 
 class RollbackIn(BaseModel):
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)

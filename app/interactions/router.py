@@ -20,7 +20,7 @@ def list_interactions(
     actor: CurrentActor,
     session: SessionDep,
     agent: str | None = None,
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=2**31 - 1),
     unrated: bool = False,
     low_rating: bool = False,
     has_correction: bool | None = None,

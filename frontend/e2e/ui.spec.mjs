@@ -250,7 +250,7 @@ async function operatorPhase(page, requests) {
 
   await test.step("the queue shows what was reviewed", async () => {
     // Each row says which feedback its interaction already has.
-    await page.getByRole("link", { name: "Review queue" }).click();
+    await page.getByRole("link", { name: "Review queue", exact: true }).click();
     const badges = (id) =>
       page.locator(`tr[data-id="${id}"] [data-feedback]`).evaluateAll((els) => els.map((e) => e.getAttribute("data-feedback")));
     await page.locator(`tr[data-id="${interactionId}"] [data-feedback="correction"]`).waitFor();
@@ -476,7 +476,7 @@ async function platformPhase(page, requests) {
   await page.locator(`tr[data-tenant="${slug}"]`).waitFor();
   await shot(page, "tenants");
   await page.locator(`tr[data-tenant="${tenantA}"]`).getByRole("button", { name: `Act on ${tenantA}` }).click();
-  await page.getByRole("link", { name: "Review queue" }).click();
+  await page.getByRole("link", { name: "Review queue", exact: true }).click();
   await page.locator(`tr[data-id="${need("CLORA_E2E_INTERACTION")}"]`).waitFor();
   await signOut(page);
 }
