@@ -177,7 +177,7 @@ def test_rollback_restores_previous_outputs(gateway: Gateway, worker: object) ->
 
 
 def test_worker_killed_during_cycle_resumes_cleanly(
-    gateway: Gateway, engine, database_url: str, tmp_path: Path
+    gateway: Gateway, engine, database_url: str, tmp_path: Path, worker: object
 ) -> None:  # type: ignore[no-untyped-def]
     """kill -9 the worker mid-training: the reaper hands the cycle to a new worker, which ends it.
 
