@@ -1,9 +1,9 @@
 """The web UI: the gateway serves the built bundle, and a real browser drives it end to end.
 
 The browser tests run Debian's Chromium (``/usr/bin/chromium``, or ``CHROMIUM_PATH``) through
-``playwright-core`` against the real stack: Postgres, Redis, the vLLM engine on the bundled
-model, the gateway and a Celery worker. ``frontend/e2e/ui.mjs`` holds the browser steps; this
-module prepares the data, runs the steps phase by phase and checks the outcome from outside.
+``@playwright/test`` (``frontend/e2e/ui.spec.mjs``: one test per phase, a trace and screenshots
+on failure) against the real stack: Postgres, Redis, the vLLM engine on the bundled model, the
+gateway and a Celery worker. The spec holds the browser steps; this module prepares the data, runs the steps phase by phase and checks the outcome from outside.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def _train_examples(fx: TenantFixture) -> int:
 
 
 def _browser(phase: str, env: dict[str, str], artifacts: Path, timeout_s: float) -> None:
-    """Run one phase of frontend/e2e/ui.mjs; fail with its output when it fails."""
+    """Run one phase of frontend/e2e/ui.spec.mjs; fail with its output when it fails."""
     proc = subprocess.run(
         ["node_modules/.bin/playwright", "test", "--config", "e2e/playwright.config.mjs"],
         cwd=FRONTEND,
@@ -220,7 +220,7 @@ def _calculator_target(seed: int) -> dict:
 
 @dataclass
 class Story:
-    """The data the browser steps work on, and the env that tells ui.mjs about it."""
+    """The data the browser steps work on, and the env that tells the spec about it."""
 
     fx: TenantFixture
     other: TenantFixture
