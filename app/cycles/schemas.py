@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +27,26 @@ class PromotionRule(BaseModel):
     environment_tasks: int = Field(default=200, ge=0, le=5_000)
     """Held-out environment tasks the gate plays on parent and candidate (agents with an
     environment; 0 turns the signal off)."""
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def standard_cron(expression: str) -> bool:
+    """Exactly 5 fields of standard syntax, the rule the UI checks too (frontend/src/lib/
+    schedule.ts): croniter alone would also take a sixth field, @daily and the H/L/W/#
+    extensions, which the UI's parser reads differently."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return False
+    for i, field in enumerate(fields):
+        text = field.lower()
+        for name in _MONTHS if i == 3 else _DAYS if i == 4 else ():
+            text = text.replace(name, "0")
+        if not re.fullmatch(r"[0-9*,/-]+", text):
+            return False
+    return True
 
 
 class ScheduleUpdate(BaseModel):
@@ -60,8 +81,11 @@ class ScheduleUpdate(BaseModel):
         if self.mode == "cron":
             from croniter import croniter
 
-            if not self.cron or not croniter.is_valid(self.cron):
-                raise ValueError("mode 'cron' needs a valid 5-field cron expression in 'cron'")
+            if not self.cron or not standard_cron(self.cron) or not croniter.is_valid(self.cron):
+                raise ValueError(
+                    "mode 'cron' needs a valid 5-field cron expression in 'cron' (numbers, "
+                    "month and weekday names, *, ranges a-b, steps /n, lists a,b)"
+                )
         if self.mode == "every_k" and not self.every_k:
             raise ValueError("mode 'every_k' needs 'every_k'")
         return self
