@@ -359,8 +359,11 @@ def test_a_correction_trains_on_the_conversation_as_served(
 def test_a_preference_between_two_prompts_is_refused(gateway: Gateway) -> None:
     fx = make_tenant()
     first, other = ask(gateway, fx), ask(gateway, fx, "And 8 times 9?")
-    body = {"interaction_id": other, "kind": "preference",
-            "preference": {"rejected_interaction_id": first}}  # fmt: skip
+    body = {
+        "interaction_id": other,
+        "kind": "preference",
+        "preference": {"rejected_interaction_id": first},
+    }
     refused = feedback(gateway, fx.key, body)
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["param"] == "preference.rejected_interaction_id"

@@ -196,9 +196,12 @@ def rl_request(step: int, save_to: Path, seed: int) -> str:
     """A policy-gradient step request as an experiment loop sends it."""
     gen = torch.Generator().manual_seed(seed)
     ids = [torch.randint(0, 400, (12,), generator=gen).tolist() for _ in range(4)]
-    batch = {"input_ids": ids, "loss_mask": [[0.0] * 4 + [1.0] * 8 for _ in ids],
-             "advantages": [1.0, -1.0, 0.5, -0.5],
-             "sampling_logprobs": [[0.0] * 4 + [-2.0] * 8 for _ in ids]}  # fmt: skip
+    batch = {
+        "input_ids": ids,
+        "loss_mask": [[0.0] * 4 + [1.0] * 8 for _ in ids],
+        "advantages": [1.0, -1.0, 0.5, -0.5],
+        "sampling_logprobs": [[0.0] * 4 + [-2.0] * 8 for _ in ids],
+    }
     return json.dumps({"step": step, "lr": 1e-2, "save_to": str(save_to), "batch": batch})
 
 
