@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.core.repository import TenantScopedRepository
 from app.models import CycleRun, LearningSchedule
@@ -76,6 +76,14 @@ class CycleRepository(TenantScopedRepository[CycleRun]):
         """Across tenants: the cron ticker fires each tenant's own schedules."""
         return self.session.scalars(
             select(LearningSchedule).where(LearningSchedule.mode == ScheduleMode.cron)
+        ).all()
+
+    def lost_runs(self, before: datetime) -> Sequence[CycleRun]:
+        """Across tenants: queued cycles last sent (or heartbeating) before ``before``: their
+        task may be lost (the broker dropped it, or its message was never sent)."""
+        last = func.coalesce(CycleRun.heartbeat_at, CycleRun.created_at)
+        return self.session.scalars(
+            select(CycleRun).where(CycleRun.status == RunStatus.queued, last < before)
         ).all()
 
     def stale_runs(self, before: datetime) -> Sequence[CycleRun]:

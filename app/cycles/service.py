@@ -182,8 +182,11 @@ def reap(
     stale_after_s: float = HEARTBEAT_STALE_S,
     max_resumes: int = 3,
     queue: str | None = None,
+    lost_after_s: float = 600.0,
 ) -> int:
-    """Resume running cycles whose worker died (no heartbeat); fail them after a few tries.
+    """Resume running cycles whose worker died (no heartbeat); fail them after a few tries;
+    send again the task of a cycle queued for ``lost_after_s`` without being claimed. Returns
+    how many running cycles were resumed or failed.
 
     A cycle is never left running forever: it is handed to another worker (whose claim takes
     it over because the heartbeat is stale) or, after ``max_resumes``, marked failed."""
@@ -198,6 +201,18 @@ def reap(
             continue
         run.metrics = {**(run.metrics or {}), "resumed": resumed + 1}
         run.status = RunStatus.queued  # claimable again, and not resumed twice
+        run.heartbeat_at = now  # sent now: not "lost" before lost_after_s has passed again
+        options = {"queue": queue} if queue else {}
+        enqueue(session, "cycle.run", str(run.tenant_id), str(run.id), **options)
+    # A queued cycle whose task never arrives (the broker lost it) would block its agent for
+    # good: send it again. A duplicate delivery is harmless: the run's status guard lets only
+    # one worker claim it.
+    for run in CycleRepository(session).lost_runs(now - timedelta(seconds=lost_after_s)):
+        run.heartbeat_at = now
+        run.metrics = {
+            **(run.metrics or {}),
+            "resent": int((run.metrics or {}).get("resent", 0)) + 1,
+        }
         options = {"queue": queue} if queue else {}
         enqueue(session, "cycle.run", str(run.tenant_id), str(run.id), **options)
     return len(stale)
