@@ -25,7 +25,7 @@ from app.adapters.storage import copy_from
 from app.agents.service import create_agent
 from app.core.config import get_settings
 from app.core.db import unit_of_work
-from app.models import AdapterVersion, Agent, Tenant
+from app.models import AdapterVersion, Agent, Interaction, Tenant
 from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.engine import MODEL_DIR
@@ -168,3 +168,18 @@ def publish_live(fx: TenantFixture, source: Path) -> AdapterVersion:
         get_settings(), adapter_name(fx.tenant.slug, fx.agent.name, version.number), version.path
     )
     return version
+
+
+def logged_interaction(gateway: Gateway, interaction_id: uuid.UUID) -> Interaction:
+    """The interaction's row once the write-behind log has it (the gateway appends the record
+    after the answer is sent, so the first drain may come before it)."""
+    deadline = time.monotonic() + 15
+    while True:
+        gateway.drain()
+        with unit_of_work() as session:
+            row = session.get(Interaction, interaction_id)
+            if row is not None:
+                session.expunge(row)
+                return row
+        assert time.monotonic() < deadline, "interaction was not logged"
+        time.sleep(0.2)

@@ -20,7 +20,7 @@ import pytest
 from app.core.db import unit_of_work
 from app.models import Interaction
 from tests.helpers.adapters import random_adapter
-from tests.helpers.gateway import Gateway, make_tenant, publish_live
+from tests.helpers.gateway import Gateway, logged_interaction, make_tenant, publish_live
 from trainer.envs import CalculatorEnvironment
 
 pytestmark = pytest.mark.slow
@@ -31,12 +31,7 @@ CALCULATOR = ENV.tools()[0]["function"]
 
 
 def logged(gateway: Gateway, completion_id: str) -> Interaction:
-    gateway.drain()
-    with unit_of_work() as session:
-        row = session.get(Interaction, uuid.UUID(hex=completion_id.removeprefix("chatcmpl-")))
-        assert row is not None, "interaction was not logged"
-        session.expunge(row)
-        return row
+    return logged_interaction(gateway, uuid.UUID(hex=completion_id.removeprefix("chatcmpl-")))
 
 
 def test_every_sdk_parameter_is_accepted(gateway: Gateway) -> None:

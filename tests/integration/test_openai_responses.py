@@ -14,22 +14,16 @@ import httpx
 import openai
 import pytest
 
-from app.core.db import unit_of_work
 from app.models import Interaction
-from tests.helpers.gateway import Gateway, make_tenant
+from tests.helpers.gateway import Gateway, logged_interaction, make_tenant
 from trainer.envs import CalculatorEnvironment
 
 pytestmark = pytest.mark.slow
 
 
 def logged(gateway: Gateway, public_id: str) -> Interaction:
-    gateway.drain()
     hex_id = public_id.split("-", 1)[1] if "-" in public_id else public_id.split("_", 1)[1]
-    with unit_of_work() as session:
-        row = session.get(Interaction, uuid.UUID(hex=hex_id))
-        assert row is not None, "interaction was not logged"
-        session.expunge(row)
-        return row
+    return logged_interaction(gateway, uuid.UUID(hex=hex_id))
 
 
 def rate(gateway: Gateway, key: str, public_id: str) -> httpx.Response:
