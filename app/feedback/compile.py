@@ -168,6 +168,6 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
         row.superseded_at = None
         written += int(examples.insert_once(row))
     if feedback.kind == FeedbackKind.correction:
-        examples.supersede_corrections(tenant_id, interaction.id, feedback.id)
+        examples.supersede_corrections(tenant_id, feedback)
     feedback_repo.mark_compiled(tenant_id, feedback.id)
     return written

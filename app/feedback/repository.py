@@ -88,21 +88,28 @@ class ExampleRepository(TenantScopedRepository[TrainingExample]):
         )
         return self.session.scalar(stmt) is not None
 
-    def supersede_corrections(
-        self, tenant_id: uuid.UUID, interaction_id: uuid.UUID, keep_feedback_id: uuid.UUID
-    ) -> int:
-        """Latest correction wins: retire examples of earlier corrections of the interaction."""
-        earlier = select(Feedback.id).where(
+    def supersede_corrections(self, tenant_id: uuid.UUID, keep: Feedback) -> int:
+        """Latest correction wins, by when each was given (then id), whatever order they are
+        compiled in: retire the examples of the interaction's corrections older than
+        ``keep``, and ``keep``'s own when a newer correction exists."""
+        others = select(Feedback.id, Feedback.created_at).where(
             Feedback.tenant_id == tenant_id,
-            Feedback.interaction_id == interaction_id,
+            Feedback.interaction_id == keep.interaction_id,
             Feedback.kind == FeedbackKind.correction,
-            Feedback.id != keep_feedback_id,
+            Feedback.id != keep.id,
         )
+        rank = (keep.created_at, str(keep.id))
+        rows = self.session.execute(others).all()
+        older = [fid for fid, at in rows if (at, str(fid)) < rank]
+        newer = [fid for fid, at in rows if (at, str(fid)) > rank]
+        retire = older + ([keep.id] if newer else [])
+        if not retire:
+            return 0
         result = self.session.execute(
             update(TrainingExample)
             .where(
                 TrainingExample.tenant_id == tenant_id,
-                TrainingExample.feedback_id.in_(earlier),
+                TrainingExample.feedback_id.in_(retire),
                 TrainingExample.superseded_at.is_(None),
             )
             .values(superseded_at=datetime.now(UTC))

@@ -158,6 +158,13 @@ def test_latest_correction_wins(gateway: Gateway, worker: object) -> None:
     wait_for(lambda: examples_of(new.json()["id"]))
     assert all(e.superseded_at is not None for e in examples_of(old.json()["id"]))
     assert all(e.superseded_at is None for e in examples_of(new.json()["id"]))
+    # The older correction's task delivered late, twice, after the newer one's: the order the
+    # operator gave them in still decides.
+    for delivered in (old, old, new, old):
+        with unit_of_work() as session:
+            compile_feedback(session, fx.tenant.id, uuid.UUID(hex=delivered.json()["id"][3:]))
+    assert all(e.superseded_at is not None for e in examples_of(old.json()["id"]))
+    assert all(e.superseded_at is None for e in examples_of(new.json()["id"]))
 
 
 @pytest.mark.parametrize(
