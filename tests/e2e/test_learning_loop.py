@@ -406,7 +406,8 @@ def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
 
 @pytest.mark.timeout(1500)
 def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: object) -> None:
-    """10x learning rate, no KL and no replay: the gate refuses it and names the signal."""
+    """10x learning rate, no KL and no replay, on corrections that all say "60" (the answer
+    that once took over every question): the gate refuses it and names the signal."""
     fx = make_tenant("forgetful", rank=16, alpha=32)
     _with_environment(fx)
     defaults = ScheduleUpdate()
@@ -421,7 +422,7 @@ def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: obje
     _traffic(gateway, fx, 30, seed=88)
     for seed in (3, 4, 5, 6, 7):
         reply = greedy(gateway, fx, prompt(seed))
-        correct(gateway, fx, reply.id, calculator_call(seed))
+        correct(gateway, fx, reply.id, answer_call("60"))
     wait_for(lambda: _examples(fx) >= 8)
     run = run_cycle_and_wait(fx)
     assert run.status == "rejected", (run.metrics["decision"], run.metrics["signals"])
