@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from app.core.config import ConfigError
-from app.runtime.supervisor import die_with_parent
+from app.runtime.supervisor import tie_to_parent
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class EmbeddedRedis:
             "--logfile",
             str(self.dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(argv, start_new_session=True, preexec_fn=tie_to_parent())
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,15 @@ def die_with_parent() -> None:
     (prctl PR_SET_PDEATHSIG); a no-op elsewhere."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+def tie_to_parent() -> Callable[[], None] | None:
+    """The ``preexec_fn`` that ties a child to this process, where that is safe.
+
+    Linux sends the death signal when the *thread* that forked the child exits, not the
+    process: a child forked on a worker thread (``asyncio.to_thread``, a thread pool) would be
+    stopped as soon as that thread ends. Only children forked on the main thread are tied."""
+    return die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 @dataclass
@@ -44,7 +55,7 @@ class Child:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=tie_to_parent(),
         )
         out.close()
 
