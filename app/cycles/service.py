@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
+from app.adapters.labels import Labels
 from app.agents.service import get_agent
 from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
@@ -93,23 +92,20 @@ def get_run(session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleR
 
 def runs_out(session: Session, tenant_id: uuid.UUID, runs: Sequence[CycleRun]) -> list[CycleRunOut]:
     """The API view of the tenant's runs: agent names and candidate numbers in one query each."""
-    names = AgentRepository(session).names(tenant_id, {r.agent_id for r in runs})
-    numbers = AdapterVersionRepository(session).numbers(
-        tenant_id, [r.candidate_version_id for r in runs]
+    labels = Labels.load(
+        session, tenant_id, [r.agent_id for r in runs], [r.candidate_version_id for r in runs]
     )
     return [
         CycleRunOut(
             id=str(run.id),
-            agent=names.get(run.agent_id, "?"),
+            agent=labels.agent(run.agent_id),
             status=run.status,
             trigger=run.trigger,
             progress=run.progress,
             created_at=run.created_at,
             started_at=run.started_at,
             finished_at=run.finished_at,
-            candidate_version=numbers.get(run.candidate_version_id)
-            if run.candidate_version_id
-            else None,
+            candidate_version=labels.version(run.candidate_version_id),
             metrics=run.metrics or {},
             error=run.error,
         )

@@ -10,8 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
+from app.adapters.labels import Labels
 from app.agents.service import get_agent
 from app.core.config import REPO_ROOT
 from app.core.errors import Conflict, InvalidRequest, NotFound
@@ -100,21 +99,23 @@ def outs(
     query each, however many experiments."""
     if not experiments:
         return []
-    names = AgentRepository(session).names(tenant_id, {e.agent_id for e in experiments})
     rows = ExperimentRepository(session).steps_of(tenant_id, [e.id for e in experiments])
-    numbers = AdapterVersionRepository(session).numbers(
-        tenant_id, [row.adapter_version_id for row in rows]
+    labels = Labels.load(
+        session,
+        tenant_id,
+        [e.agent_id for e in experiments],
+        [row.adapter_version_id for row in rows],
     )
     steps: dict[uuid.UUID, list[ExperimentStepOut]] = {e.id: [] for e in experiments}
     for row in rows:
-        version = numbers.get(row.adapter_version_id) if row.adapter_version_id else None
+        version = labels.version(row.adapter_version_id)
         steps[row.experiment_id].append(
             ExperimentStepOut(step=row.step, adapter_version=version, metrics=row.metrics)
         )
     return [
         ExperimentOut(
             id=str(e.id),
-            agent=names.get(e.agent_id, "?"),
+            agent=labels.agent(e.agent_id),
             environment=e.environment,
             status=e.status,
             config=e.config,

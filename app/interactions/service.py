@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from app.adapters.labels import Labels
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
 from app.core.errors import NotFound
@@ -82,15 +83,14 @@ def _outs(
     session: Session, tenant_id: uuid.UUID, rows: Sequence[Interaction]
 ) -> list[InteractionOut]:
     """The API view of interactions: agent names and version numbers in one query each."""
-    names = AgentRepository(session).names(tenant_id, {r.agent_id for r in rows})
-    numbers = AdapterVersionRepository(session).numbers(
-        tenant_id, [r.adapter_version_id for r in rows]
+    labels = Labels.load(
+        session, tenant_id, [r.agent_id for r in rows], [r.adapter_version_id for r in rows]
     )
     return [
         InteractionOut(
             id=completion_id(row.id),
-            agent=names.get(row.agent_id, "?"),
-            adapter_version=numbers.get(row.adapter_version_id) if row.adapter_version_id else None,
+            agent=labels.agent(row.agent_id),
+            adapter_version=labels.version(row.adapter_version_id),
             created_at=row.created_at,
             request=row.request,
             output=row.output,

@@ -70,21 +70,6 @@ class StreamOptions(BaseModel):
     include_obfuscation: bool | None = None
 
 
-def _check_stop(value: str | list[str] | None) -> str | list[str] | None:
-    if isinstance(value, list) and len(value) > 4:
-        raise ValueError("at most 4 stop sequences")
-    return value
-
-
-def _check_biases(value: dict[str, int] | None) -> dict[str, int] | None:
-    for token, bias in (value or {}).items():
-        if not token.isdigit():
-            raise ValueError(f"keys must be token ids, got {token!r}")
-        if not -100 <= bias <= 100:
-            raise ValueError(f"bias must be between -100 and 100, got {bias}")
-    return value
-
-
 #: OpenAI parameters the gateway accepts and does not act on (docs/SERVING.md says why).
 IGNORED_PARAMETERS = frozenset(
     {
@@ -106,38 +91,67 @@ IGNORED_PARAMETERS = frozenset(
 )
 
 
-class ChatCompletionRequest(BaseModel):
-    """Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
-    sampling extras. Unknown names are refused, so a typo is a 400 rather than silently
-    ignored; the OpenAI names the engine cannot act on are accepted and ignored."""
+class SamplingRequest(BaseModel):
+    """What chat and text completion requests share: the model, sampling, streaming, the end
+    user, and vLLM's sampling extras. Unknown names are refused, so a typo is a 400 rather
+    than silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    n: int | None = Field(default=1, ge=1, le=8)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logit_bias: dict[str, int] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # The caller's end user: logged with the interaction, not sent to the engine.
+    user: str | None = Field(default=None, max_length=256)
+    # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
+    top_k: int | None = Field(default=None, ge=-1, le=1000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    min_tokens: int | None = Field(default=None, ge=0, le=32_768)
+    ignore_eos: bool | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys must be token ids, got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias must be between -100 and 100, got {bias}")
+        return value
+
+
+class ChatCompletionRequest(SamplingRequest):
+    """Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
+    sampling extras; the OpenAI names the engine cannot act on are accepted and ignored."""
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     tools: list[ToolDefinition] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # Legacy function calling, mapped onto tools / tool_choice.
     functions: list[FunctionDefinition] | None = Field(default=None, min_length=1, max_length=128)
     function_call: Literal["none", "auto"] | NamedFunction | None = None
-    n: int | None = Field(default=1, ge=1, le=8)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32_768)
-    stop: str | list[str] | None = None
-    seed: int | None = None
     logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    logit_bias: dict[str, int] | None = None
     response_format: dict[str, Any] | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    # The caller's end user: logged with the interaction, not sent to the engine.
-    user: str | None = Field(default=None, max_length=256)
     # Accepted and ignored (IGNORED_PARAMETERS).
     audio: dict[str, Any] | None = None
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
@@ -153,15 +167,6 @@ class ChatCompletionRequest(BaseModel):
     store: bool | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
     web_search_options: dict[str, Any] | None = None
-    # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
-    top_k: int | None = Field(default=None, ge=-1, le=1000)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
-    min_tokens: int | None = Field(default=None, ge=0, le=32_768)
-    ignore_eos: bool | None = None
-
-    _bounded_stop = field_validator("stop")(_check_stop)
-    _token_biases = field_validator("logit_bias")(_check_biases)
 
     @field_validator("response_format")
     @classmethod
@@ -261,43 +266,19 @@ def _legacy_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(SamplingRequest):
     """OpenAI's legacy text completion request (``client.completions.create``, openai SDK
-    3.57) plus vLLM's sampling extras; unknown names are refused as for chat."""
+    3.57) plus vLLM's sampling extras."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1, max_length=200)
     # One prompt: text or token ids. A list holding exactly one prompt is that prompt; a batch
     # of several is refused (each would be its own interaction; send them one by one).
     prompt: str | list[int] | list[str] | list[list[int]]
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    n: int | None = Field(default=1, ge=1, le=8)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
-    stop: str | list[str] | None = None
-    seed: int | None = None
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool | None = False
-    logit_bias: dict[str, int] | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    user: str | None = Field(default=None, max_length=256)
     # Accepted and ignored: vLLM cannot sample several candidates and keep the best, and
     # insertion (``suffix``) needs a fill-in-the-middle model.
     best_of: int | None = Field(default=None, ge=1, le=1)
     suffix: str | None = Field(default=None, max_length=0)
-    # vLLM sampling extras (sent by OpenAI SDKs through ``extra_body``).
-    top_k: int | None = Field(default=None, ge=-1, le=1000)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
-    min_tokens: int | None = Field(default=None, ge=0, le=32_768)
-    ignore_eos: bool | None = None
-
-    _bounded_stop = field_validator("stop")(_check_stop)
-    _token_biases = field_validator("logit_bias")(_check_biases)
 
     @field_validator("prompt")
     @classmethod

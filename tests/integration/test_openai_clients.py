@@ -20,6 +20,7 @@ import pytest
 from app.core.db import unit_of_work
 from app.models import Interaction
 from tests.helpers.adapters import random_adapter
+from tests.helpers.agents_sdk import calculator_agents
 from tests.helpers.gateway import Gateway, logged_interaction, make_tenant, publish_live
 from trainer.envs import CalculatorEnvironment
 
@@ -376,49 +377,18 @@ def test_langchain_chat_openai_with_tools(gateway: Gateway) -> None:
 
 
 def test_openai_agents_sdk_runs_a_tool_agent(gateway: Gateway) -> None:
-    from agents import (
-        Agent,
-        ModelSettings,
-        OpenAIChatCompletionsModel,
-        Runner,
-        ToolCallItem,
-        ToolCallOutputItem,
-        function_tool,
-        set_tracing_disabled,
-    )
-
-    set_tracing_disabled(True)  # the tracer would export to api.openai.com
-    calls: list[str] = []
-
-    @function_tool
-    def calculator(expression: str) -> str:
-        """Evaluate an arithmetic expression."""
-        calls.append(expression)
-        return "5"
+    """The Agents SDK's chat-completions model: a run that calls the tool and ends, then a
+    second turn over the first run's history."""
+    from agents import OpenAIChatCompletionsModel, Runner
 
     fx = make_tenant()
     model = OpenAIChatCompletionsModel(model=fx.agent.name, openai_client=fx.async_client(gateway))
-    settings = ModelSettings(temperature=0, max_tokens=64, tool_choice="required")
-    agent = Agent(
-        name="calc",
-        instructions="Use the calculator.",
-        tools=[calculator],
-        model=model,
-        model_settings=settings,
-        tool_use_behavior="stop_on_first_tool",
-    )
+    sdk = calculator_agents(model)
 
     async def run() -> None:
-        first = await Runner.run(agent, "What is 2 plus 3?", max_turns=3)
-        kinds = {type(item) for item in first.new_items}
-        assert {ToolCallItem, ToolCallOutputItem} <= kinds and calls
-        assert first.final_output == "5"
-        talker = agent.clone(
-            model_settings=ModelSettings(temperature=0, max_tokens=16, tool_choice="none"),
-            tool_use_behavior="run_llm_again",
-        )
+        first = await sdk.tool_run()
         follow_up = [*first.to_input_list(), {"role": "user", "content": "Thanks. And 3+3?"}]
-        second = await Runner.run(talker, follow_up, max_turns=2)  # type: ignore[arg-type]
+        second = await Runner.run(sdk.talker, follow_up, max_turns=2)
         assert isinstance(second.final_output, str)
 
     asyncio.run(run())

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from app.models import Interaction
+from tests.helpers.agents_sdk import calculator_agents
 from tests.helpers.gateway import Gateway, logged_interaction, make_tenant
 from trainer.envs import CalculatorEnvironment
 
@@ -302,57 +303,24 @@ def test_openai_agents_sdk_default_model_runs_a_tool_agent(gateway: Gateway) -> 
     """The Agents SDK's default model speaks the Responses API: a run that calls the tool
     and ends, a second turn over the first run's history, and one chained from the first by
     ``previous_response_id``."""
-    from agents import (
-        Agent,
-        ModelBehaviorError,
-        ModelSettings,
-        OpenAIResponsesModel,
-        Runner,
-        ToolCallItem,
-        ToolCallOutputItem,
-        function_tool,
-        set_tracing_disabled,
-    )
-
-    set_tracing_disabled(True)  # the tracer would export to api.openai.com
-    calls: list[str] = []
-
-    @function_tool
-    def calculator(expression: str) -> str:
-        """Evaluate an arithmetic expression."""
-        calls.append(expression)
-        return "5"
+    from agents import ModelBehaviorError, OpenAIResponsesModel, Runner
 
     fx = make_tenant()
     model = OpenAIResponsesModel(model=fx.agent.name, openai_client=fx.async_client(gateway))
-    agent = Agent(
-        name="calc",
-        instructions="Use the calculator.",
-        tools=[calculator],
-        model=model,
-        model_settings=ModelSettings(temperature=0, max_tokens=64, tool_choice="required"),
-        tool_use_behavior="stop_on_first_tool",
-    )
-    talker = agent.clone(
-        model_settings=ModelSettings(temperature=0, max_tokens=16, tool_choice="none"),
-        tool_use_behavior="run_llm_again",
-    )
+    sdk = calculator_agents(model)
 
     async def talk(conversation: Any, **kwargs: Any) -> None:
         """One turn without tools: it ends, or the tiny model reaches the token cap, which
         the gateway answers as ``response.incomplete`` and the SDK raises on (as at OpenAI)."""
         try:
-            result = await Runner.run(talker, conversation, max_turns=2, **kwargs)
+            result = await Runner.run(sdk.talker, conversation, max_turns=2, **kwargs)
         except ModelBehaviorError as exc:
             assert "response.incomplete" in str(exc) and "max_output_tokens" in str(exc)
         else:
             assert isinstance(result.final_output, str)
 
     async def run() -> None:
-        first = await Runner.run(agent, "What is 2 plus 3?", max_turns=3)
-        kinds = {type(item) for item in first.new_items}
-        assert {ToolCallItem, ToolCallOutputItem} <= kinds and calls
-        assert first.final_output == "5"
+        first = await sdk.tool_run()
         assert first.last_response_id and first.last_response_id.startswith("resp_")
         await talk([*first.to_input_list(), {"role": "user", "content": "Thanks. And 3+3?"}])
         await talk("And 4+4?", previous_response_id=first.last_response_id)

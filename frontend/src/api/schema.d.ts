@@ -702,8 +702,7 @@ export interface components {
         /**
          * ChatCompletionRequest
          * @description Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
-         *     sampling extras. Unknown names are refused, so a typo is a 400 rather than silently
-         *     ignored; the OpenAI names the engine cannot act on are accepted and ignored.
+         *     sampling extras; the OpenAI names the engine cannot act on are accepted and ignored.
          */
         ChatCompletionRequest: {
             /** Audio */
@@ -838,7 +837,7 @@ export interface components {
         /**
          * CompletionRequest
          * @description OpenAI's legacy text completion request (``client.completions.create``, openai SDK
-         *     3.57) plus vLLM's sampling extras; unknown names are refused as for chat.
+         *     3.57) plus vLLM's sampling extras.
          */
         CompletionRequest: {
             /** Best Of */
