@@ -1,11 +1,18 @@
 """Benchmark: what the gateway adds over calling the same vLLM server directly.
 
-One run, side by side: for concurrency 1, 16 and 64 and for 1 and 8 adapters mixed, the same
-requests go straight to the engine and through the gateway (auth, routing, write-behind log).
-Reports added p50/p99 latency, throughput lost, and the gateway's own x-clora-overhead-ms.
-Writes bench/results/gateway_overhead.{json,md,png}.
+One run, side by side, repeated (default 3 times; mean and sd over repeats): for concurrency
+1, 16 and 64 and for 1 and 8 adapters mixed, the same requests go three ways:
 
-    python -m bench.gateway_overhead [--requests 128]
+- ``plain``: straight to the engine, as the client asked (no logprobs, no token ids);
+- ``same``: straight to the engine with the options the gateway adds for its log
+  (``logprobs``, ``return_token_ids``): the baseline the gateway is judged against;
+- ``gateway``: through the gateway (auth, rate limit, routing, write-behind log).
+
+Reports the gateway's added p50/p99 and throughput lost against ``same``, what the logging
+options cost in the engine (``same`` against ``plain``), and the gateway's own
+x-clora-overhead-ms (from arrival, before auth). Writes bench/results/gateway_overhead.{json,md,png}.
+
+    python -m bench.gateway_overhead [--requests 96] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -112,7 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -181,62 +190,114 @@ def main() -> None:
                 "temperature": 0,
                 "ignore_eos": True,
             }
-            for mixed in (1, 8):
-                for concurrency in (1, 16, 64):
-                    picks = [agents[i % mixed] for i in range(args.requests)]
-                    direct = [({}, {**common, "model": name}) for _, name, _ in picks]
-                    via = [
-                        ({"Authorization": f"Bearer {key}"}, {**common, "model": "bot"})
-                        for key, _, _ in picks
-                    ]
-                    asyncio.run(_load(gw_url, via[:8], 4))  # warm both paths
-                    asyncio.run(_load(direct_url, direct[:8], 4))
-                    d = asyncio.run(_load(direct_url, direct, concurrency))
-                    g = asyncio.run(_load(gw_url, via, concurrency))
-                    row = {
-                        "adapters": mixed,
-                        "concurrency": concurrency,
-                        "direct": d,
-                        "gateway": g,
-                        "added_p50_ms": g["p50_ms"] - d["p50_ms"],
-                        "added_p99_ms": g["p99_ms"] - d["p99_ms"],
-                        "throughput_lost": 1 - g["tokens_per_s"] / d["tokens_per_s"],
-                    }
-                    rows.append(row)
-                    print(
-                        f"adapters {mixed} concurrency {concurrency}: +{row['added_p50_ms']:.2f} ms p50, "
-                        f"own {g['overhead_p50_ms']:.2f} ms, throughput lost {row['throughput_lost']:.1%}",
-                        flush=True,
-                    )
+            logging_options = {"logprobs": True, "return_token_ids": True}
+            for repeat in range(args.repeats):
+                for mixed in (1, 8):
+                    for concurrency in (1, 16, 64):
+                        picks = [agents[i % mixed] for i in range(args.requests)]
+                        plain = [({}, {**common, "model": name}) for _, name, _ in picks]
+                        same = [({}, {**body, **logging_options}) for _, body in plain]
+                        via = [
+                            ({"Authorization": f"Bearer {key}"}, {**common, "model": "bot"})
+                            for key, _, _ in picks
+                        ]
+                        asyncio.run(_load(gw_url, via[:8], 4))  # warm every path
+                        asyncio.run(_load(direct_url, same[:8], 4))
+                        measured = {
+                            "plain": asyncio.run(_load(direct_url, plain, concurrency)),
+                            "same": asyncio.run(_load(direct_url, same, concurrency)),
+                            "gateway": asyncio.run(_load(gw_url, via, concurrency)),
+                        }
+                        row = {"repeat": repeat, "adapters": mixed, "concurrency": concurrency}
+                        row.update(measured)
+                        row.update(_compare(measured))
+                        rows.append(row)
+                        print(
+                            f"repeat {repeat} adapters {mixed} concurrency {concurrency}: "
+                            f"+{row['added_p50_ms']:.2f} ms p50 vs same options, own "
+                            f"{measured['gateway']['overhead_p50_ms']:.2f} ms, throughput lost "
+                            f"{row['throughput_lost']:.1%}, logging options cost "
+                            f"{row['options_p50_ms']:.2f} ms",
+                            flush=True,
+                        )
         finally:
             if gateway is not None:
                 gateway.terminate()
                 gateway.wait(20)
             engine.stop()
-    write_report(
-        {"config": {"requests": args.requests, "max_tokens": args.max_tokens}, "rows": rows},
-        args.out,
-    )
+    config = {"requests": args.requests, "max_tokens": args.max_tokens, "repeats": args.repeats}
+    write_report({"config": config, "rows": rows, "summary": summarise(rows)}, args.out)
+
+
+def _compare(m: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The gateway against direct requests with the same options; the options' own cost."""
+    same, gw, plain = m["same"], m["gateway"], m["plain"]
+    return {
+        "added_p50_ms": gw["p50_ms"] - same["p50_ms"],
+        "added_p99_ms": gw["p99_ms"] - same["p99_ms"],
+        "throughput_lost": 1 - gw["tokens_per_s"] / same["tokens_per_s"],
+        "options_p50_ms": same["p50_ms"] - plain["p50_ms"],
+        "options_throughput_lost": 1 - same["tokens_per_s"] / plain["tokens_per_s"],
+    }
+
+
+SUMMARISED = (
+    "added_p50_ms",
+    "added_p99_ms",
+    "throughput_lost",
+    "options_p50_ms",
+    "options_throughput_lost",
+)
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd over repeats of each comparison, per (adapters, concurrency)."""
+    out = []
+    for key in sorted({(r["adapters"], r["concurrency"]) for r in rows}):
+        group = [r for r in rows if (r["adapters"], r["concurrency"]) == key]
+        entry: dict[str, Any] = {"adapters": key[0], "concurrency": key[1], "n": len(group)}
+        values = {name: [r[name] for r in group] for name in SUMMARISED}
+        values["own_overhead_p50_ms"] = [r["gateway"]["overhead_p50_ms"] for r in group]
+        values["same_p50_ms"] = [r["same"]["p50_ms"] for r in group]
+        values["gateway_p50_ms"] = [r["gateway"]["p50_ms"] for r in group]
+        values["errors"] = [r["gateway"]["errors"] + r["same"]["errors"] for r in group]
+        for name, series in values.items():
+            entry[name] = {
+                "mean": statistics.fmean(series),
+                "sd": statistics.stdev(series) if len(series) > 1 else 0.0,
+            }
+        out.append(entry)
+    return out
+
+
+def _ms(v: dict[str, float]) -> str:
+    return f"{v['mean']:.2f} ± {v['sd']:.2f}"
+
+
+def _pct_sd(v: dict[str, float]) -> str:
+    return f"{v['mean']:.1%} ± {v['sd']:.1%}"
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gateway_overhead.json").write_text(json.dumps(report, indent=2))
     lines = [
-        "| adapters | concurrency | direct p50 ms | gateway p50 ms | added p50 ms | added p99 ms | "
-        "gateway's own overhead p50 ms | direct tok/s | gateway tok/s | throughput lost | errors |",
+        "| adapters | concurrency | direct p50 ms (same options) | gateway p50 ms | "
+        "added p50 ms | added p99 ms | gateway's own overhead p50 ms | throughput lost | "
+        "logging options' p50 cost in the engine, ms | their throughput cost | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["rows"]:
-        d, g = r["direct"], r["gateway"]
+    for r in report["summary"]:
         lines.append(
-            f"| {r['adapters']} | {r['concurrency']} | {d['p50_ms']:.1f} | {g['p50_ms']:.1f} | "
-            f"{r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | {g['overhead_p50_ms']:.2f} | "
-            f"{d['tokens_per_s']:.0f} | {g['tokens_per_s']:.0f} | {r['throughput_lost']:.1%} | "
-            f"{d['errors'] + g['errors']} |"
+            f"| {r['adapters']} | {r['concurrency']} | {_ms(r['same_p50_ms'])} | "
+            f"{_ms(r['gateway_p50_ms'])} | {_ms(r['added_p50_ms'])} | {_ms(r['added_p99_ms'])} | "
+            f"{_ms(r['own_overhead_p50_ms'])} | {_pct_sd(r['throughput_lost'])} | "
+            f"{_ms(r['options_p50_ms'])} | {_pct_sd(r['options_throughput_lost'])} | "
+            f"{r['errors']['mean']:.0f} |"
         )
     table = "\n".join(lines)
-    (out / "gateway_overhead.md").write_text(table + "\n")
+    n = report["config"]["repeats"]
+    (out / "gateway_overhead.md").write_text(f"mean ± sd over {n} repeats\n\n{table}\n")
     print(table)
     try:
         import matplotlib
@@ -246,25 +307,26 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for mixed in sorted({r["adapters"] for r in report["rows"]}):
-        pts = [r for r in report["rows"] if r["adapters"] == mixed]
-        ax.plot(
-            [r["concurrency"] for r in pts],
-            [r["gateway"]["overhead_p50_ms"] for r in pts],
-            marker="o",
-            label=f"{mixed} adapter(s): gateway's own time p50",
-        )
-        ax.plot(
-            [r["concurrency"] for r in pts],
-            [r["added_p50_ms"] for r in pts],
-            marker="x",
-            linestyle="--",
-            label=f"{mixed} adapter(s): added p50 vs direct",
-        )
+    for mixed in sorted({r["adapters"] for r in report["summary"]}):
+        pts = [r for r in report["summary"] if r["adapters"] == mixed]
+        x = [r["concurrency"] for r in pts]
+        for name, label, marker in (
+            ("own_overhead_p50_ms", "gateway's own time p50", "o"),
+            ("added_p50_ms", "added p50 vs same options", "x"),
+            ("options_p50_ms", "logging options in the engine", "^"),
+        ):
+            ax.errorbar(
+                x,
+                [r[name]["mean"] for r in pts],
+                yerr=[r[name]["sd"] for r in pts],
+                marker=marker,
+                capsize=3,
+                label=f"{mixed} adapter(s): {label}",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrency")
     ax.set_ylabel("ms")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "gateway_overhead.png", dpi=110)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +15,9 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 class RequestContext:
     """Bind a request id to every log line the request writes, and return it as
-    ``x-request-id`` (the caller's own id when it sent a well-formed one)."""
+    ``x-request-id`` (the caller's own id when it sent a well-formed one). Being outermost, it
+    also stamps when the request arrived (``request.state.arrived``, ``perf_counter``): the
+    gateway's overhead header counts from there."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -23,6 +26,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope.setdefault("state", {})["arrived"] = time.perf_counter()
         from app.core.logging import bound
 
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")

@@ -57,13 +57,21 @@ class ChatCompletionHandler:
     engine_endpoint = "/v1/chat/completions"
     id_prefix = "chatcmpl-"
 
-    def __init__(self, state: GatewayState, principal: ApiPrincipal, route: Route) -> None:
+    def __init__(
+        self,
+        state: GatewayState,
+        principal: ApiPrincipal,
+        route: Route,
+        arrived: float | None = None,
+    ) -> None:
+        """``arrived`` is when the request reached the gateway (``perf_counter``, set by the
+        outermost middleware), so the overhead and latency include auth and routing."""
         self.state = state
         self.principal = principal
         self.route = route
         self.interaction_id = uuid.uuid4()
         bind(interaction_id=self.public_id)
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if arrived is None else arrived
         self.created_at = datetime.now(UTC)
         self.upstream_s = 0.0
         self.engine_name, self.engine_path = state.engine_target(route)
@@ -72,6 +80,13 @@ class ChatCompletionHandler:
     def public_id(self) -> str:
         """The id the caller receives for this interaction."""
         return f"{self.id_prefix}{self.interaction_id.hex}"
+
+    def _json(self, body: dict[str, Any]) -> JSONResponse:
+        """A whole answer whose overhead header is taken after the body is encoded, so it
+        covers everything the gateway does before the bytes go out."""
+        response = JSONResponse(body, status_code=200)
+        response.headers.update(self._headers())
+        return response
 
     def _headers(self) -> dict[str, str]:
         overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000
@@ -116,7 +131,7 @@ class ChatCompletionHandler:
 
     async def complete(self, request: ServedRequest) -> JSONResponse:
         data = await self.engine_answer(request)
-        return JSONResponse(self._public(data, request), headers=self._headers(), status_code=200)
+        return self._json(self._public(data, request))
 
     async def engine_answer(self, request: ServedRequest) -> dict[str, Any]:
         """The engine's whole answer, logged (a failure is logged too, then raised)."""

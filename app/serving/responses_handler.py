@@ -104,7 +104,7 @@ class ResponsesHandler(ChatCompletionHandler):
             usage=data.get("usage"),
             finish_reason=choice.get("finish_reason"),
         )
-        return JSONResponse(body, headers=self._headers(), status_code=200)
+        return self._json(body)
 
     async def _relay(
         self, resp: httpx.Response, request: Any, want_usage: bool, slot: Slot

@@ -74,7 +74,7 @@ async def _serve(
     state = gateway_state(request)
     state.limits.check_rate(tenant.tenant_id)
     route = await run_in_threadpool(state.resolve, tenant, body.model)
-    handler = handler_class(state, tenant, route)
+    handler = handler_class(state, tenant, route, getattr(request.state, "arrived", None))
     slot = state.limits.acquire(tenant.tenant_id)
     if not body.stream:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -274,3 +275,34 @@ def test_agent_default_max_tokens_caps_an_unbounded_request(gateway: Gateway) ->
         max_tokens=12,
     )
     assert explicit.usage is not None and explicit.usage.completion_tokens == 12
+
+
+def test_overhead_header_counts_from_arrival(gateway: Gateway) -> None:
+    """The gateway's own work before routing (here authentication, slowed by 80 ms) is part
+    of x-clora-overhead-ms, for whole and streamed answers alike."""
+    fx = make_tenant()
+    client = fx.client(gateway)
+    state = gateway.app.state.gateway
+    real = state.authenticate
+
+    def slow(key: str | None) -> object:
+        time.sleep(0.08)
+        return real(key)
+
+    state.authenticate = slow
+    try:
+        whole = client.chat.completions.with_raw_response.create(
+            model=fx.agent.name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        streamed = client.chat.completions.with_raw_response.create(
+            model=fx.agent.name,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=2,
+            stream=True,
+        )
+        for _ in streamed.parse():
+            pass
+    finally:
+        state.authenticate = real
+    assert float(whole.headers["x-clora-overhead-ms"]) >= 80
+    assert float(streamed.headers["x-clora-overhead-ms"]) >= 80
