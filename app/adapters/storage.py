@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.core.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -82,19 +85,29 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
+ORPHANS = ".orphans"
+"""Where folders that no version row names are moved aside (under the adapter root)."""
+
+
 def write_version_folder(
     root: Path, relative: Path, write: Callable[[Path], None], max_rank: int
 ) -> tuple[Path, str]:
-    """Write into a temp folder, validate, fsync, then rename into place; never overwrite."""
+    """Write into a temp folder, validate, fsync, then rename into place; never overwrite.
+
+    The caller guarantees that no version row names ``relative`` (publish holds the agent's
+    lock and takes the next number). A folder already there is therefore an orphan of a
+    publish that died between this rename and its commit: when it holds exactly the bytes
+    being written it is reused, otherwise it is moved aside to ``.orphans`` and kept."""
     final = root / relative
-    if final.exists():
-        raise FileExistsError(f"adapter folder {final} already exists")
     tmp = root / ".tmp" / uuid.uuid4().hex
     tmp.mkdir(parents=True)
     try:
         write(tmp)
         validate_adapter_folder(tmp, max_rank)
         digest = checksum(tmp)
+        if final.exists() and _recover_orphan(root, final, digest):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final, digest
         _fsync_tree(tmp)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(tmp, final)
@@ -107,6 +120,26 @@ def write_version_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, digest
+
+
+def _recover_orphan(root: Path, folder: Path, digest: str) -> bool:
+    """Reuse an orphaned folder with the same checksum (True), or move it aside (False)."""
+    try:
+        same = checksum(folder) == digest
+    except (FileNotFoundError, NotADirectoryError):
+        same = False
+    if same:
+        log.warning("adapter folder %s was left by an earlier publish; reusing it", folder)
+        return True
+    aside = (
+        root
+        / ORPHANS
+        / f"{folder.relative_to(root).as_posix().replace('/', '__')}-{uuid.uuid4().hex[:8]}"
+    )
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(folder, aside)
+    log.warning("adapter folder %s had no version row; moved aside to %s", folder, aside)
+    return False
 
 
 def copy_from(source: Path) -> Callable[[Path], None]:

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
+from sqlalchemy.orm import Session
 
-from app.adapters.storage import checksum, copy_from, write_version_folder
+from app.adapters.service import promote, publish, verify
+from app.adapters.storage import ORPHANS, checksum, copy_from, write_version_folder
+from app.agents.service import create_agent
+from app.core.config import get_settings
 from app.core.errors import InvalidRequest
+from app.models.enums import AdapterStatus
+from app.tenants.service import create_tenant
 from tests.helpers.adapters import random_adapter
 
 
@@ -97,10 +104,47 @@ def test_malformed_adapter_is_refused_and_nothing_is_written(
     assert list((root / ".tmp").iterdir()) == []
 
 
-def test_good_adapter_is_written_once_with_its_checksum(good: Path, tmp_path: Path) -> None:
+def test_good_adapter_is_written_with_its_checksum(good: Path, tmp_path: Path) -> None:
     root = tmp_path / "store"
     folder, digest = write_version_folder(root, Path("t/a/v1"), copy_from(good), max_rank=16)
     assert digest == checksum(folder) == checksum(good)
-    with pytest.raises(FileExistsError):
-        write_version_folder(root, Path("t/a/v1"), copy_from(good), max_rank=16)
+    assert list((root / ".tmp").iterdir()) == []
     shutil.rmtree(root)
+
+
+def test_an_orphan_with_the_same_bytes_is_reused(good: Path, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    first, digest = write_version_folder(root, Path("t/a/v1"), copy_from(good), max_rank=16)
+    again, same = write_version_folder(root, Path("t/a/v1"), copy_from(good), max_rank=16)
+    assert again == first and same == digest == checksum(first)
+    assert not (root / ORPHANS).exists()
+    assert list((root / ".tmp").iterdir()) == []
+
+
+def test_an_orphan_with_other_bytes_is_moved_aside_and_kept(good: Path, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    other = random_adapter(tmp_path / "other", seed=2)
+    left, left_digest = write_version_folder(root, Path("t/a/v1"), copy_from(other), max_rank=16)
+    folder, digest = write_version_folder(root, Path("t/a/v1"), copy_from(good), max_rank=16)
+    assert folder == left and checksum(folder) == digest == checksum(good) != left_digest
+    (aside,) = (root / ORPHANS).iterdir()
+    assert aside.name.startswith("t__a__v1-") and checksum(aside) == left_digest
+
+
+def test_a_publish_that_died_before_its_commit_does_not_block_the_agent(
+    db: Session, good: Path, tmp_path: Path
+) -> None:
+    """The exact window: the folder is renamed into place, then the transaction never
+    commits. The next publish of that agent takes the same number and succeeds."""
+    settings = get_settings().model_copy(update={"data_dir": tmp_path / "data"})
+    tenant = create_tenant(db, f"orphan-{uuid.uuid4().hex[:6]}")
+    agent = create_agent(db, tenant.id, "bot")
+    db.flush()
+    dying = db.begin_nested()
+    publish(db, settings, tenant, agent.id, copy_from(random_adapter(tmp_path / "lost", seed=3)))
+    dying.rollback()
+    assert (settings.adapter_dir / tenant.slug / "bot" / "v1").is_dir()
+    version = publish(db, settings, tenant, agent.id, copy_from(good))
+    assert version.number == 1 and verify(version)
+    assert checksum(Path(version.path)) == checksum(good)
+    assert promote(db, tenant.id, version.id).status == AdapterStatus.live
