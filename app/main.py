@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.agents.router import router as agents_router
 from app.auth.router import router as auth_router
 from app.core.config import get_settings
+from app.core.errors import Unauthenticated
 from app.core.http_errors import install_error_handlers
 from app.core.logging import configure as configure_logging
 from app.core.middleware import BodySizeLimit, RequestContext
@@ -78,7 +79,14 @@ def create_app() -> FastAPI:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    def prometheus(request: Request) -> Response:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        host = request.client.host if request.client else None
+        if not metrics.may_scrape(host, request.headers.get("authorization", ""), token):
+            raise Unauthenticated(
+                "/metrics needs 'Authorization: Bearer <CLORA_METRICS_TOKEN>' "
+                "(without a token set, it answers only this host)"
+            )
         # Redis down: report the last depth seen.
         with contextlib.suppress(Exception):
             metrics.BUFFER_DEPTH.set(app.state.gateway.buffer.depth())

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.auth import service, sessions
 from app.auth.schemas import LoginBody, Me
+from app.auth.throttle import LoginThrottle
 from app.core.config import get_settings
+from app.core.redis import get_redis
 from app.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 @router.post("/login", response_model=Me)
-def login(body: LoginBody, session: SessionDep) -> JSONResponse:
-    user = service.sign_in(session, body.email, body.password)
+def login(body: LoginBody, request: Request, session: SessionDep) -> JSONResponse:
+    """Sign in; throttled per email and address, and per address (app/auth/throttle.py)."""
+    address = request.client.host if request.client else "unknown"
+    throttle = LoginThrottle(get_redis())
+    user = service.sign_in(session, body.email, body.password, address=address, throttle=throttle)
     settings = get_settings()
     assert settings.secret_key is not None
     token = sessions.issue(settings.secret_key.get_secret_value(), user.id)

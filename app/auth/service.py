@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.auth.schemas import Me
+from app.auth.throttle import LoginThrottle, hash_slot
 from app.core.errors import Unauthenticated
 from app.core.security import hash_password, verify_password
 from app.models import User
@@ -15,12 +16,33 @@ _DUMMY_HASH = hash_password("not-a-real-password-0000")
 """Checked when the email is unknown, so that the answer's timing does not tell."""
 
 
-def sign_in(session: Session, email: str, password: str) -> User:
-    """The enabled user with this email and password; ``Unauthenticated`` for any other."""
+def sign_in(
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    address: str = "unknown",
+    throttle: LoginThrottle | None = None,
+) -> User:
+    """The enabled user with this email and password; ``Unauthenticated`` for any other.
+
+    With a ``throttle``, an attempt from ``address`` while its door is closed is a 429 before
+    any hash is computed, and every failure is counted (app/auth/throttle.py)."""
+    if throttle is not None:
+        throttle.check(email, address)  # a closed door costs no database read and no hash
     user = UserRepository(session).get_by_email(email.strip())
-    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
-    if user is None or not valid or user.disabled_at is not None:
+    with hash_slot():
+        if throttle is not None:
+            throttle.check(email, address)  # it may have closed while this attempt waited
+        valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+        refused = user is None or not valid or user.disabled_at is not None
+        if refused and throttle is not None:
+            throttle.failed(email, address)  # counted before the next waiter hashes
+    if refused:
         raise Unauthenticated("wrong email or password", param="password")
+    if throttle is not None:
+        throttle.succeeded(email, address)
+    assert user is not None
     return user
 
 

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         description="Origins (JSON list) allowed to call the API from a browser; none by default.",
     )
     max_request_bytes: int = 1_000_000
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that /metrics asks for. Without one, /metrics answers only "
+        "callers on this host (loopback).",
+    )
     tenant_rate_limit_per_minute: int = 600
     tenant_max_concurrency: int = 32
 

@@ -51,6 +51,12 @@ class RateLimited(CloraError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
+    def __init__(
+        self, message: str, *, param: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.retry_after_s = retry_after_s
+
 
 class EngineUnavailable(CloraError):
     status = 503

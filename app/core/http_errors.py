@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +21,12 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
 
 def _clora_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CloraError)
+    retry = getattr(exc, "retry_after_s", None)
+    headers = {"retry-after": str(max(1, math.ceil(retry)))} if retry else None
     return JSONResponse(
-        error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status
+        error_body(exc.message, exc.type, exc.param, exc.code),
+        status_code=exc.status,
+        headers=headers,
     )
 
 

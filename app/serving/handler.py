@@ -277,15 +277,11 @@ class ChatCompletionHandler:
         }
         status = "error" if error else "ok"
         tenant = self.principal.tenant_slug
-        metrics.REQUESTS.labels(tenant, self.route.version_label, status).inc()
-        metrics.LATENCY.labels(tenant, self.route.version_label).observe(
-            record["latency_ms"] / 1000
-        )
+        metrics.REQUESTS.labels(tenant, self.route.agent_name, status).inc()
+        metrics.LATENCY.labels(tenant, self.route.agent_name).observe(record["latency_ms"] / 1000)
         if usage:
             for kind in ("prompt_tokens", "completion_tokens"):
-                metrics.TOKENS.labels(tenant, self.route.version_label, kind).inc(
-                    usage.get(kind, 0)
-                )
+                metrics.TOKENS.labels(tenant, self.route.agent_name, kind).inc(usage.get(kind, 0))
         try:
             self.state.buffer.append(record)
         except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory

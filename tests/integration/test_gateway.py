@@ -306,3 +306,24 @@ def test_overhead_header_counts_from_arrival(gateway: Gateway) -> None:
         state.resolve = real
     assert float(whole.headers["x-clora-overhead-ms"]) >= 80
     assert float(streamed.headers["x-clora-overhead-ms"]) >= 80
+
+
+def test_metrics_answer_this_host_only_and_their_labels_stay_bounded(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Without CLORA_METRICS_TOKEN, /metrics answers loopback callers only (a caller behind
+    the proxy headers uvicorn trusts is not one); series are per agent, not per version."""
+    fx = make_tenant()
+    publish_live(fx, random_adapter(tmp_path / "v1", seed=31, rank=4))
+    fx.client(gateway).chat.completions.create(
+        model=fx.agent.name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    local = httpx.get(f"{gateway.url}/metrics", timeout=10)
+    assert local.status_code == 200
+    mine = [line for line in local.text.splitlines() if f'tenant="{fx.tenant.slug}"' in line]
+    assert any(f'agent="{fx.agent.name}"' in line for line in mine)
+    assert mine and not any("@v" in line for line in mine)
+    remote = httpx.get(
+        f"{gateway.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
+    )
+    assert remote.status_code == 401 and "CLORA_METRICS_TOKEN" in remote.json()["error"]["message"]
