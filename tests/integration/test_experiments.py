@@ -99,7 +99,10 @@ def test_concurrent_experiments_match_running_alone(
 
     Rollouts use per-request seeds, so sampling is reproducible as long as the engine computes
     the same logits whatever else is in the batch (float32 on this CPU); training of two
-    adapters in one multiplexed step equals training them apart (trainer tests)."""
+    adapters in one multiplexed step equals training them apart (trainer tests) up to float32
+    reassociation, which Adam can amplify for an element whose gradient is near zero: no
+    element may differ by a tenth of one Adam step (the learning rate), while the rewards,
+    step by step, must be identical."""
     alone = [make_tenant("solo-a"), make_tenant("solo-b")]
     together = [make_tenant("duo-a"), make_tenant("duo-b")]
     configs = [SMALL, SMALL.model_copy(update={"seed": 11})]
@@ -114,8 +117,9 @@ def test_concurrent_experiments_match_running_alone(
         a = load_file(str(Path(versions_of(solo)[-1].path) / "adapter_model.safetensors"))
         b = load_file(str(Path(versions_of(duo)[-1].path) / "adapter_model.safetensors"))
         assert a.keys() == b.keys()
+        tolerance = 0.1 * SMALL.learning_rate
         for key in a:
-            assert (a[key] - b[key]).abs().max().item() < 1e-5, key
+            assert (a[key] - b[key]).abs().max().item() < tolerance, key
 
 
 def _ids_of(fx: TenantFixture) -> tuple[uuid.UUID, uuid.UUID]:
