@@ -55,7 +55,10 @@ async def serving_principal(request: Request) -> ApiPrincipal:
     verified moments ago is answered on the event loop, without a thread hop."""
     state = gateway_state(request)
     key = bearer_key(request)
-    return recently_verified(key) or await run_in_threadpool(state.authenticate, key)
+    principal = recently_verified(key)
+    if principal is None:
+        principal = await run_in_threadpool(state.authenticate, key)
+    return principal
 
 
 ServingTenant = Annotated[ApiPrincipal, Depends(serving_principal)]

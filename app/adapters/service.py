@@ -15,10 +15,17 @@ from sqlalchemy.orm import Session
 from app.adapters import storage
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
+from app.core import generations
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound
-from app.models import AdapterVersion, Tenant
+from app.models import AdapterVersion, Agent, Tenant
 from app.models.enums import AdapterStatus
+
+ROUTES_GENERATION = "clora:routes:generation"
+"""Bumped after every commit that changed an agent, a version or a tenant: what a route is
+made of. Gateways cache routes and drop them when it moves (app/serving/routes.py)."""
+for _model in (Agent, AdapterVersion, Tenant):
+    generations.bump_on_commit(_model, ROUTES_GENERATION)
 
 _PINNED = re.compile(r"^(?P<agent>[a-z0-9][a-z0-9-]{0,62})(?:@v(?P<number>[1-9][0-9]{0,8}))?$")
 

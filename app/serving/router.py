@@ -73,7 +73,9 @@ async def _serve(
     """Rate limit, route, hold a concurrency slot and answer (whole or streamed)."""
     state = gateway_state(request)
     state.limits.check_rate(tenant.tenant_id)
-    route = await run_in_threadpool(state.resolve, tenant, body.model)
+    route, generation = state.cached_route(tenant, body.model)
+    if route is None:
+        route = await run_in_threadpool(state.resolve, tenant, body.model, generation)
     handler = handler_class(state, tenant, route, getattr(request.state, "arrived", None))
     slot = state.limits.acquire(tenant.tenant_id)
     if not body.stream:

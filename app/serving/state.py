@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from app.adapters.service import Route, resolve
+from app.adapters.service import ROUTES_GENERATION, Route, resolve
+from app.core import generations
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
 from app.core.errors import EngineUnavailable
@@ -22,6 +23,7 @@ from app.interactions.buffer import InteractionBuffer
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.pool import EnginePool
 from app.serving.limits import TenantLimits
+from app.serving.routes import RouteCache
 from app.tenants.service import ApiPrincipal, authenticate
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class GatewayState:
     # Last known answers, used only while Postgres is unreachable so serving goes on.
     _principals: dict[str, ApiPrincipal] = field(default_factory=dict)
     _routes: dict[tuple[uuid.UUID, str], Route] = field(default_factory=dict)
+    # Routes served without a database query until a route changes (app/serving/routes.py).
+    routes: RouteCache = field(default_factory=RouteCache)
 
     @classmethod
     def create(cls, settings: Settings) -> GatewayState:
@@ -72,7 +76,15 @@ class GatewayState:
         self._principals[key or ""] = principal
         return principal
 
-    def resolve(self, principal: ApiPrincipal, model: str) -> Route:
+    def cached_route(self, principal: ApiPrincipal, model: str) -> tuple[Route | None, int | None]:
+        """The route from the cache when no route changed since it was read (one Redis GET,
+        on the event loop), and the routes generation to resolve under otherwise."""
+        generation = generations.read(self.limits.redis, ROUTES_GENERATION)
+        return self.routes.get((principal.tenant_id, model), generation), generation
+
+    def resolve(self, principal: ApiPrincipal, model: str, generation: int | None = None) -> Route:
+        """The route from Postgres (kept in the cache under ``generation``); while Postgres
+        is down, the last route seen for this model."""
         cache_key = (principal.tenant_id, model)
         try:
             with get_sessionmaker()() as session:
@@ -83,6 +95,7 @@ class GatewayState:
                 raise EngineUnavailable("database unavailable and model not seen before") from None
             return cached
         self._routes[cache_key] = route
+        self.routes.put(cache_key, route, generation)
         return route
 
     def engine_target(self, route: Route) -> tuple[str, str]:

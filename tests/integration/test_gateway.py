@@ -278,18 +278,18 @@ def test_agent_default_max_tokens_caps_an_unbounded_request(gateway: Gateway) ->
 
 
 def test_overhead_header_counts_from_arrival(gateway: Gateway) -> None:
-    """The gateway's own work before the handler starts (here routing, slowed by 80 ms) is
-    part of x-clora-overhead-ms, for whole and streamed answers alike."""
+    """The gateway's own work before the handler starts (here the route lookup, slowed by
+    80 ms) is part of x-clora-overhead-ms, for whole and streamed answers alike."""
     fx = make_tenant()
     client = fx.client(gateway)
     state = gateway.app.state.gateway
-    real = state.resolve
+    real = state.cached_route
 
     def slow(*args: object) -> object:
         time.sleep(0.08)
         return real(*args)
 
-    state.resolve = slow
+    state.cached_route = slow
     try:
         whole = client.chat.completions.with_raw_response.create(
             model=fx.agent.name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
@@ -303,7 +303,7 @@ def test_overhead_header_counts_from_arrival(gateway: Gateway) -> None:
         for _ in streamed.parse():
             pass
     finally:
-        state.resolve = real
+        state.cached_route = real
     assert float(whole.headers["x-clora-overhead-ms"]) >= 80
     assert float(streamed.headers["x-clora-overhead-ms"]) >= 80
 
@@ -327,3 +327,49 @@ def test_metrics_answer_this_host_only_and_their_labels_stay_bounded(
         f"{gateway.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
     )
     assert remote.status_code == 401 and "CLORA_METRICS_TOKEN" in remote.json()["error"]["message"]
+
+
+def test_routes_are_cached_until_a_commit_changes_one(gateway: Gateway, tmp_path: Path) -> None:
+    """Repeated requests do not query the route; a promotion committed elsewhere (here a
+    plain unit of work, as a worker or the CLI would) is served on the very next request,
+    and so is a bulk UPDATE of the agent."""
+    from sqlalchemy import update
+
+    from app.models import Agent
+
+    fx = make_tenant()
+    state = gateway.app.state.gateway
+    real = state.resolve
+    lookups: list[str] = []
+
+    def counting(principal: object, model: str, generation: object = None) -> object:
+        lookups.append(model)
+        return real(principal, model, generation)
+
+    def ask() -> str:
+        answer = fx.client(gateway).chat.completions.create(
+            model=fx.agent.name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        return answer.system_fingerprint or ""
+
+    state.resolve = counting
+    try:
+        publish_live(fx, random_adapter(tmp_path / "v1", seed=41, rank=4))
+        served = [ask() for _ in range(4)]
+        first = len(lookups)
+        publish_live(fx, random_adapter(tmp_path / "v2", seed=42, rank=4))
+        after_promotion = ask()
+        second = len(lookups)
+        with unit_of_work() as session:
+            session.execute(
+                update(Agent)
+                .where(Agent.id == fx.agent.id)
+                .values(settings={"default_max_tokens": 3})
+            )
+        after_bulk_update = len(lookups), ask(), len(lookups)
+    finally:
+        state.resolve = real
+    name = f"{fx.tenant.slug}/{fx.agent.name}"
+    assert served == [f"{name}@v1"] * 4 and first == 1
+    assert after_promotion == f"{name}@v2" and second == 2
+    assert after_bulk_update == (2, f"{name}@v2", 3)
