@@ -22,6 +22,9 @@ import structlog
 IDS = ("request_id", "interaction_id", "cycle_id", "job_id", "experiment_id", "feedback_id")
 """The ids a log line may carry, bound by the work in hand."""
 
+CHATTY = ("httpx", "httpcore")
+"""Libraries that log every request at INFO."""
+
 
 def configure(*, json_logs: bool | None = None, level: str | None = None) -> None:
     """Send every log record through one structlog formatter on stderr (idempotent)."""
@@ -56,6 +59,12 @@ def configure(*, json_logs: bool | None = None, level: str | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per engine call is noise, and CPU the engine needs on a shared host: the HTTP
+    # clients speak at INFO only when everything is asked for (DEBUG).
+    for chatty in CHATTY:
+        logging.getLogger(chatty).setLevel(
+            logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -55,7 +55,7 @@ def _heartbeat(
 
 
 @contextmanager
-def _beating(tenant_id: uuid.UUID, run_id: uuid.UUID, every_s: float = 10.0) -> Iterator[None]:
+def _beating(tenant_id: uuid.UUID, run_id: uuid.UUID, every_s: float) -> Iterator[None]:
     """Heartbeat the cycle from a thread while it runs: evaluation and publishing take minutes
     on a busy CPU, and a silent cycle would be handed to a second worker by the reaper."""
     stop = threading.Event()
@@ -105,7 +105,8 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
             return RunStatus(run.status)
         plan = _plan(session, run, settings)
     try:
-        with _beating(tenant_id, run_id):
+        # Four beats per stale period (at most every 10 s): a slow step never looks dead.
+        with _beating(tenant_id, run_id, min(10.0, settings.cycle_stale_after_s / 4)):
             status = _execute(tenant_id, run_id, plan, settings)
     except Exception as exc:
         log.exception("cycle %s failed", run_id)

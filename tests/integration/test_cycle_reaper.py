@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis as redis_lib
 
 from app.core.db import unit_of_work
@@ -50,3 +53,53 @@ def test_a_queued_cycle_whose_task_was_lost_is_sent_again_once_per_period(
         assert row.status == RunStatus.queued
         assert "resent" not in (session.get(CycleRun, fresh_id).metrics or {})  # type: ignore[union-attr]
     broker.delete(queue)
+
+
+def test_a_slow_cycle_keeps_beating_and_is_never_run_twice(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle whose work (evaluation, publishing) takes four stale periods: beat's reaper
+    runs all the while and a duplicate delivery arrives, yet the cycle runs once."""
+    from app.core.config import get_settings
+    from app.cycles import runner
+
+    monkeypatch.setenv("CLORA_CYCLE_STALE_AFTER_S", "1")
+    get_settings.cache_clear()
+    executed: list[uuid.UUID] = []
+
+    def slow_execute(
+        tenant_id: uuid.UUID, run_id: uuid.UUID, plan: object, settings: object
+    ) -> RunStatus:
+        executed.append(run_id)
+        time.sleep(4.0)
+        return RunStatus.succeeded
+
+    monkeypatch.setattr(runner, "_plan", lambda session, run, settings: None)
+    monkeypatch.setattr(runner, "_execute", slow_execute)
+    queue = f"slow-{uuid.uuid4().hex[:8]}"
+    with unit_of_work() as session:
+        owner = factories.tenant(session)
+        run = CycleRun(
+            tenant_id=owner.id,
+            agent_id=factories.agent(session, owner, "slow").id,
+            trigger="manual",
+            status=RunStatus.queued,
+        )
+        session.add(run)
+        session.flush()
+        tenant_id, run_id = owner.id, run.id
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(runner.run_cycle, tenant_id, run_id)
+            reaped = 0
+            while not first.done():
+                time.sleep(0.5)
+                with unit_of_work() as session:
+                    reaped += service.reap(session, stale_after_s=1, queue=queue)
+                if len(executed) == 1:
+                    assert runner.run_cycle(tenant_id, run_id) == RunStatus.running
+            assert first.result() == RunStatus.succeeded
+    finally:
+        get_settings.cache_clear()
+        redis_lib.Redis.from_url(TEST_REDIS_URL).delete(queue)
+    assert executed == [run_id] and reaped == 0

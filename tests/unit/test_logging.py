@@ -9,16 +9,19 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from app.core.logging import bound, configure, context
+from app.core.logging import CHATTY, bound, configure, context
 
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    chatty = {name: logging.getLogger(name).level for name in CHATTY}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, was in chatty.items():
+        logging.getLogger(name).setLevel(was)
     structlog.reset_defaults()
 
 
@@ -53,3 +56,11 @@ def test_context_hands_on_only_the_known_ids() -> None:
     with bound(cycle_id="c-4", secret="no"):
         assert context() == {"cycle_id": "c-4"}
     assert context() == {}
+
+
+def test_http_clients_log_each_request_only_at_debug(restore_logging: None) -> None:
+    configure(json_logs=True, level="INFO")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    configure(json_logs=True, level="DEBUG")
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
