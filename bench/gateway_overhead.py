@@ -155,6 +155,11 @@ def main() -> None:
                 "CLORA_TENANT_MAX_CONCURRENCY": "100000",
             }
             os.environ.update(env)
+            # A fresh bench database: entries an earlier run left in the stream name rows
+            # that are not there, so start the stream empty too.
+            import redis
+
+            redis.Redis.from_url(env["CLORA_REDIS_URL"]).flushdb()
             for cached in (get_settings, get_engine, get_sessionmaker):
                 cached.cache_clear()
             agents = _setup(8, data_dir)
