@@ -16,8 +16,10 @@ from app.auth import sessions
 from app.core.config import get_settings
 from app.core.db import get_sessionmaker
 from app.core.errors import Forbidden, NotFound, Unauthenticated
+from app.core.redis import get_redis
 from app.models import User
 from app.models.enums import Role
+from app.serving.limits import check_writes
 from app.serving.state import GatewayState
 from app.tenants.repository import TenantRepository
 from app.tenants.service import ApiPrincipal, recently_verified
@@ -114,6 +116,8 @@ def current_actor(request: Request, user: CurrentUser, session: SessionDep) -> A
         assert user.tenant_id is not None
         tenant = repo.get(user.tenant_id)
         assert tenant is not None
+    if request.method not in SAFE_METHODS:
+        check_writes(get_redis(), tenant.id, get_settings().tenant_write_limit_per_minute)
     return Actor(user.id, user.email, user.role, tenant.id, tenant.slug)
 
 

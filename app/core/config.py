@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     )
     tenant_rate_limit_per_minute: int = 600
     tenant_max_concurrency: int = 32
+    tenant_write_limit_per_minute: int = Field(
+        default=300,
+        description="Feedback and /api writes (non-GET) a tenant may make per minute.",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

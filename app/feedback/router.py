@@ -8,10 +8,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from app.core.config import get_settings
 from app.core.db import get_sessionmaker
+from app.core.redis import get_redis
 from app.deps import ServingTenant, SessionDep
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.feedback.service import Author, create_feedback, get_feedback, to_out
+from app.serving.limits import check_writes
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -21,7 +24,9 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
 async def post_feedback(
     body: FeedbackCreate, request: Request, tenant: ServingTenant, session: SessionDep
 ) -> JSONResponse:
-    """Rate, correct or compare an interaction by its completion id."""
+    """Rate, correct or compare an interaction by its completion id (counts against the
+    tenant's writes per minute)."""
+    check_writes(get_redis(), tenant.tenant_id, get_settings().tenant_write_limit_per_minute)
     # Interactions reach Postgres through the write-behind buffer: flush it first, so
     # feedback sent right after the answer finds its interaction.
     state = request.app.state.gateway

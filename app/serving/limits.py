@@ -26,18 +26,7 @@ class TenantLimits:
         self._active: dict[uuid.UUID, int] = defaultdict(int)
 
     def check_rate(self, tenant_id: uuid.UUID) -> None:
-        window = int(time.time() // 60)
-        key = f"clora:rate:{tenant_id}:{window}"
-        try:
-            pipe = self.redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count = int(pipe.execute()[0])
-        except redis.RedisError:
-            log.warning("rate limiter unavailable; admitting request")
-            return
-        if count > self.per_minute:
-            raise RateLimited(f"rate limit of {self.per_minute} requests per minute exceeded")
+        per_minute_window(self.redis, f"clora:rate:{tenant_id}", self.per_minute, "requests")
 
     def active(self, tenant_id: uuid.UUID) -> int:
         return self._active[tenant_id]
@@ -72,3 +61,27 @@ class Slot:
         if self._held:
             self._held = False
             self._limits._active[self._tenant_id] -= 1
+
+
+def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
+    """Count one more in this minute's window under ``prefix`` (Redis, so every replica
+    shares it); 429 past ``limit``. With Redis unreachable the request is admitted."""
+    window = int(time.time() // 60)
+    key = f"{prefix}:{window}"
+    try:
+        pipe = client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count = int(pipe.execute()[0])
+    except redis.RedisError:
+        log.warning("rate limiter unavailable; admitting request")
+        return
+    if count > limit:
+        raise RateLimited(
+            f"rate limit of {limit} {what} per minute exceeded", retry_after_s=60 - time.time() % 60
+        )
+
+
+def check_writes(client: redis.Redis, tenant_id: uuid.UUID, per_minute: int) -> None:
+    """The tenant's budget of writes (feedback, and every non-GET /api call) per minute."""
+    per_minute_window(client, f"clora:writes:{tenant_id}", per_minute, "writes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -179,3 +180,44 @@ def test_a_name_with_a_trailing_newline_is_a_400_not_a_500(gateway: Gateway) -> 
     platform = Browser(gateway, user(None, Role.platform_admin))
     tenant = platform.post("/api/tenants", json={"slug": "acme\n"})
     assert tenant.status_code == 400 and tenant.json()["error"]["param"] == "slug", tenant.text
+
+
+def test_writes_are_rate_limited_per_tenant(gateway: Gateway) -> None:
+    """A tenant's /api writes and its /v1/feedback share one budget per minute; reads and
+    other tenants go on."""
+    from app.core.config import get_settings
+
+    fx, other = make_tenant(), make_tenant()
+    admin, neighbour = (
+        Browser(gateway, user(fx, Role.admin)),
+        Browser(gateway, user(other, Role.admin)),
+    )
+    settings = get_settings()
+    was = settings.tenant_write_limit_per_minute
+    if time.time() % 60 > 45:  # one minute's window for the whole test
+        time.sleep(61 - time.time() % 60)
+    settings.tenant_write_limit_per_minute = 3
+    try:
+        writes = [admin.post("/api/keys", json={"name": f"k{i}"}).status_code for i in range(3)]
+        refused = admin.post("/api/keys", json={"name": "one too many"})
+        feedback = httpx.post(
+            f"{gateway.api_base}/feedback",
+            headers={"Authorization": f"Bearer {fx.key}"},
+            json={
+                "interaction_id": "chatcmpl-" + uuid.uuid4().hex,
+                "kind": "rating",
+                "rating": {"thumbs": "up"},
+            },
+            timeout=30,
+        )
+        read = admin.get("/api/keys")
+        elsewhere = neighbour.post("/api/keys", json={"name": "fine"})
+    finally:
+        settings.tenant_write_limit_per_minute = was
+    assert writes == [201, 201, 201]
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    assert "3 writes per minute" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert feedback.status_code == 429
+    assert read.status_code == 200 and len(read.json()) == 4  # the fixture's key and three
+    assert elsewhere.status_code == 201
