@@ -88,12 +88,14 @@ class Actor:
 def current_user(request: Request, session: SessionDep) -> User:
     secret = get_settings().secret_key
     assert secret is not None
-    user_id = sessions.verify(
+    verified = sessions.verify(
         secret.get_secret_value(), request.cookies.get(sessions.SESSION_COOKIE)
     )
-    user = session.get(User, user_id) if user_id else None
-    if user is None or user.disabled_at is not None:
+    user = session.get(User, verified[0]) if verified else None
+    if verified is None or user is None or user.disabled_at is not None:
         raise Unauthenticated("sign in first")
+    if verified[1] != user.session_epoch:
+        raise Unauthenticated("this session was ended (signed out, disabled or new password)")
     if request.method not in SAFE_METHODS and not sessions.csrf_ok(
         request.cookies.get(sessions.CSRF_COOKIE), request.headers.get(sessions.CSRF_HEADER)
     ):

@@ -25,6 +25,7 @@ from app.serving import metrics
 from app.serving.router import router as serving_router
 from app.serving.state import GatewayState
 from app.tenants.router import router as tenants_router
+from app.users.router import router as users_router
 from app.web import mount_ui
 
 
@@ -75,6 +76,7 @@ def create_app() -> FastAPI:
         interactions_router,
         cycles_router,
         experiments_router,
+        users_router,
     ):
         app.include_router(router)
 

@@ -1,4 +1,4 @@
-"""Sign-in, sign-out and who-am-I for the web UI."""
+"""Sign-in, sign-out, password change and who-am-I for the web UI."""
 
 from __future__ import annotations
 
@@ -6,13 +6,37 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.auth import service, sessions
-from app.auth.schemas import LoginBody, Me
+from app.auth.schemas import LoginBody, Me, PasswordChange
 from app.auth.throttle import LoginThrottle
 from app.core.config import get_settings
 from app.core.redis import get_redis
 from app.deps import CurrentUser, SessionDep
+from app.models import User
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def _signed_in(body: dict, user: User) -> JSONResponse:
+    """A response that carries a fresh session (at the user's current epoch) and CSRF token."""
+    settings = get_settings()
+    assert settings.secret_key is not None
+    token = sessions.issue(settings.secret_key.get_secret_value(), user.id, user.session_epoch)
+    response = JSONResponse(body)
+    secure = settings.environment == "production"
+    for name, value, http_only in (
+        (sessions.SESSION_COOKIE, token, True),
+        (sessions.CSRF_COOKIE, sessions.new_csrf_token(), False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            httponly=http_only,
+            samesite="strict",
+            secure=secure,
+            max_age=sessions.SESSION_TTL_S,
+            path="/",
+        )
+    return response
 
 
 @router.post("/login", response_model=Me)
@@ -21,38 +45,32 @@ def login(body: LoginBody, request: Request, session: SessionDep) -> JSONRespons
     address = request.client.host if request.client else "unknown"
     throttle = LoginThrottle(get_redis())
     user = service.sign_in(session, body.email, body.password, address=address, throttle=throttle)
-    settings = get_settings()
-    assert settings.secret_key is not None
-    token = sessions.issue(settings.secret_key.get_secret_value(), user.id)
-    response = JSONResponse(service.whoami(session, user).model_dump())
-    secure = settings.environment == "production"
-    response.set_cookie(
-        sessions.SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=secure,
-        max_age=sessions.SESSION_TTL_S,
-        path="/",
-    )
-    response.set_cookie(
-        sessions.CSRF_COOKIE,
-        sessions.new_csrf_token(),
-        httponly=False,
-        samesite="strict",
-        secure=secure,
-        max_age=sessions.SESSION_TTL_S,
-        path="/",
-    )
-    return response
+    return _signed_in(service.whoami(session, user).model_dump(), user)
 
 
 @router.post("/logout")
-def logout() -> JSONResponse:
+def logout(request: Request, session: SessionDep) -> JSONResponse:
+    """Sign out: the cookies go, and the user's sessions end on the server too (a copied
+    cookie no longer works). Always succeeds, signed in or not."""
+    settings = get_settings()
+    assert settings.secret_key is not None
+    verified = sessions.verify(
+        settings.secret_key.get_secret_value(), request.cookies.get(sessions.SESSION_COOKIE)
+    )
+    if verified is not None:
+        service.end_sessions(session, *verified)
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     response.delete_cookie(sessions.CSRF_COOKIE, path="/")
     return response
+
+
+@router.post("/password", response_model=Me)
+def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep) -> JSONResponse:
+    """Change one's own password: every other session of the user ends; this one goes on
+    with a fresh cookie."""
+    service.change_own_password(session, user, body.current_password, body.new_password)
+    return _signed_in(service.whoami(session, user).model_dump(), user)
 
 
 @router.get("/me", response_model=Me)

@@ -14,3 +14,8 @@ class Me(BaseModel):
     email: str
     role: str
     tenant: str | None
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(min_length=1, max_length=1000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.orm import Session
 
 from app.auth.schemas import Me
@@ -11,6 +13,7 @@ from app.core.security import hash_password, verify_password
 from app.models import User
 from app.tenants.service import get_tenant
 from app.users.repository import UserRepository
+from app.users.service import set_password
 
 _DUMMY_HASH = hash_password("not-a-real-password-0000")
 """Checked when the email is unknown, so that the answer's timing does not tell."""
@@ -50,3 +53,21 @@ def whoami(session: Session, user: User) -> Me:
     """The signed-in user's email, role and tenant slug (none for a platform admin)."""
     tenant = get_tenant(session, user.tenant_id) if user.tenant_id else None
     return Me(email=user.email, role=user.role, tenant=tenant.slug if tenant else None)
+
+
+def end_sessions(session: Session, user_id: uuid.UUID, epoch: int) -> None:
+    """End every session of the user issued at ``epoch`` or before (a stale token does
+    nothing: its sessions already ended)."""
+    user = session.get(User, user_id)
+    if user is not None and user.session_epoch == epoch:
+        user.session_epoch += 1
+        session.flush()
+
+
+def change_own_password(session: Session, user: User, current: str, new: str) -> None:
+    """A signed-in user's new password, given the current one; ends their other sessions."""
+    with hash_slot():
+        valid = verify_password(user.password_hash, current)
+    if not valid:
+        raise Unauthenticated("the current password is wrong", param="current_password")
+    set_password(session, user, new)

@@ -9,6 +9,7 @@ from app.cli.experiments import experiment
 from app.cli.learning import adapter, cycle, dataset
 from app.cli.stack import migrate, ps, trainer, up
 from app.cli.tenants import tenant
+from app.cli.users import user
 from app.core.logging import configure as configure_logging
 
 
@@ -18,5 +19,5 @@ def main() -> None:
     configure_logging(json_logs=False, level="WARNING")
 
 
-for command in (up, ps, trainer, migrate, tenant, cycle, adapter, dataset, experiment, bench):
+for command in (up, ps, trainer, migrate, tenant, user, cycle, adapter, dataset, experiment, bench):
     main.add_command(command)

@@ -52,6 +52,8 @@ class User(IdMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(checked(Role))
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Carried by each session token: bumping it ends every session of the user on the server.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Agent(IdMixin, TimestampMixin, TenantScoped, Base):

@@ -1,4 +1,4 @@
-"""Queries on users."""
+"""Queries on users (a user is tenant-scoped, except a platform admin)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.errors import NotFound
 from app.models import User
 from app.models.enums import Role
 
@@ -20,11 +21,21 @@ class UserRepository:
         self.session.flush()
         return user
 
+    def get_or_404(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User:
+        """The tenant's user with this id; 404 also for another tenant's or a platform admin."""
+        user = self.session.scalar(
+            select(User).where(User.tenant_id == tenant_id, User.id == user_id)
+        )
+        if user is None:
+            raise NotFound("no such user", param="user_id")
+        return user
+
     def get_by_email(self, email: str) -> User | None:
-        return self.session.scalar(select(User).where(User.email == email.lower()))
+        return self.session.scalar(select(User).where(User.email == email.strip().lower()))
 
     def list(self, tenant_id: uuid.UUID) -> list[User]:
-        return list(self.session.scalars(select(User).where(User.tenant_id == tenant_id)))
+        query = select(User).where(User.tenant_id == tenant_id).order_by(User.email)
+        return list(self.session.scalars(query))
 
     def any_platform_admin(self) -> bool:
         query = select(User.id).where(User.role == Role.platform_admin).limit(1)

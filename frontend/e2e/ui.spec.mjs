@@ -7,6 +7,8 @@
 //   admin      agents, API keys, schedule editor, a learning cycle run from the UI until the new
 //              version is live, an RL experiment's charts
 //   platform   tenants and acting on one tenant as a platform admin
+//   people     a tenant admin adds a user, changes the role, disables them; changes their own
+//              password, and the old one no longer signs in
 //
 // Every phase fails on a console error, and every form is given bad input first, which must
 // show a message and send nothing. Screenshots go to CLORA_E2E_SCREENSHOTS; a failing phase
@@ -481,6 +483,52 @@ async function platformPhase(page, requests) {
   await signOut(page);
 }
 
+async function peoplePhase(page, requests) {
+  const password = need("CLORA_E2E_PASSWORD");
+  const adminEmail = need("CLORA_E2E_ADMIN_EMAIL");
+  const newEmail = need("CLORA_E2E_NEW_USER");
+  const newPassword = need("CLORA_E2E_NEW_PASSWORD");
+  await signIn(page, adminEmail, password);
+  await page.getByRole("link", { name: "Users" }).click();
+  await page.locator(`tr[data-user="${need("CLORA_E2E_OPERATOR_EMAIL")}"]`).waitFor();
+  const form = page.getByRole("form", { name: "Add a user" });
+  const add = () => form.getByRole("button", { name: "Add user" }).click();
+  await form.getByLabel("Email").fill("not an address");
+  await form.getByLabel("First password").fill("long enough password");
+  await rejects(page, requests, "an email without @", add, "That is not an email address.");
+  await form.getByLabel("Email").fill(newEmail);
+  await form.getByLabel("First password").fill("short");
+  await rejects(page, requests, "a short first password", add, "at least 10 characters");
+  await form.getByLabel("First password").fill("the first password");
+  await add();
+  const row = page.locator(`tr[data-user="${newEmail}"]`);
+  await row.waitFor();
+  const patched = page.waitForResponse((r) => r.url().includes("/api/users/") && r.request().method() === "PATCH");
+  await row.getByLabel(`Role of ${newEmail}`).selectOption("admin");
+  assert.equal((await patched).status(), 200, "the role change was saved");
+  await row.getByRole("button", { name: "Disable" }).click();
+  await row.getByText("disabled").waitFor();
+  await shot(page, "users");
+  await page.getByRole("link", { name: adminEmail }).click();
+  const change = page.getByRole("form", { name: "Change password" });
+  await change.getByLabel("Current password").fill("not my password at all");
+  await change.getByLabel("New password").fill(newPassword);
+  await change.getByRole("button", { name: "Change password" }).click();
+  await page.getByText("the current password is wrong").waitFor();
+  await change.getByLabel("Current password").fill(password);
+  await change.getByRole("button", { name: "Change password" }).click();
+  await page.getByRole("status").getByText("Password changed").waitFor();
+  await page.goto(`${BASE}/admin/users`);
+  await page.locator(`tr[data-user="${newEmail}"]`).waitFor(); // this session goes on
+  await signOut(page);
+  await page.getByLabel("Email").fill(adminEmail);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("wrong email or password").waitFor();
+  await signIn(page, adminEmail, newPassword);
+  await signOut(page);
+}
+
 // ---- the phases, one test each ----------------------------------------------------------
 
 test("operator", { tag: "@operator" }, async ({ page, requests }) => {
@@ -496,4 +544,9 @@ test("admin", { tag: "@admin" }, async ({ page, requests }) => {
 test("platform", { tag: "@platform" }, async ({ page, requests }) => {
   test.setTimeout(4 * 60_000);
   await platformPhase(page, requests);
+});
+
+test("people", { tag: "@people" }, async ({ page, requests }) => {
+  test.setTimeout(4 * 60_000);
+  await peoplePhase(page, requests);
 });

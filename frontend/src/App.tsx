@@ -9,6 +9,8 @@ import { AgentsPage } from "./pages/AgentsPage";
 import { ExperimentsPage } from "./pages/ExperimentsPage";
 import { InteractionPage } from "./pages/InteractionPage";
 import { KeysPage } from "./pages/KeysPage";
+import { UsersPage } from "./pages/UsersPage";
+import { AccountPage } from "./pages/AccountPage";
 import { ReviewQueue } from "./pages/ReviewQueue";
 import { SignIn } from "./pages/SignIn";
 import { TenantsPage } from "./pages/TenantsPage";
@@ -52,6 +54,8 @@ export function App() {
       <Route path="/admin/agents" element={<Guard admin><AgentsPage /></Guard>} />
       <Route path="/admin/agents/:name" element={<Guard admin><AgentPage /></Guard>} />
       <Route path="/admin/keys" element={<Guard admin><KeysPage /></Guard>} />
+      <Route path="/admin/users" element={<Guard admin><UsersPage /></Guard>} />
+      <Route path="/account" element={<Guard><AccountPage /></Guard>} />
       <Route path="/admin/experiments" element={<Guard admin><ExperimentsPage /></Guard>} />
       <Route path="/admin/tenants" element={<Guard platform><TenantsPage /></Guard>} />
       <Route

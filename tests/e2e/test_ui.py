@@ -27,8 +27,9 @@ from app.agents.service import create_agent
 from app.core.config import REPO_ROOT
 from app.core.db import unit_of_work
 from app.core.http_errors import install_error_handlers
+from app.core.security import verify_password
 from app.health.router import router as health_router
-from app.models import AdapterVersion, Agent, CycleRun, Feedback, TrainingExample
+from app.models import AdapterVersion, Agent, CycleRun, Feedback, TrainingExample, User
 from app.models.enums import Role
 from app.serving.handler import parse_completion_id
 from app.users.service import create_user
@@ -301,6 +302,8 @@ def prepare_story(gateway: Gateway) -> Story:
         "CLORA_E2E_SCREENSHOTS": str(SCREENSHOTS),
         "CHROMIUM_PATH": CHROMIUM,
         "CLORA_E2E_PASSWORD": PASSWORD,
+        "CLORA_E2E_NEW_USER": f"new-{uuid.uuid4().hex[:8]}@example.test",
+        "CLORA_E2E_NEW_PASSWORD": "a new password, changed in the UI",
         "CLORA_E2E_OPERATOR_EMAIL": operator,
         "CLORA_E2E_ADMIN_EMAIL": admin,
         "CLORA_E2E_PLATFORM_EMAIL": platform,
@@ -370,6 +373,20 @@ def test_operator_corrects_and_admin_learns_in_the_browser(
     assert json.loads(produced["arguments"]) == json.loads(target["arguments"])
 
     _browser("platform", story.env, artifacts, timeout_s=300)
+
+    # People: the admin adds a user, makes them an admin, disables them, changes their own
+    # password; checked from outside too.
+    _browser("people", story.env, artifacts, timeout_s=300)
+    with unit_of_work() as session:
+        added = session.scalars(
+            select(User).where(User.email == story.env["CLORA_E2E_NEW_USER"])
+        ).one()
+        assert added.tenant_id == fx.tenant.id and added.role == Role.admin
+        assert added.disabled_at is not None and added.session_epoch == 1
+        admin = session.scalars(
+            select(User).where(User.email == story.env["CLORA_E2E_ADMIN_EMAIL"])
+        ).one()
+        assert verify_password(admin.password_hash, story.env["CLORA_E2E_NEW_PASSWORD"])
     for name in (
         "review-queue",
         "correction-diff",
@@ -384,6 +401,7 @@ def test_operator_corrects_and_admin_learns_in_the_browser(
         "experiments",
         "tenants",
         "isolation",
+        "users",
     ):
         shot = SCREENSHOTS / f"{name}.png"
         assert shot.is_file() and shot.stat().st_size > 5_000, shot

@@ -46,6 +46,7 @@ export const queries = {
       queryFn: () => unwrap(api.GET("/api/interactions/{interaction_id}", { params: { path: { interaction_id: id } } })),
     }),
   keys: (tenant: Tenant) => queryOptions({ queryKey: ["keys", tenant], queryFn: () => unwrap(api.GET("/api/keys")) }),
+  users: (tenant: Tenant) => queryOptions({ queryKey: ["users", tenant], queryFn: () => unwrap(api.GET("/api/users")) }),
   /** RL experiments, every 1.5 s while one is active. */
   experiments: (tenant: Tenant) =>
     queryOptions({

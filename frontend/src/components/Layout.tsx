@@ -47,14 +47,15 @@ export function Layout({ children }: { children: ReactNode }) {
           <NavLink to="/review">Review queue</NavLink>
           {admin && <NavLink to="/admin/agents">Agents</NavLink>}
           {admin && <NavLink to="/admin/keys">API keys</NavLink>}
+          {admin && <NavLink to="/admin/users">Users</NavLink>}
           {admin && <NavLink to="/admin/experiments">Experiments</NavLink>}
           {me?.role === "platform_admin" && <NavLink to="/admin/tenants">Tenants</NavLink>}
         </nav>
         <div className="who">
           {me?.role === "platform_admin" ? <TenantPicker /> : <span className="tenant-name">{tenant}</span>}
-          <span className="user" title={me?.email}>
+          <NavLink to="/account" className="user" title="Your account">
             {me?.email} <span className="badge info">{me?.role.replace("_", " ")}</span>
-          </span>
+          </NavLink>
           <button type="button" onClick={() => out.mutate()} disabled={out.isPending}>
             Sign out
           </button>
