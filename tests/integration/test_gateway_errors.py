@@ -199,7 +199,8 @@ def test_secrets_never_reach_the_logs(gateway: Gateway, caplog: pytest.LogCaptur
     with unit_of_work() as session:
         create_user(session, email, password, Role.admin, fx.tenant.id)
     wrong_key = fx.key[:-4] + "zzzz"
-    with caplog.at_level(logging.DEBUG):
+    # Everything a DEBUG deployment writes, the HTTP clients' per-request lines included.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         assert post(gateway, fx.key, ok_body(fx.agent.name)).status_code == 200
         assert post(gateway, wrong_key, ok_body(fx.agent.name)).status_code == 401
         assert post(gateway, fx.key, {"model": fx.agent.name}).status_code == 400
