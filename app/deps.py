@@ -54,12 +54,14 @@ def bearer_key(request: Request) -> str | None:
 
 async def serving_principal(request: Request) -> ApiPrincipal:
     """Authenticate with the API key; keeps working from cache while Postgres is down. A key
-    verified moments ago is answered on the event loop, without a thread hop."""
+    verified under the current serving generation is answered on the event loop, without a
+    thread hop or a hash; the generation is kept for the route lookup too."""
     state = gateway_state(request)
     key = bearer_key(request)
-    principal = recently_verified(key)
+    generation = request.state.serving_generation = state.generation()
+    principal = recently_verified(key, generation)
     if principal is None:
-        principal = await run_in_threadpool(state.authenticate, key)
+        principal = await run_in_threadpool(state.authenticate, key, generation)
     return principal
 
 

@@ -21,11 +21,9 @@ from app.core.errors import Conflict, NotFound
 from app.models import AdapterVersion, Agent, Tenant
 from app.models.enums import AdapterStatus
 
-ROUTES_GENERATION = "clora:routes:generation"
-"""Bumped after every commit that changed an agent, a version or a tenant: what a route is
-made of. Gateways cache routes and drop them when it moves (app/serving/routes.py)."""
+# What a route is made of: gateways cache routes and drop them when this moves.
 for _model in (Agent, AdapterVersion, Tenant):
-    generations.bump_on_commit(_model, ROUTES_GENERATION)
+    generations.bump_on_commit(_model, generations.SERVING)
 
 _PINNED = re.compile(r"^(?P<agent>[a-z0-9][a-z0-9-]{0,62})(?:@v(?P<number>[1-9][0-9]{0,8}))?$")
 

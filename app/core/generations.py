@@ -18,6 +18,10 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 log = logging.getLogger(__name__)
 
+SERVING = "clora:serving:generation"
+"""What the gateway caches is made of: agents, versions and tenants (routes), API keys
+(verified keys). Bumped after every commit that changed any of them."""
+
 _WATCHED: dict[type, str] = {}
 _PENDING = "clora_generation_bumps"
 

@@ -1,14 +1,60 @@
-"""The gateway's view of the vLLM replicas: which adapters each holds, and calls to them."""
+"""The gateway's view of the vLLM replicas: which adapters each holds, and calls to them.
+
+Calls go through aiohttp: httpx's connection pool scans every pooled connection (a socket
+check each) for every request, which at 64 requests in flight was a third of the gateway's
+CPU, taken from the engine on a shared host (bench/gateway_overhead.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 import httpx
 
 from app.core.errors import EngineUnavailable
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+"""What a broken or unreachable engine raises, before or during an answer."""
+
+
+class EngineResponse:
+    """The engine's answer: status, the body (read whole, or line by line for a stream)."""
+
+    def __init__(self, raw: aiohttp.ClientResponse) -> None:
+        self.raw = raw
+        self._body: bytes | None = None
+
+    @property
+    def status_code(self) -> int:
+        return self.raw.status
+
+    async def aread(self) -> bytes:
+        if self._body is None:
+            self._body = await self.raw.read()
+        return self._body
+
+    def json(self) -> Any:
+        """The body read by ``aread`` as JSON."""
+        return json.loads(self._body or b"")
+
+    @property
+    def text(self) -> str:
+        return (self._body or b"").decode(errors="replace")
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        async for line in self.raw.content:
+            yield line.decode().rstrip("\r\n")
+
+    async def aclose(self) -> None:
+        self.raw.release()
+
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +79,31 @@ class EnginePool:
             raise ValueError("at least one engine URL is needed")
         self.replicas = [EngineReplica(u.rstrip("/")) for u in urls]
         self._rr = itertools.cycle(range(len(self.replicas)))
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        self.http = httpx.AsyncClient(timeout=timeout_s, limits=limits)
+        # No limit on a whole answer (a stream may last); a silent engine fails after timeout_s.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """One session per pool, made on first use inside the gateway's event loop."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, url: str, body: dict[str, Any], stream: bool = False) -> EngineResponse:
+        """POST JSON; the whole body is read unless ``stream``. EngineUnavailable when the
+        engine cannot be reached."""
+        try:
+            resp = EngineResponse(await self._http().post(url, json=body))
+            if not stream:
+                await resp.aread()
+        except TRANSPORT_ERRORS as exc:
+            raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
+        return resp
 
     def pick(self, adapter_name: str) -> EngineReplica:
         """A replica that already holds the adapter if any does, else the next in turn."""
@@ -48,12 +114,9 @@ class EnginePool:
 
     async def load(self, replica: EngineReplica, name: str, path: str) -> None:
         """Load ``path`` under ``name``; an engine that already has it counts as success."""
-        try:
-            resp = await self.http.post(
-                f"{replica.url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path}
-            )
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"engine {replica.url} unreachable: {exc}") from exc
+        resp = await self.post(
+            f"{replica.url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": path}
+        )
         if resp.status_code == 200 or (resp.status_code == 400 and "already" in resp.text):
             replica.loaded.add(name)
             return
@@ -69,10 +132,8 @@ class EnginePool:
                 continue
             replica.loaded.discard(name)
             try:
-                await self.http.post(
-                    f"{replica.url}/v1/unload_lora_adapter", json={"lora_name": name}
-                )
-            except httpx.TransportError:
+                await self.post(f"{replica.url}/v1/unload_lora_adapter", {"lora_name": name})
+            except EngineUnavailable:
                 log.warning("could not unload %s from %s", name, replica.url)
 
     def healthy_sync(self) -> bool:

@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.adapters.service import Route
 from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
 from app.core.logging import bind
-from app.sampler.pool import EngineReplica
+from app.sampler.pool import TRANSPORT_ERRORS, EngineReplica, EngineResponse
 from app.serving import metrics
 from app.serving.limits import Slot
 from app.serving.protocol import ServedRequest
@@ -97,7 +96,7 @@ class ChatCompletionHandler:
             "x-clora-interaction-id": self.public_id,
         }
 
-    async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+    async def _send(self, body: dict[str, Any], stream: bool) -> EngineResponse:
         """POST to a replica holding the adapter; reload once if the engine forgot it."""
         for attempt in (1, 2):
             replica = self.state.pool.pick(self.engine_name)
@@ -117,15 +116,10 @@ class ChatCompletionHandler:
 
     async def _post(
         self, replica: EngineReplica, body: dict[str, Any], stream: bool
-    ) -> httpx.Response:
+    ) -> EngineResponse:
         t0 = time.perf_counter()
         try:
-            request = self.state.pool.http.build_request(
-                "POST", f"{replica.url}{self.engine_endpoint}", json=body
-            )
-            return await self.state.pool.http.send(request, stream=stream)
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
+            return await self.state.pool.post(f"{replica.url}{self.engine_endpoint}", body, stream)
         finally:
             self.upstream_s += time.perf_counter() - t0
 
@@ -174,7 +168,7 @@ class ChatCompletionHandler:
         return StreamAccumulator()
 
     async def _relay(
-        self, resp: httpx.Response, request: Any, want_usage: bool, slot: Slot
+        self, resp: EngineResponse, request: Any, want_usage: bool, slot: Slot
     ) -> AsyncIterator[bytes]:
         acc = self._accumulator()
         error: CloraError | None = None
@@ -197,7 +191,7 @@ class ChatCompletionHandler:
                 public = self._public_chunk(chunk, request, want_usage)
                 if public is not None:
                     yield f"data: {json.dumps(public)}\n\n".encode()
-        except httpx.TransportError:
+        except TRANSPORT_ERRORS:
             error = EngineUnavailable("engine stream broke off")
             yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type}})}\n\n".encode()
         finally:
@@ -347,7 +341,7 @@ def _output(data: dict[str, Any]) -> dict[str, Any]:
     return first
 
 
-def _engine_error(resp: httpx.Response) -> CloraError:
+def _engine_error(resp: EngineResponse) -> CloraError:
     try:
         message = resp.json().get("error", {}).get("message") or resp.text
     except ValueError:

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi.responses import JSONResponse
 
 from app.core.db import get_sessionmaker
 from app.core.errors import NotFound
 from app.interactions.repository import InteractionRepository
+from app.sampler.pool import EngineResponse
 from app.serving.handler import ChatCompletionHandler
 from app.serving.limits import Slot
 from app.serving.protocol import ServedRequest
@@ -107,7 +107,7 @@ class ResponsesHandler(ChatCompletionHandler):
         return self._json(body)
 
     async def _relay(
-        self, resp: httpx.Response, request: Any, want_usage: bool, slot: Slot
+        self, resp: EngineResponse, request: Any, want_usage: bool, slot: Slot
     ) -> AsyncIterator[bytes]:
         """The chat stream (logged by the chat relay) as the Responses event sequence."""
         events = ResponseEvents(self.interaction_id, request.logged_request(), self.created_at)

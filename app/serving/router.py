@@ -73,7 +73,8 @@ async def _serve(
     """Rate limit, route, hold a concurrency slot and answer (whole or streamed)."""
     state = gateway_state(request)
     state.limits.check_rate(tenant.tenant_id)
-    route, generation = state.cached_route(tenant, body.model)
+    generation = getattr(request.state, "serving_generation", None)
+    route = state.cached_route(tenant, body.model, generation)
     if route is None:
         route = await run_in_threadpool(state.resolve, tenant, body.model, generation)
     handler = handler_class(state, tenant, route, getattr(request.state, "arrived", None))

@@ -2,8 +2,9 @@
 
 Resolving a route reads the agent and its version from Postgres; doing it for every request
 costs a database round trip and, under load, a wait for a pooled connection. The cache keeps
-each route until the routes generation moves (any commit that changed an agent, a version or
-a tenant, in any process: ``app.adapters.service.ROUTES_GENERATION``) and at most ``ttl_s``.
+each route until the serving generation moves (any commit that changed an agent, a version, a
+tenant or a key, in any process: ``app.core.generations.SERVING``) and at most ``ttl_s`` (a
+backstop for a bump lost while Redis was down).
 Each use reads the generation from Redis (one GET); with Redis unreachable nothing is served
 from the cache, so a promotion is never missed.
 """
@@ -22,7 +23,7 @@ RouteKey = tuple[uuid.UUID, str]
 
 @dataclass
 class RouteCache:
-    ttl_s: float = 5.0
+    ttl_s: float = 60.0
     _generation: int | None = None
     _entries: dict[RouteKey, tuple[float, Route]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

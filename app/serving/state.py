@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from app.adapters.service import ROUTES_GENERATION, Route, resolve
+from app.adapters.service import Route, resolve
 from app.core import generations
 from app.core.config import Settings
 from app.core.db import get_sessionmaker
@@ -64,10 +64,10 @@ class GatewayState:
             identity_path=str(settings.adapter_dir.resolve() / "_identity"),
         )
 
-    def authenticate(self, key: str | None) -> ApiPrincipal:
+    def authenticate(self, key: str | None, generation: int | None = None) -> ApiPrincipal:
         try:
             with get_sessionmaker()() as session:
-                principal = authenticate(session, key)
+                principal = authenticate(session, key, generation)
         except OperationalError:
             cached = self._principals.get(key or "")
             if cached is None:
@@ -76,11 +76,15 @@ class GatewayState:
         self._principals[key or ""] = principal
         return principal
 
-    def cached_route(self, principal: ApiPrincipal, model: str) -> tuple[Route | None, int | None]:
-        """The route from the cache when no route changed since it was read (one Redis GET,
-        on the event loop), and the routes generation to resolve under otherwise."""
-        generation = generations.read(self.limits.redis, ROUTES_GENERATION)
-        return self.routes.get((principal.tenant_id, model), generation), generation
+    def generation(self) -> int | None:
+        """The serving generation (one Redis GET, on the event loop); None without Redis."""
+        return generations.read(self.limits.redis, generations.SERVING)
+
+    def cached_route(
+        self, principal: ApiPrincipal, model: str, generation: int | None
+    ) -> Route | None:
+        """The route from the cache when nothing it is made of changed since it was read."""
+        return self.routes.get((principal.tenant_id, model), generation)
 
     def resolve(self, principal: ApiPrincipal, model: str, generation: int | None = None) -> Route:
         """The route from Postgres (kept in the cache under ``generation``); while Postgres

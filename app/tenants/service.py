@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.core import security
+from app.core import generations, security
 from app.core.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from app.models import ApiKey, Tenant
 from app.models.tenancy import SLUG_PATTERN
@@ -75,27 +75,41 @@ class ApiPrincipal:
     api_key_id: uuid.UUID
 
 
-# Verified keys, by fingerprint, so the slow hash runs once per key per TTL, not per request.
-_VERIFIED_TTL_S = 5.0
-_verified: dict[str, tuple[float, ApiPrincipal]] = {}
+# Verified keys, by fingerprint, so the slow hash runs once per key, not per request. An entry
+# holds while the serving generation it was verified under is current (any commit that touched
+# a key moves it, in every process), for at most _VERIFIED_TTL_S; without a generation (Redis
+# unreachable) for _UNSURE_TTL_S.
+_VERIFIED_TTL_S = 600.0
+_UNSURE_TTL_S = 5.0
+_verified: dict[str, tuple[float, int | None, ApiPrincipal]] = {}
+generations.bump_on_commit(ApiKey, generations.SERVING)
 _lock = threading.Lock()
 
 
-def recently_verified(plaintext: str | None) -> ApiPrincipal | None:
-    """The principal of a key this process verified within the last few seconds, without
-    touching the database (the gateway answers most requests from here)."""
+def recently_verified(plaintext: str | None, generation: int | None = None) -> ApiPrincipal | None:
+    """The principal of a key this process verified under ``generation`` (no key changed
+    since), or within the last few seconds when there is no generation to compare; None
+    otherwise. Touches no database (the gateway answers most requests from here)."""
     if not plaintext:
         return None
     with _lock:
         hit = _verified.get(security.fingerprint(plaintext))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+    if hit is None:
+        return None
+    verified_at, verified_under, principal = hit
+    age = time.monotonic() - verified_at
+    if generation is None:
+        return principal if age < _UNSURE_TTL_S else None
+    return principal if verified_under == generation and age < _VERIFIED_TTL_S else None
 
 
-def authenticate(session: Session, plaintext: str | None) -> ApiPrincipal:
+def authenticate(
+    session: Session, plaintext: str | None, generation: int | None = None
+) -> ApiPrincipal:
     """The tenant behind a bearer key; 401 for a missing, unknown, malformed or revoked key."""
     if not plaintext:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    hit = recently_verified(plaintext)
+    hit = recently_verified(plaintext, generation)
     if hit is not None:
         return hit
     fp = security.fingerprint(plaintext)
@@ -112,5 +126,5 @@ def authenticate(session: Session, plaintext: str | None) -> ApiPrincipal:
     with _lock:
         if len(_verified) > 10_000:
             _verified.clear()
-        _verified[fp] = (now + _VERIFIED_TTL_S, principal)
+        _verified[fp] = (now, generation, principal)
     return principal

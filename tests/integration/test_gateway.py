@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.adapters.service import adapter_name
 from app.core.db import unit_of_work
@@ -373,3 +373,26 @@ def test_routes_are_cached_until_a_commit_changes_one(gateway: Gateway, tmp_path
     assert served == [f"{name}@v1"] * 4 and first == 1
     assert after_promotion == f"{name}@v2" and second == 2
     assert after_bulk_update == (2, f"{name}@v2", 3)
+
+
+def test_a_key_revoked_by_another_process_is_refused_on_the_next_request(
+    gateway: Gateway,
+) -> None:
+    """The gateway keeps verified keys without hashing them again; a revocation committed
+    elsewhere (a plain UPDATE, which clears no cache of this process) still ends the key on
+    the very next request, because the commit moved the serving generation."""
+    from sqlalchemy import update
+
+    from app.models import ApiKey
+
+    fx = make_tenant()
+    client = fx.client(gateway)
+    hi = [{"role": "user", "content": "hi"}]
+    for _ in range(3):
+        client.chat.completions.create(model=fx.agent.name, messages=hi, max_tokens=2)  # type: ignore[arg-type]
+    with unit_of_work() as session:
+        session.execute(
+            update(ApiKey).where(ApiKey.tenant_id == fx.tenant.id).values(revoked_at=func.now())
+        )
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model=fx.agent.name, messages=hi, max_tokens=2)  # type: ignore[arg-type]
