@@ -54,11 +54,17 @@ def _decode(raw: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_INSERT = insert(Interaction).on_conflict_do_nothing(index_elements=["id"])
+"""One statement for any number of rows (executemany): compiled once, not per batch."""
+
+
 def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None:
+    shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:  # rows with the same columns go together; a missing one keeps its default
+        shapes.setdefault(frozenset(row), []).append(row)
     with sessions() as session, session.begin():
-        session.execute(
-            insert(Interaction).values(rows).on_conflict_do_nothing(index_elements=["id"])
-        )
+        for same in shapes.values():
+            session.execute(_INSERT, same)
 
 
 class InteractionBuffer:
