@@ -12,7 +12,11 @@ Reports the gateway's added p50/p99 and throughput lost against ``same``, what t
 options cost in the engine (``same`` against ``plain``), and the gateway's own
 x-clora-overhead-ms (from arrival, before auth). Writes bench/results/gateway_overhead.{json,md,png}.
 
-    python -m bench.gateway_overhead [--requests 96] [--repeats 3]
+Each point sends max(--requests, 8 x concurrency) requests per path (a point at 64 in flight
+is then eight full batches, not one); the order of the three paths rotates from repeat to
+repeat, so a drift of the engine's speed during a run does not land on one path.
+
+    python -m bench.gateway_overhead [--requests 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -120,7 +124,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=96)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=64,
+        help="requests per path at concurrency 1; at concurrency c, max(this, 8 c)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -199,7 +208,8 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for mixed in (1, 8):
                     for concurrency in (1, 16, 64):
-                        picks = [agents[i % mixed] for i in range(args.requests)]
+                        count = max(args.requests, 8 * concurrency)
+                        picks = [agents[i % mixed] for i in range(count)]
                         plain = [({}, {**common, "model": name}) for _, name, _ in picks]
                         same = [({}, {**body, **logging_options}) for _, body in plain]
                         via = [
@@ -208,10 +218,11 @@ def main() -> None:
                         ]
                         asyncio.run(_load(gw_url, via[:8], 4))  # warm every path
                         asyncio.run(_load(direct_url, same[:8], 4))
+                        paths = {"plain": (direct_url, plain), "same": (direct_url, same)}
+                        paths["gateway"] = (gw_url, via)
+                        order = list(paths)[repeat % 3 :] + list(paths)[: repeat % 3]
                         measured = {
-                            "plain": asyncio.run(_load(direct_url, plain, concurrency)),
-                            "same": asyncio.run(_load(direct_url, same, concurrency)),
-                            "gateway": asyncio.run(_load(gw_url, via, concurrency)),
+                            name: asyncio.run(_load(*paths[name], concurrency)) for name in order
                         }
                         row = {"repeat": repeat, "adapters": mixed, "concurrency": concurrency}
                         row.update(measured)
@@ -230,7 +241,12 @@ def main() -> None:
                 gateway.terminate()
                 gateway.wait(20)
             engine.stop()
-    config = {"requests": args.requests, "max_tokens": args.max_tokens, "repeats": args.repeats}
+    config = {
+        "requests_at_concurrency_1": args.requests,
+        "requests": "max(requests_at_concurrency_1, 8 x concurrency) per path",
+        "max_tokens": args.max_tokens,
+        "repeats": args.repeats,
+    }
     write_report({"config": config, "rows": rows, "summary": summarise(rows)}, args.out)
 
 
