@@ -9,8 +9,11 @@ One run, side by side, repeated (default 3 times; mean and sd over repeats): for
 - ``gateway``: through the gateway (auth, rate limit, routing, write-behind log).
 
 Reports the gateway's added p50/p99 and throughput lost against ``same``, what the logging
-options cost in the engine (``same`` against ``plain``), and the gateway's own
-x-clora-overhead-ms (from arrival, before auth). Writes bench/results/gateway_overhead.{json,md,png}.
+options cost in the engine (``same`` against ``plain``), the gateway's own
+x-clora-overhead-ms (from arrival, before auth), and the CPU the gateway process used per
+request and in cores (on a shared host, what it takes from the engine; it does not drift with
+the engine's speed as the latency comparison does). Writes
+bench/results/gateway_overhead.{json,md,png}.
 
 Each point sends max(--requests, 8 x concurrency) requests per path (a point at 64 in flight
 is then eight full batches, not one); the order of the three paths rotates from repeat to
@@ -35,6 +38,12 @@ from typing import Any
 import httpx
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -72,6 +81,7 @@ async def _load(
         await asyncio.gather(*(one(h, b) for h, b in bodies))
         wall = time.perf_counter() - start
     return {
+        "wall_s": wall,
         "p50_ms": _pct(latencies, 0.5),
         "p99_ms": _pct(latencies, 0.99),
         "rps": len(bodies) / wall,
@@ -221,9 +231,14 @@ def main() -> None:
                         paths = {"plain": (direct_url, plain), "same": (direct_url, same)}
                         paths["gateway"] = (gw_url, via)
                         order = list(paths)[repeat % 3 :] + list(paths)[: repeat % 3]
-                        measured = {
-                            name: asyncio.run(_load(*paths[name], concurrency)) for name in order
-                        }
+                        measured = {}
+                        for name in order:
+                            before = _cpu_s(gateway.pid)
+                            measured[name] = asyncio.run(_load(*paths[name], concurrency))
+                            if name == "gateway":  # what the gateway takes from the engine
+                                used = _cpu_s(gateway.pid) - before
+                                measured[name]["cpu_ms_per_request"] = 1000 * used / count
+                                measured[name]["cpu_cores"] = used / measured[name]["wall_s"]
                         row = {"repeat": repeat, "adapters": mixed, "concurrency": concurrency}
                         row.update(measured)
                         row.update(_compare(measured))
@@ -282,6 +297,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         values["same_p50_ms"] = [r["same"]["p50_ms"] for r in group]
         values["gateway_p50_ms"] = [r["gateway"]["p50_ms"] for r in group]
         values["errors"] = [r["gateway"]["errors"] + r["same"]["errors"] for r in group]
+        values["gateway_cpu_ms_per_request"] = [r["gateway"]["cpu_ms_per_request"] for r in group]
+        values["gateway_cpu_cores"] = [r["gateway"]["cpu_cores"] for r in group]
         for name, series in values.items():
             entry[name] = {
                 "mean": statistics.fmean(series),
@@ -305,8 +322,9 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     lines = [
         "| adapters | concurrency | direct p50 ms (same options) | gateway p50 ms | "
         "added p50 ms | added p99 ms | gateway's own overhead p50 ms | throughput lost | "
-        "logging options' p50 cost in the engine, ms | their throughput cost | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "logging options' p50 cost in the engine, ms | their throughput cost | "
+        "gateway CPU ms per request | gateway CPU, cores | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["summary"]:
         lines.append(
@@ -314,6 +332,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
             f"{_ms(r['gateway_p50_ms'])} | {_ms(r['added_p50_ms'])} | {_ms(r['added_p99_ms'])} | "
             f"{_ms(r['own_overhead_p50_ms'])} | {_pct_sd(r['throughput_lost'])} | "
             f"{_ms(r['options_p50_ms'])} | {_pct_sd(r['options_throughput_lost'])} | "
+            f"{_ms(r['gateway_cpu_ms_per_request'])} | "
+            f"{r['gateway_cpu_cores']['mean']:.2f} ± {r['gateway_cpu_cores']['sd']:.2f} | "
             f"{r['errors']['mean']:.0f} |"
         )
     table = "\n".join(lines)
