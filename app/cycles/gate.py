@@ -4,7 +4,10 @@ Signals (each with its number of examples ``n``):
 - ``corrections``: corrected prompts of this cycle answered as corrected (what should change);
 - ``held_out``: held-out corrections and golden examples (split ``eval``);
 - ``preservation``: on held-back untouched traffic, the share of prompts where the candidate's
-  greedy answer equals the parent's (what must not change);
+  greedy answer equals the parent's (what must not change). It fails when the evidence says
+  the agreement is below ``preserve_min``: when even the upper end of its one-sided 90%
+  Wilson interval is below it. One changed answer in six is not evidence of forgetting (the
+  point estimate, 83%, would refuse it); three in six, or every answer changed, is;
 - ``environment``: mean reward on held-out environment tasks, for an agent with one.
 
 ``held_out``, ``preservation`` and ``environment`` are evaluation signals: one of them with at
@@ -13,12 +16,24 @@ least ``min_examples`` examples must exist, or the cycle ends ``needs_evaluation
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from app.models.enums import RunStatus
 
 EVALUATION_SIGNALS = ("held_out", "preservation", "environment")
+CONFIDENCE_Z = 1.2816
+"""One-sided 90%: the z of the bound the preservation check compares with ``preserve_min``."""
+
+
+def agreement_upper_bound(agreement: float, n: int, z: float = CONFIDENCE_Z) -> float:
+    """The upper end of the Wilson score interval of an agreement measured on ``n`` prompts."""
+    if n <= 0:
+        return 1.0
+    centre = agreement + z * z / (2 * n)
+    spread = z * math.sqrt(agreement * (1 - agreement) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
 
 
 @dataclass(frozen=True)
@@ -61,13 +76,16 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
             "held_out",
         )
     kept = measured("preservation")
-    if kept is not None and kept["agreement"] < preserve_min - 1e-9:
-        return Verdict(
-            RunStatus.rejected,
-            f"preservation: the candidate answers {kept['agreement']:.1%} of untouched "
-            f"prompts as the parent does (n={kept['n']}), below {preserve_min:.0%}",
-            "preservation",
-        )
+    if kept is not None:
+        upper = agreement_upper_bound(float(kept["agreement"]), int(kept["n"]))
+        if upper < preserve_min - 1e-9:
+            return Verdict(
+                RunStatus.rejected,
+                f"preservation: the candidate answers {kept['agreement']:.1%} of untouched "
+                f"prompts as the parent does (n={kept['n']}; at most {upper:.1%} with 90% "
+                f"confidence), below {preserve_min:.0%}",
+                "preservation",
+            )
     env = measured("environment")
     if env is not None and env["after"] < env["before"] - tolerance - 1e-9:
         return Verdict(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.cycles.gate import decide
+from app.cycles.gate import agreement_upper_bound, decide
 from app.cycles.schemas import PromotionRule
 from app.models.enums import RunStatus
 
@@ -36,7 +36,7 @@ def test_too_few_examples_do_not_count_as_evidence() -> None:
 def test_each_evaluation_signal_can_fail_the_candidate_and_is_named() -> None:
     cases = {
         "held_out": {"held_out": {"n": 10, "before": 0.9, "after": 0.7}},
-        "preservation": {"preservation": {"n": 20, "agreement": 0.9, "min": 0.95}},
+        "preservation": {"preservation": {"n": 40, "agreement": 0.8, "min": 0.95}},
         "environment": {
             "environment": {"name": "calculator", "n": 200, "before": 0.41, "after": 0.395}
         },
@@ -60,12 +60,32 @@ def test_the_rule_knobs_move_the_decision() -> None:
     env = {"name": "calculator", "n": 200, "before": 0.5, "after": 0.47}
     assert decide(signals(environment=env), RULE).status == RunStatus.rejected
     assert decide(signals(environment=env), {**RULE, "max_regression": 0.05}).promote
-    kept = {"n": 20, "agreement": 0.9, "min": 0.9}
+    kept = {"n": 40, "agreement": 0.8, "min": 0.85}
     assert decide(signals(preservation=kept), RULE).status == RunStatus.rejected
-    assert decide(signals(preservation=kept), {**RULE, "preserve_min": 0.9}).promote
+    assert decide(signals(preservation=kept), {**RULE, "preserve_min": 0.85}).promote
     same = signals(
         corrections={"n": 2, "before": 0.5, "after": 0.5},
         preservation={"n": 20, "agreement": 1.0, "min": 0.95},
     )
     assert decide(same, RULE).failed_signal == "corrections"
     assert decide(same, {**RULE, "require_improvement": False}).promote
+
+
+def test_preservation_refuses_on_evidence_not_on_one_changed_answer() -> None:
+    """The check compares the upper end of the agreement's one-sided 90% Wilson interval with
+    preserve_min: one change in six is no evidence; three in six, or all, are; and the same
+    share weighs more on more prompts."""
+    rule = {**RULE, "preserve_min": 0.85}
+
+    def verdict(kept: int, n: int) -> RunStatus:
+        return decide(signals(preservation={"n": n, "agreement": kept / n}), rule).status
+
+    assert verdict(5, 6) == RunStatus.succeeded
+    assert verdict(3, 6) == RunStatus.rejected
+    assert verdict(0, 20) == RunStatus.rejected
+    assert verdict(15, 20) == RunStatus.succeeded
+    assert verdict(75, 100) == RunStatus.rejected  # the same 75%, on five times the prompts
+    assert agreement_upper_bound(5 / 6, 6) > 0.85 > agreement_upper_bound(3 / 6, 6)
+    assert agreement_upper_bound(1.0, 5) == 1.0
+    refused = decide(signals(preservation={"n": 6, "agreement": 0.5}), rule)
+    assert "with 90% confidence" in refused.reason and refused.failed_signal == "preservation"
