@@ -15,6 +15,7 @@ from app.adapters import service as registry
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.cycles import service as cycles
+from app.cycles.gate import agreement_upper_bound
 from app.cycles.schemas import PromotionRule, ScheduleUpdate
 from app.models import AdapterVersion, Agent, CycleRun, TrainingExample
 from tests.helpers.figures import record
@@ -341,7 +342,9 @@ def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) ->
     after = _ask(gateway, fx, README_PROMPT)
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
-        assert env["after"] >= env["before"] - 0.01 and kept["agreement"] >= 0.95, signals
+        assert env["after"] >= env["before"] - 0.01, signals
+        # Promoted only if preservation is not shown below 95% (the gate's confidence bound).
+        assert agreement_upper_bound(kept["agreement"], kept["n"]) >= 0.95, signals
         assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
         got = first_call(as_dict(after.choices[0].message))
         assert got is not None and got["name"] == "calculator"
