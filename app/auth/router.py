@@ -22,7 +22,11 @@ def _signed_in(body: dict, user: User) -> JSONResponse:
     assert settings.secret_key is not None
     token = sessions.issue(settings.secret_key.get_secret_value(), user.id, user.session_epoch)
     response = JSONResponse(body)
-    secure = settings.environment == "production"
+    secure = (
+        settings.cookie_secure
+        if settings.cookie_secure is not None
+        else settings.environment == "production"
+    )
     for name, value, http_only in (
         (sessions.SESSION_COOKIE, token, True),
         (sessions.CSRF_COOKIE, sessions.new_csrf_token(), False),

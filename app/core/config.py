@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         description="Origins (JSON list) allowed to call the API from a browser; none by default.",
     )
     max_request_bytes: int = 1_000_000
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the UI's cookies Secure (HTTPS only). Default: in production only. "
+        "Set false for a plain-HTTP lab deployment, where a Secure cookie never comes back.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token that /metrics asks for. Without one, /metrics answers only "

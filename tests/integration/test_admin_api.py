@@ -192,3 +192,27 @@ def test_writes_are_rate_limited_per_tenant(gateway: Gateway) -> None:
     assert feedback.status_code == 429
     assert read.status_code == 200 and len(read.json()) == 4  # the fixture's key and three
     assert elsewhere.status_code == 201
+
+
+def test_cookie_secure_follows_the_setting(gateway: Gateway) -> None:
+    """Secure cookies in production by default; CLORA_COOKIE_SECURE forces either way (a
+    plain-HTTP lab sets it false, a TLS front in development true)."""
+    from app.core.config import get_settings
+
+    fx = make_tenant()
+    email = user(fx, Role.operator)
+    settings = get_settings()
+    was = settings.cookie_secure
+
+    def cookies() -> list[str]:
+        return Browser(gateway, email).login.headers.get_list("set-cookie")
+
+    try:
+        settings.cookie_secure = True
+        forced = cookies()
+        settings.cookie_secure = None  # this gateway runs in development: not Secure
+        default = cookies()
+    finally:
+        settings.cookie_secure = was
+    assert len(forced) == 2 and all("Secure" in c for c in forced)
+    assert len(default) == 2 and not any("Secure" in c for c in default)

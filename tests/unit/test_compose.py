@@ -49,3 +49,23 @@ def test_long_running_services_restart_wait_for_migrations_and_report_health() -
             "service_completed_successfully"
         ), name
     assert ":latest" not in SERVICES["vllm"]["image"]
+
+
+def test_vllm_is_pinned_with_the_gpu_extra_and_shares_the_gpu_with_the_trainer() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    (pin,) = project["project"]["optional-dependencies"]["gpu"]
+    version = pin.split("==")[1]
+    assert SERVICES["vllm"]["image"] == f"vllm/vllm-openai:v{version}"
+    flags = dict(
+        re.match(r"--([a-z-]+)=(.*)", arg).groups()  # type: ignore[union-attr]
+        for arg in SERVICES["vllm"]["command"]
+        if "=" in arg
+    )
+    assert 0 < float(flags["gpu-memory-utilization"]) < 1  # the rest is the trainer's
+    for name in ("vllm", "trainer"):
+        (device,) = SERVICES[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["capabilities"] == ["gpu"] and device["count"] == 1, name
+    assert SERVICES["redis"]["command"][-4:] == ["--appendonly", "yes", "--appendfsync", "always"]
