@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -32,6 +33,11 @@ from app.models.enums import Role
 from app.users.service import create_user
 from tests.helpers.figures import record
 from tests.helpers.gateway import Gateway, make_tenant
+
+# schemathesis imports its OpenAPI loader lazily, and pytest rewrites (ast-parses) schemathesis'
+# modules on import. Done inside the test, that parse ran beside the in-process gateway's
+# thread and hit CPython 3.11's "AST constructor recursion depth mismatch" once; importing it
+# here, at collection, parses it before any gateway thread exists.
 
 pytestmark = pytest.mark.slow
 
