@@ -6,6 +6,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis as redis_lib
@@ -18,6 +19,19 @@ from tests.helpers import factories
 from tests.helpers.database import TEST_REDIS_URL
 
 
+def _queued_run(session: Any, owner: Any, agent: str, **extra: Any) -> CycleRun:
+    """A manual cycle run, queued, for a new agent of ``owner``."""
+    run = CycleRun(
+        tenant_id=owner.id,
+        agent_id=factories.agent(session, owner, agent).id,
+        trigger="manual",
+        status=RunStatus.queued,
+        **extra,
+    )
+    session.add(run)
+    return run
+
+
 def test_a_queued_cycle_whose_task_was_lost_is_sent_again_once_per_period(
     database_url: str,
 ) -> None:
@@ -26,20 +40,8 @@ def test_a_queued_cycle_whose_task_was_lost_is_sent_again_once_per_period(
     long_ago = datetime.now(UTC) - timedelta(minutes=20)
     with unit_of_work() as session:
         owner = factories.tenant(session)
-        lost = CycleRun(
-            tenant_id=owner.id,
-            agent_id=factories.agent(session, owner, "lost").id,
-            trigger="manual",
-            status=RunStatus.queued,
-            created_at=long_ago,
-        )
-        fresh = CycleRun(
-            tenant_id=owner.id,
-            agent_id=factories.agent(session, owner, "new").id,
-            trigger="manual",
-            status=RunStatus.queued,
-        )
-        session.add_all([lost, fresh])
+        lost = _queued_run(session, owner, "lost", created_at=long_ago)
+        fresh = _queued_run(session, owner, "new")
         session.flush()
         lost_id, fresh_id = lost.id, fresh.id
     with unit_of_work() as session:
@@ -79,13 +81,7 @@ def test_a_slow_cycle_keeps_beating_and_is_never_run_twice(
     queue = f"slow-{uuid.uuid4().hex[:8]}"
     with unit_of_work() as session:
         owner = factories.tenant(session)
-        run = CycleRun(
-            tenant_id=owner.id,
-            agent_id=factories.agent(session, owner, "slow").id,
-            trigger="manual",
-            status=RunStatus.queued,
-        )
-        session.add(run)
+        run = _queued_run(session, owner, "slow")
         session.flush()
         tenant_id, run_id = owner.id, run.id
     try:
