@@ -82,7 +82,8 @@ def create_app() -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus(request: Request) -> Response:
-        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        current = get_settings()
+        token = current.metrics_token.get_secret_value() if current.metrics_token else None
         host = request.client.host if request.client else None
         if not metrics.may_scrape(host, request.headers.get("authorization", ""), token):
             raise Unauthenticated(

@@ -327,6 +327,23 @@ def test_metrics_answer_this_host_only_and_their_labels_stay_bounded(
         f"{gateway.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
     )
     assert remote.status_code == 401 and "CLORA_METRICS_TOKEN" in remote.json()["error"]["message"]
+    from pydantic import SecretStr
+
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    try:  # with CLORA_METRICS_TOKEN set, the token opens it from anywhere, and only the token
+        settings.metrics_token = SecretStr("scrape-me")
+        remote_with = httpx.get(
+            f"{gateway.url}/metrics",
+            headers={"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer scrape-me"},
+            timeout=10,
+        )
+        local_without = httpx.get(f"{gateway.url}/metrics", timeout=10)
+    finally:
+        settings.metrics_token = None
+    assert remote_with.status_code == 200 and "clora_requests_total" in remote_with.text
+    assert local_without.status_code == 401
 
 
 def test_routes_are_cached_until_a_commit_changes_one(gateway: Gateway, tmp_path: Path) -> None:
