@@ -70,3 +70,10 @@ export function capitalize(text: string): string {
 export function hasErrors(errors: Record<string, string | null | undefined>): boolean {
   return Object.values(errors).some(Boolean);
 }
+
+/** The server's minimum password length (app/users/service.py MIN_PASSWORD_LENGTH). */
+export const MIN_PASSWORD = 10;
+
+export function passwordProblem(password: string): string | null {
+  return password.length < MIN_PASSWORD ? `at least ${MIN_PASSWORD} characters` : null;
+}

@@ -4,8 +4,7 @@ import { type FormEvent, useState } from "react";
 import { api, unwrap } from "../api/client";
 import { useSession } from "../auth/session";
 import { ErrorText, Field } from "../components/ui";
-
-const MIN_PASSWORD = 10;
+import { passwordProblem } from "../lib/validate";
 
 export function AccountPage() {
   const { me } = useSession();
@@ -21,7 +20,7 @@ export function AccountPage() {
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    const found = next.length < MIN_PASSWORD ? `at least ${MIN_PASSWORD} characters` : null;
+    const found = passwordProblem(next);
     setProblem(found);
     if (!found) change.mutate();
   };

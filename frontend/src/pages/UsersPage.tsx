@@ -6,15 +6,9 @@ import { queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { ago, formatTime } from "../lib/format";
-import { emailProblem } from "../lib/validate";
+import { emailProblem, passwordProblem } from "../lib/validate";
 
 type User = Schemas["UserOut"];
-const MIN_PASSWORD = 10;
-
-function passwordProblem(password: string): string | null {
-  return password.length < MIN_PASSWORD ? `at least ${MIN_PASSWORD} characters` : null;
-}
-
 function UserRow({ u, self, onChanged }: { u: User; self: boolean; onChanged: (u: User) => Promise<void> }) {
   const [resetting, setResetting] = useState(false);
   const [password, setPassword] = useState("");
