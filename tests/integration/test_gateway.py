@@ -215,7 +215,9 @@ def test_pinned_version_serves_that_version(gateway: Gateway, tmp_path: Path) ->
     assert row.adapter_version_id == v1.id
     with unit_of_work() as session:
         stored = session.scalars(
-            select(AdapterVersion).where(AdapterVersion.agent_id == fx.agent.id)
+            select(AdapterVersion)
+            .where(AdapterVersion.agent_id == fx.agent.id)
+            .order_by(AdapterVersion.number)
         ).all()
         assert [v.status for v in stored] == ["retired", "live"]
 
