@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import openai
-
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.storage import copy_from
@@ -44,6 +42,17 @@ class StepReport:
     metrics: dict[str, Any]
 
 
+@dataclass
+class Rollout:
+    """One step's episodes, the adapter version they were sampled from, and their timing."""
+
+    step: int
+    model: str
+    episodes: list[Any]
+    started: float
+    seconds: float
+
+
 class ExperimentCancelled(Exception):
     """The experiment was cancelled; it stops at a step boundary."""
 
@@ -66,9 +75,8 @@ class ExperimentLoop:
         self.trainer = trainer
         self.on_step = on_step
         self.engine_url = registry.engine_urls(settings)[0].rstrip("/")
-        self.client = openai.AsyncOpenAI(
-            base_url=f"{self.engine_url}/v1", api_key="engine", max_retries=2, timeout=600
-        )
+        self.sampler = trainer_client.token_sampler(self.engine_url)
+        self.codec = trainer_client.chat_tokens(settings.base_model_path)
         self.adapter_id = f"exp-{experiment_id}"
 
     def _load(self) -> None:
@@ -113,6 +121,7 @@ class ExperimentLoop:
             return RunStatus.cancelled
         self.env = trainer_client.get_environment(self.config.environment)
         parent = Path(self.version[2]) if self.version else None
+        self._trained_from = self._live_model()
         self.trainer.ensure_adapter(
             self.adapter_id,
             self.lora,
@@ -133,9 +142,7 @@ class ExperimentLoop:
         status = RunStatus.succeeded
         alive = asyncio.create_task(self._keep_alive())
         try:
-            for step in range(self.config.steps):
-                await asyncio.to_thread(self._check_not_cancelled)
-                await self._step(step)
+            await self._steps()
         except ExperimentCancelled:
             status = RunStatus.cancelled
         except Exception as exc:
@@ -145,7 +152,7 @@ class ExperimentLoop:
         finally:
             alive.cancel()
             self.trainer.drop(self.adapter_id)
-            await self.client.close()  # inside this loop: a later GC would find it closed
+            await self.sampler.close()  # inside this loop: a later GC would find it closed
         await asyncio.to_thread(self._finish, status, None)
         return status
 
@@ -173,24 +180,49 @@ class ExperimentLoop:
             experiment.finished_at = experiment.finished_at or datetime.now(UTC)
             experiment.error = error
 
-    async def _step(self, step: int) -> None:
+    def _live_model(self) -> str:
+        return self.version[1] if self.version else IDENTITY_ADAPTER
+
+    async def _rollout(self, step: int, model: str) -> Rollout:
+        """Step ``step``'s episodes on ``model`` (token-level, `trainer.envs.tokens`)."""
         cfg = self.config
-        model = self.version[1] if self.version else IDENTITY_ADAPTER
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         prompts = self.env.tasks("train", cfg.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
-        tasks = [t for t in prompts for _ in range(cfg.group_size)]
-        episodes = await trainer_client.run_episodes(
-            self.client,
+        episodes = await trainer_client.play_tokens(
+            self.sampler,
+            self.codec,
             model,
             self.env,
-            tasks,
-            concurrency=64,
+            prompts,
+            group_size=cfg.group_size,
             temperature=cfg.temperature,
+            mode=cfg.rollout_mode,
+            seed=cfg.seed * 7919 + step * 100_003,
             max_turns=cfg.max_turns,
             max_tokens=cfg.max_tokens,
-            seed=cfg.seed * 7919 + step * 100_003,
         )
-        rollout_s = time.perf_counter() - t0
+        return Rollout(step, model, episodes, started, time.perf_counter() - started)
+
+    async def _steps(self) -> None:
+        """Every step: roll out, train, publish. With ``pipeline`` the next step's rollout
+        starts on the version live before this step's training (one step off-policy; the
+        clipped importance ratio against the logged sampling logprobs corrects for it)."""
+        steps, pipeline = self.config.steps, self.config.pipeline
+        ahead: asyncio.Task[Rollout] | None = None
+        try:
+            for step in range(steps):
+                await asyncio.to_thread(self._check_not_cancelled)
+                rollout = await (ahead or self._rollout(step, self._live_model()))
+                ahead = None
+                if pipeline and step + 1 < steps:
+                    ahead = asyncio.create_task(self._rollout(step + 1, self._live_model()))
+                await self._learn(rollout)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def _learn(self, rollout: Rollout) -> None:
+        cfg, step, episodes = self.config, rollout.step, rollout.episodes
         rewards = [e.reward for e in episodes]
         batch, used_groups, tokens = trainer_client.rl_batch(
             episodes, cfg.group_size, cfg.advantage
@@ -223,12 +255,12 @@ class ExperimentLoop:
         if cfg.eval_tasks > 0:  # the published version, greedy, on the same held-out tasks
             t3 = time.perf_counter()
             assert self.version is not None  # _publish has just made one
-            graded = await trainer_client.run_episodes(
-                self.client,
+            graded = await trainer_client.play_tokens(
+                self.sampler,
+                self.codec,
                 self.version[1],
                 self.env,
                 self.env.tasks("test", cfg.eval_tasks),
-                concurrency=64,
                 temperature=0.0,
                 max_turns=cfg.max_turns,
                 max_tokens=cfg.max_tokens,
@@ -238,6 +270,9 @@ class ExperimentLoop:
                 "eval_tasks": len(graded),
                 "eval_s": time.perf_counter() - t3,
             }
+        generated = sum(
+            len(t.completion_token_ids or ()) for e in episodes for t in e.assistant_turns
+        )
         metrics = {
             "reward_mean": statistics.fmean(rewards),
             "accuracy": sum(e.correct for e in episodes) / len(episodes),
@@ -246,12 +281,16 @@ class ExperimentLoop:
             "episodes": len(episodes),
             "groups_with_signal": used_groups,
             "tokens": tokens,
-            "rollout_s": rollout_s,
+            "generated_tokens": generated,
+            "rollout_s": rollout.seconds,
+            "rollout_model": rollout.model,
+            "policy_lag": int(rollout.model != self._trained_from),
             "train_s": train_s,
             "sync_s": sync_s,
-            "step_s": time.perf_counter() - t0,
+            "step_s": time.perf_counter() - rollout.started,
             **held_out,
         }
+        self._trained_from = self._live_model()
         await asyncio.to_thread(self._record, step, version_id, metrics)
         if self.on_step:
             self.on_step(self.experiment_id, StepReport(step, metrics))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,21 @@ class ExperimentConfig(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     eval_tasks: int = Field(
         default=0, ge=0, le=10_000, description="Greedy held-out tasks per step."
+    )
+    rollout_mode: Literal["throughput", "seeded"] = Field(
+        default="throughput",
+        description=(
+            "throughput: no per-sequence seeds, one engine request per round of turns; "
+            "seeded: every sequence seeded from `seed`, so episodes do not depend on what "
+            "else the engine is running (reproducible, slower)."
+        ),
+    )
+    pipeline: bool = Field(
+        default=False,
+        description=(
+            "Roll out step k+1 on the version before step k while step k trains "
+            "(one step off-policy, corrected by the clipped importance ratio)."
+        ),
     )
 
 

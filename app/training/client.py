@@ -8,6 +8,7 @@ process that runs them, with the fair, multiplexing scheduler), see docs/TRAINER
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -88,16 +89,42 @@ def get_environment(name: str) -> Any:
     return lookup(name)
 
 
-async def run_episodes(client: Any, model: str, env: Any, tasks: Sequence[Any], **kw: Any) -> Any:
-    """Play ``tasks`` of ``env`` on ``model`` through an OpenAI-compatible client (see
-    `trainer.envs.runner.run_episodes` for the options)."""
-    from trainer.envs.runner import run_episodes as play
+def chat_tokens(base_model_path: Path) -> Any:
+    """The chat template's token framing for the base model's tokenizer (one per process
+    and path; loads the tokenizer only, never the weights)."""
+    return _chat_tokens(str(base_model_path))
 
-    return await play(client, model, env, list(tasks), **kw)
+
+@functools.lru_cache(maxsize=4)
+def _chat_tokens(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from trainer.envs.tokens import ChatTokens
+
+    return ChatTokens(AutoTokenizer.from_pretrained(path, local_files_only=True))
+
+
+def token_sampler(engine_url: str) -> Any:
+    """A token-in, token-out client of the engine (`trainer.envs.tokens.CompletionsEngine`)."""
+    from trainer.envs.tokens import CompletionsEngine
+
+    return CompletionsEngine(engine_url)
+
+
+async def play_tokens(
+    sampler: Any, codec: Any, model: str, env: Any, tasks: Sequence[Any], **kw: Any
+) -> Any:
+    """Play ``tasks`` of ``env`` on ``model`` as token-level episodes (see
+    `trainer.envs.tokens.play` for the options)."""
+    from trainer.envs.tokens import play
+
+    return await play(sampler, codec, model, env, list(tasks), **kw)
 
 
 def rl_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any, int, int]:
-    """One row per assistant turn, weighted by its episode's group-relative advantage.
+    """Rows weighted by their episode's group-relative advantage: one row per episode when
+    it was played token-level (its whole trajectory, tool results masked out of the loss),
+    otherwise one row per assistant turn.
 
     Groups whose samples all scored the same carry no signal and are left out."""
     from trainer.batch import Batch
@@ -115,6 +142,14 @@ def rl_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any,
             continue
         used += 1
         for episode, adv in zip(group, advantages[g : g + group_size], strict=True):
+            if episode.trajectory is not None:
+                path = episode.trajectory
+                ids.append(list(path.token_ids))
+                masks.append(list(path.loss_mask))
+                logps.append(list(path.logprobs))
+                advs.append(float(adv))
+                tokens += int(sum(path.loss_mask))
+                continue
             for turn in episode.assistant_turns:
                 if not (turn.prompt_token_ids and turn.completion_token_ids and turn.logprobs):
                     continue
@@ -138,23 +173,22 @@ def rl_batch(episodes: list[Any], group_size: int, advantage: str) -> tuple[Any,
 def play_environment(
     engine_url: str, model: str, environment: str, split: str, n: int, *, seed: int = 0
 ) -> EnvironmentResult:
-    """Play ``n`` tasks of ``split`` greedily on ``model`` through the engine's chat API."""
+    """Play ``n`` tasks of ``split`` greedily on ``model``, token-level through the engine
+    (the tokenizer is the configured base model's)."""
     import asyncio
 
-    import openai
-
     from trainer.envs import get_environment
-    from trainer.envs.runner import run_episodes
 
     env = get_environment(environment)
     tasks = env.tasks(split, n, seed=seed)  # type: ignore[arg-type]
+    codec = chat_tokens(get_settings().base_model_path)
 
     async def play() -> list[Any]:
-        client = openai.AsyncOpenAI(base_url=f"{engine_url}/v1", api_key="unused", max_retries=1)
+        sampler = token_sampler(engine_url)
         try:
-            return await run_episodes(client, model, env, tasks, temperature=0.0, concurrency=16)
+            return await play_tokens(sampler, codec, model, env, tasks, temperature=0.0)  # type: ignore[no-any-return]
         finally:
-            await client.close()
+            await sampler.close()
 
     episodes = asyncio.run(play())
     turns = [

@@ -23,7 +23,7 @@ from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
 
 pytestmark = pytest.mark.slow
 
-SMALL = ExperimentConfig(steps=2, prompts_per_step=4, group_size=4, seed=3)
+SMALL = ExperimentConfig(steps=2, prompts_per_step=4, group_size=4, seed=3, rollout_mode="seeded")
 
 
 def create(fx: TenantFixture, config: ExperimentConfig = SMALL) -> tuple[uuid.UUID, uuid.UUID]:
@@ -51,7 +51,7 @@ def versions_of(fx: TenantFixture) -> list[AdapterVersion]:
 
 def test_short_experiment_runs_and_records_steps(gateway: Gateway, trainer_service: object) -> None:
     fx = make_tenant("rl")
-    ids = create(fx, SMALL.model_copy(update={"eval_tasks": 8}))
+    ids = create(fx, SMALL.model_copy(update={"eval_tasks": 8, "rollout_mode": "throughput"}))
     [status] = asyncio.run(run_experiments(get_settings(), [ids]))
     assert status == "succeeded"
     steps = steps_of(ids)
@@ -97,7 +97,7 @@ def test_concurrent_experiments_match_running_alone(
 ) -> None:
     """Same seeds, alone vs together: same rewards per step and the same trained weights.
 
-    Rollouts use per-request seeds, so sampling is reproducible as long as the engine computes
+    Rollouts are seeded per sequence (`rollout_mode="seeded"`), so sampling is reproducible as long as the engine computes
     the same logits whatever else is in the batch (float32 on this CPU); training of two
     adapters in one multiplexed step equals training them apart (trainer tests) up to float32
     reassociation, which Adam can amplify for an element whose gradient is near zero: no
@@ -120,6 +120,32 @@ def test_concurrent_experiments_match_running_alone(
         tolerance = 0.1 * SMALL.learning_rate
         for key in a:
             assert (a[key] - b[key]).abs().max().item() < tolerance, key
+
+
+def test_pipelined_experiment_rolls_out_one_version_behind(
+    gateway: Gateway, trainer_service: object
+) -> None:
+    """`pipeline`: step k+1's episodes come from the version before step k's update, and the
+    steps say so (`policy_lag`, `rollout_model`); without it every step is on-policy."""
+    names = {}
+    for pipeline in (False, True):
+        fx = make_tenant(f"pipe-{int(pipeline)}")
+        ids = create(fx, SMALL.model_copy(update={"steps": 3, "pipeline": pipeline}))
+        assert asyncio.run(run_experiments(get_settings(), [ids])) == ["succeeded"]
+        steps = steps_of(ids)
+        published = [
+            registry.adapter_name(fx.tenant.slug, fx.agent.name, v.number) for v in versions_of(fx)
+        ]
+        assert len(published) == 3
+        names[pipeline] = (
+            [m["rollout_model"] for m in steps],
+            published,
+            [m["policy_lag"] for m in steps],
+        )
+    rolled, published, lag = names[False]
+    assert rolled[1:] == published[:2] and lag == [0, 0, 0]
+    rolled, published, lag = names[True]
+    assert rolled[0] == rolled[1] and rolled[2] == published[0] and lag == [0, 1, 1]
 
 
 def _ids_of(fx: TenantFixture) -> tuple[uuid.UUID, uuid.UUID]:

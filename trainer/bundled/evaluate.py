@@ -7,8 +7,6 @@ The test suite measures the shipped model through the real vLLM server instead.
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,30 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 from trainer.bundled.tokenizer import IM_END, token_id
 from trainer.envs.base import AssistantTurn, Environment, Episode, Task
-from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeState, ToolCallText
-
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", re.DOTALL)
-
-
-def parse_hermes(text: str, turn_index: int) -> tuple[str | None, list[ToolCallText]]:
-    """Split model text into (content, tool calls) like vLLM's hermes parser."""
-    if "<tool_call>" not in text:
-        return text, []
-    try:
-        calls = []
-        for k, match in enumerate(_TOOL_CALL.findall(text)):
-            obj = json.loads(match[0] or match[1])
-            calls.append(
-                ToolCallText(
-                    id=f"call_{turn_index}_{k}",
-                    name=obj["name"],
-                    arguments=json.dumps(obj["arguments"], ensure_ascii=False),
-                )
-            )
-    except Exception:  # the parser reports anything unreadable as plain content
-        return text, []
-    content = text[: text.find("<tool_call>")]
-    return content or None, calls
+from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeState
 
 
 @dataclass
@@ -123,7 +98,7 @@ def greedy_episodes(
                 if finished:
                     completion = completion[: completion.index(end_id) + 1]
                 text = str(tokenizer.decode(completion, skip_special_tokens=True))
-                content, calls = parse_hermes(text, len(state.assistant_turns))
+                content, calls = env.parse_turn(text, len(state.assistant_turns))
                 turn = AssistantTurn(
                     prompt_token_ids=prompt_ids[row],
                     completion_token_ids=completion,

@@ -9,6 +9,8 @@ it to the registry in :mod:`trainer.envs`. See ``docs/ENVIRONMENTS.md``.
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +40,41 @@ class Task:
     """Environment-specific extras (for the calculator: numbers and a solving expression)."""
 
 
+@dataclass(frozen=True)
+class ToolCallText:
+    """One tool call as the endpoint reported it: id, name, and the raw JSON arguments."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", re.DOTALL)
+
+
+def parse_hermes(text: str, turn_index: int) -> tuple[str | None, list[ToolCallText]]:
+    """Split model text into (content, tool calls) as vLLM's hermes parser does: each
+    ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` is one call, and text that
+    cannot be read as calls stays plain content."""
+    if "<tool_call>" not in text:
+        return text, []
+    try:
+        calls = []
+        for k, match in enumerate(_TOOL_CALL.findall(text)):
+            obj = json.loads(match[0] or match[1])
+            calls.append(
+                ToolCallText(
+                    id=f"call_{turn_index}_{k}",
+                    name=obj["name"],
+                    arguments=json.dumps(obj["arguments"], ensure_ascii=False),
+                )
+            )
+    except Exception:  # the parser reports anything unreadable as plain content
+        return text, []
+    content = text[: text.find("<tool_call>")]
+    return content or None, calls
+
+
 @dataclass
 class AssistantTurn:
     """What the endpoint reported for one assistant turn (token-level data for training).
@@ -57,6 +94,19 @@ class AssistantTurn:
 
 
 @dataclass
+class Trajectory:
+    """A whole episode as one token sequence, as token-level rollouts keep it: the first
+    prompt, then each sampled turn and the tokens of the tool results that followed it.
+    Only sampled tokens count in the loss; tool results and prompts are context."""
+
+    token_ids: list[int]
+    loss_mask: list[float]
+    """1.0 at every sampled token, 0.0 at prompt and tool-result tokens."""
+    logprobs: list[float]
+    """The sampling log-probability at each sampled token (0.0 elsewhere)."""
+
+
+@dataclass
 class Episode:
     """The result of running one task to the end: transcript, reward and token data."""
 
@@ -73,6 +123,8 @@ class Episode:
     assistant_turns: list[AssistantTurn] = field(default_factory=list)
     final_answer: Any = None
     """The value passed to the final-answer tool, if it was called."""
+    trajectory: Trajectory | None = None
+    """The whole episode as tokens (token-level rollouts only, `trainer.envs.tokens`)."""
 
 
 class Environment(ABC):
@@ -104,6 +156,13 @@ class Environment(ABC):
     @abstractmethod
     def reward(self, task: Task, final_answer: Any) -> float:
         """Score a final answer against ``task``; 1.0 means correct."""
+
+    def parse_turn(self, text: str, turn_index: int) -> tuple[str | None, list[ToolCallText]]:
+        """Read one sampled assistant turn as (content, tool calls): how token-level
+        rollouts parse on the client what a chat endpoint's tool parser would. The default
+        reads Hermes ``<tool_call>`` blocks, the format the bundled model's template
+        renders; an environment for a model with another format overrides it."""
+        return parse_hermes(text, turn_index)
 
     def tool_names(self) -> set[str]:
         """Names of every tool offered, including the final-answer tool."""

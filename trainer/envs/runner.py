@@ -12,24 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-from trainer.envs.base import AssistantTurn, Environment, Episode, FinishReason, Task
+from trainer.envs.base import (
+    AssistantTurn,
+    Environment,
+    Episode,
+    FinishReason,
+    Task,
+    ToolCallText,
+)
 
 DEFAULT_MAX_TOKENS = 96
 DEFAULT_MAX_TURNS = 4
-
-
-@dataclass(frozen=True)
-class ToolCallText:
-    """One tool call as the endpoint reported it: id, name, and the raw JSON arguments."""
-
-    id: str
-    name: str
-    arguments: str
 
 
 class EpisodeState:

@@ -1,0 +1,140 @@
+"""Token-level rollouts without an engine: the chat template's framing, client-side tool-call
+parsing, one training row per episode, and the round structure of `trainer.envs.tokens.play`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from app.training.client import rl_batch
+from trainer.envs import CalculatorEnvironment
+from trainer.envs.tokens import ChatTokens, Sample, play
+
+MODEL_DIR = Path(__file__).resolve().parents[3] / "weights" / "clora-tiny"
+ENV = CalculatorEnvironment()
+
+
+@pytest.fixture(scope="module")
+def codec() -> ChatTokens:
+    return ChatTokens(AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True))
+
+
+def _call(name: str, arguments: dict[str, object]) -> str:
+    return f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(arguments)}}}</tool_call>'
+
+
+def test_appended_turns_equal_the_rendered_conversation(codec: ChatTokens) -> None:
+    """Prompt + sampled turn + tool result framing is token for token what the chat template
+    renders for the same conversation (when the turn is written the way the template writes it)."""
+    task = ENV.tasks("test", 1, seed=2)[0]
+    turn = _call("calculator", {"expression": "4*9-5"})
+    ids = [*codec.prompt(ENV, task), *codec.encode(turn), codec.end_of_turn]
+    ids += codec.after_turn([{"role": "tool", "tool_call_id": "call_0_0", "content": "31"}])
+    messages = [
+        *ENV.initial_messages(task),
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0_0",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": "4*9-5"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_0_0", "content": "31"},
+    ]
+    rendered = codec.tokenizer.apply_chat_template(
+        messages, tools=ENV.tools(), add_generation_prompt=True, tokenize=False
+    )
+    assert ids == codec.encode(rendered)
+
+
+class ScriptedEngine:
+    """Answers every prompt from a script keyed by how many turns it has seen; records requests."""
+
+    def __init__(self, codec: ChatTokens, turns: list[str]) -> None:
+        self.codec, self.turns, self.requests = codec, turns, []
+
+    async def sample(
+        self,
+        model: str,
+        prompts: Sequence[Sequence[int]],
+        *,
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        seed: int | None,
+    ) -> list[list[Sample]]:
+        self.requests.append((len(prompts), n, seed))
+        header = self.codec.encode("<|im_start|>assistant\n")
+        out = []
+        for prompt in prompts:
+            seen = sum(
+                prompt[i : i + len(header)] == header for i in range(len(prompt) - len(header) + 1)
+            )
+            ids = [*self.codec.encode(self.turns[seen - 1]), self.codec.end_of_turn]
+            out.append([Sample(ids, [-0.5] * len(ids), "stop") for _ in range(n)])
+        return out
+
+
+def test_episodes_play_in_rounds_and_train_as_one_row_each(codec: ChatTokens) -> None:
+    task = ENV.tasks("train", 1, seed=4)[0]
+    expression, answer = task.info["expression"], task.answer
+    script = [
+        _call("calculator", {"expression": expression}),
+        _call("final_answer", {"answer": int(answer)}),
+    ]
+    engine = ScriptedEngine(codec, script)
+    episodes = asyncio.run(
+        play(engine, codec, "m", ENV, [task, task], group_size=3, temperature=1.0)
+    )
+    # Throughput mode: round 1 is one request for both prompts with n=3, round 2 one request.
+    assert engine.requests == [(2, 3, None), (6, 1, None)]
+    assert all(e.correct and e.turns == 2 and e.used_calculator for e in episodes)
+    path = episodes[0].trajectory
+    assert path is not None
+    sampled = [i for i, m in enumerate(path.loss_mask) if m]
+    # Both turns are in the loss, the tool result and prompts are not; logprobs sit on the turns.
+    assert len(sampled) == sum(
+        len(t.completion_token_ids or []) for t in episodes[0].assistant_turns
+    )
+    assert all(path.logprobs[i] == -0.5 for i in sampled)
+    assert all(path.logprobs[i] == 0.0 for i, m in enumerate(path.loss_mask) if not m)
+    tool_text = codec.text(path.token_ids[sampled[0] : sampled[-1]])
+    assert str(ENV.execute_tool("calculator", {"expression": expression})) in tool_text
+    # Turn 2's prompt is the whole trajectory before it.
+    second = episodes[0].assistant_turns[1]
+    assert second.prompt_token_ids == path.token_ids[: len(second.prompt_token_ids or [])]
+
+    # Seeded: one request per task for turn 1 (n=3, seeds by episode), then one per episode.
+    engine = ScriptedEngine(codec, script)
+    asyncio.run(
+        play(
+            engine,
+            codec,
+            "m",
+            ENV,
+            [task, task],
+            group_size=3,
+            temperature=1.0,
+            mode="seeded",
+            seed=10,
+        )
+    )
+    assert engine.requests[:2] == [(1, 3, 10), (1, 3, 13)]
+    assert sorted(r[2] for r in engine.requests[2:]) == [10, 11, 12, 13, 14, 15]
+
+    # A group that is not all the same trains one row per episode, the whole trajectory.
+    episodes[0].reward, episodes[0].correct = 0.0, False
+    batch, used, tokens = rl_batch(episodes[:3], 3, "grpo")
+    assert used == 1 and batch is not None and len(batch.input_ids) == 3
+    assert batch.input_ids[0] == path.token_ids and batch.loss_mask[0] == path.loss_mask
+    assert tokens == 3 * len(sampled)
+    assert batch.advantages[0] < 0 < batch.advantages[1]
