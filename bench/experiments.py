@@ -119,10 +119,19 @@ async def _timed(
 
 
 def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and every live process under it (vLLM runs its engine core in
+    a child process)."""
     import psutil
 
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system + t.children_user + t.children_system
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def _run(
@@ -344,6 +353,9 @@ class _OfflineSampler:
 
 def offline_probe(args: argparse.Namespace) -> None:
     """Child process: the engine's offline tok/s on the probe workload, for each N, printed as JSON."""
+    from app.sampler.launcher import ENGINE_ENV
+
+    os.environ.update(ENGINE_ENV)  # the server's settings: in-process engine core, KV space
     from vllm import LLM
     from vllm.lora.request import LoRARequest
 
@@ -352,7 +364,8 @@ def offline_probe(args: argparse.Namespace) -> None:
     from app.training.client import chat_tokens
     from trainer.envs import get_environment
 
-    _pin(ENGINE_CORE)()
+    # Pinned like the server: VLLM_CPU_OMP_THREADS_BIND puts the compute threads on the engine's
+    # core. (Restricting the whole process to that core as well cost 30x here.)
     ns = [int(x) for x in args.n.split(",")]
     model_dir = REPO_ROOT / "weights" / "clora-tiny"
     spec = _engine(Path(tempfile.mkdtemp()), max(ns), "offline")

@@ -65,7 +65,7 @@ class ExperimentLoop:
         tenant_id: uuid.UUID,
         experiment_id: uuid.UUID,
         settings: Settings,
-        trainer: trainer_client.RemoteTrainer | trainer_client.SharedTrainer,
+        trainer: trainer_client.RemoteTrainer,
         *,
         on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
     ) -> None:
@@ -333,7 +333,7 @@ async def run_experiments(
     settings: Settings,
     experiments: list[tuple[uuid.UUID, uuid.UUID]],
     *,
-    trainer: trainer_client.RemoteTrainer | trainer_client.SharedTrainer | None = None,
+    trainer: trainer_client.RemoteTrainer | None = None,
     on_step: Callable[[uuid.UUID, StepReport], None] | None = None,
 ) -> list[RunStatus]:
     """Run experiments concurrently on one engine and one shared trainer."""

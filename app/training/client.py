@@ -1,15 +1,15 @@
 """The one narrow door from app/ to the trainer.
 
-Learning cycles train through the trainer service (`app.training`): `train_adapter` puts a
-durable job on its Postgres queue and follows the job's step rows. RL experiments step many
-times a second and share one in-process `SharedTrainer` (a warm `TrainingEngine` in the
-process that runs them, with the fair, multiplexing scheduler), see docs/TRAINER.md.
+Everything trains on the trainer service (`app.training`), the one process that loads the
+base model for training: `train_adapter` puts a learning cycle's durable job on its Postgres
+queue and follows the job's step rows; `RemoteTrainer` sends RL experiment steps to an ``rl``
+job and waits on a Redis reply list. Rollouts never load weights: `play_tokens` samples
+token-level episodes through the engine with the base model's tokenizer only.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,26 +19,6 @@ from typing import Any
 
 from app.core.config import get_settings
 from app.core.logging import context as log_context
-
-_lock = threading.Lock()
-_engine: Any = None
-_tokenizer: Any = None
-
-
-def _warm() -> tuple[Any, Any]:
-    global _engine, _tokenizer
-    with _lock:
-        if _engine is None:
-            import torch
-            from transformers import AutoTokenizer
-
-            from trainer.engine import TrainingEngine
-
-            torch.manual_seed(0)
-            base = get_settings().base_model_path
-            _engine = TrainingEngine(base)
-            _tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    return _engine, _tokenizer
 
 
 @dataclass(frozen=True)
@@ -447,85 +427,3 @@ class RemoteTrainer:
         if job_id is not None:
             get_redis().rpush(queue.RL_INBOX.format(job=job_id), json.dumps({"done": True}))
             get_redis().lpush(queue.WAKE_KEY, str(job_id))
-
-
-class SharedTrainer:
-    """One warm trainer in this process, shared by concurrent experiments (the benchmark's
-    in-process mode; the product trains on the trainer service through `RemoteTrainer`).
-
-    Experiments submit whole optimiser steps; a single worker thread runs them through the
-    trainer's fair scheduler, which multiplexes several agents' steps into one pass when they
-    fit, so no experiment waits for another except for the trainer itself."""
-
-    def __init__(self) -> None:
-        from trainer.scheduler import FairScheduler
-
-        self.engine, self.tokenizer = _warm()
-        self.scheduler = FairScheduler(
-            self.engine, signature=lambda a: self.engine.store.get(a).pass_signature
-        )
-        self._futures: dict[int, Any] = {}
-        self._runner: Any = None
-        self.busy_s = 0.0
-
-    def ensure_adapter(
-        self, adapter_id: str, lora: LoraShape, parent_dir: Path | None, seed: int, **_: Any
-    ) -> None:
-        """A fresh adapter in this process's engine (the job fields a `RemoteTrainer` needs
-        are not used here)."""
-        from trainer.config import LoraSettings
-
-        if not self.engine.has_adapter(adapter_id):
-            settings = LoraSettings(
-                rank=lora.rank, alpha=lora.alpha, target_modules=lora.target_modules
-            )
-            self.engine.create_adapter(adapter_id, settings, seed=seed, parent_dir=parent_dir)
-
-    def drop(self, adapter_id: str) -> None:
-        if self.engine.has_adapter(adapter_id):
-            self.engine.drop_adapter(adapter_id)
-
-    async def step(
-        self, adapter_id: str, batch: Any, advantage: str, lr: float, step_id: str, save_to: Path
-    ) -> RLStepResult:
-        """One policy-gradient optimiser step (``advantage``: "grpo" or "rloo", used when the
-        batch carries rewards rather than advantages); the adapter is then written to
-        ``save_to`` for publishing."""
-        import asyncio
-
-        from trainer.losses import LossSpec
-        from trainer.scheduler import StepRequest
-
-        loss = LossSpec(kind="pg", advantage=advantage)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        request = StepRequest(adapter_id, batch, loss, lr, step_id=step_id, max_grad_norm=1.0)
-        self._futures[id(request)] = future
-        self.scheduler.submit(request)
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._drain())
-        result = await future
-        if result.error is not None:
-            return RLStepResult(None, result.error)
-        save_to.mkdir(parents=True, exist_ok=True)
-        self.engine.save_adapter(adapter_id, save_to)
-        units = sum(r.units for r in result.rows)
-        return RLStepResult(sum(r.loss_sum for r in result.rows) / max(units, 1e-9))
-
-    async def save(self, adapter_id: str, step_id: str, save_to: Path) -> None:
-        """Write the adapter as it is to ``save_to``."""
-        save_to.mkdir(parents=True, exist_ok=True)
-        self.engine.save_adapter(adapter_id, save_to)
-
-    async def _drain(self) -> None:
-        import asyncio
-        import time
-
-        while self.scheduler.pending():
-            started = time.perf_counter()
-            results = await asyncio.to_thread(self.scheduler.run_once)
-            self.busy_s += time.perf_counter() - started
-            for result in results:
-                future = self._futures.pop(id(result.request))
-                if not future.done():
-                    future.set_result(result)
