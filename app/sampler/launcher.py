@@ -34,6 +34,22 @@ ENGINE_ENV: dict[str, str] = {
 }
 
 
+def omp_threads(bind: str | None) -> int:
+    """OpenMP threads for an engine bound to the cores in ``bind`` (vLLM's
+    ``VLLM_CPU_OMP_THREADS_BIND``: "0", "0-3", "0,2"); every core otherwise. vLLM binds its
+    compute thread to those cores, but torch still starts one OpenMP thread per core of the
+    machine: on 2 cores with the engine bound to core 0 the extra thread burned 0.7 of the other
+    core (the trainer's) for no throughput (bench/experiments.py)."""
+    if not bind or bind in ("auto", "nobind"):
+        return os.cpu_count() or 1
+    cores: set[int] = set()
+    for part in bind.split("|")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.strip().isdigit():
+            cores.update(range(int(low), int(high or low) + 1))
+    return max(1, len(cores))
+
+
 class EngineError(RuntimeError):
     """Base class for engine process failures."""
 
@@ -175,6 +191,7 @@ class EngineProcess:
             raise EngineError(f"no model at {self.model_dir} (config.json missing)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **ENGINE_ENV, **self.extra_env}
+        env.setdefault("OMP_NUM_THREADS", str(omp_threads(env.get("VLLM_CPU_OMP_THREADS_BIND"))))
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%F %T')} {' '.join(self.command())}\n".encode())
             log.flush()

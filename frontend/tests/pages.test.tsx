@@ -4,6 +4,7 @@ import { LineChart, niceTicks } from "../src/components/LineChart";
 import { lineageDepths } from "../src/pages/AgentPage";
 import { BenchmarkView, startProblems } from "../src/pages/ExperimentsPage";
 import { filterProblems } from "../src/pages/ReviewQueue";
+import committed from "../../bench/results/experiments.json";
 
 describe("lineageDepths", () => {
   it("places each version under its parent", () => {
@@ -31,6 +32,7 @@ describe("startProblems", () => {
     const good = {
       agent: "rl", environment: "calculator", steps: "10", prompts_per_step: "16", group_size: "8",
       learning_rate: "0.001", temperature: "1.0", max_turns: "4", max_tokens: "96", advantage: "grpo", seed: "0", eval_tasks: "0",
+      rollout_mode: "throughput", pipeline: "off",
     };
     expect(Object.values(startProblems(good)).filter(Boolean)).toEqual([]);
     const bad = startProblems({ ...good, agent: "", group_size: "1", temperature: "0", max_tokens: "4", seed: "-1" });
@@ -107,22 +109,25 @@ describe("charts", () => {
 });
 
 describe("BenchmarkView", () => {
-  it("shows the meta and a table of the result rows", () => {
-    const { container } = render(
-      <BenchmarkView
-        data={{ meta: { model: "tiny", rounds: 3 }, results: [{ experiments: 1, speedup: 1.0322934 }, { experiments: 4, speedup: 3.2, note: "x" }] }}
-        plotUrl="/plot.png"
-      />,
-    );
-    expect([...container.querySelectorAll("th")].map((th) => th.textContent)).toEqual(["experiments", "speedup", "note"]);
-    expect(screen.getByText("1.03")).toBeTruthy();
-    expect(screen.getByText("tiny")).toBeTruthy();
+  it("renders the committed results file: one row per N and mode, mean ± sd", () => {
+    const { container } = render(<BenchmarkView data={committed} plotUrl="/plot.png" />);
+    const summary = committed.summary as Record<string, Record<string, { final_s: { mean: number; sd: number } } | undefined>>;
+    const expected = Object.values(summary).flatMap((row) => ["sync", "pipelined"].filter((m) => row[m]));
+    expect(expected.length).toBeGreaterThan(0);
+    expect(container.querySelectorAll("tbody tr")).toHaveLength(expected.length);
+    const [n, first] = Object.entries(summary)[0]!;
+    const sync = first["sync"]!;
+    const cells = [...container.querySelectorAll("tbody tr")[0]!.querySelectorAll("td")].map((td) => td.textContent);
+    expect(cells[0]).toBe(n);
+    expect(cells[2]).toBe(`${sync.final_s.mean.toFixed(1)} ± ${sync.final_s.sd.toFixed(1)}`);
+    expect(screen.queryByText("The benchmark file has no result rows.")).toBeNull();
     expect(screen.getByRole("img", { name: "Benchmark plot" }).getAttribute("src")).toBe("/plot.png");
   });
 
-  it("takes a plain list of rows too", () => {
-    const { container } = render(<BenchmarkView data={[{ a: 1 }, { a: 2 }]} plotUrl={null} />);
-    expect(container.querySelectorAll("tbody tr")).toHaveLength(2);
+  it("says so when a file has no summary", () => {
+    const { container } = render(<BenchmarkView data={{ config: { steps: 10 } }} plotUrl={null} />);
+    expect(container.querySelectorAll("tbody tr")).toHaveLength(0);
+    expect(screen.getByText("The benchmark file has no result rows.")).toBeTruthy();
     expect(container.querySelector("img")).toBeNull();
   });
 });

@@ -1068,10 +1068,23 @@ export interface components {
              */
             max_turns: number;
             /**
+             * Pipeline
+             * @description Roll out step k+1 on the version before step k while step k trains (one step off-policy, corrected by the clipped importance ratio).
+             * @default false
+             */
+            pipeline: boolean;
+            /**
              * Prompts Per Step
              * @default 16
              */
             prompts_per_step: number;
+            /**
+             * Rollout Mode
+             * @description throughput: no per-sequence seeds, one engine request per round of turns; seeded: every sequence seeded from `seed`, so episodes do not depend on what else the engine is running (reproducible, slower).
+             * @default throughput
+             * @enum {string}
+             */
+            rollout_mode: "throughput" | "seeded";
             /**
              * Seed
              * @default 0

@@ -71,6 +71,8 @@ const DEFAULTS = {
   advantage: "grpo",
   seed: "0",
   eval_tasks: "0",
+  rollout_mode: "throughput",
+  pipeline: "off",
 };
 type StartForm = typeof DEFAULTS;
 
@@ -108,6 +110,8 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
         advantage: form.advantage,
         seed: Number(form.seed),
         eval_tasks: Number(form.eval_tasks),
+        rollout_mode: form.rollout_mode as "throughput" | "seeded",
+        pipeline: form.pipeline === "on",
       };
       return unwrap(api.POST("/api/experiments", { body }));
     },
@@ -159,6 +163,18 @@ function StartExperiment({ agents, onStarted }: { agents: string[]; onStarted: (
         </Field>
         {input("seed", "Seed")}
         {input("eval_tasks", "Held-out tasks per step")}
+        <Field label="Rollouts" htmlFor="exp-rollout_mode">
+          <select id="exp-rollout_mode" value={form.rollout_mode} onChange={(e) => set("rollout_mode", e.target.value)}>
+            <option value="throughput">throughput (batched, not reproducible)</option>
+            <option value="seeded">seeded (reproducible, slower)</option>
+          </select>
+        </Field>
+        <Field label="Pipelining" htmlFor="exp-pipeline">
+          <select id="exp-pipeline" value={form.pipeline} onChange={(e) => set("pipeline", e.target.value)}>
+            <option value="off">off: every step on-policy</option>
+            <option value="on">on: roll out the next step while this one trains</option>
+          </select>
+        </Field>
       </div>
       <button type="submit" className="primary" disabled={start.isPending}>
         {start.isPending ? "Starting…" : "Start experiment"}
@@ -184,41 +200,102 @@ function Benchmark() {
   return <BenchmarkView data={bench.data} plotUrl={plotFailed ? null : scopedUrl("/api/benchmarks/experiments.png")} onPlotError={() => setPlotFailed(true)} />;
 }
 
-/** The benchmark JSON (`{meta, results: [...]}` or a list of rows) as a table, and its plot. */
-export function BenchmarkView({ data: raw, plotUrl, onPlotError }: { data: unknown; plotUrl: string | null; onPlotError?: () => void }) {
-  const data = raw as { meta?: Record<string, unknown>; results?: unknown } | unknown[] | undefined;
-  const rows = (Array.isArray(data) ? data : Array.isArray(data?.results) ? data.results : []) as Record<string, unknown>[];
-  const meta = !Array.isArray(data) && data?.meta && typeof data.meta === "object" ? data.meta : null;
-  const columns = [...new Set(rows.flatMap((r) => (r && typeof r === "object" ? Object.keys(r) : [])))];
+type Stat = { mean: number | null; sd: number; runs?: number[] };
+type ModeSummary = {
+  final_s: Stat;
+  first_s: Stat;
+  mean_step_s: Stat;
+  mean_rollout_s: Stat;
+  mean_train_s: Stat;
+  vs_serial_warm: Stat;
+  vs_serial_cold?: Stat;
+  final_accuracy: Stat;
+  all_reached_0_9_by_last_step: boolean;
+  cpu_s: Record<string, Stat>;
+};
+type NSummary = {
+  sync?: ModeSummary;
+  pipelined?: ModeSummary;
+  serial_warm_final_s: Stat;
+  serial_cold_final_s: Stat;
+  rollout_tok_s: Stat;
+  offline_tok_s: Stat;
+  rollout_vs_offline?: Stat;
+};
+type BenchmarkFile = {
+  config?: Record<string, unknown>;
+  summary?: Record<string, NSummary>;
+  repeats?: unknown[];
+  partial?: boolean;
+};
+
+function meanSd(s: Stat | undefined, digits = 2, suffix = ""): string {
+  if (!s || s.mean === null || s.mean === undefined) return "–";
+  return `${s.mean.toFixed(digits)}${suffix} ± ${s.sd.toFixed(digits)}`;
+}
+
+/** The benchmark file (`bench/results/experiments.json`): per N and mode, mean ± sd over the
+ * repeats, beside the serial baselines and the engine's offline throughput; and its plot. */
+export function BenchmarkView({ data, plotUrl, onPlotError }: { data: unknown; plotUrl: string | null; onPlotError?: () => void }) {
+  const file = (data && typeof data === "object" ? data : {}) as BenchmarkFile;
+  const summary = file.summary && typeof file.summary === "object" ? file.summary : {};
+  const rows = Object.entries(summary).flatMap(([n, row]) =>
+    (["sync", "pipelined"] as const).flatMap((mode) => (row[mode] ? [{ n, mode, row, m: row[mode] }] : [])),
+  );
+  const config = file.config ?? {};
   return (
     <div className="benchmark">
-      {meta && (
-        <dl className="meta">
-          {Object.entries(meta).map(([k, v]) => (
+      <dl className="meta">
+        {["steps", "prompts", "group", "lr", "repeats"].map((k) =>
+          k in config ? (
             <div key={k}>
               <dt>{k}</dt>
-              <dd>{typeof v === "object" ? JSON.stringify(v) : String(v)}</dd>
+              <dd>{String(config[k])}</dd>
             </div>
-          ))}
-        </dl>
-      )}
+          ) : null,
+        )}
+        {file.partial && (
+          <div>
+            <dt>status</dt>
+            <dd>partial: the run was still going or stopped early</dd>
+          </div>
+        )}
+      </dl>
       {rows.length ? (
         <table className="bench-table">
           <thead>
             <tr>
-              {columns.map((c) => (
-                <th key={c}>{c}</th>
-              ))}
+              <th>N</th>
+              <th>mode</th>
+              <th>final s</th>
+              <th>vs serial warm</th>
+              <th>vs serial cold</th>
+              <th>serial warm s</th>
+              <th>serial cold s</th>
+              <th>step s (rollout / train)</th>
+              <th>final accuracy</th>
+              <th>all ≥ 0.9</th>
+              <th>rollout tok/s (offline)</th>
             </tr>
           </thead>
           <tbody>
-            {rows.map((r, i) => (
-              <tr key={i}>
-                {columns.map((c) => (
-                  <td key={c} className={typeof r[c] === "number" ? "num" : undefined}>
-                    {typeof r[c] === "object" && r[c] !== null ? JSON.stringify(r[c]) : num(r[c])}
-                  </td>
-                ))}
+            {rows.map(({ n, mode, row, m }) => (
+              <tr key={`${n}-${mode}`}>
+                <td className="num">{n}</td>
+                <td>{mode}</td>
+                <td className="num">{meanSd(m.final_s, 1)}</td>
+                <td className="num">{meanSd(m.vs_serial_warm, 2, "x")}</td>
+                <td className="num">{meanSd(m.vs_serial_cold, 2, "x")}</td>
+                <td className="num">{meanSd(row.serial_warm_final_s, 1)}</td>
+                <td className="num">{meanSd(row.serial_cold_final_s, 1)}</td>
+                <td className="num">
+                  {meanSd(m.mean_step_s)} ({num(m.mean_rollout_s.mean)} / {num(m.mean_train_s.mean)})
+                </td>
+                <td className="num">{meanSd(m.final_accuracy, 3)}</td>
+                <td>{m.all_reached_0_9_by_last_step ? "yes" : "no"}</td>
+                <td className="num">
+                  {meanSd(row.rollout_tok_s, 0)} ({meanSd(row.offline_tok_s, 0)})
+                </td>
               </tr>
             ))}
           </tbody>

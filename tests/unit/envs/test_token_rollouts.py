@@ -138,3 +138,10 @@ def test_episodes_play_in_rounds_and_train_as_one_row_each(codec: ChatTokens) ->
     assert batch.input_ids[0] == path.token_ids and batch.loss_mask[0] == path.loss_mask
     assert tokens == 3 * len(sampled)
     assert batch.advantages[0] < 0 < batch.advantages[1]
+
+
+def test_engine_openmp_threads_follow_its_core_binding() -> None:
+    from app.sampler.launcher import omp_threads
+
+    assert [omp_threads(b) for b in ("0", "0-3", "0,2", "1-2|3")] == [1, 4, 2, 2]
+    assert omp_threads("auto") == omp_threads(None) >= 1
