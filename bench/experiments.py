@@ -465,9 +465,12 @@ def _run_offline_probe(args: argparse.Namespace) -> dict[str, list[float]]:
         "--repeats",
         str(args.repeats),
     ]
-    out = subprocess.run(
-        cmd, env=dict(os.environ), check=True, capture_output=True, text=True
-    ).stdout
+    from app.sampler.launcher import omp_threads
+
+    # The same threads as the server's engine (`EngineProcess` sets them the same way).
+    bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    env = {**os.environ, "OMP_NUM_THREADS": str(omp_threads(bind))}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("PROBE "))
     return {k: [float(v) for v in vs] for k, vs in json.loads(line[len("PROBE ") :]).items()}
 
