@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     cycle_stale_after_s: float = Field(
         default=120.0, description="A running cycle without heartbeat this long may be taken over."
     )
+    cycle_engine_wait_s: float = Field(
+        default=300.0,
+        description=(
+            "How long a cycle whose evaluation lost the engine waits for it to answer again "
+            "before failing; it then reloads both versions and measures again (3 attempts)."
+        ),
+    )
     broker_visibility_timeout_s: int = Field(
         default=300, description="Unacknowledged Celery tasks return to the queue after this."
     )

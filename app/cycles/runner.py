@@ -22,6 +22,7 @@ from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
 from app.core.config import get_settings
 from app.core.db import unit_of_work
+from app.core.errors import EngineUnavailable
 from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import get_schedule
@@ -344,7 +345,15 @@ def _execute(
     registry.load_into_engines(settings, candidate_name, candidate_path)
     _heartbeat(tenant_id, run_id, 0.72)
     clock.lap("publish")
-    signals = _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan, clock)
+    signals = _measure_until_done(
+        tenant_id,
+        run_id,
+        settings,
+        engine_url,
+        (parent_name, plan),
+        (candidate_name, candidate_path),
+        clock,
+    )
     verdict = gate.decide(signals, plan["rule"])
     final_losses = history[-1].losses if history else {}
     with unit_of_work() as session:
@@ -415,6 +424,74 @@ def _load_parent(settings: Any, plan: dict[str, Any]) -> str:
     )
     registry.load_into_engines(settings, IDENTITY_ADAPTER, str(identity))
     return IDENTITY_ADAPTER
+
+
+EVALUATION_ATTEMPTS = 3
+
+
+def _engine_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the engine going away (dead, restarting, or restarted without our
+    adapters), not a fault of the cycle."""
+    import asyncio
+
+    import aiohttp
+
+    from trainer.envs.tokens import EngineRequestError
+
+    if isinstance(exc, EngineRequestError):
+        return exc.status == 404 or exc.status >= 500  # 404: a restarted engine lost the adapter
+    return isinstance(exc, EngineUnavailable | aiohttp.ClientError | asyncio.TimeoutError | OSError)
+
+
+def _measure_until_done(
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    settings: Any,
+    engine_url: str,
+    parent: tuple[str, dict[str, Any]],
+    candidate: tuple[str, str],
+    clock: _Clock,
+) -> dict[str, dict[str, Any]]:
+    """`_measure`, again when the engine dies under it: wait until it answers (heartbeating,
+    up to `cycle_engine_wait_s`), load both versions into it again, and measure from the start.
+    The candidate is published already, so nothing is trained twice."""
+    parent_name, plan = parent
+    candidate_name, candidate_path = candidate
+    for attempt in range(1, EVALUATION_ATTEMPTS + 1):
+        try:
+            return _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan, clock)
+        except Exception as exc:
+            if attempt == EVALUATION_ATTEMPTS or not _engine_failure(exc):
+                raise
+            log.warning("cycle %s: engine lost during evaluation (%s); waiting for it", run_id, exc)
+            _heartbeat(
+                tenant_id,
+                run_id,
+                0.72,
+                evaluation_retries=attempt,
+                last_engine_error=str(exc)[:300],
+            )
+            _wait_for_engine(tenant_id, run_id, engine_url, settings.cycle_engine_wait_s)
+            _load_parent(settings, plan)
+            registry.load_into_engines(settings, candidate_name, candidate_path)
+    raise AssertionError("unreachable")
+
+
+def _wait_for_engine(
+    tenant_id: uuid.UUID, run_id: uuid.UUID, engine_url: str, wait_s: float
+) -> None:
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{engine_url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        _heartbeat(tenant_id, run_id, 0.72)
+        time.sleep(2)
+    raise EngineUnavailable(f"the engine at {engine_url} did not come back within {wait_s:.0f} s")
 
 
 def _measure(

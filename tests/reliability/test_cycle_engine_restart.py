@@ -1,0 +1,163 @@
+"""A learning cycle whose engine dies during evaluation waits for it, reloads both versions
+and measures again; anything else that breaks evaluation still fails the cycle at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.adapters import service as registry
+from app.core.config import get_settings
+from app.core.errors import EngineUnavailable
+from app.cycles import runner
+from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
+from app.sampler.launcher import EngineProcess, free_port
+from tests.helpers.engine import MODEL_DIR, SERVED_MODEL_NAME
+
+
+def _plan(environment_tasks: int = 4) -> dict[str, Any]:
+    return {
+        "live": None,
+        "new_sft": [],
+        "eval": [],
+        "held_back": [],
+        "rule": {},
+        "environment": "calculator",
+        "environment_tasks": environment_tasks,
+        "parent_environment": None,
+    }
+
+
+@pytest.fixture
+def engine_at(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Settings pointing at an engine on a port of this test's own (nothing listens yet)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("CLORA_ENGINE_URLS", json.dumps([url]))
+    monkeypatch.setenv("CLORA_CYCLE_ENGINE_WAIT_S", "240")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+@pytest.mark.slow
+def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
+    engine_at: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = int(engine_at.rsplit(":", 1)[1])
+
+    def new_engine() -> EngineProcess:
+        return EngineProcess(
+            model_dir=MODEL_DIR,
+            port=port,
+            served_model_name=SERVED_MODEL_NAME,
+            max_loras=2,
+            max_lora_rank=16,
+            log_path=tmp_path / "engine.log",
+        )
+
+    engines = [new_engine()]
+    engines[0].start()
+    engines[0].wait_ready(240)
+    settings = get_settings()
+    plan = _plan()
+    candidate = write_identity_adapter(MODEL_DIR, tmp_path / "candidate")
+    assert runner._load_parent(settings, plan) == IDENTITY_ADAPTER
+    registry.load_into_engines(settings, "t/a@v1", str(candidate))
+    real, calls = runner._measure, []
+    restart: list[threading.Thread] = []
+
+    def restarted() -> None:
+        engines.append(new_engine())
+        engines[-1].start()
+        engines[-1].wait_ready(240)
+
+    def measure_then_kill(*args: Any, **kwargs: Any) -> Any:
+        calls.append(time.monotonic())
+        if len(calls) == 1:  # the engine dies as the evaluation starts
+            pid = engines[0].pid
+            assert pid is not None
+            os.killpg(pid, signal.SIGKILL)
+            engines[0].stop()
+            restart.append(threading.Thread(target=restarted))
+            restart[0].start()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_measure", measure_then_kill)
+    try:
+        signals = runner._measure_until_done(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            settings,
+            engine_at,
+            (IDENTITY_ADAPTER, plan),
+            ("t/a@v1", str(candidate)),
+            runner._Clock(),
+        )
+    finally:
+        for thread in restart:
+            thread.join()
+        for engine in engines:
+            engine.stop()
+    assert len(calls) == 2
+    # Measured on the new engine, after both versions were loaded into it again: the same
+    # weights, so the same greedy reward.
+    env = signals["environment"]
+    assert env["n"] == 4 and env["before"] == env["after"]
+
+
+def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
+    engine_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise ValueError("a bad evaluation example")
+
+    monkeypatch.setattr(runner, "_measure", broken)
+    with pytest.raises(ValueError):
+        runner._measure_until_done(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            get_settings(),
+            engine_at,
+            ("p", _plan()),
+            ("c", "/x"),
+            runner._Clock(),
+        )
+    assert calls == [1]
+
+
+def test_an_engine_that_never_comes_back_fails_the_evaluation_after_the_wait(
+    engine_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLORA_CYCLE_ENGINE_WAIT_S", "1")
+    get_settings.cache_clear()
+    calls: list[int] = []
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise EngineUnavailable("engine unreachable during evaluation")
+
+    monkeypatch.setattr(runner, "_measure", unreachable)
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable, match="did not come back within 1 s"):
+        runner._measure_until_done(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            get_settings(),
+            engine_at,
+            ("p", _plan()),
+            ("c", "/x"),
+            runner._Clock(),
+        )
+    assert calls == [1] and time.monotonic() - started < 30
