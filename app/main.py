@@ -15,7 +15,7 @@ from app.core.config import get_settings
 from app.core.errors import Unauthenticated
 from app.core.http_errors import install_error_handlers
 from app.core.logging import configure as configure_logging
-from app.core.middleware import BodySizeLimit, RequestContext
+from app.core.middleware import BodyGuard, RequestContext
 from app.cycles.router import router as cycles_router
 from app.experiments.router import router as experiments_router
 from app.feedback.router import router as feedback_router
@@ -53,7 +53,7 @@ def create_app() -> FastAPI:
     configure_logging()
     app = FastAPI(title="clora", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         # Only for a UI served from another origin; the bundled UI is same-origin and needs
         # none. Credentials (the session cookie) are allowed only for the listed origins.

@@ -42,8 +42,15 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
 
 
-class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, by header or while reading a chunked body."""
+_NUL = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000|\x00")
+"""A NUL character in a request body: raw, or as JSON's escape (an escaped backslash followed
+by "u0000" is text, not a NUL). PostgreSQL text and jsonb cannot store it."""
+
+
+class BodyGuard:
+    """Refuse bodies over ``max_bytes`` with 413 (by header, or while reading a chunked body),
+    and bodies with a NUL character with 400, before any handler sees them: a NUL would pass
+    validation and then fail at the database, after the client had been answered."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -56,47 +63,67 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(send)
+            await self._too_large(send)
             return
         seen = 0
-        too_big = False
+        tail = b""
 
-        async def limited_receive() -> Message:
-            nonlocal seen, too_big
+        async def guarded_receive() -> Message:
+            nonlocal seen, tail
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_bytes:
-                    too_big = True
                     raise _TooLarge
+                if _NUL.search(tail + chunk):
+                    raise _HasNul
+                tail = (tail + chunk)[-16:]
             return message
 
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, guarded_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._too_large(send)
+        except _HasNul:
+            await _refuse(
+                send,
+                400,
+                "text may not contain NUL characters (\\u0000): remove them and send it again",
+                "invalid_characters",
+            )
 
-    async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {
-            "error": {
-                "message": f"request body exceeds {self.max_bytes} bytes",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-        raw = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                ],
-            }
+    async def _too_large(self, send: Send) -> None:
+        await _refuse(
+            send, 413, f"request body exceeds {self.max_bytes} bytes", "request_too_large"
         )
-        await send({"type": "http.response.body", "body": raw})
+
+
+async def _refuse(send: Send, status: int, message: str, code: str) -> None:
+    body: dict[str, Any] = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": code,
+        }
+    }
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+class _HasNul(Exception):
+    pass
 
 
 class _TooLarge(Exception):

@@ -1,19 +1,36 @@
-"""Hostile tenants: every way of naming another tenant's things is refused and changes nothing."""
+"""Hostile tenants: every way of naming another tenant's things is refused and changes nothing.
+
+Tenant B owns real things of every kind (a live version, a cycle, an experiment, a schedule,
+keys, a user, a dataset, an interaction with feedback); every cross-tenant case names B's real
+ids, and after each case a checksum of every row of every tenant table of B must be unchanged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from app.core.config import get_settings
 from app.core.db import unit_of_work
-from app.models import Feedback, Interaction, TrainingExample
-from app.models.enums import Role
+from app.cycles.schemas import ScheduleUpdate
+from app.cycles.service import update_schedule
+from app.datasets.service import import_examples
+from app.experiments.schemas import ExperimentConfig
+from app.experiments.service import create_experiment
+from app.models import CycleRun
+from app.models.base import Base
+from app.models.enums import ExampleSplit, Role, RunStatus
+from app.sampler.identity import write_identity_adapter
+from app.tenants.service import create_api_key, revoke_api_key
 from app.users.service import create_user
-from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
+from tests.helpers.gateway import Gateway, TenantFixture, make_tenant, publish_live
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -35,8 +52,53 @@ class World:
             json={"interaction_id": reply.id, "kind": "rating", "rating": {"thumbs": "up"}},
         )
         self.b_feedback = fb.json()["id"]
+        self._give_b_one_of_everything()
         self.a_operator = self.login(self.a, Role.operator)
         self.a_admin = self.login(self.a, Role.admin)
+
+    def _give_b_one_of_everything(self) -> None:
+        """A live version, a finished cycle, an experiment, a schedule, a spare key and a
+        revoked one, a user, a dataset: the things A's cases name by their real ids."""
+        folder = Path(tempfile.mkdtemp(prefix="victim-"))
+        publish_live(self.b, write_identity_adapter(get_settings().base_model_path, folder / "v"))
+        b = self.b.tenant.id
+        with unit_of_work() as session:
+            self.b_cycle = uuid.uuid4()
+            session.add(
+                CycleRun(
+                    id=self.b_cycle,
+                    tenant_id=b,
+                    agent_id=self.b.agent.id,
+                    status=RunStatus.rejected,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+            config = ExperimentConfig(steps=1)
+            self.b_experiment = create_experiment(session, b, self.b.agent.name, config).id
+            update_schedule(session, b, self.b.agent.id, ScheduleUpdate(mode="every_k", every_k=50))
+            self.b_key = create_api_key(session, b, "spare")[0].id
+            revoked, self.b_revoked_key = create_api_key(session, b, "revoked")
+            revoke_api_key(session, b, revoked.id)
+            self.b_user = create_user(
+                session, f"victim-{uuid.uuid4().hex[:6]}@example.test", PASSWORD, Role.admin, b
+            ).id
+            line = {
+                "messages": [
+                    {"role": "user", "content": "b's secret"},
+                    {"role": "assistant", "content": "42"},
+                ]
+            }
+            import_examples(session, b, self.b.agent.id, [json.dumps(line)], ExampleSplit.train)
+
+    def ids(self, path: str) -> str:
+        """``path`` with B's real ids in its placeholders."""
+        return path.format(
+            bi=self.b_interaction,
+            b_cycle=self.b_cycle,
+            b_experiment=self.b_experiment,
+            b_key=self.b_key,
+            b_user=self.b_user,
+        )
 
     @staticmethod
     def auth(fx: TenantFixture, key: str | None = None) -> dict[str, str]:
@@ -54,16 +116,20 @@ class World:
         client.headers["x-csrf-token"] = client.cookies.get("clora_csrf") or ""
         return client
 
-    def b_counts(self) -> tuple[int, int, int]:
+    def b_rows(self) -> str:
+        """A checksum of every row of every tenant table that belongs to B (and B's tenant row)."""
+        digest = hashlib.sha256()
         with unit_of_work() as session:
-            tid = self.b.tenant.id
-            return tuple(  # type: ignore[return-value]
-                int(
-                    session.scalar(select(func.count()).select_from(m).where(m.tenant_id == tid))
-                    or 0
-                )
-                for m in (Interaction, Feedback, TrainingExample)
-            )
+            for table in Base.metadata.sorted_tables:
+                column = table.c.get("tenant_id")
+                if table.name == "tenants":
+                    column = table.c.id
+                if column is None:
+                    continue
+                rows = session.execute(select(table).where(column == self.b.tenant.id)).all()
+                text = sorted(json.dumps(list(r), default=str) for r in rows)
+                digest.update(f"{table.name}:{len(rows)}:{text}".encode())
+        return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +170,11 @@ MODEL_NAMES = [
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_model_names_outside_the_tenant_are_refused(world: World, model: str) -> None:
-    before = world.b_counts()
+    before = world.b_rows()
     resp = chat(world, model.format(b=world.b.tenant.slug))
     assert resp.status_code in (400, 404), resp.text
     assert resp.json()["error"]["param"] == "model"
-    assert world.b_counts() == before
+    assert world.b_rows() == before
 
 
 @pytest.mark.parametrize(
@@ -138,24 +204,24 @@ FEEDBACK_CASES = [
 
 @pytest.mark.parametrize("body", FEEDBACK_CASES)
 def test_agent_feedback_on_victim_interaction_is_404(world: World, body: dict) -> None:
-    before = world.b_counts()
+    before = world.b_rows()
     resp = httpx.post(
         f"{world.gateway.api_base}/feedback",
         headers=world.auth(world.a),
         json={"interaction_id": world.b_interaction, **body},
     )
     assert resp.status_code == 404
-    assert world.b_counts() == before
+    assert world.b_rows() == before
 
 
 @pytest.mark.parametrize("body", FEEDBACK_CASES)
 def test_operator_feedback_on_victim_interaction_is_404(world: World, body: dict) -> None:
-    before = world.b_counts()
+    before = world.b_rows()
     resp = world.a_operator.post(
         "/api/feedback", json={"interaction_id": world.b_interaction, **body}
     )
     assert resp.status_code == 404
-    assert world.b_counts() == before
+    assert world.b_rows() == before
 
 
 def test_preference_against_victim_interaction_is_404(world: World) -> None:
@@ -184,8 +250,10 @@ READS = [
     "/api/agents/victim-bot/dataset",
     "/api/cycles?agent=victim-bot",
     "/api/interactions?agent=victim-bot",
-    "/api/cycles/{uuid}",
-    "/api/experiments/{uuid}",
+    "/api/cycles/{b_cycle}",
+    "/api/experiments/{b_experiment}",
+    "/api/agents/victim-bot",
+    "/api/users",
 ]
 
 
@@ -193,7 +261,10 @@ READS = [
 @pytest.mark.parametrize("who", ["operator", "admin"])
 def test_reads_of_victim_data_are_404(world: World, path: str, who: str) -> None:
     client = world.a_operator if who == "operator" else world.a_admin
-    resp = client.get(path.format(bi=world.b_interaction, uuid=uuid.uuid4()))
+    resp = client.get(world.ids(path))
+    if path == "/api/users":  # A's admin lists A's own users only; the operator may not list
+        assert resp.status_code == 403 if who == "operator" else str(world.b_user) not in resp.text
+        return
     assert resp.status_code in (403, 404), (path, resp.status_code)
 
 
@@ -211,8 +282,12 @@ WRITES = [
     ("put", "/api/agents/victim-bot/schedule", {"mode": "manual"}),
     ("post", "/api/agents/victim-bot/dataset", None),
     ("post", "/api/experiments", {"agent": "victim-bot"}),
-    ("post", "/api/experiments/{uuid}/cancel", None),
-    ("post", "/api/keys/{uuid}/revoke", None),
+    ("post", "/api/experiments/{b_experiment}/cancel", None),
+    ("post", "/api/keys/{b_key}/revoke", None),
+    ("patch", "/api/users/{b_user}", {"role": "operator"}),
+    ("patch", "/api/users/{b_user}", {"disabled": True}),
+    ("post", "/api/users/{b_user}/password", {"password": "a new long password"}),
+    ("patch", "/api/agents/victim-bot", {"default_max_tokens": 1}),
     ("post", "/api/tenants", {"slug": "evil"}),
 ]
 
@@ -221,12 +296,12 @@ WRITES = [
 def test_admin_of_a_cannot_write_to_b(
     world: World, method: str, path: str, body: dict | None
 ) -> None:
-    before = world.b_counts()
-    url = path.format(uuid=uuid.uuid4())
+    before = world.b_rows()
+    url = world.ids(path)
     kwargs = {"json": body} if body is not None else {"content": json.dumps({"messages": []})}
     resp = getattr(world.a_admin, method)(url, **kwargs)
     assert resp.status_code in (403, 404), (path, resp.status_code, resp.text)
-    assert world.b_counts() == before
+    assert world.b_rows() == before
 
 
 def test_platform_tenant_header_is_ignored_for_tenant_users(world: World) -> None:
@@ -255,6 +330,15 @@ def test_deeply_nested_and_oversized_json_is_refused(world: World) -> None:
     assert big.status_code == 413
 
 
-def test_revoked_key_of_victim_cannot_be_reused(world: World) -> None:
-    assert chat(world, "victim-bot", world.b.key).status_code == 200  # B's own key, B's own agent
-    assert chat(world, "attacker-bot", world.b.key).status_code == 404  # B cannot reach A either
+def test_a_revoked_key_opens_nothing(world: World) -> None:
+    """B revoked one of its keys: it opens neither B's agent nor anyone else's."""
+    before = world.b_rows()
+    for model in ("victim-bot", "attacker-bot"):
+        resp = chat(world, model, world.b_revoked_key)
+        assert resp.status_code == 401, resp.text
+    assert world.b_rows() == before
+
+
+def test_a_live_key_reaches_its_own_tenant_only(world: World) -> None:
+    assert chat(world, "victim-bot", world.b.key).status_code == 200
+    assert chat(world, "attacker-bot", world.b.key).status_code == 404

@@ -1,0 +1,51 @@
+"""The body guard: NUL characters are refused before any handler; text that only looks like
+one (an escaped backslash before "u0000") passes; chunk boundaries do not hide one."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from app.core.middleware import BodyGuard
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    app.add_middleware(BodyGuard, max_bytes=1000)
+    return TestClient(app)
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"content": "a\\u0000b"}', b'{"content": "a\x00b"}', b'{"c": "\\\\\\u0000"}']
+)
+def test_a_nul_is_a_400_with_the_error_envelope(client: TestClient, body: bytes) -> None:
+    resp = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "invalid_characters"
+
+
+def test_text_that_only_looks_like_a_nul_passes(client: TestClient) -> None:
+    body = b'{"content": "a\\\\u0000b"}'  # JSON for the six characters \u0000
+    resp = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 200 and resp.json() == {"bytes": len(body)}
+
+
+def test_a_nul_split_across_chunks_is_found(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"content": "abc\\u00'
+        yield b'00"}'
+
+    resp = client.post("/echo", content=chunks(), headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+
+
+def test_a_large_body_is_still_a_413(client: TestClient) -> None:
+    resp = client.post("/echo", content=b"x" * 2000)
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
