@@ -65,33 +65,46 @@ class BodyGuard:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._too_large(send)
             return
+        # The whole body is read here (it is bounded by max_bytes) and handed on in one
+        # message: an exception raised from inside the app's own read would be turned into a
+        # generic "error parsing the body" by FastAPI.
+        chunks: list[bytes] = []
         seen = 0
-        tail = b""
-
-        async def guarded_receive() -> Message:
-            nonlocal seen, tail
+        first: Message | None = None
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                seen += len(chunk)
-                if seen > self.max_bytes:
-                    raise _TooLarge
-                if _NUL.search(tail + chunk):
-                    raise _HasNul
-                tail = (tail + chunk)[-16:]
-            return message
-
-        try:
-            await self.app(scope, guarded_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
-        except _HasNul:
+            if message["type"] != "http.request":
+                first = message  # the client went away before its body was complete
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if first is None and _NUL.search(body):
             await _refuse(
                 send,
                 400,
                 "text may not contain NUL characters (\\u0000): remove them and send it again",
                 "invalid_characters",
             )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if first is not None:
+                    return first
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         await _refuse(
@@ -120,11 +133,3 @@ async def _refuse(send: Send, status: int, message: str, code: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": raw})
-
-
-class _HasNul(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass

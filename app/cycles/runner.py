@@ -429,20 +429,6 @@ def _load_parent(settings: Any, plan: dict[str, Any]) -> str:
 EVALUATION_ATTEMPTS = 3
 
 
-def _engine_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the engine going away (dead, restarting, or restarted without our
-    adapters), not a fault of the cycle."""
-    import asyncio
-
-    import aiohttp
-
-    from trainer.envs.tokens import EngineRequestError
-
-    if isinstance(exc, EngineRequestError):
-        return exc.status == 404 or exc.status >= 500  # 404: a restarted engine lost the adapter
-    return isinstance(exc, EngineUnavailable | aiohttp.ClientError | asyncio.TimeoutError | OSError)
-
-
 def _measure_until_done(
     tenant_id: uuid.UUID,
     run_id: uuid.UUID,
@@ -461,7 +447,7 @@ def _measure_until_done(
         try:
             return _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan, clock)
         except Exception as exc:
-            if attempt == EVALUATION_ATTEMPTS or not _engine_failure(exc):
+            if attempt == EVALUATION_ATTEMPTS or not trainer_client.is_engine_failure(exc):
                 raise
             log.warning("cycle %s: engine lost during evaluation (%s); waiting for it", run_id, exc)
             _heartbeat(

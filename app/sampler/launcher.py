@@ -38,8 +38,8 @@ def omp_threads(bind: str | None) -> int:
     """OpenMP threads for an engine bound to the cores in ``bind`` (vLLM's
     ``VLLM_CPU_OMP_THREADS_BIND``: "0", "0-3", "0,2"); every core otherwise. vLLM binds its
     compute thread to those cores, but torch still starts one OpenMP thread per core of the
-    machine: on 2 cores with the engine bound to core 0 the extra thread burned 0.7 of the other
-    core (the trainer's) for no throughput (bench/experiments.py)."""
+    machine: on 2 cores with the engine bound to core 0, a probe here saw the extra thread burn
+    0.7 of the other core (the trainer's) for no throughput."""
     if not bind or bind in ("auto", "nobind"):
         return os.cpu_count() or 1
     cores: set[int] = set()
@@ -166,7 +166,7 @@ class EngineProcess:
             # Prefix caching shares whole blocks only. vLLM's CPU default of 128 tokens is
             # longer than most agent prompts, so nothing was ever shared (0% hit rate); at 32
             # the system prompt, tools, the G samples' common prompt and earlier turns are
-            # reused: 2x rollout throughput at 8 experiments (bench/results/experiments.json).
+            # reused (a probe of 8 experiments' rollouts here: about 2x the tok/s).
             "--block-size",
             str(self.block_size),
             "--max-num-batched-tokens",

@@ -84,6 +84,21 @@ def _chat_tokens(path: str) -> Any:
     return ChatTokens(AutoTokenizer.from_pretrained(path, local_files_only=True))
 
 
+def is_engine_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` from rollouts or evaluation is the engine going away (dead, restarting,
+    or restarted without the adapter: a 404), not a fault of the caller."""
+    import asyncio
+
+    import aiohttp
+
+    from app.core.errors import EngineUnavailable
+    from trainer.envs.tokens import EngineRequestError
+
+    if isinstance(exc, EngineRequestError):
+        return exc.status == 404 or exc.status >= 500
+    return isinstance(exc, EngineUnavailable | aiohttp.ClientError | asyncio.TimeoutError | OSError)
+
+
 def token_sampler(engine_url: str) -> Any:
     """A token-in, token-out client of the engine (`trainer.envs.tokens.CompletionsEngine`)."""
     from trainer.envs.tokens import CompletionsEngine

@@ -111,7 +111,7 @@ describe("charts", () => {
 describe("BenchmarkView", () => {
   it("renders the committed results file: one row per N and mode, mean ± sd", () => {
     const { container } = render(<BenchmarkView data={committed} plotUrl="/plot.png" />);
-    const summary = committed.summary as Record<string, Record<string, { final_s: { mean: number; sd: number } } | undefined>>;
+    const summary = committed.summary as unknown as Record<string, Record<string, { final_s: { mean: number; sd: number } } | undefined>>;
     const expected = Object.values(summary).flatMap((row) => ["sync", "pipelined"].filter((m) => row[m]));
     expect(expected.length).toBeGreaterThan(0);
     expect(container.querySelectorAll("tbody tr")).toHaveLength(expected.length);

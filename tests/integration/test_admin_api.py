@@ -147,7 +147,11 @@ def test_a_name_with_a_trailing_newline_is_a_400_not_a_500(gateway: Gateway) -> 
     for name in ("bot\n", "bot\r\n", "bot\x00", "../bot", "b" * 100):
         refused = admin.post("/api/agents", json={"name": name})
         assert refused.status_code == 400, (name, refused.text)
-        assert refused.json()["error"]["param"] == "name"
+        error = refused.json()["error"]
+        # A NUL never reaches the handler: the body guard refuses it (PostgreSQL cannot store it).
+        assert error["param"] == "name" or (
+            name == "bot\x00" and error["code"] == "invalid_characters"
+        )
     platform = Browser(gateway, user(None, Role.platform_admin))
     tenant = platform.post("/api/tenants", json={"slug": "acme\n"})
     assert tenant.status_code == 400 and tenant.json()["error"]["param"] == "slug", tenant.text

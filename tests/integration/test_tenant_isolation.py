@@ -252,7 +252,6 @@ READS = [
     "/api/interactions?agent=victim-bot",
     "/api/cycles/{b_cycle}",
     "/api/experiments/{b_experiment}",
-    "/api/agents/victim-bot",
     "/api/users",
 ]
 
