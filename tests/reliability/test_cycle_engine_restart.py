@@ -114,6 +114,19 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     assert env["n"] == 4 and env["before"] == env["after"]
 
 
+def _measure_stub(engine_url: str) -> object:
+    """The retrying evaluation with placeholder versions (`_measure` is patched in these tests)."""
+    return runner._measure_until_done(
+        uuid.uuid4(),
+        uuid.uuid4(),
+        get_settings(),
+        engine_url,
+        ("p", _plan()),
+        ("c", "/x"),
+        runner._Clock(),
+    )
+
+
 def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
     engine_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,15 +138,7 @@ def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
 
     monkeypatch.setattr(runner, "_measure", broken)
     with pytest.raises(ValueError):
-        runner._measure_until_done(
-            uuid.uuid4(),
-            uuid.uuid4(),
-            get_settings(),
-            engine_at,
-            ("p", _plan()),
-            ("c", "/x"),
-            runner._Clock(),
-        )
+        _measure_stub(engine_at)
     assert calls == [1]
 
 
@@ -151,13 +156,5 @@ def test_an_engine_that_never_comes_back_fails_the_evaluation_after_the_wait(
     monkeypatch.setattr(runner, "_measure", unreachable)
     started = time.monotonic()
     with pytest.raises(EngineUnavailable, match="did not come back within 1 s"):
-        runner._measure_until_done(
-            uuid.uuid4(),
-            uuid.uuid4(),
-            get_settings(),
-            engine_at,
-            ("p", _plan()),
-            ("c", "/x"),
-            runner._Clock(),
-        )
+        _measure_stub(engine_at)
     assert calls == [1] and time.monotonic() - started < 30
