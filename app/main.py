@@ -19,6 +19,8 @@ from app.core.middleware import BodyGuard, RequestContext
 from app.cycles.router import router as cycles_router
 from app.experiments.router import router as experiments_router
 from app.feedback.router import router as feedback_router
+from app.files.router import router as files_router
+from app.fine_tuning.router import router as fine_tuning_router
 from app.health.router import router as health_router
 from app.interactions.router import router as interactions_router
 from app.serving import metrics
@@ -53,7 +55,11 @@ def create_app() -> FastAPI:
     configure_logging()
     app = FastAPI(title="clora", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_request_bytes,
+        larger={"/v1/files": settings.max_file_bytes},
+    )
     if settings.cors_origins:
         # Only for a UI served from another origin; the bundled UI is same-origin and needs
         # none. Credentials (the session cookie) are allowed only for the listed origins.
@@ -69,6 +75,8 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(serving_router)
     app.include_router(feedback_router)
+    app.include_router(files_router)
+    app.include_router(fine_tuning_router)
     for router in (
         auth_router,
         tenants_router,

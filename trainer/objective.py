@@ -15,6 +15,7 @@ reference is the parent version, pinned when the adapter is created from it.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,16 @@ def _logged_row(tokenizer: Any, p: Mapping[str, Any]) -> tuple[list[int], list[f
 def pg_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
     """Off-policy policy-gradient rows from rated outputs: advantage = the rating in [-1, 1],
     importance ratio against the logged sampling logprobs (NaN where none were logged, which
-    the loss treats as on-policy)."""
+    the loss treats as on-policy). A payload with ``token_ids``, ``loss_mask`` and
+    ``sampling_logprobs`` over the whole row (a reinforcement job's rollout) is taken as is."""
     ids_rows, masks, sampling, advantages = [], [], [], []
     for p in payloads:
+        if p.get("token_ids") is not None:  # a whole sampled episode, tool results masked out
+            ids_rows.append([int(t) for t in p["token_ids"]])
+            masks.append([float(m) for m in p["loss_mask"]])
+            sampling.append([float(x) for x in p["sampling_logprobs"]])
+            advantages.append(max(-1.0, min(1.0, float(p["reward"]))))
+            continue
         ids, mask, start = _logged_row(tokenizer, p)
         logged = p.get("sampling_logprobs")
         completion = len(ids) - start
@@ -110,6 +118,29 @@ def build_batches(
     }
 
 
+def step_examples(
+    examples: Mapping[str, Sequence[Mapping[str, Any]]],
+    batch_size: int | None,
+    seed: int,
+    step: int,
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The examples step ``step`` (from 1) trains on: with ``batch_size``, each loss kind's
+    rows go by in epochs, each epoch in its own seeded order, ``batch_size`` rows a step
+    (the last batch of an epoch may be smaller); without it, every row every step. The KL
+    rows (what to keep) are always all used."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for kind, rows in examples.items():
+        if kind == "kl" or not batch_size or batch_size >= len(rows):
+            out[kind] = list(rows)
+            continue
+        per_epoch = math.ceil(len(rows) / batch_size)
+        epoch, index = divmod(step - 1, per_epoch)
+        order = list(range(len(rows)))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out[kind] = [rows[i] for i in order[index * batch_size : (index + 1) * batch_size]]
+    return out
+
+
 def objective_weights(mixture: Mapping[str, float], kl_coef: float) -> dict[str, float]:
     """The weight of each term: the schedule's loss mixture, and `kl_coef` for the KL term."""
     weights = {kind: float(mixture.get(kind, 0.0)) for kind in ("sft", "dpo", "pg")}
@@ -124,31 +155,35 @@ class ObjectiveWork:
     adapter_id: str
     batches: Mapping[str, Batch]
     weights: Mapping[str, float]
+    dpo_beta: float = 0.1
+    """The DPO loss's beta (Rafailov et al. 2023, eq. 7) for this adapter's preference rows."""
 
 
 def accumulate_round(
-    engine: TrainingEngine, work: Sequence[ObjectiveWork], *, dpo_beta: float = 0.1
+    engine: TrainingEngine, work: Sequence[ObjectiveWork]
 ) -> list[dict[str, float]]:
     """Add every adapter's weighted mean gradient of every term, all adapters of a loss kind in
-    one `forward_backward` (their rows share passes where they fit); returns each adapter's mean
-    loss per term (unweighted), and under "margin" the smallest greedy margin of its SFT rows
-    before this step (`trainer.losses.greedy_margin`)."""
+    one `forward_backward` (their rows share passes where they fit; DPO rows share a pass with
+    rows of the same beta); returns each adapter's mean loss per term (unweighted), and under
+    "margin" the smallest greedy margin of its SFT rows before this step
+    (`trainer.losses.greedy_margin`)."""
     losses: list[dict[str, float]] = [{} for _ in work]
     for kind in OBJECTIVE_KINDS:
         chosen = [
             i for i, w in enumerate(work) if kind in w.batches and w.weights.get(kind, 0.0) > 0
         ]
-        if not chosen:
-            continue
-        spec = LossSpec(kind=kind, reduction="call", dpo_beta=dpo_beta)  # type: ignore[arg-type]
-        items = [(work[i].adapter_id, work[i].batches[kind]) for i in chosen]
-        weights = [float(work[i].weights[kind]) for i in chosen]
-        for i, rows in zip(chosen, engine.forward_backward(items, spec, weights), strict=True):
-            units = sum(r.units for r in rows)
-            losses[i][kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
-            margins = [r.extra.get("margin", math.inf) for r in rows]
-            if kind == "sft" and any(math.isfinite(m) for m in margins):
-                losses[i]["margin"] = min(margins)
+        betas = sorted({work[i].dpo_beta for i in chosen}) if kind == "dpo" else [0.1]
+        for beta in betas:
+            group = [i for i in chosen if kind != "dpo" or work[i].dpo_beta == beta]
+            spec = LossSpec(kind=kind, reduction="call", dpo_beta=beta)  # type: ignore[arg-type]
+            items = [(work[i].adapter_id, work[i].batches[kind]) for i in group]
+            weights = [float(work[i].weights[kind]) for i in group]
+            for i, rows in zip(group, engine.forward_backward(items, spec, weights), strict=True):
+                units = sum(r.units for r in rows)
+                losses[i][kind] = sum(r.loss_sum for r in rows) / units if units > 0 else 0.0
+                margins = [r.extra.get("margin", math.inf) for r in rows]
+                if kind == "sft" and any(math.isfinite(m) for m in margins):
+                    losses[i]["margin"] = min(margins)
     return losses
 
 
@@ -162,8 +197,8 @@ def accumulate(
 ) -> dict[str, float]:
     """Add the weighted mean gradient of every term with a positive weight; the mean loss of
     each term (unweighted) is returned for the step's record."""
-    work = [ObjectiveWork(adapter_id, batches, weights)]
-    return accumulate_round(engine, work, dpo_beta=dpo_beta)[0]
+    work = [ObjectiveWork(adapter_id, batches, weights, dpo_beta)]
+    return accumulate_round(engine, work)[0]
 
 
 def objective_step(

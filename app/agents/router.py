@@ -43,6 +43,7 @@ def patch_agent(name: str, body: AgentPatch, actor: AdminActor, session: Session
         environment=body.environment or None,
         clear_environment=body.environment == "",
         default_max_tokens=body.default_max_tokens,
+        fine_tuning_promotes=body.fine_tuning_promotes,
     )
     return service.agent_out(session, agent)
 

@@ -32,6 +32,9 @@ class AgentPatch(BaseModel):
     environment: str | None = None
     """An environment name, or "" to remove the agent's environment."""
     default_max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    fine_tuning_promotes: bool | None = None
+    """Whether a fine-tuning job whose candidate passes the gate promotes it (default), or
+    leaves it a candidate to promote by hand."""
 
 
 class AgentOut(BaseModel):
@@ -44,6 +47,7 @@ class AgentOut(BaseModel):
     live_version: int | None = None
     environment: str | None = None
     default_max_tokens: int | None = None
+    fine_tuning_promotes: bool = True
 
 
 class VersionOut(BaseModel):

@@ -91,8 +91,10 @@ def update_agent(
     environment: str | None = None,
     clear_environment: bool = False,
     default_max_tokens: int | None = None,
+    fine_tuning_promotes: bool | None = None,
 ) -> Agent:
-    """Change an agent's description, environment or default completion cap."""
+    """Change an agent's description, environment, default completion cap, or whether a
+    fine-tuning job that passes the gate promotes its version."""
     settings = dict(agent.settings or {})
     if description is not None:
         agent.description = description
@@ -103,6 +105,8 @@ def update_agent(
         settings["environment"] = environment
     if default_max_tokens is not None:
         settings["default_max_tokens"] = default_max_tokens
+    if fine_tuning_promotes is not None:
+        settings["fine_tuning_promotes"] = fine_tuning_promotes
     agent.settings = settings
     session.flush()
     return agent
@@ -120,6 +124,7 @@ def to_out(agent: Agent, numbers: Mapping[uuid.UUID, int]) -> AgentOut:
     out = AgentOut.model_validate(agent, from_attributes=True)
     out.environment = (agent.settings or {}).get("environment")
     out.default_max_tokens = (agent.settings or {}).get("default_max_tokens")
+    out.fine_tuning_promotes = bool((agent.settings or {}).get("fine_tuning_promotes", True))
     out.live_version = numbers.get(agent.live_version_id) if agent.live_version_id else None
     return out
 

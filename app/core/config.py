@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Origins (JSON list) allowed to call the API from a browser; none by default.",
     )
     max_request_bytes: int = 1_000_000
+    max_file_bytes: int = Field(
+        default=64_000_000,
+        ge=1_000,
+        description="Largest file `POST /v1/files` takes (bytes); other requests stay within "
+        "max_request_bytes.",
+    )
     cookie_secure: bool | None = Field(
         default=None,
         description="Mark the UI's cookies Secure (HTTPS only). Default: in production only. "

@@ -52,18 +52,22 @@ class BodyGuard:
     and bodies with a NUL character with 400, before any handler sees them: a NUL would pass
     validation and then fail at the database, after the client had been answered."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+        """Path prefixes allowed a larger body (file uploads), with their limits."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        limit = next((n for p, n in self.larger.items() if path.startswith(p)), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._too_large(send, limit)
             return
         # The whole body is read here (it is bounded by max_bytes) and handed on in one
         # message: an exception raised from inside the app's own read would be turned into a
@@ -78,8 +82,8 @@ class BodyGuard:
                 break
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._too_large(send)
+            if seen > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -106,10 +110,8 @@ class BodyGuard:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await _refuse(
-            send, 413, f"request body exceeds {self.max_bytes} bytes", "request_too_large"
-        )
+    async def _too_large(self, send: Send, limit: int) -> None:
+        await _refuse(send, 413, f"request body exceeds {limit} bytes", "request_too_large")
 
 
 async def _refuse(send: Send, status: int, message: str, code: str) -> None:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, inspect, select
+from sqlalchemy import ColumnElement, Select, func, inspect, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound
@@ -63,3 +63,37 @@ class TenantScopedRepository(Generic[ModelT]):
         total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = self.session.scalars(query.order_by(*order_by).limit(limit).offset(offset))
         return list(rows), int(total)
+
+    def cursor_page(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        where: Iterable[ColumnElement[bool]] = (),
+        after: uuid.UUID | None,
+        limit: int,
+        descending: bool = True,
+    ) -> tuple[list[ModelT], bool]:
+        """One page of the tenant's matching rows ordered by (created_at, id), starting just
+        past the row ``after`` (OpenAI's cursor pagination), and whether more follow."""
+        model: Any = self.model
+        key = tuple_(model.created_at, model.id)
+        query = self.scoped(tenant_id).where(*where)
+        if after is not None:
+            cursor = self.session.execute(
+                select(model.created_at, model.id).where(
+                    model.tenant_id == tenant_id, model.id == after
+                )
+            ).first()
+            if cursor is None:
+                raise NotFound("no such object to page after", param="after")
+            query = query.where(key < tuple_(*cursor) if descending else key > tuple_(*cursor))
+        order = (
+            (model.created_at.desc(), model.id.desc())
+            if descending
+            else (
+                model.created_at,
+                model.id,
+            )
+        )
+        rows = list(self.session.scalars(query.order_by(*order).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit

@@ -3,6 +3,8 @@
 Signals (each with its number of examples ``n``):
 - ``corrections``: corrected prompts of this cycle answered as corrected (what should change);
 - ``held_out``: held-out corrections and golden examples (split ``eval``);
+- ``validation``: a fine-tuning job's validation file (answered as its lines answer, or for a
+  reinforcement job the grader's mean score);
 - ``preservation``: on held-back untouched traffic, the share of prompts where the candidate's
   greedy answer equals the parent's (what must not change). It fails when the evidence says
   the agreement is below ``preserve_min``: when even the upper end of its one-sided 90%
@@ -10,7 +12,7 @@ Signals (each with its number of examples ``n``):
   point estimate, 83%, would refuse it); three in six, or every answer changed, is;
 - ``environment``: mean reward on held-out environment tasks, for an agent with one.
 
-``held_out``, ``preservation`` and ``environment`` are evaluation signals: one of them with at
+``held_out``, ``validation``, ``preservation`` and ``environment`` are evaluation signals: one of them with at
 least ``min_examples`` examples must exist, or the cycle ends ``needs_evaluation``.
 """
 
@@ -22,7 +24,8 @@ from typing import Any
 
 from app.models.enums import RunStatus
 
-EVALUATION_SIGNALS = ("held_out", "preservation", "environment")
+EVALUATION_SIGNALS = ("held_out", "validation", "preservation", "environment")
+_SCORED = {"held_out": "held-out corrections", "validation": "the validation file's score"}
 CONFIDENCE_Z = 1.2816
 """One-sided 90%: the z of the bound the preservation check compares with ``preserve_min``."""
 
@@ -67,14 +70,15 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
         signal = signals.get(name) or {}
         return signal if int(signal.get("n", 0)) >= enough else None
 
-    held = measured("held_out")
-    if held is not None and held["after"] < held["before"] - tolerance - 1e-9:
-        return Verdict(
-            RunStatus.rejected,
-            f"held_out: held-out corrections fell from {held['before']:.3f} to "
-            f"{held['after']:.3f} (n={held['n']})",
-            "held_out",
-        )
+    for name, what in _SCORED.items():
+        held = measured(name)
+        if held is not None and held["after"] < held["before"] - tolerance - 1e-9:
+            return Verdict(
+                RunStatus.rejected,
+                f"{name}: {what} fell from {held['before']:.3f} to "
+                f"{held['after']:.3f} (n={held['n']})",
+                name,
+            )
     kept = measured("preservation")
     if kept is not None:
         upper = agreement_upper_bound(float(kept["agreement"]), int(kept["n"]))

@@ -27,6 +27,9 @@ from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import get_schedule
 from app.feedback.repository import ExampleRepository
+from app.fine_tuning import cycle as ft
+from app.fine_tuning.cycle import job_plan
+from app.fine_tuning.service import start_waiting
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, Tenant, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, ExampleSplit, RunStatus
@@ -113,11 +116,17 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
         log.exception("cycle %s failed", run_id)
         with unit_of_work() as session:
             run = CycleRepository(session).get_run(tenant_id, run_id)
+            if run is not None and run.status == RunStatus.cancelled:
+                return RunStatus.cancelled  # its trainer job was cancelled with it
             if run is not None:
                 run.status = RunStatus.failed
                 run.finished_at = datetime.now(UTC)
                 run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        return RunStatus.failed
+        ft.event(plan["job_id"], f"The job failed: {type(exc).__name__}: {exc}", level="error")
+        status = RunStatus.failed
+    finally:
+        with unit_of_work() as session:  # a fine-tuning job waiting for this agent starts now
+            start_waiting(session, plan["agent_id"])
     return status
 
 
@@ -211,16 +220,17 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             tenant.id, agent.id, split=ExampleSplit.eval, kinds=[ExampleKind.sft]
         )
     ]
+    job = job_plan(session, run, agent, schedule.learning_rate)
     corrected = [
         e.payload["messages"][:-1]
         for e in examples.for_agent(tenant.id, agent.id, kinds=[ExampleKind.sft])
-    ]
+    ] + (job["covered"] if job else [])
     keep, held_back, near = _preservation(session, tenant.id, agent.id, corrected)
     chosen = new + replay
     rule = dict(schedule.promotion_rule)
     environment = (agent.settings or {}).get("environment")
     parent_env = (live.metrics or {}).get("environment") if live else None
-    return {
+    plan: dict[str, Any] = {
         "tenant_slug": tenant.slug,
         "agent_name": agent.name,
         "agent_id": agent.id,
@@ -244,6 +254,7 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
         "kl_coef": schedule.kl_coef,
         "rule": rule,
         "seed": run.id.int % 2**31,
+        "stop_margin": trainer_client.LEARNED_MARGIN,
         "weight": trainer_client.share(tenant.slug, agent.settings),
         "counts": {
             "new": len(new),
@@ -254,6 +265,9 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             "preserve_near_corrections": near,
         },
     }
+    if job is None:
+        return {**plan, "job_id": None}
+    return {**plan, **job, "counts": {**plan["counts"], **job["counts"]}}
 
 
 def _finish(
@@ -262,6 +276,8 @@ def _finish(
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
         assert run is not None
+        if run.status == RunStatus.cancelled:
+            return RunStatus.cancelled
         run.status = status
         run.finished_at = datetime.now(UTC)
         run.progress = 1.0
@@ -272,18 +288,32 @@ def _finish(
 def _execute(
     tenant_id: uuid.UUID, run_id: uuid.UUID, plan: dict[str, Any], settings: Any
 ) -> RunStatus:
-    if not plan["sft"] and not plan["dpo"] and not plan["pg"]:
-        return _finish(
-            tenant_id,
-            run_id,
-            RunStatus.rejected,
-            **plan["counts"],
-            reason="no new training examples",
-            decision="no new training examples",
-        )
     engine_url = registry.engine_urls(settings)[0].rstrip("/")
     clock = _Clock()
     parent_name = _load_parent(settings, plan)
+    job_id = plan["job_id"]
+    if plan.get("rl"):
+        plan["pg"], reward = ft.rollouts(engine_url, parent_name, plan["rl"])
+        ft.event(
+            job_id,
+            f"Sampled {plan['rl']['n']} rollouts of each of "
+            f"{len(plan['rl']['prompts'])} prompts: mean reward {reward:.3f}; "
+            f"{len(plan['pg'])} rows carry signal",
+            type="metrics",
+            data={"rollout_reward": reward, "rows": len(plan["pg"])},
+        )
+        clock.lap("rollouts")
+    if not plan["sft"] and not plan["dpo"] and not plan["pg"]:
+        reason = (
+            "no rollouts to learn from: every prompt's samples scored the same"
+            if plan.get("rl")
+            else "no new training examples"
+        )
+        ft.event(job_id, f"The job ended: {reason}", level="error")
+        return _finish(
+            tenant_id, run_id, RunStatus.rejected, **plan["counts"], reason=reason, decision=reason
+        )
+    ft.event(job_id, f"Fine-tuning job started: {plan['steps']} steps")
     anchors: list[dict[str, Any]] = []
     if plan["environment"] and plan["kl_coef"] > 0:
         played = trainer_client.play_environment(
@@ -299,6 +329,8 @@ def _execute(
         progress[0] = 0.05 + 0.65 * record.step / steps
         if record.step % 2 == 0 or record.step == steps:
             _heartbeat(tenant_id, run_id, progress[0], last_losses=record.losses)
+        if job_id is not None:
+            ft.step_event(job_id, record, steps, plan["method"])
 
     # A folder per attempt: a job left running by a worker that died never writes into the
     # folder a later attempt publishes from.
@@ -316,7 +348,10 @@ def _execute(
         agent_id=plan["agent_id"],
         kl_coef=plan["kl_coef"],
         weight=plan["weight"],
-        stop_margin=trainer_client.LEARNED_MARGIN,
+        stop_margin=plan["stop_margin"],
+        batch_size=plan.get("batch_size"),
+        dpo_beta=plan.get("dpo_beta", 0.1),
+        seed=plan["seed"],
         on_step=on_step,
         on_wait=lambda: _heartbeat(tenant_id, run_id, progress[0]),
         write_to=staging,
@@ -342,6 +377,8 @@ def _execute(
             plan["tenant_slug"], plan["agent_name"], candidate.number
         )
         candidate_path, candidate_id = candidate.path, candidate.id
+        label = f"{plan['agent_name']}@v{candidate.number}"
+    ft.event(job_id, f"Checkpoint created: {label}; evaluating it against its parent")
     registry.load_into_engines(settings, candidate_name, candidate_path)
     _heartbeat(tenant_id, run_id, 0.72)
     clock.lap("publish")
@@ -359,6 +396,8 @@ def _execute(
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
         assert run is not None
+        if run.status == RunStatus.cancelled:  # cancelled while it was evaluated
+            return RunStatus.cancelled
         versions = AdapterVersionRepository(session)
         version = versions.get(tenant_id, candidate_id)
         assert version is not None
@@ -367,6 +406,7 @@ def _execute(
             "signals": signals,
             "gate": verdict.as_dict(),
             "losses": final_losses,
+            **({"fine_tuning": ft.version_note(plan)} if job_id else {}),
             **({"environment": _env_cache(env, "after")} if env else {}),
         }
         if env and plan["live"] and not plan["parent_environment"]:
@@ -376,7 +416,7 @@ def _execute(
                     **(parent.metrics or {}),
                     "environment": _env_cache(env, "before"),
                 }
-        if verdict.promote:
+        if verdict.promote and plan.get("promote", True):
             registry.promote(session, tenant_id, candidate_id)
         elif verdict.status == RunStatus.rejected:
             version.status = AdapterStatus.rejected
@@ -393,9 +433,13 @@ def _execute(
             "first_losses": history[0].losses if history else {},
             "final_losses": final_losses,
             "trained_steps": history[-1].step if history else 0,
+            "trained_tokens": sum(h.tokens for h in history),
             "learned": bool(history and history[-1].learned),
             "timings_s": clock.laps,
         }
+    ft.finished(
+        job_id, verdict, signals, label, promoted=verdict.promote and plan.get("promote", True)
+    )
     return verdict.status
 
 
@@ -497,6 +541,7 @@ def _measure(
             "before": evaluation.score(engine_url, parent, payloads),
             "after": evaluation.score(engine_url, candidate, payloads),
         }
+    signals.update(ft.job_signals(engine_url, parent, candidate, plan))
     _heartbeat(tenant_id, run_id, 0.78)
     clock.lap("evaluate_corrections")
     held = plan["held_back"]

@@ -12,6 +12,7 @@ from app.core.redis import get_redis
 from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
 from app.experiments.service import reap_orphans
+from app.fine_tuning.service import start_waiting
 from app.runtime.worker import celery_app
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,11 @@ def run_task(tenant_id: str, run_id: str) -> str:
 
 @celery_app.task(name="cycle.tick")
 def tick_task() -> int:
-    """Fire cron schedules that are due and reap cycles whose worker died."""
+    """Fire cron schedules that are due, start fine-tuning jobs whose agent is free, and reap
+    cycles whose worker died."""
     with unit_of_work() as session:
         started = service.tick(session)
+        start_waiting(session)  # backstop: a job whose agent's cycle ended without a runner
         service.reap(session, stale_after_s=get_settings().cycle_stale_after_s)
         reap_orphans(session, get_redis())
     return started

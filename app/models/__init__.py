@@ -3,6 +3,7 @@
 from app.models.adapters import AdapterVersion
 from app.models.base import Base
 from app.models.experiments import Experiment, ExperimentStep
+from app.models.fine_tuning import FineTuningEvent, FineTuningJob, TenantFile
 from app.models.interactions import Feedback, Interaction
 from app.models.learning import CycleRun, LearningSchedule, TrainingExample
 from app.models.tenancy import Agent, ApiKey, Tenant, User
@@ -17,9 +18,12 @@ __all__ = [
     "Experiment",
     "ExperimentStep",
     "Feedback",
+    "FineTuningEvent",
+    "FineTuningJob",
     "Interaction",
     "LearningSchedule",
     "Tenant",
+    "TenantFile",
     "TrainingExample",
     "TrainingJob",
     "TrainingJobStep",

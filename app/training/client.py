@@ -41,6 +41,8 @@ class TrainStep:
     losses: dict[str, float]
     learned: bool = False
     """The job stopped after this step: every SFT row was greedy by `stop_margin`."""
+    tokens: int = 0
+    """Padded tokens the step trained on."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ def get_environment(name: str) -> Any:
     from trainer.envs import get_environment as lookup
 
     return lookup(name)
+
+
+def file_task(index: int, prompt: str, answer: str) -> Any:
+    """An environment task made from a line of a file: its prompt and the answer to reward."""
+    from trainer.envs.base import Task
+
+    return Task(id=f"line-{index}", prompt=prompt, answer=answer, template="file", difficulty=0)
 
 
 def chat_tokens(base_model_path: Path) -> Any:
@@ -215,6 +224,9 @@ def train_adapter(
     kl_coef: float = 0.0,
     weight: float = 1.0,
     stop_margin: float | None = None,
+    batch_size: int | None = None,
+    dpo_beta: float = 0.1,
+    seed: int = 0,
     on_step: Callable[[TrainStep], None] | None = None,
     on_wait: Callable[[], None] | None = None,
     poll_s: float = 0.25,
@@ -230,7 +242,10 @@ def train_adapter(
     every few seconds while the job is queued or running (the caller's own heartbeat).
     ``weight`` is the job's fair share of the trainer under contention (its tenant's weight
     times its agent's, see `share`). With ``stop_margin`` the job stops before ``steps`` once
-    every SFT row is answered greedily by that margin (`LEARNED_MARGIN`)."""
+    every SFT row is answered greedily by that margin (`LEARNED_MARGIN`). With ``batch_size``
+    each step trains on that many rows of each kind, epoch by epoch in an order fixed by
+    ``seed`` (`trainer.objective.step_examples`); without it, on all of them. ``dpo_beta`` is
+    the DPO loss's beta."""
     from app.core.db import unit_of_work
     from app.core.redis import get_redis
     from app.models import TrainingJob
@@ -252,6 +267,9 @@ def train_adapter(
         "lr": lr,
         "kl_coef": kl_coef,
         "stop_margin": stop_margin,
+        "batch_size": batch_size,
+        "dpo_beta": dpo_beta,
+        "seed": seed,
         "write_to": str(write_to),
         "tenant": str(tenant_id),
         "weight": weight,
@@ -271,7 +289,10 @@ def train_adapter(
         with unit_of_work() as session:
             for row in queue.steps_after(session, job_id, len(history)):
                 record = TrainStep(
-                    row.step, dict(row.metrics.get("losses", {})), bool(row.metrics.get("learned"))
+                    row.step,
+                    dict(row.metrics.get("losses", {})),
+                    bool(row.metrics.get("learned")),
+                    int(row.metrics.get("tokens", 0)),
                 )
                 history.append(record)
                 if on_step is not None:

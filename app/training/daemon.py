@@ -315,7 +315,12 @@ class TrainerDaemon:
     ) -> Generator[StepWork, dict[str, float], dict[str, Any]]:
         """The job as a generator: it yields each step's work, receives the step's losses once
         the round applied it, records and checkpoints it; returns the result."""
-        from trainer.objective import ObjectiveWork, build_batches, objective_weights
+        from trainer.objective import (
+            ObjectiveWork,
+            build_batches,
+            objective_weights,
+            step_examples,
+        )
 
         engine = self.engine
         adapter_id = f"job-{job_id}"
@@ -327,16 +332,27 @@ class TrainerDaemon:
             log.info("job %s resumes at step %d from its checkpoint", job_id, start)
         else:
             self._create_adapter(adapter_id, p)
-        batches = build_batches(self.tokenizer, p.get("examples", {}))
-        for batch in batches.values():  # refused here, alone, not inside a shared pass
+        examples = p.get("examples", {})
+        everything = build_batches(self.tokenizer, examples)
+        for batch in everything.values():  # refused here, alone, not inside a shared pass
             engine.check_batch(batch)
         weights = objective_weights(p.get("mixture", {}), float(p.get("kl_coef", 0.0)))
-        work = ObjectiveWork(adapter_id, batches, weights)
-        tokens = sum(
-            len(b) * b.sequences_per_row() * max(b.row_length(r) for r in range(len(b)))
-            for kind, b in batches.items()
-            if weights.get(kind, 0.0) > 0
-        )
+        batch_size = p.get("batch_size")
+        seed, beta = int(p.get("seed", 0)), float(p.get("dpo_beta", 0.1))
+
+        def work_of(step: int) -> tuple[Any, int]:
+            batches = (
+                build_batches(self.tokenizer, step_examples(examples, batch_size, seed, step))
+                if batch_size
+                else everything
+            )
+            tokens = sum(
+                len(b) * b.sequences_per_row() * max(b.row_length(r) for r in range(len(b)))
+                for kind, b in batches.items()
+                if weights.get(kind, 0.0) > 0
+            )
+            return ObjectiveWork(adapter_id, batches, weights, beta), max(tokens, 1)
+
         steps = int(p["steps"])
         stop_margin = p.get("stop_margin")
         learned = False
@@ -347,12 +363,17 @@ class TrainerDaemon:
                 learned = bool(last and last[0].metrics.get("learned"))
         for step in range(start, 0 if learned else steps + 1):
             step_id = f"{job_id}:{step}"
-            losses = yield StepWork(work, float(p["lr"]), step_id, max(tokens, 1))
+            work, tokens = work_of(step)
+            losses = yield StepWork(work, float(p["lr"]), step_id, tokens)
             # The margin was measured before this step's update, which only widens it.
             learned = stop_margin is not None and losses.get("margin", -1.0) >= stop_margin
             with unit_of_work() as session:
                 queue.record_step(
-                    session, job_id, step, step_id, {"losses": losses, "learned": learned}
+                    session,
+                    job_id,
+                    step,
+                    step_id,
+                    {"losses": losses, "learned": learned, "tokens": tokens},
                 )
             engine.save_state(adapter_id, state_dir)
             if self.settings.trainer_step_delay_s:  # tests widen the window for a kill -9

@@ -78,6 +78,10 @@ class ChatTokens:
             self._prompts[key] = self.encode(text)
         return self._prompts[key]
 
+    def conversation(self, messages: list[dict[str, Any]], tools: Any = None) -> list[int]:
+        """A conversation's tokens, ready for the assistant's next turn."""
+        return self.encode(self._render(messages, generation=True, tools=tools))
+
     def after_turn(self, results: Sequence[dict[str, Any]]) -> list[int]:
         """The tokens between a sampled turn's end-of-turn token and the next turn: the tool
         result messages ``results`` and the next assistant header."""
