@@ -112,6 +112,13 @@ def _parse_line(number: int, line: str) -> tuple[str, dict[str, Any]]:
                 f"line {number}: messages: the last message must be the assistant's",
                 param=f"line {number}",
             )
+        if (chat.messages[-1].model_extra or {}).get("weight") == 0:
+            raise InvalidRequest(
+                f"line {number}: messages.{len(chat.messages) - 1}.weight: only the last "
+                "assistant message is trained (earlier ones are context); weight 0 on it "
+                "leaves the line nothing to train",
+                param=f"line {number}",
+            )
         tools = [t.model_dump() for t in chat.tools] if chat.tools else None
         return kind, {"messages": _dump(chat.messages), "tools": tools}
     except ValidationError as exc:

@@ -22,6 +22,7 @@ const AGENT: Schemas["AgentOut"] = {
   live_version: 2,
   environment: "calculator",
   default_max_tokens: 256,
+  fine_tuning_promotes: true,
 };
 
 const SIGNALS = {
@@ -59,6 +60,11 @@ const VERSIONS = [
     forced: { by: "ops@example.com", at: "2026-12-01T11:00:00Z", verdict: "needs_evaluation" },
   }),
   version(5, "candidate", { gate: { verdict: "passed", reason: "promoted", failed_signal: null }, signals: SIGNALS }),
+  version(6, "candidate", {
+    gate: { verdict: "failed", reason: "validation: the validation file's score fell from 0.800 to 0.400 (n=5)", failed_signal: "validation" },
+    signals: { corrections: { n: 5, before: 0, after: 1 }, validation: { n: 5, before: 0.8, after: 0.4 } },
+    fine_tuning: { job: "ftjob-abc123", method: "supervised", suffix: "calc" },
+  }),
 ];
 
 const RUN: Schemas["CycleRunOut"] = {
@@ -143,6 +149,16 @@ describe("AgentPage versions", () => {
     expect(within(row(3)).queryByTestId("forced")).toBeNull();
     // The agent's environment and completion cap are in the header.
     expect(screen.getByText(/environment calculator · default max tokens 256/)).toBeTruthy();
+  });
+
+  it("names the fine-tuning job that trained a version and its validation signal", async () => {
+    gateway();
+    await renderPage();
+    const tuned = row(6);
+    expect(within(tuned).getByText("ftjob-abc123 (calc)")).toBeTruthy();
+    expect(tuned.querySelector('tr[data-signal="validation"]')?.classList.contains("failed-signal")).toBe(true);
+    expect(within(tuned).getByText("80% → 40%")).toBeTruthy();
+    expect(within(row(5)).queryByText(/ftjob-/)).toBeNull();
   });
 
   it("force promotes a version the gate failed only after a confirmation", async () => {

@@ -19,6 +19,7 @@ const AGENT: Schemas["AgentOut"] = {
   live_version: null,
   environment: "calculator",
   default_max_tokens: 256,
+  fine_tuning_promotes: true,
 };
 
 function answer(status: number, body: unknown) {

@@ -24,7 +24,10 @@ from app.cycles.service import update_schedule
 from app.datasets.service import import_examples
 from app.experiments.schemas import ExperimentConfig
 from app.experiments.service import create_experiment
-from app.models import CycleRun
+from app.files.protocol import public_id as file_public_id
+from app.files.service import upload as upload_file
+from app.fine_tuning.protocol import job_public_id
+from app.models import CycleRun, FineTuningJob
 from app.models.base import Base
 from app.models.enums import ExampleSplit, Role, RunStatus
 from app.sampler.identity import write_identity_adapter
@@ -58,7 +61,8 @@ class World:
 
     def _give_b_one_of_everything(self) -> None:
         """A live version, a finished cycle, an experiment, a schedule, a spare key and a
-        revoked one, a user, a dataset: the things A's cases name by their real ids."""
+        revoked one, a user, a dataset, a fine-tuning file and job: the things A's cases name by
+        their real ids."""
         folder = Path(tempfile.mkdtemp(prefix="victim-"))
         publish_live(self.b, write_identity_adapter(get_settings().base_model_path, folder / "v"))
         b = self.b.tenant.id
@@ -89,6 +93,22 @@ class World:
                 ]
             }
             import_examples(session, b, self.b.agent.id, [json.dumps(line)], ExampleSplit.train)
+            upload = upload_file(
+                session, b, "b.jsonl", "fine-tune", json.dumps(line).encode(), max_bytes=10_000
+            )
+            self.b_file = file_public_id(upload.id)
+            job = FineTuningJob(
+                tenant_id=b,
+                agent_id=self.b.agent.id,
+                model="victim-bot",
+                method={"type": "supervised", "supervised": {"hyperparameters": {}}},
+                training_file_id=upload.id,
+                seed=1,
+                cancelled_at=datetime.now(UTC),  # never runs: B's rows stay still
+            )
+            session.add(job)
+            session.flush()
+            self.b_job = job_public_id(job.id)
 
     def ids(self, path: str) -> str:
         """``path`` with B's real ids in its placeholders."""
@@ -300,6 +320,37 @@ def test_admin_of_a_cannot_write_to_b(
     kwargs = {"json": body} if body is not None else {"content": json.dumps({"messages": []})}
     resp = getattr(world.a_admin, method)(url, **kwargs)
     assert resp.status_code in (403, 404), (path, resp.status_code, resp.text)
+    assert world.b_rows() == before
+
+
+FINE_TUNING = [
+    ("get", "/files/{b_file}", None),
+    ("get", "/files/{b_file}/content", None),
+    ("delete", "/files/{b_file}", None),
+    ("get", "/fine_tuning/jobs/{b_job}", None),
+    ("post", "/fine_tuning/jobs/{b_job}/cancel", None),
+    ("get", "/fine_tuning/jobs/{b_job}/events", None),
+    ("get", "/fine_tuning/jobs/{b_job}/checkpoints", None),
+    ("post", "/fine_tuning/jobs", {"model": "attacker-bot", "training_file": "{b_file}"}),
+    ("post", "/fine_tuning/jobs", {"model": "victim-bot", "training_file": "{b_file}"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), FINE_TUNING)
+def test_another_tenants_files_and_jobs_are_404_to_an_agent_key(
+    world: World, method: str, path: str, body: dict | None
+) -> None:
+    before = world.b_rows()
+    names = {"b_file": world.b_file, "b_job": world.b_job}
+    kwargs = {"json": json.loads(json.dumps(body).format(**names))} if body else {}
+    resp = httpx.request(
+        method,
+        f"{world.gateway.api_base}{path.format(**names)}",
+        headers=world.auth(world.a),
+        **kwargs,
+    )
+    assert resp.status_code == 404, (path, resp.status_code, resp.text)
+    assert resp.json()["error"]["type"] == "invalid_request_error"
     assert world.b_rows() == before
 
 

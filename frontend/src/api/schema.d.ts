@@ -642,6 +642,166 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Files */
+        get: operations["list_files_v1_files_get"];
+        put?: never;
+        /**
+         * Upload File
+         * @description Upload a JSONL file with ``purpose="fine-tune"``; every line is checked first.
+         */
+        post: operations["upload_file_v1_files_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Retrieve File */
+        get: operations["retrieve_file_v1_files__file_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete File
+         * @description Delete a file that no unfinished fine-tuning job needs (409 otherwise).
+         */
+        delete: operations["delete_file_v1_files__file_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * File Content
+         * @description The file's bytes as uploaded.
+         */
+        get: operations["file_content_v1_files__file_id__content_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Jobs
+         * @description Newest first; ``metadata[key]=value`` keeps only jobs with that pair.
+         */
+        get: operations["list_jobs_v1_fine_tuning_jobs_get"];
+        put?: never;
+        /**
+         * Create Job
+         * @description Train a new version of one of the tenant's agents on an uploaded file.
+         */
+        post: operations["create_job_v1_fine_tuning_jobs_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Retrieve Job */
+        get: operations["retrieve_job_v1_fine_tuning_jobs__job_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{job_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Job
+         * @description Cancel a queued or running job (409 for one that has finished).
+         */
+        post: operations["cancel_job_v1_fine_tuning_jobs__job_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{job_id}/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Job Checkpoints
+         * @description The versions the job produced, with their metrics (one: its candidate).
+         */
+        get: operations["job_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{job_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Job Events */
+        get: operations["job_events_v1_fine_tuning_jobs__job_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -765,6 +925,11 @@ export interface components {
             /** Environment */
             environment?: string | null;
             /**
+             * Fine Tuning Promotes
+             * @default true
+             */
+            fine_tuning_promotes: boolean;
+            /**
              * Id
              * Format: uuid
              */
@@ -788,6 +953,15 @@ export interface components {
             description?: string | null;
             /** Environment */
             environment?: string | null;
+            /** Fine Tuning Promotes */
+            fine_tuning_promotes?: boolean | null;
+        };
+        /** Body_upload_file_v1_files_post */
+        Body_upload_file_v1_files_post: {
+            /** File */
+            file: string;
+            /** Purpose */
+            purpose: string;
         };
         /**
          * ChatCompletionRequest
@@ -924,6 +1098,46 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** CheckpointList */
+        CheckpointList: {
+            /** Data */
+            data: components["schemas"]["CheckpointOut"][];
+            /** First Id */
+            first_id?: string | null;
+            /** Has More */
+            has_more: boolean;
+            /** Last Id */
+            last_id?: string | null;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** CheckpointOut */
+        CheckpointOut: {
+            /** Created At */
+            created_at: number;
+            /** Fine Tuned Model Checkpoint */
+            fine_tuned_model_checkpoint: string;
+            /** Fine Tuning Job Id */
+            fine_tuning_job_id: string;
+            /** Id */
+            id: string;
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /**
+             * Object
+             * @default fine_tuning.job.checkpoint
+             * @constant
+             */
+            object: "fine_tuning.job.checkpoint";
+            /** Step Number */
+            step_number: number;
+        };
         /**
          * CompletionRequest
          * @description OpenAI's legacy text completion request (``client.completions.create``, openai SDK
@@ -1026,6 +1240,90 @@ export interface components {
             status: string;
             /** Trigger */
             trigger: string;
+        };
+        /** DpoHyperparameters */
+        DpoHyperparameters: {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size?: number | "auto";
+            /**
+             * Beta
+             * @default auto
+             */
+            beta?: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier?: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs?: number | "auto";
+        };
+        /** DpoMethod */
+        DpoMethod: {
+            hyperparameters?: components["schemas"]["DpoHyperparameters"];
+        };
+        /**
+         * EnvironmentGrader
+         * @description clora's named grader: an RL environment plays the episode with its own tools and
+         *     rewards the final answer against the line's ``answer`` field (e.g. ``calculator``).
+         */
+        EnvironmentGrader: {
+            /** Name */
+            name: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "environment";
+        };
+        /** EventList */
+        EventList: {
+            /** Data */
+            data: components["schemas"]["EventOut"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** EventOut */
+        EventOut: {
+            /** Created At */
+            created_at: number;
+            /** Data */
+            data?: {
+                [key: string]: unknown;
+            } | null;
+            /** Id */
+            id: string;
+            /**
+             * Level
+             * @enum {string}
+             */
+            level: "info" | "warn" | "error";
+            /** Message */
+            message: string;
+            /**
+             * Object
+             * @default fine_tuning.job.event
+             * @constant
+             */
+            object: "fine_tuning.job.event";
+            /**
+             * Type
+             * @default message
+             * @enum {string}
+             */
+            type: "message" | "metrics";
         };
         /** ExperimentCreate */
         ExperimentCreate: {
@@ -1197,6 +1495,69 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** FileDeleted */
+        FileDeleted: {
+            /** Deleted */
+            deleted: boolean;
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default file
+             * @constant
+             */
+            object: "file";
+        };
+        /** FileList */
+        FileList: {
+            /** Data */
+            data: components["schemas"]["FileObject"][];
+            /** First Id */
+            first_id?: string | null;
+            /** Has More */
+            has_more: boolean;
+            /** Last Id */
+            last_id?: string | null;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** FileObject */
+        FileObject: {
+            /** Bytes */
+            bytes: number;
+            /** Created At */
+            created_at: number;
+            /** Expires At */
+            expires_at?: number | null;
+            /** Filename */
+            filename: string;
+            /** Format */
+            format: string;
+            /** Id */
+            id: string;
+            /** Lines */
+            lines: number;
+            /**
+             * Object
+             * @default file
+             * @constant
+             */
+            object: "file";
+            /** Purpose */
+            purpose: string;
+            /**
+             * Status
+             * @default processed
+             * @constant
+             */
+            status: "processed";
+            /** Status Details */
+            status_details?: string | null;
+        };
         /** FunctionCall */
         FunctionCall: {
             /** Arguments */
@@ -1221,6 +1582,27 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /**
+         * Hyperparameters
+         * @description What the supervised and DPO methods take; "auto" picks from the file's size.
+         */
+        Hyperparameters: {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size?: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier?: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs?: number | "auto";
         };
         /** InteractionOut */
         InteractionOut: {
@@ -1274,6 +1656,111 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** JobCreate */
+        JobCreate: {
+            hyperparameters?: components["schemas"]["Hyperparameters"] | null;
+            /** Integrations */
+            integrations?: unknown[] | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            method?: components["schemas"]["Method"] | null;
+            /** Model */
+            model: string;
+            /** Seed */
+            seed?: number | null;
+            /** Suffix */
+            suffix?: string | null;
+            /** Training File */
+            training_file: string;
+            /** Validation File */
+            validation_file?: string | null;
+        };
+        /** JobError */
+        JobError: {
+            /** Code */
+            code: string;
+            /** Message */
+            message: string;
+            /** Param */
+            param?: string | null;
+        };
+        /** JobList */
+        JobList: {
+            /** Data */
+            data: components["schemas"]["JobOut"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** JobOut */
+        JobOut: {
+            /** Created At */
+            created_at: number;
+            /** Cycle Run Id */
+            cycle_run_id?: string | null;
+            error: components["schemas"]["JobError"] | null;
+            /** Estimated Finish */
+            estimated_finish?: number | null;
+            /** Fine Tuned Model */
+            fine_tuned_model: string | null;
+            /** Finished At */
+            finished_at: number | null;
+            /** Hyperparameters */
+            hyperparameters: {
+                [key: string]: unknown;
+            };
+            /** Id */
+            id: string;
+            /** Integrations */
+            integrations?: unknown[] | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** Method */
+            method: {
+                [key: string]: unknown;
+            };
+            /** Model */
+            model: string;
+            /**
+             * Object
+             * @default fine_tuning.job
+             * @constant
+             */
+            object: "fine_tuning.job";
+            /** Organization Id */
+            organization_id: string;
+            /**
+             * Progress
+             * @default 0
+             */
+            progress: number;
+            /** Result Files */
+            result_files?: string[];
+            /** Seed */
+            seed: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "validating_files" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+            /** Suffix */
+            suffix?: string | null;
+            /** Trained Tokens */
+            trained_tokens: number | null;
+            /** Training File */
+            training_file: string | null;
+            /** Validation File */
+            validation_file: string | null;
+        };
         /** KeyIn */
         KeyIn: {
             /** Name */
@@ -1318,6 +1805,17 @@ export interface components {
             role: string;
             /** Tenant */
             tenant: string | null;
+        };
+        /** Method */
+        Method: {
+            dpo?: components["schemas"]["DpoMethod"] | null;
+            reinforcement?: components["schemas"]["ReinforcementMethod"] | null;
+            supervised?: components["schemas"]["SupervisedMethod"] | null;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "supervised" | "dpo" | "reinforcement";
         };
         /** ModelCard */
         ModelCard: {
@@ -1434,6 +1932,35 @@ export interface components {
             score?: number | null;
             /** Thumbs */
             thumbs?: ("up" | "down") | null;
+        };
+        /** ReinforcementHyperparameters */
+        ReinforcementHyperparameters: {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size?: number | "auto";
+            /**
+             * Compute Multiplier
+             * @default auto
+             */
+            compute_multiplier?: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier?: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs?: number | "auto";
+        };
+        /** ReinforcementMethod */
+        ReinforcementMethod: {
+            /** Grader */
+            grader: components["schemas"]["StringCheckGrader"] | components["schemas"]["TextSimilarityGrader"] | components["schemas"]["EnvironmentGrader"];
+            hyperparameters?: components["schemas"]["ReinforcementHyperparameters"];
         };
         /**
          * ResponsesRequest
@@ -1565,6 +2092,32 @@ export interface components {
             /** Include Usage */
             include_usage?: boolean | null;
         };
+        /** StringCheckGrader */
+        StringCheckGrader: {
+            /** Input */
+            input: string;
+            /**
+             * Name
+             * @default string_check
+             */
+            name: string;
+            /**
+             * Operation
+             * @enum {string}
+             */
+            operation: "eq" | "ne" | "like" | "ilike";
+            /** Reference */
+            reference: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "string_check";
+        };
+        /** SupervisedMethod */
+        SupervisedMethod: {
+            hyperparameters?: components["schemas"]["Hyperparameters"];
+        };
         /** TenantIn */
         TenantIn: {
             /** Name */
@@ -1588,6 +2141,30 @@ export interface components {
             name: string;
             /** Slug */
             slug: string;
+        };
+        /** TextSimilarityGrader */
+        TextSimilarityGrader: {
+            /**
+             * Evaluation Metric
+             * @constant
+             */
+            evaluation_metric: "fuzzy_match";
+            /** Input */
+            input: string;
+            /**
+             * Name
+             * @default text_similarity
+             */
+            name: string;
+            /** Pass Threshold */
+            pass_threshold?: number | null;
+            /** Reference */
+            reference: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "text_similarity";
         };
         /** ToolCall */
         ToolCall: {
@@ -2892,6 +3469,361 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FeedbackOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_files_v1_files_get: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number;
+                order?: "asc" | "desc";
+                purpose?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    upload_file_v1_files_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_upload_file_v1_files_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    retrieve_file_v1_files__file_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_file_v1_files__file_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileDeleted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    file_content_v1_files__file_id__content_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_jobs_v1_fine_tuning_jobs_get: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_job_v1_fine_tuning_jobs_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JobCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    retrieve_job_v1_fine_tuning_jobs__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    cancel_job_v1_fine_tuning_jobs__job_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_events_v1_fine_tuning_jobs__job_id__events_get: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventList"];
                 };
             };
             /** @description Validation Error */

@@ -31,6 +31,7 @@ export interface EnvironmentSignal extends ScoreSignal {
 export interface Signals {
   corrections?: ScoreSignal;
   held_out?: ScoreSignal;
+  validation?: ScoreSignal;
   preservation?: PreservationSignal;
   environment?: EnvironmentSignal;
 }
@@ -41,7 +42,7 @@ export interface Forced {
   verdict: string | null;
 }
 
-export const SIGNAL_NAMES = ["corrections", "held_out", "preservation", "environment"] as const;
+export const SIGNAL_NAMES = ["corrections", "held_out", "validation", "preservation", "environment"] as const;
 export type SignalName = (typeof SIGNAL_NAMES)[number];
 
 export const VERDICT_LABELS: Record<Verdict, string> = {
@@ -53,6 +54,7 @@ export const VERDICT_LABELS: Record<Verdict, string> = {
 const SIGNAL_LABELS: Record<SignalName, string> = {
   corrections: "corrections",
   held_out: "held-out",
+  validation: "validation file",
   preservation: "preservation",
   environment: "environment",
 };
@@ -60,6 +62,7 @@ const SIGNAL_LABELS: Record<SignalName, string> = {
 const SIGNAL_HINTS: Record<SignalName, string> = {
   corrections: "this cycle's corrected prompts answered as corrected",
   held_out: "held-out corrections and golden examples",
+  validation: "a fine-tuning job's validation file, answered as its lines answer (or its grader's score)",
   preservation: "held-back untouched prompts answered exactly as the parent does",
   environment: "mean reward on held-out environment tasks",
 };
@@ -174,4 +177,14 @@ export function signalRows(signals: Signals, failed: string | null = null): Sign
 
 export function signalLabel(name: string): string {
   return (SIGNAL_LABELS as Record<string, string>)[name] ?? name;
+}
+
+/** Which fine-tuning job trained a version (`metrics.fine_tuning`), as the versions table
+ * shows it: the job id, and its suffix when it had one. */
+export function fineTuningOf(metrics: unknown): string | null {
+  const ft = object(object(metrics)?.["fine_tuning"]);
+  const job = text(ft?.["job"]);
+  if (!job) return null;
+  const suffix = text(ft?.["suffix"]);
+  return suffix ? `${job} (${suffix})` : job;
 }

@@ -11,7 +11,7 @@ import { Sparkline } from "../components/LineChart";
 import { ScheduleEditor } from "../components/ScheduleEditor";
 import { ErrorText, Loading, Progress, StatusBadge } from "../components/ui";
 import { ago, formatTime, num, percent, shortId } from "../lib/format";
-import { type Verdict, VERDICT_LABELS, forcedOf, gateOf, needsForce, signalsOf } from "../lib/gate";
+import { type Verdict, VERDICT_LABELS, fineTuningOf, forcedOf, gateOf, needsForce, signalsOf } from "../lib/gate";
 
 type Version = Schemas["VersionOut"];
 type Run = Schemas["CycleRunOut"];
@@ -133,7 +133,10 @@ function VersionRow({
       <td>
         <StatusBadge status={v.status} />
       </td>
-      <td>{v.source}</td>
+      <td>
+        {v.source}
+        {fineTuningOf(m) && <div className="muted small mono">{fineTuningOf(m)}</div>}
+      </td>
       <td>{v.parent ? `v${v.parent}` : <span className="muted">base</span>}</td>
       <td className="gate-cell">
         <GateSummary metrics={m} />
@@ -318,6 +321,7 @@ export function AgentPage() {
                 `LoRA rank ${agent.lora_rank}, alpha ${agent.lora_alpha}`,
                 agent.environment ? `environment ${agent.environment}` : null,
                 agent.default_max_tokens ? `default max tokens ${agent.default_max_tokens}` : null,
+                agent.fine_tuning_promotes ? null : "fine-tuning jobs leave candidates",
               ]
                 .filter(Boolean)
                 .join(" · ")}

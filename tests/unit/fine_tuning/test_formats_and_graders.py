@@ -58,6 +58,7 @@ def test_each_format_is_recognised_and_kept() -> None:
             "line 1: preferred_output.0.role",
         ),
         (jsonl({"messages": [USER, ANSWER], "weights": 1}), "line 1: weights"),
+        (jsonl({"messages": [USER, {**ANSWER, "weight": 0}]}), "line 1: messages.1.weight"),
         (b"\n\n", "the file holds no examples"),
         (b"\xff\xfe", "not UTF-8"),
     ],

@@ -49,3 +49,18 @@ def test_a_nul_split_across_chunks_is_found(client: TestClient) -> None:
 def test_a_large_body_is_still_a_413(client: TestClient) -> None:
     resp = client.post("/echo", content=b"x" * 2000)
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
+
+
+def test_file_uploads_have_their_own_larger_limit() -> None:
+    app = FastAPI()
+
+    @app.post("/{path:path}")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    app.add_middleware(BodyGuard, max_bytes=1000, larger={"/v1/files": 5000})
+    client = TestClient(app)
+    assert client.post("/v1/files", content=b"x" * 4000).json() == {"bytes": 4000}
+    assert client.post("/v1/files", content=b"x" * 6000).status_code == 413
+    refused = client.post("/v1/chat/completions", content=b"x" * 4000)
+    assert refused.status_code == 413 and "1000 bytes" in refused.json()["error"]["message"]

@@ -191,3 +191,31 @@ def test_sft_steps_report_the_margin_and_training_widens_it_until_learned(
     assert margins[-1] >= 0.5, margins
     first = objective_step(engine, "b", {"sft": sft}, {"sft": 1.0}, 0.0, step_id="b:0")
     assert first["margin"] == pytest.approx(margins[0], abs=1e-5)  # the same rows, untrained
+
+
+def test_each_adapter_keeps_its_own_dpo_beta_in_a_shared_round(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """A fine-tuning job's beta: two adapters with different betas in one round get the
+    gradients each gets alone, and a different beta gives a different gradient."""
+    from trainer.objective import ObjectiveWork, accumulate_round
+
+    engine = make_engine()
+    _parent(engine, tmp_path, "a")
+    _parent(engine, tmp_path, "b")
+    batches = {"dpo": dpo_batch(4)}
+    alone = {}
+    for adapter, beta in (("a", 0.1), ("b", 2.0)):
+        accumulate(engine, adapter, batches, {"dpo": 1.0}, dpo_beta=beta)
+        alone[adapter] = _grad(engine, adapter)
+        engine.zero_grad(adapter)
+    assert not torch.allclose(alone["a"], alone["b"])  # same weights and rows: beta differs
+    accumulate_round(
+        engine,
+        [
+            ObjectiveWork("a", batches, {"dpo": 1.0}, dpo_beta=0.1),
+            ObjectiveWork("b", batches, {"dpo": 1.0}, dpo_beta=2.0),
+        ],
+    )
+    for adapter in ("a", "b"):
+        torch.testing.assert_close(_grad(engine, adapter), alone[adapter], rtol=1e-4, atol=1e-7)
