@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from app.core.db import unit_of_work
+from app.cycles.schemas import PromotionRule
 from app.models import AdapterVersion, Agent
 from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
 from tests.helpers.learning import (
@@ -24,6 +25,7 @@ from tests.helpers.learning import (
     first_call,
     greedy,
     prompt,
+    schedule,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -62,6 +64,14 @@ def wrong_seeds(gateway: Gateway, fx: TenantFixture, n: int) -> list[int]:
     ][:n]
 
 
+def lenient_gate(fx: TenantFixture) -> None:
+    """The scan for wrong answers is the agent's untouched traffic, and the bundled model's
+    greedy choices on it flip easily (82% to 100% agreement measured across runs of the same
+    job). These tests are about the API and the loop; the gate's own thresholds are tested in
+    tests/unit/cycles/test_gate.py and tests/e2e/test_learning_loop.py, so they allow 80%."""
+    schedule(fx, promotion_rule=PromotionRule(preserve_min=0.8))
+
+
 def calls(gateway: Gateway, fx: TenantFixture, seed: int, model: str) -> dict | None:
     reply = greedy(gateway, fx, prompt(seed), model=model)
     return first_call(as_dict(reply.choices[0].message))
@@ -71,6 +81,7 @@ def test_a_supervised_job_trains_a_version_the_agent_serves(
     gateway: Gateway, worker: object
 ) -> None:
     fx = make_tenant("tuned", rank=16, alpha=32)
+    lenient_gate(fx)
     client = fx.client(gateway)
     seeds = wrong_seeds(gateway, fx, 5)
     assert len(seeds) == 5
@@ -100,6 +111,13 @@ def test_a_supervised_job_trains_a_version_the_agent_serves(
     # (the gate passed, and the agent promotes fine-tuned versions by default): none of the
     # five was answered with its calculator call before, most of them are now, as many as the
     # gate measured on the validation file.
+    # The responses and completions endpoints take the name too.
+    response = client.responses.create(
+        model=job.fine_tuned_model, input="What is 2 plus 3?", max_output_tokens=16
+    )
+    assert response.model == "tuned@v1" and response.status in ("completed", "incomplete")
+    text = client.completions.create(model=job.fine_tuned_model, prompt="2 plus 3 is", max_tokens=4)
+    assert text.model == "tuned@v1" and text.choices[0].finish_reason in ("stop", "length")
     (checkpoint,) = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert checkpoint.fine_tuned_model_checkpoint == "tuned@v1" and checkpoint.step_number == 50
     measured = checkpoint.metrics.model_dump()  # type: ignore[union-attr]
@@ -121,6 +139,7 @@ def test_a_dpo_job_leaves_a_candidate_when_the_agent_says_so(
     from app.agents.service import update_agent
 
     fx = make_tenant("prefers", rank=16, alpha=32)
+    lenient_gate(fx)
     with unit_of_work() as session:
         update_agent(session, session.get(Agent, fx.agent.id), fine_tuning_promotes=False)  # type: ignore[arg-type]
     client = fx.client(gateway)

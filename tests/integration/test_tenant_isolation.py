@@ -342,7 +342,10 @@ def test_another_tenants_files_and_jobs_are_404_to_an_agent_key(
 ) -> None:
     before = world.b_rows()
     names = {"b_file": world.b_file, "b_job": world.b_job}
-    kwargs = {"json": json.loads(json.dumps(body).format(**names))} if body else {}
+    text = json.dumps(body)
+    for name, value in names.items():
+        text = text.replace("{" + name + "}", value)
+    kwargs = {"json": json.loads(text)} if body else {}
     resp = httpx.request(
         method,
         f"{world.gateway.api_base}{path.format(**names)}",
