@@ -15,7 +15,7 @@ UI_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
 	frontend/index.html frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install lock figures ui chromium up test test-fast test-ui lint format model bench clean
+.PHONY: install lock figures soak ui chromium up test test-fast test-ui lint format model bench clean
 
 install: $(STAMP)
 
@@ -66,6 +66,12 @@ test-fast: install
 # CLORA_WRITE_FIGURES=1 (a plain test run writes no tracked file).
 figures: install ui chromium
 	CLORA_WRITE_FIGURES=1 $(PY) -m pytest -q tests/reliability tests/integration/test_tenant_isolation.py tests/e2e/test_ui.py
+	$(PY) -m bench.reliability
+
+# The soak as in production, 10 minutes (the suite runs it for 60 s): chat from six tenants,
+# real learning cycles, versions going live, every process's memory sampled.
+soak: install
+	CLORA_SOAK_S=600 CLORA_WRITE_FIGURES=1 $(PY) -m pytest -q tests/reliability/test_soak.py
 	$(PY) -m bench.reliability
 
 lint: install

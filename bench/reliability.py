@@ -28,6 +28,14 @@ FAULTS = [
 ]
 
 
+CYCLE_FAULTS = [
+    "fault_gateway_kill9_during_cycle",
+    "fault_worker_kill9_during_cycle",
+    "fault_trainer_kill9_during_cycle",
+]
+"""tests/reliability/test_cycle_fault_matrix.py: each process killed while a cycle trains."""
+
+
 def _get(data: dict[str, Any], section: str, key: str, default: str = "not run") -> Any:
     return data.get(section, {}).get(key, default)
 
@@ -50,17 +58,19 @@ def render(data: dict[str, Any]) -> str:
         statuses = ", ".join(f"{k}: {v}" for k, v in fuzz["statuses"].items())
         lines.append(f"| fuzz responses by status | {statuses} | |")
     lines.append(
-        f"| soak: seconds, tenants, requests served, errors, versions published | "
-        f"{soak.get('seconds', 'not run')} s, {soak.get('tenants', '?')}, "
-        f"{soak.get('requests_ok', '?')} ({soak.get('requests_per_s', '?')}/s), "
-        f"{soak.get('errors', '?')}, {soak.get('versions_published', '?')} | "
-        f"{soak.get('measured_at', '')} |"
+        f"| soak: seconds, tenants, requests served, errors, lost, duplicated, versions "
+        f"published, learning cycles run | {soak.get('seconds', 'not run')} s, "
+        f"{soak.get('tenants', '?')}, {soak.get('requests_ok', '?')} "
+        f"({soak.get('requests_per_s', '?')}/s), {soak.get('errors', '?')}, "
+        f"{soak.get('lost', '?')}, {soak.get('duplicated', '?')}, "
+        f"{soak.get('versions_published', '?')}, {soak.get('cycles_run', '?')} "
+        f"{soak.get('cycle_outcomes', '')} | {soak.get('measured_at', '')} |"
     )
     if soak:
         lines.append(
-            f"| soak: resident memory min-max (MiB), growth last vs middle third | "
-            f"gateway {soak['gateway_rss_mib']}, engine {soak['engine_rss_mib']}; "
-            f"growth {soak['rss_growth_last_vs_middle_third_mib']} | |"
+            f"| soak: resident memory min-max (MiB), growth last vs middle third (MiB) | "
+            f"{soak.get('rss_mib_min_max')}; growth {soak.get('rss_growth_last_vs_middle_third_mib')}"
+            " | |"
         )
     lines += [
         "",
@@ -81,6 +91,25 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"| {f['fault']} | {served} | {failed} | {lost} | {dup} | "
             f"{recovery}{' s' if recovery != '' else ''}{extra} | {f['measured_at']} |"
+        )
+    lines += [
+        "",
+        "| fault during a learning cycle, feedback arriving | cycle | corrections accepted | "
+        "lost or duplicated | chats accepted | client failures | versions failing checksum | "
+        "down | recovery | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for section in CYCLE_FAULTS:
+        f = data.get(section)
+        if not f:
+            lines.append(f"| {section} | not run | | | | | | | | |")
+            continue
+        resumed = f" (resumed {f['cycle_resumed']}x)" if f.get("cycle_resumed") else ""
+        lines.append(
+            f"| {f['fault']} | {f['cycle_final_status']}{resumed} | {f['corrections_accepted']} "
+            f"| {f['corrections_lost_or_duplicated']} | {f['chats_accepted']} | "
+            f"{f['client_failures_during_fault']} | {f['versions_failing_checksum']} | "
+            f"{f['down_s']} s | {f['recovery_s']} s | {f['measured_at']} |"
         )
     return "\n".join(lines)
 

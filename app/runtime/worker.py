@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import beat_embedded_init, setup_logging, worker_process_init
 
 from app.core.config import get_settings
 
@@ -43,6 +43,17 @@ def _structured_logs(**_: Any) -> None:
     from app.core.logging import configure
 
     configure()
+
+
+@beat_embedded_init.connect
+@worker_process_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """The worker's own children (beat, started by ``--beat``, and prefork pool processes)
+    stop when the worker's main process dies, even by kill -9: an orphaned beat would go on
+    firing the reaper and the sweep beside the restarted worker's own beat."""
+    from app.runtime.supervisor import die_with_parent
+
+    die_with_parent()
 
 
 celery_app = make_celery()

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.core.db import unit_of_work
 from app.models import Interaction
@@ -101,24 +103,61 @@ async def drive(
     await asyncio.gather(*loops)
 
 
-def assert_logged_once(tenant_id: uuid.UUID, ids: list[str], timeout_s: float = 90) -> int:
-    """Every completion the clients saw is one interaction row (waits for the drain);
-    returns the number of duplicate rows (always 0: the id is the primary key)."""
+@dataclass(frozen=True)
+class Logged:
+    """What became of the completions the clients were told succeeded."""
+
+    lost: int
+    """Accepted completions with no interaction row."""
+    duplicated: int
+    """Interaction rows beyond one per request content (each request's text is unique)."""
+    landed_s: float
+    """Seconds from ``since`` until every accepted completion had its row."""
+
+
+def logged(
+    tenant_id: uuid.UUID,
+    ids: list[str],
+    since: float | None = None,
+    timeout_s: float = 90,
+    sessions: Callable[[], Session] | None = None,
+) -> Logged:
+    """Wait (up to ``timeout_s``) for every completion the clients saw to have its interaction
+    row, then count what is missing and what is stored twice, by the request's text
+    (``sessions``: another database than the session's)."""
     expected = {uuid.UUID(hex=i.removeprefix("chatcmpl-")) for i in ids}
     assert len(expected) == len(ids), "a completion id was handed out twice"
+    since = time.monotonic() if since is None else since
     deadline = time.monotonic() + timeout_s
     while True:
-        with unit_of_work() as session:
-            stored = list(
-                session.scalars(select(Interaction.id).where(Interaction.tenant_id == tenant_id))
-            )
-        missing = expected - set(stored)
+        with (sessions or unit_of_work)() as session:
+            rows = session.execute(
+                select(Interaction.id, Interaction.request).where(
+                    Interaction.tenant_id == tenant_id
+                )
+            ).all()
+        missing = expected - {r.id for r in rows}
         if not missing or time.monotonic() > deadline:
             break
-        time.sleep(1)
-    assert not missing, f"{len(missing)} of {len(expected)} accepted interactions were lost"
-    assert len(stored) == len(set(stored))
-    return len(stored) - len(set(stored))
+        time.sleep(0.5)
+    landed = time.monotonic() - since
+    texts = Counter(json.dumps((r.request or {}).get("messages")) for r in rows)
+    duplicated = sum(n - 1 for n in texts.values())
+    return Logged(len(missing), duplicated, round(landed, 2) if not missing else -1.0)
+
+
+def assert_logged_once(
+    tenant_id: uuid.UUID,
+    ids: list[str],
+    since: float | None = None,
+    timeout_s: float = 90,
+    sessions: Callable[[], Session] | None = None,
+) -> Logged:
+    """`logged`, asserting that nothing accepted was lost and nothing stored twice."""
+    result = logged(tenant_id, ids, since, timeout_s, sessions)
+    assert result.lost == 0, f"{result.lost} of {len(ids)} accepted interactions were lost"
+    assert result.duplicated == 0, f"{result.duplicated} interactions were stored twice"
+    return result
 
 
 @dataclass

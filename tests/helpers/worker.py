@@ -31,8 +31,10 @@ def worker_env(database_url: str, engine_url: str, data_dir: Path) -> dict[str, 
 
 
 def start_worker(
-    env: dict[str, str], log: Path, queue: str | None = None
+    env: dict[str, str], log: Path, queue: str | None = None, beat: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """A Celery worker process, returned once ready; with ``beat`` (its schedule file) it also
+    runs beat, as `clora up`'s worker does (the feedback sweep and the cycle reaper)."""
     cmd = [
         sys.executable,
         "-m",
@@ -51,6 +53,8 @@ def start_worker(
     ]
     if queue:
         cmd += ["--queues", queue]
+    if beat is not None:
+        cmd += ["--beat", "--schedule", str(beat)]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

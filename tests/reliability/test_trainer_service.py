@@ -183,12 +183,14 @@ def test_kill_9_mid_job_resumes_to_the_same_result(
             .order_by(TrainingJobStep.step)
         ).all()
     assert [tuple(r) for r in rows] == [(s, 1) for s in range(1, 7)]
+    steps_lost = 6 - len(rows)
+    applied_twice = sum(n - 1 for _, n in rows)
     assert "resumes at step" in log.read_text()
     expected = load_file(tmp_path / "reference" / "adapter_model.safetensors")
     got = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
     assert expected.keys() == got.keys()
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
+    equal = all(torch.equal(expected[key], got[key]) for key in expected)
+    assert equal, [k for k in expected if not torch.equal(expected[k], got[k])]
     # The job's checkpoint folder is gone once it is done.
     assert not (tmp_path / "data" / "trainer" / "jobs" / str(crashed)).exists()
     record(
@@ -196,10 +198,10 @@ def test_kill_9_mid_job_resumes_to_the_same_result(
         {
             "fault": "kill -9 of the trainer service mid-job (6 steps, killed after step 3+)",
             "steps": 6,
-            "steps_lost": 0,
-            "steps_applied_twice": 0,
+            "steps_lost": steps_lost,
+            "steps_applied_twice": applied_twice,
             "attempts": job.attempts,
-            "weights_equal_uninterrupted": True,
+            "weights_equal_uninterrupted": equal,
             "recovery_s": round(recovery, 2),
         },
     )
