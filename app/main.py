@@ -58,7 +58,7 @@ def create_app() -> FastAPI:
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.max_request_bytes,
-        larger={"/v1/files": settings.max_file_bytes},
+        larger={"/v1/files": settings.max_file_bytes + 65_536},  # the multipart framing
     )
     if settings.cors_origins:
         # Only for a UI served from another origin; the bundled UI is same-origin and needs

@@ -77,11 +77,12 @@ class TenantScopedRepository(Generic[ModelT]):
         past the row ``after`` (OpenAI's cursor pagination), and whether more follow."""
         model: Any = self.model
         key = tuple_(model.created_at, model.id)
+        where = list(where)
         query = self.scoped(tenant_id).where(*where)
-        if after is not None:
+        if after is not None:  # the cursor must be a row of this listing
             cursor = self.session.execute(
                 select(model.created_at, model.id).where(
-                    model.tenant_id == tenant_id, model.id == after
+                    model.tenant_id == tenant_id, model.id == after, *where
                 )
             ).first()
             if cursor is None:

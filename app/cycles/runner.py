@@ -107,27 +107,58 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
         stale = now - timedelta(seconds=settings.cycle_stale_after_s)
         if not repo.claim(tenant_id, run_id, now, stale):
             return RunStatus(run.status)
-        plan = _plan(session, run, settings)
+    try:
+        with unit_of_work() as session:
+            run = CycleRepository(session).get_run(tenant_id, run_id)
+            assert run is not None
+            plan = _plan(session, run, settings)
+    except Exception as exc:  # a plan that cannot be made fails the run, never blocks the agent
+        log.exception("cycle %s could not be planned", run_id)
+        _fail(tenant_id, run_id, exc)
+        return RunStatus.failed
     try:
         # Four beats per stale period (at most every 10 s): a slow step never looks dead.
         with _beating(tenant_id, run_id, min(10.0, settings.cycle_stale_after_s / 4)):
             status = _execute(tenant_id, run_id, plan, settings)
     except Exception as exc:
         log.exception("cycle %s failed", run_id)
-        with unit_of_work() as session:
-            run = CycleRepository(session).get_run(tenant_id, run_id)
-            if run is not None and run.status == RunStatus.cancelled:
-                return RunStatus.cancelled  # its trainer job was cancelled with it
-            if run is not None:
-                run.status = RunStatus.failed
-                run.finished_at = datetime.now(UTC)
-                run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        ft.event(plan["job_id"], f"The job failed: {type(exc).__name__}: {exc}", level="error")
-        status = RunStatus.failed
+        status = _fail(tenant_id, run_id, exc)
+        if status == RunStatus.failed:
+            ft.event(plan["job_id"], f"The job failed: {type(exc).__name__}: {exc}", level="error")
     finally:
         with unit_of_work() as session:  # a fine-tuning job waiting for this agent starts now
             start_waiting(session, plan["agent_id"])
     return status
+
+
+def _locked_run(session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CycleRun | None:
+    """The run, its row locked until the transaction ends: a cancel (which locks it too) and
+    the runner's last write never overwrite each other."""
+    run = CycleRepository(session).get_run(tenant_id, run_id)
+    if run is not None:
+        session.refresh(run, with_for_update=True)
+    return run
+
+
+def _fail(tenant_id: uuid.UUID, run_id: uuid.UUID, exc: Exception) -> RunStatus:
+    """Mark the run failed with the error, unless it was cancelled (its trainer job went with
+    it); returns what the run is now."""
+    with unit_of_work() as session:
+        run = _locked_run(session, tenant_id, run_id)
+        if run is None:
+            return RunStatus.failed
+        if run.status == RunStatus.cancelled:
+            return RunStatus.cancelled
+        run.status = RunStatus.failed
+        run.finished_at = datetime.now(UTC)
+        run.error = f"{type(exc).__name__}: {exc}"[:4000]
+    return RunStatus.failed
+
+
+def _cancelled(tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    with unit_of_work() as session:
+        run = CycleRepository(session).get_run(tenant_id, run_id)
+        return run is None or run.status == RunStatus.cancelled
 
 
 PRESERVE_TRAIN = 64
@@ -274,7 +305,7 @@ def _finish(
     tenant_id: uuid.UUID, run_id: uuid.UUID, status: RunStatus, **metrics: Any
 ) -> RunStatus:
     with unit_of_work() as session:
-        run = CycleRepository(session).get_run(tenant_id, run_id)
+        run = _locked_run(session, tenant_id, run_id)
         assert run is not None
         if run.status == RunStatus.cancelled:
             return RunStatus.cancelled
@@ -294,6 +325,7 @@ def _execute(
     job_id = plan["job_id"]
     if plan.get("rl"):
         plan["pg"], reward = ft.rollouts(engine_url, parent_name, plan["rl"])
+        plan["steps"] = ft.steps_for(len(plan["pg"]), plan["batch_size"], plan["rl"]["epochs"])
         ft.event(
             job_id,
             f"Sampled {plan['rl']['n']} rollouts of each of "
@@ -332,6 +364,8 @@ def _execute(
         if job_id is not None:
             ft.step_event(job_id, record, steps, plan["method"])
 
+    if _cancelled(tenant_id, run_id):  # cancelled before training began
+        return RunStatus.cancelled
     # A folder per attempt: a job left running by a worker that died never writes into the
     # folder a later attempt publishes from.
     staging = settings.data_dir.resolve() / "staging" / str(run_id) / uuid.uuid4().hex
@@ -357,6 +391,8 @@ def _execute(
         write_to=staging,
     )
     clock.lap("train")
+    if _cancelled(tenant_id, run_id):  # cancelled as training ended: nothing is published
+        return RunStatus.cancelled
     with unit_of_work() as session:
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
@@ -394,7 +430,7 @@ def _execute(
     verdict = gate.decide(signals, plan["rule"])
     final_losses = history[-1].losses if history else {}
     with unit_of_work() as session:
-        run = CycleRepository(session).get_run(tenant_id, run_id)
+        run = _locked_run(session, tenant_id, run_id)
         assert run is not None
         if run.status == RunStatus.cancelled:  # cancelled while it was evaluated
             return RunStatus.cancelled

@@ -78,6 +78,8 @@ def _parse_line(number: int, line: str) -> tuple[str, dict[str, Any]]:
     """(format, payload) of one JSONL line; InvalidRequest naming the line and the field."""
     try:
         data = json.loads(line)
+    except RecursionError as exc:
+        raise InvalidRequest(f"line {number}: nested too deeply", param=f"line {number}") from exc
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"line {number}: not JSON ({exc.msg})", param=f"line {number}"
@@ -163,7 +165,7 @@ def read_file(content: bytes) -> tuple[str, list[dict[str, Any]]]:
     """(format, payloads) of a fine-tuning file: every line valid and of one format (see
     `FILE_FORMATS`); InvalidRequest naming the first bad line and field otherwise."""
     try:
-        text = content.decode("utf-8")
+        text = content.decode("utf-8-sig")  # a byte-order mark is not part of line 1
     except UnicodeDecodeError as exc:
         raise InvalidRequest(
             f"the file is not UTF-8 text (byte {exc.start})", param="file"
@@ -171,7 +173,8 @@ def read_file(content: bytes) -> tuple[str, list[dict[str, Any]]]:
     fmt: str | None = None
     first = 0
     payloads: list[dict[str, Any]] = []
-    for number, line in _lines(text.splitlines()):
+    # JSONL lines end at "\n" only: U+2028 and friends may sit inside a JSON string.
+    for number, line in _lines(text.split("\n")):
         kind, payload = _parse_line(number, line)
         if fmt is not None and kind != fmt:
             raise InvalidRequest(

@@ -108,6 +108,7 @@ def delete(session: Session, tenant_id: uuid.UUID, public_id: str) -> str:
     """Delete a file no unfinished job needs; returns its id."""
     repo = FileRepository(session)
     row = get(session, tenant_id, public_id)
+    session.refresh(row, with_for_update=True)  # a job being created on it goes first
     busy = repo.active_jobs_using(tenant_id, row.id)
     if busy:
         from app.fine_tuning.protocol import job_public_id

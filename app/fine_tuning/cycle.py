@@ -72,7 +72,7 @@ def job_plan(
     measured = rng.sample(rows, min(TRAIN_ROWS_MEASURED, len(rows)))
     validation = rng.sample(validation, min(VALIDATION_ROWS, len(validation)))
     batch = int(hp["batch_size"])
-    steps = math.ceil(len(rows) / batch) * int(hp["n_epochs"])
+    steps = steps_for(len(rows), batch, int(hp["n_epochs"]))
     changes: dict[str, Any] = {
         "job_id": job.id,
         "method": kind,
@@ -97,7 +97,12 @@ def job_plan(
     }
     if kind == "reinforcement":
         samples = max(2, min(16, round(SAMPLES_PER_PROMPT * float(hp["compute_multiplier"]))))
-        changes["rl"] = {"grader": job.method[kind]["grader"], "prompts": rows, "n": samples}
+        changes["rl"] = {
+            "grader": job.method[kind]["grader"],
+            "prompts": rows,
+            "n": samples,
+            "epochs": int(hp["n_epochs"]),  # steps follow the rollout rows, once sampled
+        }
         changes["new_sft"] = []
         changes["rl_measured"] = measured
         changes["validation"] = validation
@@ -108,8 +113,14 @@ def job_plan(
         base = AdapterVersionRepository(session).get(run.tenant_id, job.base_version_id)
         if base is not None:
             changes["live"] = (base.id, base.number, base.path)
+            changes["parent_environment"] = (base.metrics or {}).get("environment")
             run.base_version_id = base.id
     return changes
+
+
+def steps_for(rows: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of ``epochs`` passes over ``rows`` in batches of ``batch_size``."""
+    return math.ceil(rows / max(1, batch_size)) * epochs
 
 
 def event(job_id: uuid.UUID | None, message: str, **kw: Any) -> None:

@@ -34,7 +34,7 @@ def parse_public(public: str, prefix: str, what: str, param: str) -> uuid.UUID:
 class Hyperparameters(BaseModel):
     """What the supervised and DPO methods take; "auto" picks from the file's size."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     n_epochs: int | Auto = "auto"
     batch_size: int | Auto = "auto"
     learning_rate_multiplier: float | Auto = "auto"
@@ -76,9 +76,16 @@ class ReinforcementHyperparameters(Hyperparameters):
     compute_multiplier: float | Auto = "auto"
     """Scales the samples drawn per prompt (4 at 1.0, between 2 and 16)."""
 
+    @field_validator("compute_multiplier")
+    @classmethod
+    def _compute(cls, v: float | str) -> float | str:
+        if isinstance(v, float | int) and not 0 < v <= 4:
+            raise ValueError("compute_multiplier must be in (0, 4]")
+        return v
+
 
 class StringCheckGrader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["string_check"]
     name: str = Field(default="string_check", max_length=120)
     input: str = Field(max_length=2000)
@@ -87,7 +94,7 @@ class StringCheckGrader(BaseModel):
 
 
 class TextSimilarityGrader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["text_similarity"]
     name: str = Field(default="text_similarity", max_length=120)
     input: str = Field(max_length=2000)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from app.core.errors import NotFound
 from app.deps import ServingTenant, SessionDep
 from app.fine_tuning import service
 from app.fine_tuning.protocol import CheckpointList, EventList, JobCreate, JobList, JobOut
@@ -79,7 +80,9 @@ def job_checkpoints(
     data = service.checkpoints(session, tenant, job_id)
     if after:
         ids = [c.id for c in data]
-        data = data[ids.index(after) + 1 :] if after in ids else []
+        if after not in ids:
+            raise NotFound(f"No such checkpoint of this job: {after}", param="after")
+        data = data[ids.index(after) + 1 :]
     more = len(data) > limit
     data = data[:limit]
     return CheckpointList(

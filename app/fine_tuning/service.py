@@ -89,7 +89,10 @@ def _resolved(method: Method, lines: int, seed: int) -> dict[str, Any]:
     own = getattr(method, kind)
     hp = own.hyperparameters.model_dump() if own else {}
     batch = hp.get("batch_size", "auto")
-    batch = min(AUTO_BATCH, lines) if batch == "auto" else min(int(batch), lines)
+    if batch == "auto":  # 8, or as many as keep 3 epochs within MAX_STEPS
+        batch = min(max(AUTO_BATCH, math.ceil(lines / (MAX_STEPS // 3))), lines)
+    else:
+        batch = min(int(batch), lines)
     per_epoch = math.ceil(lines / batch)
     epochs = hp.get("n_epochs", "auto")
     if epochs == "auto":
@@ -120,6 +123,7 @@ def _resolved(method: Method, lines: int, seed: int) -> dict[str, Any]:
 
 def _check_file(session: Session, tenant_id: uuid.UUID, public: str, param: str, fmt: str) -> Any:
     row = files.get(session, tenant_id, public, param=param)
+    session.refresh(row, with_for_update=True)  # a delete waits for this job to be kept
     if row.format != fmt:
         raise InvalidTrainingFile(
             f"{param} {public} holds {row.format} lines; this method trains on {fmt} lines",
@@ -192,6 +196,9 @@ def create_job(session: Session, tenant: ApiPrincipal, body: JobCreate) -> FineT
 
 def start(session: Session, job: FineTuningJob) -> bool:
     """Queue the job's cycle unless its agent has one queued or running (then it waits)."""
+    session.refresh(job, with_for_update=True)  # a cancel of a waiting job waits for this
+    if job.cancelled_at is not None or job.cycle_run_id is not None:
+        return False
     run, created = start_cycle(session, job.tenant_id, job.agent_id, trigger="fine_tuning")
     if not created:
         if not any(e.message.startswith("Waiting") for e in _events(session, job, limit=3)):
@@ -234,8 +241,10 @@ def get_job(session: Session, tenant_id: uuid.UUID, public: str) -> FineTuningJo
 
 
 def status_of(job: FineTuningJob, run: CycleRun | None) -> str:
+    if job.cancelled_at is not None:
+        return "cancelled"
     if run is None:
-        return "cancelled" if job.cancelled_at else "queued"
+        return "queued"
     return _STATUS[RunStatus(run.status)]
 
 
@@ -243,6 +252,8 @@ def _error(run: CycleRun | None) -> JobError | None:
     if run is None:
         return None
     metrics = run.metrics or {}
+    if run.status == RunStatus.rejected and run.candidate_version_id is None:
+        return JobError(code="training_failed", message=str(metrics.get("decision")))
     if run.status == RunStatus.rejected:
         return JobError(
             code="evaluation_failed",
@@ -345,6 +356,7 @@ def cancel(session: Session, tenant: ApiPrincipal, public: str) -> FineTuningJob
     from app.training import queue
 
     job = get_job(session, tenant.tenant_id, public)
+    session.refresh(job, with_for_update=True)  # not started by the ticker meanwhile
     repo = FineTuningRepository(session)
     run = repo.run_of(job)
     status = status_of(job, run)
@@ -364,6 +376,7 @@ def cancel(session: Session, tenant: ApiPrincipal, public: str) -> FineTuningJob
             return job
         run.status = RunStatus.cancelled
         run.finished_at = now
+        job.cancelled_at = now
         queue.supersede(session, f"cycle-{run.id}")
     record_event(session, job, "Fine-tuning job cancelled", level="warn")
     session.flush()

@@ -249,6 +249,7 @@ def test_a_reinforcement_job_grades_rollouts_with_the_environment(
     assert 0.0 <= sampled.data["rollout_reward"] <= 1.0
     if sampled.data["rows"] == 0:  # every group scored alike: nothing to learn, said so
         assert job.status == "failed" and "scored the same" in job.error.message  # type: ignore[union-attr]
+        assert job.error.code == "training_failed"  # type: ignore[union-attr]
         return
     steps = [e for e in events if e.type == "metrics" and "step" in (e.data or {})]
     assert steps and all("pg" in e.data["losses"] for e in steps)

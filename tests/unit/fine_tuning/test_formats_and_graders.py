@@ -118,3 +118,27 @@ def test_the_validation_file_is_a_signal_the_gate_reads() -> None:
     assert gate.decide(better, rule).status == "succeeded"
     too_few = {"validation": {"n": 4, "before": 0.5, "after": 0.83}}
     assert gate.decide(too_few, rule).status == "needs_evaluation"
+
+
+def test_a_line_separator_inside_a_string_and_a_byte_order_mark_are_fine() -> None:
+    line = json.dumps(
+        {"messages": [USER, {**ANSWER, "content": "60\u2028sixty"}]}, ensure_ascii=False
+    )
+    fmt, rows = read_file(b"\xef\xbb\xbf" + line.encode() + b"\n" + line.encode())
+    assert fmt == "chat" and len(rows) == 2
+    assert rows[0]["messages"][-1]["content"] == "60\u2028sixty"
+
+
+def test_a_line_nested_too_deeply_is_refused_by_line() -> None:
+    with pytest.raises(InvalidRequest, match="line 1: nested too deeply"):
+        read_file(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_auto_batches_keep_big_files_within_the_step_limit() -> None:
+    from app.fine_tuning.protocol import Method
+    from app.fine_tuning.service import MAX_STEPS, _resolved
+
+    small = _resolved(Method(type="supervised"), 20, seed=1)["supervised"]["hyperparameters"]
+    assert small == {"n_epochs": 10, "batch_size": 8, "learning_rate_multiplier": 1.0}
+    big = _resolved(Method(type="supervised"), 40_000, seed=1)["supervised"]["hyperparameters"]
+    assert big["n_epochs"] == 3 and 3 * -(-40_000 // big["batch_size"]) <= MAX_STEPS

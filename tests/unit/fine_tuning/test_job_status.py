@@ -15,7 +15,13 @@ def job(**kw: object) -> FineTuningJob:
 
 
 def run(status: RunStatus, **metrics: object) -> CycleRun:
-    return CycleRun(id=uuid.uuid4(), status=status, metrics=metrics, error="boom")
+    return CycleRun(
+        id=uuid.uuid4(),
+        status=status,
+        metrics=metrics,
+        error="boom",
+        candidate_version_id=uuid.uuid4(),
+    )
 
 
 def test_a_job_without_a_run_waits_or_was_cancelled() -> None:
@@ -48,3 +54,12 @@ def test_a_refused_candidate_names_the_failing_signal() -> None:
     crashed = _error(run(RunStatus.failed))
     assert crashed is not None and crashed.code == "training_failed" and crashed.message == "boom"
     assert _error(run(RunStatus.succeeded)) is None and _error(None) is None
+    nothing = run(RunStatus.rejected, decision="no rollouts to learn from")
+    nothing.candidate_version_id = None  # ended before a candidate was trained
+    ended = _error(nothing)
+    assert ended is not None and ended.code == "training_failed"
+
+
+def test_a_cancelled_job_stays_cancelled_whatever_its_run_says() -> None:
+    cancelled = job(cancelled_at=datetime.now(UTC))
+    assert status_of(cancelled, run(RunStatus.succeeded)) == "cancelled"
