@@ -84,7 +84,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _ISOLATION["cases"] >= 50:  # only a run of the whole isolation module reports
-        from tests.helpers.figures import record
+    from tests.helpers.figures import WRITE_FIGURES, record
 
+    if _ISOLATION["cases"] >= 50:  # only a run of the whole isolation module reports
         record("isolation", dict(_ISOLATION))
+    if WRITE_FIGURES and "CLORA_RELIABILITY_OUT" not in os.environ:
+        # A run that measured figures re-renders docs/RELIABILITY.md from them.
+        from bench.reliability import main as render
+
+        render()

@@ -107,6 +107,7 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
         stale = now - timedelta(seconds=settings.cycle_stale_after_s)
         if not repo.claim(tenant_id, run_id, now, stale):
             return RunStatus(run.status)
+        agent_id = run.agent_id
     try:
         with unit_of_work() as session:
             run = CycleRepository(session).get_run(tenant_id, run_id)
@@ -124,10 +125,11 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
         log.exception("cycle %s failed", run_id)
         status = _fail(tenant_id, run_id, exc)
         if status == RunStatus.failed:
-            ft.event(plan["job_id"], f"The job failed: {type(exc).__name__}: {exc}", level="error")
+            job_id = (plan or {}).get("job_id")
+            ft.event(job_id, f"The job failed: {type(exc).__name__}: {exc}", level="error")
     finally:
         with unit_of_work() as session:  # a fine-tuning job waiting for this agent starts now
-            start_waiting(session, plan["agent_id"])
+            start_waiting(session, agent_id)
     return status
 
 
