@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.core.errors import NotFound
+from app.core.public_ids import parse_public
 from app.models import TenantFile
 
 FILE_PREFIX = "file-"
@@ -19,12 +19,7 @@ def public_id(file_id: uuid.UUID) -> str:
 
 def parse_id(public: str, param: str = "file_id") -> uuid.UUID:
     """The row id of ``file-<hex>``; anything else names no file of the caller's."""
-    try:
-        if not public.startswith(FILE_PREFIX):
-            raise ValueError(public)
-        return uuid.UUID(hex=public[len(FILE_PREFIX) :])
-    except ValueError:
-        raise NotFound(f"No such File object: {public}", param=param) from None
+    return parse_public(public, FILE_PREFIX, "File object", param)
 
 
 class FileObject(BaseModel):

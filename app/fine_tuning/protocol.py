@@ -8,8 +8,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.core.errors import NotFound
-
 JOB_PREFIX = "ftjob-"
 EVENT_PREFIX = "ftevent-"
 CHECKPOINT_PREFIX = "ftckpt-"
@@ -19,16 +17,6 @@ Auto = Literal["auto"]
 
 def job_public_id(job_id: uuid.UUID) -> str:
     return f"{JOB_PREFIX}{job_id.hex}"
-
-
-def parse_public(public: str, prefix: str, what: str, param: str) -> uuid.UUID:
-    """The row id of ``<prefix><hex>``; anything else names nothing of the caller's."""
-    try:
-        if not public.startswith(prefix):
-            raise ValueError(public)
-        return uuid.UUID(hex=public[len(prefix) :])
-    except ValueError:
-        raise NotFound(f"No such {what}: {public}", param=param) from None
 
 
 class Hyperparameters(BaseModel):

@@ -16,6 +16,7 @@ from app.adapters.labels import Labels
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.service import resolve
 from app.core.errors import Conflict, InvalidRequest
+from app.core.public_ids import parse_public
 from app.cycles.service import start_cycle
 from app.files import service as files
 from app.files.protocol import public_id as file_public_id
@@ -30,7 +31,6 @@ from app.fine_tuning.protocol import (
     JobOut,
     Method,
     job_public_id,
-    parse_public,
 )
 from app.fine_tuning.repository import EventRepository, FineTuningRepository
 from app.models import CycleRun, FineTuningEvent, FineTuningJob

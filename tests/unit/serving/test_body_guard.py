@@ -64,3 +64,26 @@ def test_file_uploads_have_their_own_larger_limit() -> None:
     assert client.post("/v1/files", content=b"x" * 6000).status_code == 413
     refused = client.post("/v1/chat/completions", content=b"x" * 4000)
     assert refused.status_code == 413 and "1000 bytes" in refused.json()["error"]["message"]
+
+
+def test_clora_max_file_bytes_sets_the_upload_limit_of_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The setting reaches the app's guard: an upload over it is refused before any handler,
+    one under it gets past the guard (to routing: no such operation), and other paths keep
+    the 1 MB."""
+    from app.core.config import get_settings
+    from app.main import create_app
+
+    monkeypatch.setenv("CLORA_MAX_FILE_BYTES", "2000000")
+    get_settings.cache_clear()
+    try:
+        client = TestClient(create_app())
+        big = client.post("/v1/files", content=b"x" * 2_100_000)
+        assert big.status_code == 413 and "2065536 bytes" in big.json()["error"]["message"]
+        past = client.post("/v1/files/file-0/nothing", content=b"x" * 1_500_000)
+        assert past.status_code in (404, 405)
+        chat = client.post("/v1/chat/completions", content=b"x" * 1_500_000)
+        assert chat.status_code == 413
+    finally:
+        get_settings.cache_clear()
