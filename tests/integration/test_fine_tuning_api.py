@@ -28,6 +28,17 @@ PREFERENCE = "\n".join(
 ).encode()
 
 
+@pytest.fixture
+def held_cycles(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The cycles jobs queue are recorded, not sent: no worker runs them, even when the
+    session's worker is up (the gateway runs in this process)."""
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        "app.cycles.service.enqueue", lambda _s, name, *args, **_o: sent.append((name, *args))
+    )
+    return sent
+
+
 def upload(client: openai.OpenAI, content: bytes, name: str = "train.jsonl") -> str:
     return client.files.create(file=(name, io.BytesIO(content)), purpose="fine-tune").id
 
@@ -64,7 +75,7 @@ def test_files_round_trip_and_are_checked_line_by_line(gateway: Gateway) -> None
     assert [f.id for f in client.files.list()] == [made.id]  # nothing half-kept
 
 
-def test_jobs_are_created_paged_and_cancelled(gateway: Gateway) -> None:
+def test_jobs_are_created_paged_and_cancelled(gateway: Gateway, held_cycles: list[tuple]) -> None:
     fx = make_tenant("tuner")
     client = fx.client(gateway)
     chat, pref = upload(client, CHAT), upload(client, PREFERENCE)
@@ -82,7 +93,8 @@ def test_jobs_are_created_paged_and_cancelled(gateway: Gateway) -> None:
     # 6 lines, auto batch 6 (at most 8), 2 epochs of 1 batch: the hyperparameters as resolved
     assert first.hyperparameters.n_epochs == 2 and first.hyperparameters.batch_size == 6
     assert first.metadata == {"team": "support"}
-    # The agent has a cycle queued now (no worker runs in this test): the next job waits.
+    # The agent has a cycle queued now (held back, so it stays queued): the next job waits.
+    assert [name for name, *_ in held_cycles] == ["cycle.run"]
     second = client.fine_tuning.jobs.create(
         model="tuner",
         training_file=pref,
@@ -158,7 +170,9 @@ def test_bad_jobs_get_openai_shaped_errors(gateway: Gateway) -> None:
     assert client.fine_tuning.jobs.list().data == []  # nothing was kept
 
 
-def test_another_tenants_files_jobs_and_models_are_not_found(gateway: Gateway) -> None:
+def test_another_tenants_files_jobs_and_models_are_not_found(
+    gateway: Gateway, held_cycles: list[tuple]
+) -> None:
     owner = make_tenant("mine").client(gateway)
     other = make_tenant("theirs").client(gateway)
     chat = upload(owner, CHAT)
@@ -177,4 +191,5 @@ def test_another_tenants_files_jobs_and_models_are_not_found(gateway: Gateway) -
         with pytest.raises(openai.NotFoundError):
             call()
     assert other.files.list().data[0].id != chat
-    assert owner.fine_tuning.jobs.retrieve(job.id).status == "queued"
+    assert owner.fine_tuning.jobs.retrieve(job.id).status == "queued"  # not cancelled by them
+    assert len(held_cycles) == 1  # their refused create queued nothing
