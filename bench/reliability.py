@@ -32,6 +32,7 @@ CYCLE_FAULTS = [
     "fault_gateway_kill9_during_cycle",
     "fault_worker_kill9_during_cycle",
     "fault_trainer_kill9_during_cycle",
+    "fault_engine_kill9_during_cycle",
 ]
 """tests/reliability/test_cycle_fault_matrix.py: each process killed while a cycle trains."""
 
@@ -94,7 +95,8 @@ def render(data: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| fault during a learning cycle, feedback arriving | cycle | corrections accepted | "
+        "| fault during a learning cycle, feedback arriving | cycle | corrections accepted "
+        "(during the fault) | "
         "lost or duplicated | chats accepted | client failures | versions failing checksum | "
         "down | recovery | measured |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -105,8 +107,16 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"| {section} | not run | | | | | | | | |")
             continue
         resumed = f" (resumed {f['cycle_resumed']}x)" if f.get("cycle_resumed") else ""
+        if f.get("cycle_evaluation_retries"):
+            resumed += f" (evaluation waited for the engine {f['cycle_evaluation_retries']}x)"
+        during = (
+            f" ({f['corrections_accepted_during_fault']})"
+            if ("corrections_accepted_during_fault" in f)
+            else ""
+        )
         lines.append(
-            f"| {f['fault']} | {f['cycle_final_status']}{resumed} | {f['corrections_accepted']} "
+            f"| {f['fault']} | {f['cycle_final_status']}{resumed} | {f['corrections_accepted']}"
+            f"{during} "
             f"| {f['corrections_lost_or_duplicated']} | {f['chats_accepted']} | "
             f"{f['client_failures_during_fault']} | {f['versions_failing_checksum']} | "
             f"{f['down_s']} s | {f['recovery_s']} s | {f['measured_at']} |"

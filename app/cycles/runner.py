@@ -417,7 +417,6 @@ def _execute(
         candidate_path, candidate_id = candidate.path, candidate.id
         label = f"{plan['agent_name']}@v{candidate.number}"
     ft.event(job_id, f"Checkpoint created: {label}; evaluating it against its parent")
-    registry.load_into_engines(settings, candidate_name, candidate_path)
     _heartbeat(tenant_id, run_id, 0.72)
     clock.lap("publish")
     signals = _measure_until_done(
@@ -520,13 +519,17 @@ def _measure_until_done(
     candidate: tuple[str, str],
     clock: _Clock,
 ) -> dict[str, dict[str, Any]]:
-    """`_measure`, again when the engine dies under it: wait until it answers (heartbeating,
-    up to `cycle_engine_wait_s`), load both versions into it again, and measure from the start.
-    The candidate is published already, so nothing is trained twice."""
+    """Load the candidate into the engines and `_measure`; again when the engine is gone (down
+    as the candidate is published, or dying under the evaluation): wait until it answers
+    (heartbeating, up to `cycle_engine_wait_s`), load both versions into it again, and measure
+    from the start. The candidate is published already, so nothing is trained twice."""
     parent_name, plan = parent
     candidate_name, candidate_path = candidate
     for attempt in range(1, EVALUATION_ATTEMPTS + 1):
         try:
+            if attempt > 1:  # a restarted engine holds neither version
+                _load_parent(settings, plan)
+            registry.load_into_engines(settings, candidate_name, candidate_path)
             return _measure(tenant_id, run_id, engine_url, parent_name, candidate_name, plan, clock)
         except Exception as exc:
             if attempt == EVALUATION_ATTEMPTS or not trainer_client.is_engine_failure(exc):
@@ -540,8 +543,6 @@ def _measure_until_done(
                 last_engine_error=str(exc)[:300],
             )
             _wait_for_engine(tenant_id, run_id, engine_url, settings.cycle_engine_wait_s)
-            _load_parent(settings, plan)
-            registry.load_into_engines(settings, candidate_name, candidate_path)
     raise AssertionError("unreachable")
 
 

@@ -114,6 +114,12 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     assert env["n"] == 4 and env["before"] == env["after"]
 
 
+@pytest.fixture
+def loads_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a version into the engine succeeds without one."""
+    monkeypatch.setattr(runner.registry, "load_into_engines", lambda *a, **k: None)
+
+
 def _measure_stub(engine_url: str) -> object:
     """The retrying evaluation with placeholder versions (`_measure` is patched in these tests)."""
     return runner._measure_until_done(
@@ -128,7 +134,7 @@ def _measure_stub(engine_url: str) -> object:
 
 
 def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
-    engine_at: str, monkeypatch: pytest.MonkeyPatch
+    engine_at: str, monkeypatch: pytest.MonkeyPatch, loads_succeed: None
 ) -> None:
     calls: list[int] = []
 
@@ -143,7 +149,7 @@ def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
 
 
 def test_an_engine_that_never_comes_back_fails_the_evaluation_after_the_wait(
-    engine_at: str, monkeypatch: pytest.MonkeyPatch
+    engine_at: str, monkeypatch: pytest.MonkeyPatch, loads_succeed: None
 ) -> None:
     monkeypatch.setenv("CLORA_CYCLE_ENGINE_WAIT_S", "1")
     get_settings.cache_clear()
@@ -158,3 +164,24 @@ def test_an_engine_that_never_comes_back_fails_the_evaluation_after_the_wait(
     with pytest.raises(EngineUnavailable, match="did not come back within 1 s"):
         _measure_stub(engine_at)
     assert calls == [1] and time.monotonic() - started < 30
+
+
+def test_an_engine_down_as_the_candidate_is_published_is_waited_for(
+    engine_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    waits: list[str] = []
+
+    def load(settings: Any, name: str, path: str) -> None:
+        loads.append(name)
+        if len(loads) == 1:
+            raise EngineUnavailable(f"engine {engine_at} unreachable: connection refused")
+
+    monkeypatch.setattr(runner.registry, "load_into_engines", load)
+    monkeypatch.setattr(runner, "_load_parent", lambda settings, plan: loads.append("parent"))
+    monkeypatch.setattr(runner, "_wait_for_engine", lambda _t, _r, url, _s: waits.append(url))
+    monkeypatch.setattr(runner, "_heartbeat", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "_measure", lambda *a, **k: {"environment": {"n": 1}})
+    assert _measure_stub(engine_at) == {"environment": {"n": 1}}
+    # Not failed: it waited for the engine, then loaded the parent and the candidate again.
+    assert waits == [engine_at] and loads == ["c", "parent", "c"]
