@@ -7,7 +7,8 @@ Docker would run it, as closely as a mount namespace allows:
 - **Filesystem.** Each service runs in its own mount namespace, chrooted into a private root.
   The root holds the host's system folders (``/usr``, ``/etc``, ...; the stand-in for the
   image's own), the checkout (the stand-in for ``COPY . /srv/clora``, at its own path because
-  the virtualenv's paths point there) and an empty ``/tmp``. Nothing else exists in it except
+  the virtualenv's paths point there, under an overlay: the service's writes stay in its own
+  layer, as in a container's) and an empty ``/tmp``. Nothing else exists in it except
   the service's ``volumes``: a named volume is a folder of this run shared by every service
   that mounts it, a bind mount is the host folder, ``:ro`` is read-only. A service that reads
   a path it does not mount finds nothing there, as in a container.
@@ -177,7 +178,17 @@ class Topology:
                 bind(host, folder, ro=True)
         for folder in KERNEL:
             bind(folder, folder, rec=True)
-        bind(REPO, str(REPO))  # the image's code (and its virtualenv)
+        # The image's code (and its virtualenv), with a writable layer of the service's own on
+        # top, as a container's: what a service writes there (beat's schedule file) stays in it.
+        layer = self.folder / "layers" / service.name
+        (layer / "upper").mkdir(parents=True, exist_ok=True)
+        (layer / "work").mkdir(exist_ok=True)
+        code = root / str(REPO).lstrip("/")
+        code.mkdir(parents=True, exist_ok=True)
+        lines.append(
+            f"mount -t overlay overlay -o lowerdir={REPO},upperdir={layer / 'upper'},"
+            f"workdir={layer / 'work'} {shlex.quote(str(code))}"
+        )
         python_home = Path(sys.base_prefix)
         if not str(python_home).startswith("/usr"):
             bind(python_home, str(python_home), ro=True)
