@@ -83,13 +83,19 @@ class CycleRepository(TenantScopedRepository[CycleRun]):
         task may be lost (the broker dropped it, or its message was never sent)."""
         last = func.coalesce(CycleRun.heartbeat_at, CycleRun.created_at)
         return self.session.scalars(
-            select(CycleRun).where(CycleRun.status == RunStatus.queued, last < before)
+            select(CycleRun)
+            .where(CycleRun.status == RunStatus.queued, last < before)
+            .with_for_update(skip_locked=True)  # a cancel holding the row wins; see stale_runs
         ).all()
 
     def stale_runs(self, before: datetime) -> Sequence[CycleRun]:
-        """Across tenants: running cycles whose heartbeat stopped (the reaper's scan)."""
+        """Across tenants: running cycles whose heartbeat stopped (the reaper's scan), locked.
+
+        A row another transaction holds (a cancel, a claim) is skipped, not waited for: the
+        reaper would otherwise write "queued" over the cancel it waited on. The next tick sees
+        the row as that transaction left it."""
         return self.session.scalars(
-            select(CycleRun).where(
-                CycleRun.status == RunStatus.running, CycleRun.heartbeat_at < before
-            )
+            select(CycleRun)
+            .where(CycleRun.status == RunStatus.running, CycleRun.heartbeat_at < before)
+            .with_for_update(skip_locked=True)
         ).all()

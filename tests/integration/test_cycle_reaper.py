@@ -99,3 +99,43 @@ def test_a_slow_cycle_keeps_beating_and_is_never_run_twice(
         get_settings.cache_clear()
         redis_lib.Redis.from_url(TEST_REDIS_URL).delete(queue)
     assert executed == [run_id] and reaped == 0
+
+
+def test_the_reaper_skips_a_cycle_being_cancelled_and_never_undoes_the_cancel(
+    database_url: str,
+) -> None:
+    """A cancel holds the stale run's row while the reaper ticks: the reaper neither waits
+    for it nor writes "queued" over the cancel afterwards, and sends no task."""
+    queue = f"cancel-{uuid.uuid4().hex[:8]}"
+    broker = redis_lib.Redis.from_url(TEST_REDIS_URL)
+    long_ago = datetime.now(UTC) - timedelta(minutes=20)
+    with unit_of_work() as session:
+        owner = factories.tenant(session)
+        run = _queued_run(session, owner, "cancelled", heartbeat_at=long_ago)
+        run.status = RunStatus.running
+        session.flush()
+        run_id = run.id
+    pool = ThreadPoolExecutor(1)
+    try:
+        with unit_of_work() as cancel:
+            row = cancel.get(CycleRun, run_id, with_for_update=True)
+            assert row is not None
+            row.status = RunStatus.cancelled
+            cancel.flush()
+            # The reaper ticks while the cancel holds the row (a reaper that waited for the
+            # lock times out here; leaving the block then releases it).
+            assert pool.submit(_reap_once, queue).result(timeout=20) == 0
+    finally:
+        pool.shutdown(wait=True)
+    assert _reap_once(queue) == 0  # the next tick sees the cancel
+    with unit_of_work() as session:
+        row = session.get(CycleRun, run_id)
+        assert row is not None and row.status == RunStatus.cancelled
+        assert "resumed" not in (row.metrics or {})
+    assert broker.llen(queue) == 0
+    broker.delete(queue)
+
+
+def _reap_once(queue: str) -> int:
+    with unit_of_work() as session:
+        return service.reap(session, stale_after_s=1, queue=queue)
