@@ -5,6 +5,7 @@ other test."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from celery import Celery
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.config import Settings
 from app.core.db import normalise_url
 from app.models import CycleRun
 from app.runtime import migrate
@@ -65,6 +67,15 @@ class Stack:
             "cycle.run", args=[str(tenant_id), str(run_id)], queue="clora"
         )
         return run_id
+
+    def settings(self) -> Settings:
+        """The stack's settings (its data dir, engine, database), as its processes read them."""
+        fields = {
+            key.removeprefix("CLORA_").lower(): json.loads(value) if value[:1] in "[{" else value
+            for key, value in self.env.items()
+            if key.startswith("CLORA_")
+        }
+        return Settings(**fields)
 
     def one(self, query: Any) -> Any:
         with self.sessions() as session:

@@ -49,7 +49,8 @@ def test_hot_swap_under_load(gateway: Gateway, tmp_path: Path) -> None:
     failures: list[str] = []
 
     async def client_loop(stop: asyncio.Event) -> None:
-        client = fx.async_client(gateway)
+        # A request gets 120 s, not the SDK's 600: a hang then fails the test naming itself.
+        client = fx.async_client(gateway).with_options(timeout=120)
         while not stop.is_set():
             started = datetime.now(UTC)
             try:
@@ -70,9 +71,18 @@ def test_hot_swap_under_load(gateway: Gateway, tmp_path: Path) -> None:
             version = await asyncio.to_thread(publish_live, fx, sources[i % 3])
             name = f"{fx.tenant.slug}/{fx.agent.name}@v{version.number}"
             published[name] = version.created_at
-            check = await fx.async_client(gateway).chat.completions.create(
-                model=fx.agent.name, messages=[{"role": "user", "content": "x"}], max_tokens=2
-            )
+            try:
+                check = await (
+                    fx.async_client(gateway)
+                    .with_options(timeout=120)
+                    .chat.completions.create(
+                        model=fx.agent.name,
+                        messages=[{"role": "user", "content": "x"}],
+                        max_tokens=2,
+                    )
+                )
+            except openai.APITimeoutError:
+                pytest.fail(f"the request checking {name} got no answer in 120 s ({failures})")
             assert check.system_fingerprint == name
             confirmed.append((datetime.now(UTC), version.number))
         stop.set()

@@ -33,7 +33,6 @@ from sqlalchemy import select
 from app.adapters.service import adapter_name, load_into_engines, promote, publish
 from app.adapters.storage import copy_from
 from app.agents.service import create_agent
-from app.core.config import get_settings
 from app.cycles.schemas import ScheduleUpdate
 from app.cycles.service import update_schedule
 from app.models import Tenant, TrainingExample
@@ -52,8 +51,9 @@ FLAT = ("gateway", "engine")
 
 
 def publish_live(stack: Stack, tenant_id: uuid.UUID, agent_id: uuid.UUID, source: Path) -> None:
-    """Publish a folder as the agent's next version and make it live, as a passing cycle does."""
-    settings = get_settings()
+    """Publish a folder as the agent's next version and make it live, as a passing cycle does
+    (into the stack's own registry and engine, whatever the session's settings are)."""
+    settings = stack.settings()
     with stack.sessions.begin() as session:
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
