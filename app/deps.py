@@ -23,6 +23,7 @@ from app.serving.limits import check_writes
 from app.serving.state import GatewayState
 from app.tenants.repository import TenantRepository
 from app.tenants.service import ApiPrincipal, recently_verified
+from app.users import tokens
 
 
 def _session() -> Iterator[Session]:
@@ -88,6 +89,21 @@ class Actor:
 
 
 def current_user(request: Request, session: SessionDep) -> User:
+    """The signed-in user: a personal access token (``Authorization: Bearer clorapat_...``,
+    no CSRF: it is not a cookie), else the session cookie (writes need the CSRF header)."""
+    bearer = bearer_key(request)
+    if tokens.is_token(bearer):
+        by_token = tokens.authenticate(session, bearer)  # type: ignore[arg-type]
+        if by_token is None:
+            raise Unauthenticated(
+                "unknown or revoked personal access token, or its user is disabled"
+            )
+        return by_token
+    if bearer and sessions.SESSION_COOKIE not in request.cookies:
+        raise Unauthenticated(
+            "/api takes a personal access token (Bearer clorapat_...) or a signed-in session; "
+            "API keys (clora_...) are for /v1"
+        )
     secret = get_settings().secret_key
     assert secret is not None
     verified = sessions.verify(

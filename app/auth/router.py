@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.auth import service, sessions
-from app.auth.schemas import LoginBody, Me, PasswordChange
+from app.auth.schemas import LoginBody, Me, PasswordChange, TokenIn, TokenOut
 from app.auth.throttle import LoginThrottle
 from app.core.config import get_settings
 from app.core.redis import get_redis
 from app.deps import CurrentUser, SessionDep
 from app.models import User
+from app.users import tokens
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -75,6 +78,26 @@ def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep
     with a fresh cookie."""
     service.change_own_password(session, user, body.current_password, body.new_password)
     return _signed_in(service.whoami(session, user).model_dump(), user)
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(user: CurrentUser, session: SessionDep) -> list[TokenOut]:
+    """The user's personal access tokens (never their plaintext)."""
+    return [TokenOut.of(t) for t in tokens.list_tokens(session, user.id)]
+
+
+@router.post("/tokens", response_model=TokenOut, status_code=201)
+def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> TokenOut:
+    """A new personal access token of the user: `clora --url URL --token TOKEN ...` and scripts
+    act as the user with it. The plaintext is in this answer only."""
+    row, plaintext = tokens.mint(session, user, body.name)
+    return TokenOut.of(row, plaintext)
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(token_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TokenOut:
+    """Revoke one of the user's own tokens: the next request with it is refused."""
+    return TokenOut.of(tokens.revoke(session, user.id, token_id))
 
 
 @router.get("/me", response_model=Me)

@@ -7,6 +7,7 @@ import click
 from app.cli.bench import bench
 from app.cli.experiments import experiment
 from app.cli.learning import adapter, cycle, dataset
+from app.cli.remote import LOCAL_ONLY, Remote
 from app.cli.stack import migrate, ps, trainer, up
 from app.cli.tenants import tenant
 from app.cli.users import user
@@ -14,9 +15,32 @@ from app.core.logging import configure as configure_logging
 
 
 @click.group()
-def main() -> None:
+@click.option(
+    "--url",
+    envvar="CLORA_URL",
+    default=None,
+    help="A deployed clora (its gateway's URL): run the admin command through its HTTP API.",
+)
+@click.option(
+    "--token",
+    envvar="CLORA_TOKEN",
+    default=None,
+    help="Personal access token for --url (`clora user token EMAIL` on the server).",
+)
+@click.pass_context
+def main(ctx: click.Context, url: str | None, token: str | None) -> None:
     """clora: continual multi-tenant LoRA learning."""
     configure_logging(json_logs=False, level="WARNING")
+    if url is None:
+        return
+    if not token:
+        raise click.UsageError("--url needs --token (or CLORA_TOKEN): a personal access token")
+    if ctx.invoked_subcommand in LOCAL_ONLY:
+        raise click.UsageError(
+            f"`clora {ctx.invoked_subcommand}` runs on the server itself; --url is for the "
+            "admin commands (tenant, user, cycle, adapter, dataset, experiment)"
+        )
+    ctx.obj = Remote(url, token)
 
 
 for command in (up, ps, trainer, migrate, tenant, user, cycle, adapter, dataset, experiment, bench):

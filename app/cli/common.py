@@ -62,7 +62,10 @@ def readable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        attach()
+        from app.cli.remote import remote
+
+        if remote() is None:
+            attach()
         try:
             return fn(*args, **kwargs)
         except CloraError as exc:

@@ -7,7 +7,9 @@ import uuid
 
 import click
 
+from app.cli import remote as rm
 from app.cli.common import TENANT, readable, scope
+from app.cli.remote import remote
 
 
 @click.group()
@@ -38,6 +40,17 @@ def run(
     tenant: str,
 ) -> None:
     """Run RL for each AGENT on ENV, all at once on the shared engine and trainer."""
+    wanted = dict(
+        environment=environment,
+        steps=steps,
+        prompts_per_step=prompts_per_step,
+        group_size=group_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    if (api := remote()) is not None:
+        rm.experiment_run(api, agents, tenant, wanted)
+        return
     from app.core.config import get_settings
     from app.core.db import unit_of_work
     from app.experiments.runner import StepReport, run_experiments
@@ -80,6 +93,9 @@ def run(
 @readable
 def list_(tenant: str) -> None:
     """List experiments with their last step's accuracy."""
+    if (api := remote()) is not None:
+        click.echo(rm.experiment_list(api, tenant))
+        return
     from app.core.db import unit_of_work
     from app.experiments.repository import ExperimentRepository
     from app.experiments.service import to_out
@@ -100,6 +116,9 @@ def list_(tenant: str) -> None:
 @readable
 def cancel(experiment_id: uuid.UUID, tenant: str) -> None:
     """Stop an experiment at its next step boundary."""
+    if (api := remote()) is not None:
+        click.echo(rm.experiment_cancel(api, str(experiment_id), tenant))
+        return
     from app.core.db import unit_of_work
     from app.experiments.service import cancel_experiment
 

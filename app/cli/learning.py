@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from app.cli import remote as rm
 from app.cli.common import TENANT, readable, scope
+from app.cli.remote import remote
 
 
 @click.group()
@@ -24,6 +26,9 @@ def cycle() -> None:
 @readable
 def cycle_run(agent: str, tenant: str, wait: bool) -> None:
     """Start AGENT's learning cycle now and show its progress."""
+    if (api := remote()) is not None:
+        rm.cycle_run(api, agent, tenant, wait)
+        return
     from app.core.db import unit_of_work
     from app.cycles import service
 
@@ -80,6 +85,9 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
 @readable
 def cycle_list(tenant: str, agent: str | None) -> None:
     """List cycle runs, newest first."""
+    if (api := remote()) is not None:
+        click.echo(rm.cycle_list(api, tenant, agent))
+        return
     from app.core.db import unit_of_work
     from app.cycles.repository import CycleRepository
 
@@ -103,6 +111,9 @@ def adapter() -> None:
 @readable
 def adapter_list(agent: str, tenant: str) -> None:
     """AGENT's versions: status, the gate's verdict and failing signal, forced promotions."""
+    if (api := remote()) is not None:
+        click.echo(rm.adapter_list(api, agent, tenant))
+        return
     from app.adapters.repository import AdapterVersionRepository
     from app.core.db import unit_of_work
 
@@ -125,6 +136,9 @@ def adapter_list(agent: str, tenant: str) -> None:
 @readable
 def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     """Make AGENT@vVERSION live now."""
+    if (api := remote()) is not None:
+        click.echo(rm.adapter_promote(api, agent, version, tenant, force))
+        return
     from app.adapters import service as registry
     from app.adapters.repository import AdapterVersionRepository
     from app.core.db import unit_of_work
@@ -149,6 +163,9 @@ def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
 @readable
 def adapter_rollback(agent: str, to_version: int | None, tenant: str) -> None:
     """Serve an earlier version of AGENT again."""
+    if (api := remote()) is not None:
+        click.echo(rm.adapter_rollback(api, agent, to_version, tenant))
+        return
     from app.adapters import service as registry
     from app.core.db import unit_of_work
 
@@ -172,6 +189,9 @@ def dataset() -> None:
 @readable
 def dataset_export(agent: str, tenant: str, split: str | None, output: Path | None) -> None:
     """Write AGENT's examples (OpenAI chat and preference formats)."""
+    if (api := remote()) is not None:
+        click.echo(rm.dataset_export(api, agent, tenant, split, output), nl=output is not None)
+        return
     from app.core.db import unit_of_work
     from app.datasets.service import export_examples
     from app.models.enums import ExampleSplit
@@ -196,6 +216,9 @@ def dataset_export(agent: str, tenant: str, split: str | None, output: Path | No
 @readable
 def dataset_import(agent: str, file: Path, tenant: str, split: str) -> None:
     """Import a JSONL file into AGENT's examples (eval: golden examples)."""
+    if (api := remote()) is not None:
+        click.echo(rm.dataset_import(api, agent, file, tenant, split))
+        return
     from app.core.db import unit_of_work
     from app.datasets.service import import_examples
     from app.models.enums import ExampleSplit

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from app.cli import remote as rm
 from app.cli.common import attach
+from app.cli.remote import remote
 
 
 @click.group()
@@ -17,6 +19,9 @@ def tenant() -> None:
 @click.option("--name", default=None)
 def tenant_create(slug: str, name: str | None) -> None:
     """Create a tenant."""
+    if (api := remote()) is not None:
+        click.echo(rm.tenant_create(api, slug, name))
+        return
     from app.core.db import unit_of_work
     from app.core.errors import CloraError
     from app.tenants.service import create_tenant
@@ -35,6 +40,9 @@ def tenant_create(slug: str, name: str | None) -> None:
 @click.option("--name", default="cli key")
 def tenant_key(slug: str, name: str) -> None:
     """Create an API key for a tenant; it is printed once."""
+    if (api := remote()) is not None:
+        click.echo(rm.tenant_key(api, slug, name))
+        return
     from app.core.db import unit_of_work
     from app.tenants.repository import TenantRepository
     from app.tenants.service import create_api_key
@@ -54,6 +62,9 @@ def tenant_key(slug: str, name: str) -> None:
 @click.option("--rank", default=16, show_default=True)
 def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
     """Create an agent (one adapter lineage) for a tenant."""
+    if (api := remote()) is not None:
+        click.echo(rm.tenant_agent(api, slug, agent_name, rank))
+        return
     from app.agents.service import create_agent
     from app.core.db import unit_of_work
     from app.core.errors import CloraError

@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from app.cli import remote as rm
 from app.cli.common import attach
+from app.cli.remote import remote
 
 ROLES = click.Choice(["operator", "admin", "platform_admin"])
 
@@ -55,6 +57,9 @@ def user() -> None:
 @click.password_option(help="The first password (asked when not given).")
 def user_create(email: str, slug: str | None, role: str, password: str) -> None:
     """Create a user: an operator or admin of --tenant, or a platform admin."""
+    if (api := remote()) is not None:
+        click.echo(rm.user_create(api, email, slug, role, password))
+        return
     from app.models.enums import Role
     from app.users.service import create_user
 
@@ -71,6 +76,9 @@ def user_create(email: str, slug: str | None, role: str, password: str) -> None:
 @click.option("--tenant", "slug", required=True)
 def user_list(slug: str) -> None:
     """The tenant's users: email, role, and whether they are disabled."""
+    if (api := remote()) is not None:
+        click.echo(rm.user_list(api, slug))
+        return
     from app.users.service import list_users
 
     def work(session: Any) -> str:
@@ -83,6 +91,11 @@ def user_list(slug: str) -> None:
 
 def _change(slug: str, email: str, what: str, **change: Any) -> None:
     from app.users.service import update_user
+
+    if (api := remote()) is not None:
+        body = {k: v.value if hasattr(v, "value") else v for k, v in change.items()}
+        click.echo(rm.user_change(api, slug, email, what, **body))
+        return
 
     def work(session: Any) -> str:
         tenant = _tenant(session, slug)
@@ -126,6 +139,9 @@ def user_enable(email: str, slug: str) -> None:
 @click.password_option(help="The new password (asked when not given).")
 def user_reset_password(email: str, slug: str, password: str) -> None:
     """Set a user's password; their sessions end."""
+    if (api := remote()) is not None:
+        click.echo(rm.user_reset_password(api, slug, email, password))
+        return
     from app.users.service import reset_password
 
     def work(session: Any) -> str:
@@ -133,5 +149,29 @@ def user_reset_password(email: str, slug: str, password: str) -> None:
         target = _user(session, tenant, email)
         reset_password(session, tenant.id, target.id, password)
         return f"password of {target.email} reset; their sessions ended"
+
+    click.echo(_in_one_transaction(work))
+
+
+@user.command("token")
+@click.argument("email")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def user_token(email: str, name: str) -> None:
+    """Mint a personal access token of EMAIL (printed once): `clora --url URL --token TOKEN`
+    then acts as that user from anywhere. With --url, only for the token's own user."""
+    from app.users import tokens
+    from app.users.repository import UserRepository
+
+    if (api := remote()) is not None:
+        if api.me()["email"] != email:
+            raise click.ClickException("a token is minted by its own user (or on the server)")
+        click.echo(api.call("POST", "/api/auth/tokens", body={"name": name})["token"])
+        return
+
+    def work(session: Any) -> str:
+        found = UserRepository(session).get_by_email(email)
+        if found is None:
+            raise click.ClickException(f"no user {email!r}")
+        return tokens.mint(session, found, name)[1]
 
     click.echo(_in_one_transaction(work))

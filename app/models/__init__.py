@@ -6,7 +6,7 @@ from app.models.experiments import Experiment, ExperimentStep
 from app.models.fine_tuning import FineTuningEvent, FineTuningJob, TenantFile
 from app.models.interactions import Feedback, Interaction
 from app.models.learning import CycleRun, LearningSchedule, TrainingExample
-from app.models.tenancy import Agent, ApiKey, Tenant, User
+from app.models.tenancy import Agent, ApiKey, PersonalAccessToken, Tenant, User
 from app.models.training import TrainingJob, TrainingJobStep
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "FineTuningJob",
     "Interaction",
     "LearningSchedule",
+    "PersonalAccessToken",
     "Tenant",
     "TenantFile",
     "TrainingExample",

@@ -56,6 +56,21 @@ class User(IdMixin, TimestampMixin, Base):
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
+class PersonalAccessToken(IdMixin, TimestampMixin, Base):
+    """A user's own bearer token for `/api` (app/users/tokens.py); only its hash is kept."""
+
+    __tablename__ = "personal_access_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(40), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Agent(IdMixin, TimestampMixin, TenantScoped, Base):
     """A tenant's agent: one adapter lineage with its own LoRA settings."""
 
