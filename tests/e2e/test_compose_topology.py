@@ -1,8 +1,9 @@
 """docker-compose.yml, run without Docker (tests/helpers/compose.py): every service as its own
 process with its own environment, filesystem root and address, the CPU engine in place of the
 GPU image. The whole loop must pass that way, driven as an admin would drive a deployment
-(`docker compose run --rm gateway clora ...`): chat, correction, cycle, the new version served
-by the engine from the shared adapter volume. And a mount mistake fails: a gateway without the
+(`docker compose run --rm gateway clora ...` for the first admin and a personal access token,
+then `clora --url --token` from outside the stack): chat, correction, cycle, the new version
+served by the engine from the shared adapter volume. And a mount mistake fails: a gateway without the
 base model's mount cannot answer an agent that has no version yet.
 
 Where Debian's packages provide the compose CLI, `docker compose config` validates the file too
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -22,6 +24,7 @@ import httpx
 import openai
 import pytest
 
+from tests.helpers.browser import PASSWORD
 from tests.helpers.compose import REPO, Service, Topology, topology
 from tests.helpers.worker import wait_for
 
@@ -78,6 +81,26 @@ def without_model_mount(topo: Topology) -> Service:
     return service
 
 
+class Laptop:
+    """`clora --url URL --token TOKEN ...` run on this machine, outside every service's root,
+    with no database or Redis settings at all."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
+        self.env.update(CLORA_URL=url, CLORA_TOKEN=token)
+
+    def __call__(self, *argv: str) -> str:
+        done = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "clora"), *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+        return done.stdout
+
+
 def chat(base: str, key: str, model: str) -> Any:
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
     return client.chat.completions.with_raw_response.create(
@@ -98,6 +121,11 @@ def test_the_compose_file_runs_the_whole_learning_loop(
         admin("tenant", "agent", "acme", "bot", "--rank", "8")
         key = admin("tenant", "key", "acme").strip().splitlines()[-1]
         gateway = f"http://{topo.services['gateway'].address}:8000"
+        # The first admin, and a personal access token for the admin's laptop (DEPLOY.md).
+        email = "root@example.test"
+        admin("user", "create", email, "--role", "platform_admin", "--password", PASSWORD)
+        token = admin("user", "token", email, "--name", "laptop").strip().splitlines()[-1]
+        laptop = Laptop(gateway, token)
 
         # The mistake first (nothing has written the base model's identity adapter yet).
         broken = without_model_mount(topo)
@@ -127,15 +155,17 @@ def test_the_compose_file_runs_the_whole_learning_loop(
         )
         assert resp.status_code == 201, resp.text
         # The worker compiles it into a training example.
-        wait_for(lambda: '"60"' in admin("dataset", "export", "bot", "--tenant", "acme"), 180, 2)
+        # From here the admin works from the laptop: `clora --url --token`, no database access.
+        wait_for(lambda: '"60"' in laptop("dataset", "export", "bot", "--tenant", "acme"), 180, 2)
         # The cycle trains in the trainer's container and publishes from the worker's.
-        cycle = admin("cycle", "run", "bot", "--tenant", "acme")
-        versions = admin("adapter", "list", "bot", "--tenant", "acme")
+        cycle = laptop("cycle", "run", "bot", "--tenant", "acme")  # follows it to its end
+        assert "status " in cycle, cycle
+        versions = laptop("adapter", "list", "bot", "--tenant", "acme")
         assert versions.lstrip().startswith("v1"), (cycle, versions)
         if "live" not in versions.splitlines()[0]:
             # A first correction is too little to evaluate on (needs_evaluation): the admin
             # promotes the candidate over the gate, as docs/LEARNING.md says.
-            admin("adapter", "promote", "bot", "1", "--tenant", "acme", "--force")
+            laptop("adapter", "promote", "bot", "1", "--tenant", "acme", "--force")
         # The engine loads v1 from the adapter volume it shares read-only, and serves it.
         served = wait_for(
             lambda: (
