@@ -518,6 +518,22 @@ async function peoplePhase(page, requests) {
   await change.getByLabel("Current password").fill(password);
   await change.getByRole("button", { name: "Change password" }).click();
   await page.getByRole("status").getByText("Password changed").waitFor();
+  // A personal access token: a nameless one refused, shown once, acting as this user on /api
+  // (as `clora --url --token` uses it), then revoked and refused.
+  const tokens = page.getByRole("form", { name: "Create a personal access token" });
+  await rejects(page, requests, "a token without a name", () => tokens.getByRole("button", { name: "Create token" }).click(), "Give a name for the token.");
+  await tokens.getByLabel("Token name").fill("laptop");
+  await tokens.getByRole("button", { name: "Create token" }).click();
+  const token = (await page.getByTestId("new-token").textContent()) ?? "";
+  assert.match(token, /^clorapat_/);
+  const asToken = () => fetch(`${BASE}/api/auth/me`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal((await (await asToken()).json()).email, adminEmail, "the token acts as its user");
+  await shot(page, "access-tokens");
+  const tokenRow = page.locator('tr[data-token="laptop"]');
+  await tokenRow.getByRole("button", { name: "Revoke" }).click();
+  await tokenRow.getByRole("button", { name: /Confirm: revoke/ }).click();
+  await tokenRow.getByText(/revoked/).waitFor();
+  assert.equal((await asToken()).status, 401, "a revoked token is refused");
   await page.goto(`${BASE}/admin/users`);
   await page.locator(`tr[data-user="${newEmail}"]`).waitFor(); // this session goes on
   await signOut(page);

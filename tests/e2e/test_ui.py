@@ -402,6 +402,7 @@ def test_operator_corrects_and_admin_learns_in_the_browser(
         "tenants",
         "isolation",
         "users",
+        "access-tokens",
     ):
         shot = SCREENSHOTS / f"{name}.png"
         assert shot.is_file() and shot.stat().st_size > 5_000, shot

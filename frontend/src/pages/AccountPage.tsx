@@ -1,10 +1,131 @@
-// One's own account: change the password (other sessions end; this one goes on).
-import { useMutation } from "@tanstack/react-query";
+// One's own account: change the password (other sessions end; this one goes on), and one's
+// personal access tokens for `clora --url URL --token TOKEN` and scripts (shown once, revoked).
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
-import { api, unwrap } from "../api/client";
+import { api, type Schemas, unwrap } from "../api/client";
 import { useSession } from "../auth/session";
-import { ErrorText, Field } from "../components/ui";
-import { passwordProblem } from "../lib/validate";
+import { ErrorText, Field, Loading } from "../components/ui";
+import { ago, formatTime } from "../lib/format";
+import { passwordProblem, requiredProblem } from "../lib/validate";
+
+type Token = Schemas["TokenOut"];
+const TOKENS = ["tokens"];
+
+function TokenRow({ t }: { t: Token }) {
+  const queryClient = useQueryClient();
+  const [confirming, setConfirming] = useState(false);
+  const revoke = useMutation({
+    mutationFn: () => unwrap(api.POST("/api/auth/tokens/{token_id}/revoke", { params: { path: { token_id: t.id } } })),
+    onSuccess: () => {
+      setConfirming(false);
+      return queryClient.invalidateQueries({ queryKey: TOKENS });
+    },
+  });
+  return (
+    <tr data-token={t.name}>
+      <td>{t.name}</td>
+      <td className="mono">{t.prefix}…</td>
+      <td title={formatTime(t.created_at)}>{ago(t.created_at)}</td>
+      <td>{t.last_used_at ? ago(t.last_used_at) : "never"}</td>
+      <td>{t.revoked_at ? <span className="badge muted">revoked {ago(t.revoked_at)}</span> : <span className="badge good">active</span>}</td>
+      <td className="row-actions">
+        {!t.revoked_at &&
+          (confirming ? (
+            <>
+              <button type="button" className="danger" onClick={() => revoke.mutate()} disabled={revoke.isPending}>
+                Confirm: revoke {t.name}
+              </button>
+              <button type="button" onClick={() => setConfirming(false)}>
+                Keep it
+              </button>
+            </>
+          ) : (
+            <button type="button" onClick={() => setConfirming(true)}>
+              Revoke
+            </button>
+          ))}
+        <ErrorText error={revoke.error} />
+      </td>
+    </tr>
+  );
+}
+
+function AccessTokens() {
+  const queryClient = useQueryClient();
+  const tokens = useQuery({ queryKey: TOKENS, queryFn: () => unwrap(api.GET("/api/auth/tokens")) });
+  const [name, setName] = useState("");
+  const [problem, setProblem] = useState<string | null>(null);
+  const [minted, setMinted] = useState<Token | null>(null);
+  const create = useMutation({
+    mutationFn: (tokenName: string) => unwrap(api.POST("/api/auth/tokens", { body: { name: tokenName } })),
+    onSuccess: (token) => {
+      setMinted(token);
+      setName("");
+      return queryClient.invalidateQueries({ queryKey: TOKENS });
+    },
+  });
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const found = requiredProblem(name.trim(), "a name for the token", 200);
+    setProblem(found);
+    if (!found) create.mutate(name.trim());
+  };
+  return (
+    <section className="card" aria-label="Personal access tokens">
+      <h2>Personal access tokens</h2>
+      <p className="muted">
+        For <code>clora --url {window.location.origin} --token …</code> and scripts: a token acts as you, on the admin API.
+      </p>
+      {minted?.token && (
+        <div className="minted" aria-label="New token">
+          <p>Token “{minted.name}” created. Copy it now: it is shown this once, and only its hash is kept.</p>
+          <div className="secret">
+            <code data-testid="new-token">{minted.token}</code>
+            <button type="button" onClick={() => void navigator.clipboard?.writeText(minted.token ?? "")}>
+              Copy
+            </button>
+            <button type="button" onClick={() => setMinted(null)}>
+              I have saved it
+            </button>
+          </div>
+        </div>
+      )}
+      <ErrorText error={tokens.error} />
+      {tokens.isPending ? (
+        <Loading what="tokens" />
+      ) : tokens.data?.length ? (
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Prefix</th>
+              <th>Created</th>
+              <th>Last used</th>
+              <th>State</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {tokens.data.map((t) => (
+              <TokenRow key={t.id} t={t} />
+            ))}
+          </tbody>
+        </table>
+      ) : (
+        <p className="empty">No tokens yet.</p>
+      )}
+      <form className="inline-form" onSubmit={submit} noValidate aria-label="Create a personal access token">
+        <Field label="Token name" htmlFor="token-name" error={problem} hint="where it will be used, e.g. laptop">
+          <input id="token-name" value={name} onChange={(e) => { setName(e.target.value); setProblem(null); }} />
+        </Field>
+        <button type="submit" className="primary" disabled={create.isPending}>
+          {create.isPending ? "Creating…" : "Create token"}
+        </button>
+        <ErrorText error={create.error} />
+      </form>
+    </section>
+  );
+}
 
 export function AccountPage() {
   const { me } = useSession();
@@ -44,6 +165,7 @@ export function AccountPage() {
         {change.isSuccess && <p className="good" role="status">Password changed. Your other sessions have ended.</p>}
         <ErrorText error={change.error} />
       </form>
+      <AccessTokens />
     </div>
   );
 }
