@@ -64,7 +64,6 @@ class Remote:
     def me(self) -> dict[str, Any]:
         """Who the token acts as (asked once)."""
         if self._me is None:
-            self._me = {"role": "unknown"}  # call() asks me(): no tenant on this request
             self._me = self.call("GET", "/api/auth/me")
         return self._me
 
