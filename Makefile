@@ -49,7 +49,7 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	@# Debian's compose CLI validates docker-compose.yml (no Docker engine needed); optional.
 	@command -v docker-compose >/dev/null || { echo "installing docker-compose"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 		|| echo "docker-compose not installed: tests/e2e/test_compose_topology.py skips its check"; }
 
 up: install ui
