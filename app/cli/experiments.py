@@ -40,31 +40,27 @@ def run(
     tenant: str,
 ) -> None:
     """Run RL for each AGENT on ENV, all at once on the shared engine and trainer."""
-    wanted = dict(
-        environment=environment,
-        steps=steps,
-        prompts_per_step=prompts_per_step,
-        group_size=group_size,
-        learning_rate=learning_rate,
-        seed=seed,
-    )
+    from app.experiments.schemas import ExperimentConfig
+
+    try:
+        config = ExperimentConfig(
+            environment=environment,
+            steps=steps,
+            prompts_per_step=prompts_per_step,
+            group_size=group_size,
+            learning_rate=learning_rate,
+            seed=seed,
+        )
+    except ValueError as exc:  # pydantic's ValidationError: one readable line per field
+        raise click.UsageError(str(exc)) from exc
     if (api := remote()) is not None:
-        rm.experiment_run(api, agents, tenant, wanted)
+        rm.experiment_run(api, agents, tenant, config.model_dump(mode="json"))
         return
     from app.core.config import get_settings
     from app.core.db import unit_of_work
     from app.experiments.runner import StepReport, run_experiments
-    from app.experiments.schemas import ExperimentConfig
     from app.experiments.service import create_experiment
 
-    config = ExperimentConfig(
-        environment=environment,
-        steps=steps,
-        prompts_per_step=prompts_per_step,
-        group_size=group_size,
-        learning_rate=learning_rate,
-        seed=seed,
-    )
     ids: list[tuple[uuid.UUID, uuid.UUID]] = []
     names: dict[uuid.UUID, str] = {}
     with unit_of_work() as session:

@@ -4,6 +4,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { api, type Schemas, unwrap } from "../api/client";
 import { useSession } from "../auth/session";
+import { RevokeCell, ShownOnce } from "../components/secrets";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { ago, formatTime } from "../lib/format";
 import { passwordProblem, requiredProblem } from "../lib/validate";
@@ -13,11 +14,9 @@ const TOKENS = ["tokens"];
 
 function TokenRow({ t }: { t: Token }) {
   const queryClient = useQueryClient();
-  const [confirming, setConfirming] = useState(false);
   const revoke = useMutation({
     mutationFn: () => unwrap(api.POST("/api/auth/tokens/{token_id}/revoke", { params: { path: { token_id: t.id } } })),
     onSuccess: () => {
-      setConfirming(false);
       return queryClient.invalidateQueries({ queryKey: TOKENS });
     },
   });
@@ -28,24 +27,7 @@ function TokenRow({ t }: { t: Token }) {
       <td title={formatTime(t.created_at)}>{ago(t.created_at)}</td>
       <td>{t.last_used_at ? ago(t.last_used_at) : "never"}</td>
       <td>{t.revoked_at ? <span className="badge muted">revoked {ago(t.revoked_at)}</span> : <span className="badge good">active</span>}</td>
-      <td className="row-actions">
-        {!t.revoked_at &&
-          (confirming ? (
-            <>
-              <button type="button" className="danger" onClick={() => revoke.mutate()} disabled={revoke.isPending}>
-                Confirm: revoke {t.name}
-              </button>
-              <button type="button" onClick={() => setConfirming(false)}>
-                Keep it
-              </button>
-            </>
-          ) : (
-            <button type="button" onClick={() => setConfirming(true)}>
-              Revoke
-            </button>
-          ))}
-        <ErrorText error={revoke.error} />
-      </td>
+      <RevokeCell name={t.name} revoked={Boolean(t.revoked_at)} onRevoke={() => revoke.mutate()} pending={revoke.isPending} error={revoke.error} />
     </tr>
   );
 }
@@ -79,15 +61,7 @@ function AccessTokens() {
       {minted?.token && (
         <div className="minted" aria-label="New token">
           <p>Token “{minted.name}” created. Copy it now: it is shown this once, and only its hash is kept.</p>
-          <div className="secret">
-            <code data-testid="new-token">{minted.token}</code>
-            <button type="button" onClick={() => void navigator.clipboard?.writeText(minted.token ?? "")}>
-              Copy
-            </button>
-            <button type="button" onClick={() => setMinted(null)}>
-              I have saved it
-            </button>
-          </div>
+          <ShownOnce secret={minted.token} testId="new-token" onDismiss={() => setMinted(null)} />
         </div>
       )}
       <ErrorText error={tokens.error} />

@@ -4,6 +4,7 @@ import { type FormEvent, useState } from "react";
 import { api, type Schemas, unwrap } from "../api/client";
 import { queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
+import { RevokeCell, ShownOnce } from "../components/secrets";
 import { ErrorText, Field, Loading } from "../components/ui";
 import { ago, formatTime } from "../lib/format";
 import { requiredProblem } from "../lib/validate";
@@ -11,11 +12,9 @@ import { requiredProblem } from "../lib/validate";
 type Key = Schemas["KeyOut"];
 
 function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => Promise<void> }) {
-  const [confirming, setConfirming] = useState(false);
   const revoke = useMutation({
     mutationFn: () => unwrap(api.POST("/api/keys/{key_id}/revoke", { params: { path: { key_id: k.id } } })),
     onSuccess: () => {
-      setConfirming(false);
       return onRevoked(k.id);
     },
   });
@@ -25,24 +24,7 @@ function KeyRow({ k, onRevoked }: { k: Key; onRevoked: (id: string) => Promise<v
       <td className="mono">{k.prefix}…</td>
       <td title={formatTime(k.created_at)}>{ago(k.created_at)}</td>
       <td>{k.revoked_at ? <span className="badge muted">revoked {ago(k.revoked_at)}</span> : <span className="badge good">active</span>}</td>
-      <td className="row-actions">
-        {!k.revoked_at &&
-          (confirming ? (
-            <>
-              <button type="button" className="danger" onClick={() => revoke.mutate()} disabled={revoke.isPending}>
-                Confirm: revoke {k.name}
-              </button>
-              <button type="button" onClick={() => setConfirming(false)}>
-                Keep it
-              </button>
-            </>
-          ) : (
-            <button type="button" onClick={() => setConfirming(true)}>
-              Revoke
-            </button>
-          ))}
-        <ErrorText error={revoke.error} />
-      </td>
+      <RevokeCell name={k.name} revoked={Boolean(k.revoked_at)} onRevoke={() => revoke.mutate()} pending={revoke.isPending} error={revoke.error} />
     </tr>
   );
 }
@@ -81,15 +63,7 @@ export function KeysPage() {
         <section className="card minted" aria-label="New key">
           <h2>Key “{minted.name}” created</h2>
           <p>Copy it now: it is shown this once, and only its hash is kept.</p>
-          <div className="secret">
-            <code data-testid="new-key">{minted.key}</code>
-            <button type="button" onClick={() => void navigator.clipboard?.writeText(minted.key ?? "")}>
-              Copy
-            </button>
-            <button type="button" onClick={() => setMinted(null)}>
-              I have saved it
-            </button>
-          </div>
+          <ShownOnce secret={minted.key} testId="new-key" onDismiss={() => setMinted(null)} />
         </section>
       )}
       <ErrorText error={keys.error} />
