@@ -22,6 +22,7 @@ FAULTS = [
     "fault_gateway_kill9",
     "fault_engine_kill9",
     "fault_trainer_kill9",
+    "fault_trainer_kill9_shared",
     "fault_worker_kill9_cycle",
     "fault_postgres_outage",
     "fault_redis_outage",

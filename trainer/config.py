@@ -73,17 +73,18 @@ class TrainerConfig:
 
     max_tokens_per_pass: int | None = None
     """Upper bound on padded tokens (rows x longest row) in one forward/backward; None picks
-    1024 on CPU and 32768 on an accelerator. Work beyond it is split over passes whose
-    gradients accumulate, and adapters share a pass only up to it. On the CPU measured here a
-    pass's activations must stay near the L2 cache: bigger passes cost more per token, so
-    merging pays only for small per-adapter batches (docs/TRAINER.md). The accelerator value is
-    a starting point, not a measurement: tune it with bench/trainer_multiplex.py."""
+    1024 on CPU and 32768 on an accelerator. Work beyond it is split over micro-passes whose
+    gradients accumulate. On the CPU measured here a pass's activations must stay near the L2
+    cache: bigger passes cost more per token (docs/TRAINER.md). The accelerator value is a
+    starting point, not a measurement: tune it with bench/trainer_multiplex.py."""
 
     merge_below_tokens: int | None = None
-    """Adapters share a pass only when each one's work is under this many padded tokens; bigger
-    work runs in passes of its own. None picks 384 on CPU (measured: merging 8 adapters of
-    8 x 32 tokens is 1.09x faster, of 8 x 48 tokens 1.05x, of 8 x 64 tokens 0.97x) and
-    `max_tokens_per_pass` on an accelerator (merge whenever it fits; unmeasured here)."""
+    """An adapter's work under this many padded tokens is packed whole into passes it shares
+    with other small work (equal items give equal runs: the batched LoRA kernel); bigger work is
+    cut into micro-passes that fill up to `max_tokens_per_pass` with rows of other big work.
+    None picks 384 on CPU (measured: merging 8 adapters of 8 x 32 tokens whole is 1.09x faster,
+    of 8 x 48 tokens 1.05x, of 8 x 64 tokens 0.97x) and `max_tokens_per_pass` on an
+    accelerator (unmeasured here)."""
 
     pin_memory: bool | None = None
     """Keep adapter state in pinned host memory; None pins exactly when the device is CUDA."""

@@ -9,6 +9,7 @@ onto the device, applies AdamW with that adapter's own step count and swaps it b
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,10 @@ class TrainingEngine:
         self.max_tokens_per_pass = self.config.max_tokens_per_pass or (1024 if cpu else 32768)
         merge = self.config.merge_below_tokens
         self.merge_below_tokens = merge or (384 if cpu else self.max_tokens_per_pass)
+        # Per adapter: passes its rows went through, and how many of them held other adapters'
+        # rows too (cumulative; the trainer service records each step's share).
+        self.passes: Counter[str] = Counter()
+        self.shared_passes: Counter[str] = Counter()
 
     # ---- adapters -------------------------------------------------------------------------
     def create_adapter(
@@ -119,6 +124,8 @@ class TrainingEngine:
     def drop_adapter(self, adapter_id: str) -> None:
         """Forget an adapter (its files, if saved, are untouched)."""
         self.store.drop(adapter_id)
+        self.passes.pop(adapter_id, None)
+        self.shared_passes.pop(adapter_id, None)
 
     def adapter_ids(self) -> list[str]:
         """Ids of every adapter held."""
@@ -163,6 +170,9 @@ class TrainingEngine:
         with torch.enable_grad():
             for plan in plans:
                 self._run_pass(plan, items, advantages, scales, loss, results)
+                self.passes.update(plan.adapter_ids)
+                if len(plan.adapter_ids) > 1:
+                    self.shared_passes.update(plan.adapter_ids)
         return [[m for m in row if m is not None] for row in results]
 
     def _item_scale(self, adapter_id: str, batch: Batch, loss: LossSpec, weight: float) -> float:

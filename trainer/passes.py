@@ -25,7 +25,6 @@ class PassPlan:
     row_slots: list[int] = field(default_factory=list)  # slot of each row
     sequences: int = 0  # sequences through the model (a DPO pair counts 2)
     max_len: int = 0  # longest sequence
-    shared: bool = True  # may take rows of further (small) items
 
     def padded_tokens_with(self, seqs: int, length: int) -> int:
         """Padded tokens of this pass after adding `seqs` sequences of `length` tokens."""
@@ -51,9 +50,11 @@ def plan_passes(
 
     Items (one adapter's batch) under `merge_below` padded tokens are packed whole into shared
     passes, so each adapter is one run of rows and equal items give equal runs (the batched
-    LoRA kernel). Bigger items run in passes of their own, cut into balanced chunks when over
-    `max_tokens` (gradients accumulate across them). `merge_below=0` never merges: one adapter
-    swapped in at a time. A single row longer than `max_tokens` gets a pass of its own.
+    LoRA kernel). Bigger items are cut into micro-passes: their rows, item after item, fill
+    passes of balanced size up to `max_tokens`, so a big batch shares its passes with other
+    adapters' big batches and its gradients accumulate across them. `merge_below=0` never
+    merges: one adapter swapped in at a time, each item in balanced chunks of its own. A single
+    row longer than `max_tokens` gets a pass of its own.
     """
     groups: dict[Hashable, list[int]] = {}
     for i, (adapter_id, _) in enumerate(items):
@@ -64,32 +65,72 @@ def plan_passes(
         first_seen: dict[str, int] = {}
         for i in item_ids:
             first_seen.setdefault(items[i][0], len(first_seen))
-        current = PassPlan()
-        for i in sorted(item_ids, key=lambda i: first_seen[items[i][0]]):
-            adapter_id, batch = items[i]
-            seqs = batch.sequences_per_row()
-            length = max(batch.row_length(r) for r in range(len(batch)))
-            shared = len(batch) * seqs * length < merge_below
-            for chunk in _chunks(len(batch), seqs * length, max_tokens):
-                grown = current.padded_tokens_with(seqs * len(chunk), length)
-                if current.rows and (not shared or not current.shared or grown > max_tokens):
-                    plans.append(current)
-                    current = PassPlan()
-                for r in chunk:
-                    current.add(adapter_id, i, r, seqs, batch.row_length(r))
-                current.shared = shared
-        if current.rows:
-            plans.append(current)
+        ordered = sorted(item_ids, key=lambda i: first_seen[items[i][0]])
+        whole = [i for i in ordered if _padded(items[i][1]) < min(merge_below, max_tokens + 1)]
+        cut = [i for i in ordered if i not in whole]
+        plans += _pack_whole(items, whole, max_tokens)
+        if merge_below > 0:
+            plans += _micro_passes(items, cut, max_tokens)
+        else:
+            for i in cut:
+                plans += _micro_passes(items, [i], max_tokens)
     return plans
 
 
-def _chunks(rows: int, tokens_per_row: int, max_tokens: int) -> list[range]:
-    """Rows 0..rows-1 in the fewest chunks of at most max_tokens (1 row at least), sizes
-    differing by at most one row: 10 rows of 10 tokens under 40 -> 4, 3, 3."""
-    n = -(-rows // max(1, max_tokens // tokens_per_row))  # ceil
-    sizes = [rows // n + (1 if i < rows % n else 0) for i in range(n)]
-    starts = [sum(sizes[:i]) for i in range(n)]
-    return [range(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+def _padded(batch: Batch) -> int:
+    """Padded tokens of a batch alone: rows x sequences per row x longest row."""
+    longest = max(batch.row_length(r) for r in range(len(batch)))
+    return len(batch) * batch.sequences_per_row() * longest
+
+
+def _pack_whole(
+    items: Sequence[tuple[str, Batch]], ids: Sequence[int], max_tokens: int
+) -> list[PassPlan]:
+    """Whole items, in order, in passes of at most `max_tokens` padded tokens."""
+    plans: list[PassPlan] = []
+    current = PassPlan()
+    for i in ids:
+        adapter_id, batch = items[i]
+        seqs = batch.sequences_per_row()
+        longest = max(batch.row_length(r) for r in range(len(batch)))
+        if current.rows and current.padded_tokens_with(seqs * len(batch), longest) > max_tokens:
+            plans.append(current)
+            current = PassPlan()
+        for r in range(len(batch)):
+            current.add(adapter_id, i, r, seqs, batch.row_length(r))
+    if current.rows:
+        plans.append(current)
+    return plans
+
+
+def _micro_passes(
+    items: Sequence[tuple[str, Batch]], ids: Sequence[int], max_tokens: int
+) -> list[PassPlan]:
+    """The items' rows, in order, cut into the fewest passes of balanced size.
+
+    Aims at ceil(tokens / max_tokens) passes of equal tokens: a pass closes once it reaches its
+    share of the stream, or when the next row would take it over `max_tokens` padded tokens.
+    10 rows of 10 tokens under 40 give passes of 3, 4 and 3 rows."""
+    rows = [(i, r) for i in ids for r in range(len(items[i][1]))]
+    if not rows:
+        return []
+    cost = [items[i][1].sequences_per_row() * items[i][1].row_length(r) for i, r in rows]
+    target = sum(cost) / -(-sum(cost) // max_tokens)  # tokens per pass, ceil(total / max) passes
+    plans: list[PassPlan] = []
+    current = PassPlan()
+    done = 0.0  # tokens of the stream before the current row
+    for (i, r), tokens in zip(rows, cost, strict=True):
+        adapter_id, batch = items[i]
+        seqs, length = batch.sequences_per_row(), batch.row_length(r)
+        over = current.padded_tokens_with(seqs, length) > max_tokens
+        share_met = done + tokens / 2 > (len(plans) + 1) * target
+        if current.rows and (over or share_met):
+            plans.append(current)
+            current = PassPlan()
+        current.add(adapter_id, i, r, seqs, length)
+        done += tokens
+    plans.append(current)
+    return plans
 
 
 @dataclass

@@ -96,6 +96,9 @@ class TrainerDaemon:
         self.tokenizer: Any = None
         self.trained_tokens: dict[uuid.UUID, int] = {}
         """Padded tokens each job has trained (what fair share divides)."""
+        self.round_passes: dict[uuid.UUID, dict[str, int]] = {}
+        """Each job's last applied step: jobs in its round, passes its rows went through, and
+        how many of those it shared with other jobs (recorded with the step)."""
 
     # ---- lifecycle ------------------------------------------------------------------------
     def warm(self) -> None:
@@ -202,6 +205,8 @@ class TrainerDaemon:
         if not pending:
             return out
         order = list(pending)
+        adapters = {j: pending[j].work.adapter_id for j in order}  # type: ignore[union-attr]
+        before = {j: (engine.passes[a], engine.shared_passes[a]) for j, a in adapters.items()}
         try:
             losses = accumulate_round(engine, [pending[j].work for j in order])  # type: ignore[union-attr]
             results: dict[uuid.UUID, dict[str, float] | Exception] = dict(
@@ -217,6 +222,12 @@ class TrainerDaemon:
                 except Exception as exc:  # noqa: BLE001
                     engine.zero_grad(pending[j].work.adapter_id)  # type: ignore[union-attr]
                     results[j] = exc
+        for j, a in adapters.items():
+            self.round_passes[j] = {
+                "round_jobs": len(order),
+                "passes": engine.passes[a] - before[j][0],
+                "shared_passes": engine.shared_passes[a] - before[j][1],
+            }
         for j in order:
             work = pending[j]
             assert work is not None
@@ -292,6 +303,7 @@ class TrainerDaemon:
         self._cleanup(job_id, payload)
 
     def _drop(self, job_id: uuid.UUID) -> None:
+        self.round_passes.pop(job_id, None)
         active = self._active.pop(job_id, None)
         if active is not None:
             active.steps.close()
@@ -373,7 +385,12 @@ class TrainerDaemon:
                     job_id,
                     step,
                     step_id,
-                    {"losses": losses, "learned": learned, "tokens": tokens},
+                    {
+                        "losses": losses,
+                        "learned": learned,
+                        "tokens": tokens,
+                        **self.round_passes.pop(job_id, {}),
+                    },
                 )
             engine.save_state(adapter_id, state_dir)
             if self.settings.trainer_step_delay_s:  # tests widen the window for a kill -9
@@ -451,7 +468,8 @@ class TrainerDaemon:
             work = ObjectiveWork(adapter_id, {"pg": batch}, {"pg": 1.0})
             losses = yield StepWork(work, float(request["lr"]), f"{job_id}:{step}", tokens)
             with unit_of_work() as session:
-                queue.record_step(session, job_id, step, f"{job_id}:{step}", {"losses": losses})
+                metrics = {"losses": losses, "tokens": tokens, **self.round_passes.pop(job_id, {})}
+                queue.record_step(session, job_id, step, f"{job_id}:{step}", metrics)
             engine.save_state(adapter_id, state_dir)
             save_to.mkdir(parents=True, exist_ok=True)
             engine.save_adapter(adapter_id, save_to)

@@ -136,17 +136,19 @@ def tokenizer(tiny_model_dir: Path) -> PreTrainedTokenizerFast:
 
 @pytest.fixture
 def make_engine(tiny_model_dir: Path) -> EngineFactory:
-    """Engines on the tiny model: make_engine(multiplex=, dtype=, max_tokens=)."""
+    """Engines on the tiny model: make_engine(multiplex=, dtype=, max_tokens=, merge_below=)."""
 
     def build(
         multiplex: bool = True,
         dtype: torch.dtype = torch.float32,
         max_tokens: int | None = 4096,
+        merge_below: int | None = None,
     ) -> TrainingEngine:
         cfg = TrainerConfig(
             base_model_dir=tiny_model_dir,
             multiplex=multiplex,
             max_tokens_per_pass=max_tokens,
+            merge_below_tokens=merge_below,
         )
         return TrainingEngine(device="cpu", dtype=dtype, config=cfg)
 

@@ -55,20 +55,25 @@ def _weights(engine: TrainingEngine, adapter_id: str) -> dict[str, torch.Tensor]
 
 # Equal row counts use the batched (bmm) kernel, unequal ones the per-run kernel.
 ROWS = {"equal": {"a": 4, "b": 4, "c": 4}, "unequal": {"a": 2, "b": 6, "c": 4}}
+# Whole: every item packed whole in one shared pass. Micro: every item counts as big and is cut
+# into micro-passes of at most 30 padded tokens that adapters share (gradients accumulate).
+PACKING = {"whole": {}, "micro": {"max_tokens": 30, "merge_below": 1}}
 
 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows", sorted(ROWS))
+@pytest.mark.parametrize("packing", sorted(PACKING))
 def test_multiplexed_rounds_equal_sequential(
     make_engine: EngineFactory,
     parents: dict[str, Path],
     loss_name: str,
     dtype: torch.dtype,
     rows: str,
+    packing: str,
 ) -> None:
     spec, make_batch = LOSSES[loss_name]
-    mux = make_engine(multiplex=True, dtype=dtype)
+    mux = make_engine(multiplex=True, dtype=dtype, **PACKING[packing])
     seq = make_engine(multiplex=False, dtype=dtype)
     for engine in (mux, seq):
         _setup(engine, parents)
@@ -76,6 +81,12 @@ def test_multiplexed_rounds_equal_sequential(
     for rnd in range(3):
         present = ADAPTERS if rnd != 1 else ("a", "b")
         work = [(a, make_batch(100 * rnd + i, ROWS[rows][a])) for i, a in enumerate(present)]
+        plans = plan_passes(work, lambda a: 0, mux.max_tokens_per_pass, mux.merge_below_tokens)
+        if packing == "micro":  # adapters' rows span passes, and passes mix adapters
+            assert any(sum(a in p.adapter_ids for p in plans) > 1 for a in present)
+            assert loss_name == "dpo" or any(len(p.adapter_ids) > 1 for p in plans)
+        else:
+            assert len(plans) == 1
         rows_mux = mux.forward_backward(work, spec)
         for a, batch in work:  # sequential: one adapter swapped in at a time
             seq.forward_backward([(a, batch)], spec)
@@ -91,7 +102,9 @@ def test_multiplexed_rounds_equal_sequential(
             torch.testing.assert_close(w_mux[key], w_seq[key], rtol=rtol, atol=atol, msg=key)
 
 
-def test_pass_planning_merges_small_work_only(make_engine: EngineFactory) -> None:
+def test_pass_planning_merges_small_work_whole_and_cuts_big_work_into_shared_micro_passes(
+    make_engine: EngineFactory,
+) -> None:
     engine = make_engine()
     for a in ADAPTERS:
         engine.create_adapter(a, SMALL_LORA)
@@ -100,18 +113,30 @@ def test_pass_planning_merges_small_work_only(make_engine: EngineFactory) -> Non
     assert [p.adapter_ids for p in plan_passes(small, sig, 4096, 64)] == [["a", "b", "c"]]
     assert len(plan_passes(small, sig, 4096, 0)) == 3  # never merge: one adapter at a time
     assert [len(p.adapter_ids) for p in plan_passes(small, sig, 60, 64)] == [2, 1]  # bounded
+    # a (100 tokens) is cut into 3 balanced micro-passes; b and c (20 + 30) pack whole, and
+    # go over the bound of 40 together.
     big = [("a", random_batch(1, rows=10, length=10)), ("b", random_batch(2, rows=2, length=10))]
     plans = plan_passes(big + small[2:], sig, 40, 64)
-    # a (100 tokens) alone in 3 balanced chunks; b and c (20 + 30 tokens) over the bound of 40
     assert [(p.adapter_ids, len(p.rows)) for p in plans] == [
-        (["a"], 4),
-        (["a"], 3),
-        (["a"], 3),
         (["b"], 2),
         (["c"], 3),
+        (["a"], 3),
+        (["a"], 4),
+        (["a"], 3),
     ]
     assert all(p.sequences * p.max_len <= 40 for p in plans)
-    assert sorted(r for p in plans[:3] for _, r in p.rows) == list(range(10))
+    assert sorted(r for p in plans[2:] for _, r in p.rows) == list(range(10))
+    # Two big batches of 60 tokens under a bound of 40: 3 full micro-passes, the middle one
+    # shared, where each alone would take 2 (4 in all); without merging, 2 each.
+    pair = [(a, random_batch(5 + i, rows=6, length=10)) for i, a in enumerate("ab")]
+    plans = plan_passes(pair, sig, 40, 64)
+    assert [p.adapter_ids for p in plans] == [["a"], ["a", "b"], ["b"]]
+    assert [len(p.rows) for p in plans] == [4, 4, 4]
+    assert all(p.sequences * p.max_len <= 40 for p in plans)
+    assert [p.adapter_ids for p in plan_passes(pair, sig, 40, 0)] == [["a"], ["a"], ["b"], ["b"]]
+    # A row longer than the bound gets a pass of its own.
+    long = [("a", random_batch(9, rows=3, length=50))]
+    assert [len(p.rows) for p in plan_passes(long, sig, 40, 64)] == [1, 1, 1]
 
 
 def test_accumulation_across_interleaved_calls(
