@@ -19,7 +19,16 @@ Each point sends max(--requests, 8 x concurrency) requests per path (a point at 
 is then eight full batches, not one); the order of the three paths rotates from repeat to
 repeat, so a drift of the engine's speed during a run does not land on one path.
 
-    python -m bench.gateway_overhead [--requests 64] [--repeats 3]
+On a 2-core host the engine's speed drifts by more than the gateway adds between one path's
+block and the next, so a paired measurement follows, per repeat and adapter mix:
+
+- latency at concurrency 1: --pairs pairs of requests, a gateway request and a direct one with
+  the same options back to back (which goes first alternates); the median of the per-pair
+  differences is the added p50, and engine drift slower than one pair cancels;
+- throughput at 64 in flight: --blocks pairs of adjacent blocks of 2 x 64 requests, gateway
+  and direct (order alternating); the median of the per-pair throughput ratios is the loss.
+
+    python -m bench.gateway_overhead [--requests 64] [--repeats 3] [--pairs 200] [--blocks 8]
 """
 
 from __future__ import annotations
@@ -142,6 +151,11 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=200, help="paired requests, concurrency 1")
+    parser.add_argument("--blocks", type=int, default=8, help="paired blocks at 64 in flight")
+    parser.add_argument(
+        "--only-paired", action="store_true", help="skip the three-path table (paired only)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     from app.core.config import REPO_ROOT, get_settings
@@ -152,6 +166,7 @@ def main() -> None:
     data_dir = Path(os.environ.get("CLORA_BENCH_DATA", "/tmp/clora-bench")) / "gateway"
     data_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    paired: list[dict[str, Any]] = []
     with bench_database() as db_url:
         engine = EngineProcess(
             REPO_ROOT / "weights" / "clora-tiny",
@@ -215,7 +230,7 @@ def main() -> None:
                 "ignore_eos": True,
             }
             logging_options = {"logprobs": True, "return_token_ids": True}
-            for repeat in range(args.repeats):
+            for repeat in range(args.repeats if not args.only_paired else 0):
                 for mixed in (1, 8):
                     for concurrency in (1, 16, 64):
                         count = max(args.requests, 8 * concurrency)
@@ -251,6 +266,29 @@ def main() -> None:
                             f"{row['options_p50_ms']:.2f} ms",
                             flush=True,
                         )
+            for repeat in range(args.repeats):
+                for mixed in (1, 8):
+                    picks = [agents[i % mixed] for i in range(max(args.pairs, 128))]
+                    same = [
+                        ({}, {**common, **logging_options, "model": name}) for _, name, _ in picks
+                    ]
+                    via = [
+                        ({"Authorization": f"Bearer {key}"}, {**common, "model": "bot"})
+                        for key, _, _ in picks
+                    ]
+                    asyncio.run(_load(gw_url, via[:8], 4))
+                    asyncio.run(_load(direct_url, same[:8], 4))
+                    row = {"repeat": repeat, "adapters": mixed}
+                    row.update(asyncio.run(_paired_latency(gw_url, direct_url, via, same, args)))
+                    row.update(_paired_throughput(gw_url, direct_url, via, same, args))
+                    paired.append(row)
+                    print(
+                        f"paired, repeat {repeat} adapters {mixed}: added p50 "
+                        f"{row['paired_added_p50_ms']:.2f} ms (median of {args.pairs} pairs), "
+                        f"throughput lost at 64 {row['paired_throughput_lost']:.1%} "
+                        f"(median of {args.blocks} block pairs)",
+                        flush=True,
+                    )
         finally:
             if gateway is not None:
                 gateway.terminate()
@@ -261,8 +299,87 @@ def main() -> None:
         "requests": "max(requests_at_concurrency_1, 8 x concurrency) per path",
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,
+        "pairs": args.pairs,
+        "blocks": args.blocks,
     }
-    write_report({"config": config, "rows": rows, "summary": summarise(rows)}, args.out)
+    if args.only_paired:  # keep the three-path table of the last full run
+        previous = json.loads((args.out / "gateway_overhead.json").read_text())
+        rows, config = previous["rows"], {**previous["config"], **config}
+    report = {"config": config, "rows": rows, "summary": summarise(rows)}
+    report["paired"] = paired
+    report["paired_summary"] = summarise_paired(paired)
+    write_report(report, args.out)
+
+
+async def _paired_latency(
+    gw_url: str,
+    direct_url: str,
+    via: list[tuple[dict[str, str], dict[str, Any]]],
+    same: list[tuple[dict[str, str], dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Gateway and direct requests back to back, one at a time; per-pair differences."""
+    diffs: list[float] = []
+    async with httpx.AsyncClient(timeout=300) as client:
+
+        async def timed(url: str, headers: dict[str, str], body: dict[str, Any]) -> float:
+            t0 = time.perf_counter()
+            resp = await client.post(url, json=body, headers=headers)
+            resp.raise_for_status()
+            return (time.perf_counter() - t0) * 1000
+
+        for i in range(args.pairs):
+            (gh, gb), (dh, db) = via[i % len(via)], same[i % len(same)]
+            if i % 2:
+                direct = await timed(direct_url, dh, db)
+                gateway = await timed(gw_url, gh, gb)
+            else:
+                gateway = await timed(gw_url, gh, gb)
+                direct = await timed(direct_url, dh, db)
+            diffs.append(gateway - direct)
+    return {
+        "paired_added_p50_ms": statistics.median(diffs),
+        "paired_added_mean_ms": statistics.fmean(diffs),
+        "paired_diff_p25_ms": _pct(diffs, 0.25),
+        "paired_diff_p75_ms": _pct(diffs, 0.75),
+    }
+
+
+def _paired_throughput(
+    gw_url: str,
+    direct_url: str,
+    via: list[tuple[dict[str, str], dict[str, Any]]],
+    same: list[tuple[dict[str, str], dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Adjacent blocks of 128 requests at 64 in flight, gateway and direct; per-pair ratio."""
+    ratios: list[float] = []
+    for b in range(args.blocks):
+        runs = {}
+        for path in ("gateway", "direct") if b % 2 == 0 else ("direct", "gateway"):
+            url, bodies = (gw_url, via) if path == "gateway" else (direct_url, same)
+            runs[path] = asyncio.run(_load(url, bodies[:128], 64))
+        ratios.append(runs["gateway"]["tokens_per_s"] / runs["direct"]["tokens_per_s"])
+    return {
+        "paired_throughput_lost": 1 - statistics.median(ratios),
+        "paired_throughput_ratios": ratios,
+    }
+
+
+def summarise_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd over repeats of the paired medians, per adapter mix."""
+    out = []
+    for mixed in sorted({r["adapters"] for r in rows}):
+        group = [r for r in rows if r["adapters"] == mixed]
+        entry: dict[str, Any] = {"adapters": mixed, "n": len(group)}
+        for name in ("paired_added_p50_ms", "paired_throughput_lost"):
+            series = [r[name] for r in group]
+            entry[name] = {
+                "mean": statistics.fmean(series),
+                "sd": statistics.stdev(series) if len(series) > 1 else 0.0,
+            }
+        out.append(entry)
+    return out
 
 
 def _compare(m: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -338,8 +455,19 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         )
     table = "\n".join(lines)
     n = report["config"]["repeats"]
-    (out / "gateway_overhead.md").write_text(f"mean ± sd over {n} repeats\n\n{table}\n")
-    print(table)
+    paired = [
+        "| adapters | added p50 ms at concurrency 1 (median of paired differences) | "
+        "throughput lost at 64 in flight (median of paired blocks) |",
+        "|---|---|---|",
+    ]
+    for r in report.get("paired_summary", []):
+        paired.append(
+            f"| {r['adapters']} | {_ms(r['paired_added_p50_ms'])} | "
+            f"{_pct_sd(r['paired_throughput_lost'])} |"
+        )
+    text = f"mean ± sd over {n} repeats\n\n{table}\n\nPaired\n\n" + "\n".join(paired) + "\n"
+    (out / "gateway_overhead.md").write_text(text)
+    print(text)
     try:
         import matplotlib
 

@@ -136,17 +136,22 @@ def _run(service: Any, kind: str, jobs: list[dict[str, Any]], tenants: list[uuid
     """Enqueue the jobs at once and run the service until they are all done; seconds. An RL
     job's step requests are all in its inbox before the clock starts, as if its loop always
     had the next batch ready."""
+    from sqlalchemy import select
+
     from app.core.db import unit_of_work
     from app.core.redis import get_redis
+    from app.models import TrainingJobStep
     from app.training import queue
 
     redis = get_redis()
+    ids = []
     with unit_of_work() as session:
         for tenant, body in zip(tenants, jobs, strict=True):
             steps = int(body["steps"])
             payload = {k: v for k, v in body.items() if k != "rl_batch"}
             job_kind = "train" if kind == "small" else "rl"
             job = queue.enqueue(session, tenant, None, job_kind, payload, steps)
+            ids.append(job.id)
             if kind == "rl":
                 inbox = queue.RL_INBOX.format(job=job.id)
                 for step in range(1, steps + 1):
@@ -161,7 +166,14 @@ def _run(service: Any, kind: str, jobs: list[dict[str, Any]], tenants: list[uuid
     started = time.perf_counter()
     while service.run_round():
         pass
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    with unit_of_work() as session:
+        rows = session.scalars(select(TrainingJobStep).where(TrainingJobStep.job_id.in_(ids)))
+        passes = shared = 0
+        for row in rows:
+            passes += int(row.metrics.get("passes", 0))
+            shared += int(row.metrics.get("shared_passes", 0))
+    return seconds, shared / passes if passes else 0.0
 
 
 def main() -> None:
@@ -211,14 +223,11 @@ def main() -> None:
                         for j in jobs:
                             j["rl_batch"] = _rl_batch(service.tokenizer, int(j["seed"]))
                     swap_before = engine.store.swap_seconds
-                    passes_before = sum(engine.passes.values()), sum(engine.shared_passes.values())
-                    t_shared = _run(service, kind, jobs, tenants[:n])
+                    t_shared, shared = _run(service, kind, jobs, tenants[:n])
                     swap.append((engine.store.swap_seconds - swap_before) / t_shared)
-                    passes = sum(engine.passes.values()) - passes_before[0]
-                    shared = sum(engine.shared_passes.values()) - passes_before[1]
-                    shared_passes.append(shared / passes if passes else 0.0)
+                    shared_passes.append(shared)
                     t_serial = sum(
-                        _run(service, kind, [j], tenants[i : i + 1]) for i, j in enumerate(jobs)
+                        _run(service, kind, [j], tenants[i : i + 1])[0] for i, j in enumerate(jobs)
                     )
                     shared_s.append(t_shared)
                     serial_s.append(t_serial)
