@@ -286,7 +286,8 @@ def main() -> None:
                         f"paired, repeat {repeat} adapters {mixed}: added p50 "
                         f"{row['paired_added_p50_ms']:.2f} ms (median of {args.pairs} pairs), "
                         f"throughput lost at 64 {row['paired_throughput_lost']:.1%} "
-                        f"(median of {args.blocks} block pairs)",
+                        f"(median of {args.blocks} block pairs), errors "
+                        f"{len(row['paired_errors']) + row['paired_block_errors']}",
                         flush=True,
                     )
         finally:
@@ -320,12 +321,15 @@ async def _paired_latency(
 ) -> dict[str, Any]:
     """Gateway and direct requests back to back, one at a time; per-pair differences."""
     diffs: list[float] = []
+    errors: list[str] = []
     async with httpx.AsyncClient(timeout=300) as client:
 
-        async def timed(url: str, headers: dict[str, str], body: dict[str, Any]) -> float:
+        async def timed(url: str, headers: dict[str, str], body: dict[str, Any]) -> float | None:
             t0 = time.perf_counter()
             resp = await client.post(url, json=body, headers=headers)
-            resp.raise_for_status()
+            if resp.status_code != 200:  # counted and reported, the pair left out
+                errors.append(f"{resp.status_code} {resp.text[:200]}")
+                return None
             return (time.perf_counter() - t0) * 1000
 
         for i in range(args.pairs):
@@ -336,8 +340,10 @@ async def _paired_latency(
             else:
                 gateway = await timed(gw_url, gh, gb)
                 direct = await timed(direct_url, dh, db)
-            diffs.append(gateway - direct)
+            if gateway is not None and direct is not None:
+                diffs.append(gateway - direct)
     return {
+        "paired_errors": errors,
         "paired_added_p50_ms": statistics.median(diffs),
         "paired_added_mean_ms": statistics.fmean(diffs),
         "paired_diff_p25_ms": _pct(diffs, 0.25),
@@ -354,15 +360,18 @@ def _paired_throughput(
 ) -> dict[str, Any]:
     """Adjacent blocks of 128 requests at 64 in flight, gateway and direct; per-pair ratio."""
     ratios: list[float] = []
+    runs_all: list[dict[str, Any]] = []
     for b in range(args.blocks):
         runs = {}
         for path in ("gateway", "direct") if b % 2 == 0 else ("direct", "gateway"):
             url, bodies = (gw_url, via) if path == "gateway" else (direct_url, same)
             runs[path] = asyncio.run(_load(url, bodies[:128], 64))
+            runs_all.append(runs[path])
         ratios.append(runs["gateway"]["tokens_per_s"] / runs["direct"]["tokens_per_s"])
     return {
         "paired_throughput_lost": 1 - statistics.median(ratios),
         "paired_throughput_ratios": ratios,
+        "paired_block_errors": sum(r["errors"] for r in runs_all),
     }
 
 
@@ -372,6 +381,7 @@ def summarise_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for mixed in sorted({r["adapters"] for r in rows}):
         group = [r for r in rows if r["adapters"] == mixed]
         entry: dict[str, Any] = {"adapters": mixed, "n": len(group)}
+        entry["errors"] = sum(len(r["paired_errors"]) + r["paired_block_errors"] for r in group)
         for name in ("paired_added_p50_ms", "paired_throughput_lost"):
             series = [r[name] for r in group]
             entry[name] = {
@@ -457,13 +467,13 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     n = report["config"]["repeats"]
     paired = [
         "| adapters | added p50 ms at concurrency 1 (median of paired differences) | "
-        "throughput lost at 64 in flight (median of paired blocks) |",
-        "|---|---|---|",
+        "throughput lost at 64 in flight (median of paired blocks) | errors |",
+        "|---|---|---|---|",
     ]
     for r in report.get("paired_summary", []):
         paired.append(
             f"| {r['adapters']} | {_ms(r['paired_added_p50_ms'])} | "
-            f"{_pct_sd(r['paired_throughput_lost'])} |"
+            f"{_pct_sd(r['paired_throughput_lost'])} | {r['errors']} |"
         )
     text = f"mean ± sd over {n} repeats\n\n{table}\n\nPaired\n\n" + "\n".join(paired) + "\n"
     (out / "gateway_overhead.md").write_text(text)

@@ -84,9 +84,13 @@ class EnginePool:
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
-        """One session per pool, made on first use inside the gateway's event loop."""
+        """One session per pool, made on first use inside the gateway's event loop.
+
+        Idle connections are dropped after 4 s, before vLLM's server closes them at 5 s
+        (`VLLM_HTTP_TIMEOUT_KEEP_ALIVE`): a connection reused just as the engine closes it
+        fails the request (see `post`)."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30)
+            connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=4)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -96,14 +100,24 @@ class EnginePool:
 
     async def post(self, url: str, body: dict[str, Any], stream: bool = False) -> EngineResponse:
         """POST JSON; the whole body is read unless ``stream``. EngineUnavailable when the
-        engine cannot be reached."""
-        try:
-            resp = EngineResponse(await self._http().post(url, json=body))
-            if not stream:
-                await resp.aread()
-        except TRANSPORT_ERRORS as exc:
-            raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
-        return resp
+        engine cannot be reached.
+
+        A connection the engine closed before answering (a pooled keep-alive connection it
+        timed out just as it was reused: the request never ran) is tried once more, on a
+        fresh connection."""
+        for attempt in (1, 2):
+            try:
+                resp = EngineResponse(await self._http().post(url, json=body))
+                if not stream:
+                    await resp.aread()
+                return resp
+            except aiohttp.ServerDisconnectedError as exc:
+                if attempt == 2:
+                    raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
+                log.info("engine closed a connection before answering; trying once more")
+            except TRANSPORT_ERRORS as exc:
+                raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable")
 
     def pick(self, adapter_name: str) -> EngineReplica:
         """A replica that already holds the adapter if any does, else the next in turn."""
