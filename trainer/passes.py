@@ -66,8 +66,9 @@ def plan_passes(
         for i in item_ids:
             first_seen.setdefault(items[i][0], len(first_seen))
         ordered = sorted(item_ids, key=lambda i: first_seen[items[i][0]])
-        whole = [i for i in ordered if _padded(items[i][1]) < min(merge_below, max_tokens + 1)]
-        cut = [i for i in ordered if i not in whole]
+        small = {i for i in ordered if _padded(items[i][1]) < min(merge_below, max_tokens + 1)}
+        whole = [i for i in ordered if i in small]
+        cut = [i for i in ordered if i not in small]
         plans += _pack_whole(items, whole, max_tokens)
         if merge_below > 0:
             plans += _micro_passes(items, cut, max_tokens)
