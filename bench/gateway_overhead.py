@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -279,8 +279,9 @@ def main() -> None:
                     asyncio.run(_load(gw_url, via[:8], 4))
                     asyncio.run(_load(direct_url, same[:8], 4))
                     row = {"repeat": repeat, "adapters": mixed}
-                    row.update(asyncio.run(_paired_latency(gw_url, direct_url, via, same, args)))
-                    row.update(_paired_throughput(gw_url, direct_url, via, same, args))
+                    paths = Paths(gw_url, direct_url, via, same)
+                    row.update(asyncio.run(_paired_latency(paths, args)))
+                    row.update(_paired_throughput(paths, args))
                     paired.append(row)
                     print(
                         f"paired, repeat {repeat} adapters {mixed}: added p50 "
@@ -312,14 +313,18 @@ def main() -> None:
     write_report(report, args.out)
 
 
-async def _paired_latency(
-    gw_url: str,
-    direct_url: str,
-    via: list[tuple[dict[str, str], dict[str, Any]]],
-    same: list[tuple[dict[str, str], dict[str, Any]]],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+class Paths(NamedTuple):
+    """The two paths a paired measurement compares, with the requests each sends."""
+
+    gw_url: str
+    direct_url: str
+    via: list[tuple[dict[str, str], dict[str, Any]]]  # through the gateway
+    same: list[tuple[dict[str, str], dict[str, Any]]]  # direct, with the same options
+
+
+async def _paired_latency(paths: Paths, args: argparse.Namespace) -> dict[str, Any]:
     """Gateway and direct requests back to back, one at a time; per-pair differences."""
+    gw_url, direct_url, via, same = paths
     diffs: list[float] = []
     errors: list[str] = []
     async with httpx.AsyncClient(timeout=300) as client:
@@ -351,14 +356,9 @@ async def _paired_latency(
     }
 
 
-def _paired_throughput(
-    gw_url: str,
-    direct_url: str,
-    via: list[tuple[dict[str, str], dict[str, Any]]],
-    same: list[tuple[dict[str, str], dict[str, Any]]],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def _paired_throughput(paths: Paths, args: argparse.Namespace) -> dict[str, Any]:
     """Adjacent blocks of 128 requests at 64 in flight, gateway and direct; per-pair ratio."""
+    gw_url, direct_url, via, same = paths
     ratios: list[float] = []
     runs_all: list[dict[str, Any]] = []
     for b in range(args.blocks):

@@ -132,8 +132,11 @@ def _payload(tenant: uuid.UUID, kind: str, seed: int, steps: int, out: Path) -> 
     }
 
 
-def _run(service: Any, kind: str, jobs: list[dict[str, Any]], tenants: list[uuid.UUID]) -> float:
-    """Enqueue the jobs at once and run the service until they are all done; seconds. An RL
+def _run(
+    service: Any, kind: str, jobs: list[dict[str, Any]], tenants: list[uuid.UUID]
+) -> tuple[float, float]:
+    """Enqueue the jobs at once and run the service until they are all done: seconds, and the
+    share of the jobs' passes that held several jobs' rows (from their step records). An RL
     job's step requests are all in its inbox before the clock starts, as if its loop always
     had the next batch ready."""
     from sqlalchemy import select

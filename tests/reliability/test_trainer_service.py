@@ -131,6 +131,14 @@ def own_queue(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session], uuid
     drop_database(url)
 
 
+def _crashy_trainer(url: str, tmp_path: Path, step_delay_s: float) -> tuple[dict[str, str], Path]:
+    """Environment and log of a trainer on the queue `url`, whose steps are slowed so that a
+    kill -9 lands mid-job."""
+    env = worker_env(url, "http://127.0.0.1:9", tmp_path / "data")
+    env.update(CLORA_TRAINER_ID="crashy", CLORA_TRAINER_STEP_DELAY_S=str(step_delay_s))
+    return env, tmp_path / "trainer.log"
+
+
 def _enqueue(sessions: sessionmaker[Session], tenant_id: uuid.UUID, out: Path) -> uuid.UUID:
     with sessions.begin() as session:
         return queue.enqueue(session, tenant_id, None, "train", _payload(out, 6), 6).id
@@ -162,9 +170,7 @@ def test_kill_9_mid_job_resumes_to_the_same_result(
     """kill -9 the trainer mid-job; restarted, it resumes from the checkpoint, applies no step
     twice, records each step once, and ends bit-identical to an uninterrupted run."""
     url, sessions, tenant_id = own_queue
-    env = worker_env(url, "http://127.0.0.1:9", tmp_path / "data")
-    env.update(CLORA_TRAINER_ID="crashy", CLORA_TRAINER_STEP_DELAY_S="0.5")
-    log = tmp_path / "trainer.log"
+    env, log = _crashy_trainer(url, tmp_path, 0.5)
 
     proc = start_trainer(env, log)
     reference = _enqueue(sessions, tenant_id, tmp_path / "reference")
@@ -238,9 +244,7 @@ def test_kill_9_with_three_jobs_sharing_passes_resumes_each_bit_identically(
     mid-round; restarted, every job resumes from its own last checkpoint, each step is recorded
     once, and each job's adapter ends bit-identical to the same three jobs run uninterrupted."""
     url, sessions, tenant_id = own_queue
-    env = worker_env(url, "http://127.0.0.1:9", tmp_path / "data")
-    env.update(CLORA_TRAINER_ID="crashy", CLORA_TRAINER_STEP_DELAY_S="0.3")
-    log = tmp_path / "trainer.log"
+    env, log = _crashy_trainer(url, tmp_path, 0.3)
 
     proc = start_trainer(env, log)
     reference = _enqueue_three(sessions, tenant_id, tmp_path / "reference")
