@@ -22,7 +22,7 @@ from app.models.enums import Role
 from app.serving.limits import check_writes
 from app.serving.state import GatewayState
 from app.tenants.repository import TenantRepository
-from app.tenants.service import ApiPrincipal, recently_verified
+from app.tenants.service import ApiPrincipal, known_tenant, recently_verified
 from app.users import tokens
 
 
@@ -59,7 +59,26 @@ async def serving_principal(request: Request) -> ApiPrincipal:
     thread hop or a hash; the generation is kept for the route lookup too."""
     state = gateway_state(request)
     key = bearer_key(request)
-    generation = request.state.serving_generation = state.generation()
+    return await _principal(state, key, state.generation(), request)
+
+
+async def served_principal(request: Request) -> ApiPrincipal:
+    """`serving_principal` for the requests a model answers, counted against the tenant's
+    rate (429 past it): for a key this process has seen, the count rides in the same Redis
+    round trip as the generation read."""
+    state = gateway_state(request)
+    key = bearer_key(request)
+    guess = known_tenant(key)
+    generation, count = state.generation_and_count(guess)
+    principal = await _principal(state, key, generation, request)
+    state.limits.check_rate(principal.tenant_id, count if principal.tenant_id == guess else None)
+    return principal
+
+
+async def _principal(
+    state: GatewayState, key: str | None, generation: int | None, request: Request
+) -> ApiPrincipal:
+    request.state.serving_generation = generation
     principal = recently_verified(key, generation)
     if principal is None:
         principal = await run_in_threadpool(state.authenticate, key, generation)
@@ -68,6 +87,8 @@ async def serving_principal(request: Request) -> ApiPrincipal:
 
 ServingTenant = Annotated[ApiPrincipal, Depends(serving_principal)]
 """The tenant an API key selects (the OpenAI surface and feedback)."""
+ServedTenant = Annotated[ApiPrincipal, Depends(served_principal)]
+"""`ServingTenant` for the requests a model answers: counted against the tenant's rate."""
 
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

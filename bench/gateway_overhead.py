@@ -8,6 +8,11 @@ One run, side by side, repeated (default 3 times; mean and sd over repeats): for
   (``logprobs``, ``return_token_ids``): the baseline the gateway is judged against;
 - ``gateway``: through the gateway (auth, rate limit, routing, write-behind log).
 
+Redis is a private one started as `clora up` starts it (append-only file, clora's default
+fsync policy, ``everysec``), unless ``CLORA_BENCH_REDIS`` names another. The paired measurement
+with one adapter is also made under ``appendfsync always``, switched with ``CONFIG SET`` in the
+same run, to show what one fsync per write costs the gateway.
+
 Reports the gateway's added p50/p99 and throughput lost against ``same``, what the logging
 options cost in the engine (``same`` against ``plain``), the gateway's own
 x-clora-overhead-ms (from arrival, before auth), and the CPU the gateway process used per
@@ -167,6 +172,16 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     paired: list[dict[str, Any]] = []
+    # Redis as `clora up` runs it (append-only file, clora's fsync policy), unless one is named.
+    redis_server = None
+    redis_url = os.environ.get("CLORA_BENCH_REDIS")
+    if redis_url is None:
+        from app.core.config import Settings
+        from app.runtime.embedded import EmbeddedRedis
+
+        default_fsync = Settings.model_fields["redis_appendfsync"].default
+        redis_server = EmbeddedRedis(data_dir, free_port(), default_fsync)
+        redis_url = redis_server.start()
     with bench_database() as db_url:
         engine = EngineProcess(
             REPO_ROOT / "weights" / "clora-tiny",
@@ -184,7 +199,7 @@ def main() -> None:
                 "CLORA_DATABASE_URL": db_url,
                 "CLORA_ENGINE_URLS": json.dumps([engine.url]),
                 "CLORA_DATA_DIR": str(data_dir),
-                "CLORA_REDIS_URL": os.environ.get("CLORA_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
+                "CLORA_REDIS_URL": redis_url,
                 "CLORA_TENANT_RATE_LIMIT_PER_MINUTE": "10000000",
                 "CLORA_TENANT_MAX_CONCURRENCY": "100000",
             }
@@ -266,8 +281,17 @@ def main() -> None:
                             f"{row['options_p50_ms']:.2f} ms",
                             flush=True,
                         )
+            import redis as redis_lib
+
+            redis_client = redis_lib.Redis.from_url(redis_url)
+            default_policy = str(redis_client.config_get("appendfsync")["appendfsync"])
+            # The fsync policy's cost: with one adapter, also paired under `always`.
+            mixes = [(1, default_policy), (8, default_policy)]
+            if default_policy != "always":
+                mixes.append((1, "always"))
             for repeat in range(args.repeats):
-                for mixed in (1, 8):
+                for mixed, fsync in mixes:
+                    redis_client.config_set("appendfsync", fsync)
                     picks = [agents[i % mixed] for i in range(max(args.pairs, 128))]
                     same = [
                         ({}, {**common, **logging_options, "model": name}) for _, name, _ in picks
@@ -278,13 +302,14 @@ def main() -> None:
                     ]
                     asyncio.run(_load(gw_url, via[:8], 4))
                     asyncio.run(_load(direct_url, same[:8], 4))
-                    row = {"repeat": repeat, "adapters": mixed}
+                    row = {"repeat": repeat, "adapters": mixed, "appendfsync": fsync}
                     paths = Paths(gw_url, direct_url, via, same)
                     row.update(asyncio.run(_paired_latency(paths, args)))
                     row.update(_paired_throughput(paths, args))
                     paired.append(row)
+                    redis_client.config_set("appendfsync", default_policy)
                     print(
-                        f"paired, repeat {repeat} adapters {mixed}: added p50 "
+                        f"paired, repeat {repeat} adapters {mixed} appendfsync {fsync}: added p50 "
                         f"{row['paired_added_p50_ms']:.2f} ms (median of {args.pairs} pairs), "
                         f"throughput lost at 64 {row['paired_throughput_lost']:.1%} "
                         f"(median of {args.blocks} block pairs), errors "
@@ -296,6 +321,8 @@ def main() -> None:
                 gateway.terminate()
                 gateway.wait(20)
             engine.stop()
+            if redis_server is not None:
+                redis_server.stop()
     config = {
         "requests_at_concurrency_1": args.requests,
         "requests": "max(requests_at_concurrency_1, 8 x concurrency) per path",
@@ -303,6 +330,7 @@ def main() -> None:
         "repeats": args.repeats,
         "pairs": args.pairs,
         "blocks": args.blocks,
+        "redis": "embedded, as clora up runs it" if redis_server else "CLORA_BENCH_REDIS",
     }
     if args.only_paired:  # keep the three-path table of the last full run
         previous = json.loads((args.out / "gateway_overhead.json").read_text())
@@ -378,9 +406,9 @@ def _paired_throughput(paths: Paths, args: argparse.Namespace) -> dict[str, Any]
 def summarise_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sd over repeats of the paired medians, per adapter mix."""
     out = []
-    for mixed in sorted({r["adapters"] for r in rows}):
-        group = [r for r in rows if r["adapters"] == mixed]
-        entry: dict[str, Any] = {"adapters": mixed, "n": len(group)}
+    for mixed, fsync in sorted({(r["adapters"], r.get("appendfsync", "")) for r in rows}):
+        group = [r for r in rows if (r["adapters"], r.get("appendfsync", "")) == (mixed, fsync)]
+        entry: dict[str, Any] = {"adapters": mixed, "appendfsync": fsync, "n": len(group)}
         entry["errors"] = sum(len(r["paired_errors"]) + r["paired_block_errors"] for r in group)
         for name in ("paired_added_p50_ms", "paired_throughput_lost"):
             series = [r[name] for r in group]
@@ -466,13 +494,13 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     table = "\n".join(lines)
     n = report["config"]["repeats"]
     paired = [
-        "| adapters | added p50 ms at concurrency 1 (median of paired differences) | "
-        "throughput lost at 64 in flight (median of paired blocks) | errors |",
-        "|---|---|---|---|",
+        "| adapters | Redis appendfsync | added p50 ms at concurrency 1 (median of paired "
+        "differences) | throughput lost at 64 in flight (median of paired blocks) | errors |",
+        "|---|---|---|---|---|",
     ]
     for r in report.get("paired_summary", []):
         paired.append(
-            f"| {r['adapters']} | {_ms(r['paired_added_p50_ms'])} | "
+            f"| {r['adapters']} | {r.get('appendfsync', '')} | {_ms(r['paired_added_p50_ms'])} | "
             f"{_pct_sd(r['paired_throughput_lost'])} | {r['errors']} |"
         )
     text = f"mean ± sd over {n} repeats\n\n{table}\n\nPaired\n\n" + "\n".join(paired) + "\n"

@@ -26,6 +26,7 @@ FAULTS = [
     "fault_worker_kill9_cycle",
     "fault_postgres_outage",
     "fault_redis_outage",
+    "fault_redis_kill9",
 ]
 
 

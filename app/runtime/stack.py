@@ -57,7 +57,9 @@ class Stack:
             click.echo(f"postgres  embedded in {self.postgres.pgdata}")
         redis_url = self.settings.redis_url
         if redis_url is None:
-            self.redis = EmbeddedRedis(self.data_dir, self.redis_port)
+            self.redis = EmbeddedRedis(
+                self.data_dir, self.redis_port, self.settings.redis_appendfsync
+            )
             redis_url = self.redis.start()
             click.echo(f"redis     embedded at {redis_url}")
         env["CLORA_DATABASE_URL"] = db_url

@@ -25,8 +25,18 @@ class TenantLimits:
         self.max_concurrency = max_concurrency
         self._active: dict[uuid.UUID, int] = defaultdict(int)
 
-    def check_rate(self, tenant_id: uuid.UUID) -> None:
-        per_minute_window(self.redis, f"clora:rate:{tenant_id}", self.per_minute, "requests")
+    def rate_key(self, tenant_id: uuid.UUID) -> str:
+        """The Redis counter of the tenant's requests in this minute."""
+        return window_key(f"clora:rate:{tenant_id}")
+
+    def check_rate(self, tenant_id: uuid.UUID, counted: int | None = None) -> None:
+        """Count the request in the tenant's minute and refuse it with 429 past the limit;
+        ``counted`` is the count with this request in it, when it was taken already (the
+        gateway takes it in the round trip that reads the serving generation)."""
+        if counted is None:
+            per_minute_window(self.redis, f"clora:rate:{tenant_id}", self.per_minute, "requests")
+        else:
+            _refuse_over(counted, self.per_minute, "requests")
 
     def active(self, tenant_id: uuid.UUID) -> int:
         return self._active[tenant_id]
@@ -63,19 +73,30 @@ class Slot:
             self._limits._active[self._tenant_id] -= 1
 
 
+WINDOW_TTL_S = 120
+"""How long a minute's counter outlives its minute."""
+
+
+def window_key(prefix: str) -> str:
+    return f"{prefix}:{int(time.time() // 60)}"
+
+
 def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
     """Count one more in this minute's window under ``prefix`` (Redis, so every replica
     shares it); 429 past ``limit``. With Redis unreachable the request is admitted."""
-    window = int(time.time() // 60)
-    key = f"{prefix}:{window}"
+    key = window_key(prefix)
     try:
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         pipe.incr(key)
-        pipe.expire(key, 120)
+        pipe.expire(key, WINDOW_TTL_S)
         count = int(pipe.execute()[0])
     except redis.RedisError:
         log.warning("rate limiter unavailable; admitting request")
         return
+    _refuse_over(count, limit, what)
+
+
+def _refuse_over(count: int, limit: int, what: str) -> None:
     if count > limit:
         raise RateLimited(
             f"rate limit of {limit} {what} per minute exceeded", retry_after_s=60 - time.time() % 60

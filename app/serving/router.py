@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.deps import ServingTenant, SessionDep, gateway_state
+from app.deps import ServedTenant, ServingTenant, SessionDep, gateway_state
 from app.serving.completions import CompletionHandler
 from app.serving.handler import ChatCompletionHandler
 from app.serving.models import model_card, model_cards
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, tenant: ServingTenant
+    body: ChatCompletionRequest, request: Request, tenant: ServedTenant
 ) -> JSONResponse | StreamingResponse:
     """Serve the caller's agent (live or pinned version) on the shared engine."""
     return await _serve(ChatCompletionHandler, body, request, tenant)
@@ -36,7 +36,7 @@ async def chat_completions(
 
 @router.post("/completions", response_model=None)
 async def completions(
-    body: CompletionRequest, request: Request, tenant: ServingTenant
+    body: CompletionRequest, request: Request, tenant: ServedTenant
 ) -> JSONResponse | StreamingResponse:
     """Legacy text completions for the caller's agent, logged like a chat."""
     return await _serve(CompletionHandler, body, request, tenant)
@@ -44,7 +44,7 @@ async def completions(
 
 @router.post("/responses", response_model=None)
 async def create_response(
-    body: ResponsesRequest, request: Request, tenant: ServingTenant
+    body: ResponsesRequest, request: Request, tenant: ServedTenant
 ) -> JSONResponse | StreamingResponse:
     """The Responses API, served as a chat completion (logged as one, correctable as one);
     ``previous_response_id`` continues one of the tenant's logged responses."""
@@ -70,9 +70,9 @@ async def _serve(
     request: Request,
     tenant: ApiPrincipal,
 ) -> JSONResponse | StreamingResponse:
-    """Rate limit, route, hold a concurrency slot and answer (whole or streamed)."""
+    """Route, hold a concurrency slot and answer (whole or streamed); the request was counted
+    against the tenant's rate as it was authenticated (`ServedTenant`)."""
     state = gateway_state(request)
-    state.limits.check_rate(tenant.tenant_id)
     generation = getattr(request.state, "serving_generation", None)
     route = state.cached_route(tenant, body.model, generation)
     if route is None:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from sqlalchemy.exc import OperationalError
 
 from app.adapters.service import Route, resolve
@@ -22,7 +23,7 @@ from app.core.redis import get_redis
 from app.interactions.buffer import InteractionBuffer
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.pool import EnginePool
-from app.serving.limits import TenantLimits
+from app.serving.limits import WINDOW_TTL_S, TenantLimits
 from app.serving.routes import RouteCache
 from app.tenants.service import ApiPrincipal, authenticate
 
@@ -46,6 +47,7 @@ class GatewayState:
     _routes: dict[tuple[uuid.UUID, str], Route] = field(default_factory=dict)
     # Routes served without a database query until a route changes (app/serving/routes.py).
     routes: RouteCache = field(default_factory=RouteCache)
+    _identity_written: bool = False
 
     @classmethod
     def create(cls, settings: Settings) -> GatewayState:
@@ -80,6 +82,23 @@ class GatewayState:
         """The serving generation (one Redis GET, on the event loop); None without Redis."""
         return generations.read(self.limits.redis, generations.SERVING)
 
+    def generation_and_count(self, tenant_id: uuid.UUID | None) -> tuple[int | None, int | None]:
+        """The serving generation and, for ``tenant_id``, its count of requests this minute with
+        this one counted, in one Redis round trip ((generation, None) without a tenant; (None,
+        None) without Redis)."""
+        if tenant_id is None:
+            return self.generation(), None
+        key = self.limits.rate_key(tenant_id)
+        try:
+            pipe = self.limits.redis.pipeline(transaction=False)
+            pipe.get(generations.SERVING)
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_TTL_S)
+            value, count, _ = pipe.execute()
+        except redis.RedisError:
+            return None, None
+        return (int(value) if value is not None else 0), int(count)
+
     def cached_route(
         self, principal: ApiPrincipal, model: str, generation: int | None
     ) -> Route | None:
@@ -106,8 +125,10 @@ class GatewayState:
         if not self.settings.engine_enabled:
             raise EngineUnavailable("this gateway runs without an engine (--no-engine)")
         if route.engine_name is None or route.path is None:
-            if not identity_exists(self.identity_path):
-                write_identity_adapter(self.settings.base_model_path, Path(self.identity_path))
+            if not self._identity_written:  # a stat once, not on every base-model request
+                if not identity_exists(self.identity_path):
+                    write_identity_adapter(self.settings.base_model_path, Path(self.identity_path))
+                self._identity_written = True
             return IDENTITY_ADAPTER, self.identity_path
         return route.engine_name, route.path
 

@@ -86,6 +86,17 @@ generations.bump_on_commit(ApiKey, generations.SERVING)
 _lock = threading.Lock()
 
 
+def known_tenant(plaintext: str | None) -> uuid.UUID | None:
+    """The tenant of a key this process verified before, whatever changed since (a key never
+    moves to another tenant): lets the gateway count a request against its tenant's rate before
+    the key is checked again. None for a key not seen."""
+    if not plaintext:
+        return None
+    with _lock:
+        hit = _verified.get(security.fingerprint(plaintext))
+    return hit[2].tenant_id if hit is not None else None
+
+
 def recently_verified(plaintext: str | None, generation: int | None = None) -> ApiPrincipal | None:
     """The principal of a key this process verified under ``generation`` (no key changed
     since), or within the last few seconds when there is no generation to compare; None

@@ -133,6 +133,38 @@ def test_rate_and_concurrency_limits_are_429(gateway: Gateway) -> None:
     assert post(gateway, other.key, ok_body(other.agent.name)).status_code == 200
 
 
+def test_every_served_request_counts_once_against_the_rate(gateway: Gateway) -> None:
+    """Chat, text completions and responses count against the tenant's rate, each once,
+    whether its key was new to the gateway (counted after authentication) or known (counted in
+    the round trip that reads the serving generation); listing models does not count."""
+    fx = make_tenant()
+    state = gateway.app.state.gateway
+    limits = state.limits
+    per_minute = limits.per_minute
+    headers = {"Authorization": f"Bearer {fx.key}"}
+    served = [
+        ("/v1/chat/completions", ok_body(fx.agent.name)),
+        ("/v1/completions", {"model": fx.agent.name, "prompt": "7 times 8 is", "max_tokens": 2}),
+        ("/v1/responses", {"model": fx.agent.name, "input": "Hi", "max_output_tokens": 2}),
+    ]
+    try:
+        limits.per_minute = 3
+        statuses = [
+            httpx.post(f"{gateway.url}{path}", json=body, headers=headers, timeout=60).status_code
+            for path, body in served
+        ]
+        assert statuses == [200, 200, 200]
+        assert httpx.get(f"{gateway.url}/v1/models", headers=headers).status_code == 200
+        assert int(limits.redis.get(limits.rate_key(fx.tenant.id))) == 3
+        refused = httpx.post(
+            f"{gateway.url}/v1/responses", json=served[2][1], headers=headers, timeout=60
+        )
+        assert envelope(refused, 429)["type"] == "rate_limit_error"
+        assert int(limits.redis.get(limits.rate_key(fx.tenant.id))) == 4
+    finally:
+        limits.per_minute = per_minute
+
+
 def test_engine_down_is_503(gateway: Gateway) -> None:
     fx = make_tenant()
     replica = gateway.app.state.gateway.pool.replicas[0]

@@ -68,4 +68,4 @@ def test_vllm_is_pinned_with_the_gpu_extra_and_shares_the_gpu_with_the_trainer()
     for name in ("vllm", "trainer"):
         (device,) = SERVICES[name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"] and device["count"] == 1, name
-    assert SERVICES["redis"]["command"][-4:] == ["--appendonly", "yes", "--appendfsync", "always"]
+    assert SERVICES["redis"]["command"][-4:] == ["--appendonly", "yes", "--appendfsync", "everysec"]
