@@ -29,7 +29,9 @@ block and the next, so a paired measurement follows, per repeat and adapter mix:
 
 - latency at concurrency 1: --pairs pairs of requests, a gateway request and a direct one with
   the same options back to back (which goes first alternates); the median of the per-pair
-  differences is the added p50, and engine drift slower than one pair cancels;
+  differences is the added p50, and engine drift slower than one pair cancels. Measured for
+  each completion length in --pair-max-tokens (1 and 16): the engine's jitter grows with the
+  length while the gateway's work hardly does, so 1 token gives the most precise figure;
 - throughput at 64 in flight: --blocks pairs of adjacent blocks of 2 x 64 requests, gateway
   and direct (order alternating); the median of the per-pair throughput ratios is the loss.
 
@@ -157,6 +159,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--pairs", type=int, default=200, help="paired requests, concurrency 1")
+    parser.add_argument(
+        "--pair-max-tokens",
+        default="1,16",
+        help="completion lengths of the paired latency measurement (comma-separated): the"
+        " engine's time, and its jitter, grow with the length while the gateway's work hardly"
+        " does, so 1 token measures what the gateway adds most precisely",
+    )
     parser.add_argument("--blocks", type=int, default=8, help="paired blocks at 64 in flight")
     parser.add_argument(
         "--only-paired", action="store_true", help="skip the three-path table (paired only)"
@@ -304,16 +313,23 @@ def main() -> None:
                     asyncio.run(_load(direct_url, same[:8], 4))
                     row = {"repeat": repeat, "adapters": mixed, "appendfsync": fsync}
                     paths = Paths(gw_url, direct_url, via, same)
-                    row.update(asyncio.run(_paired_latency(paths, args)))
+                    row["latency"] = {}
+                    for tokens in (int(t) for t in args.pair_max_tokens.split(",")):
+                        row["latency"][str(tokens)] = asyncio.run(
+                            _paired_latency(_with_max_tokens(paths, tokens), args)
+                        )
                     row.update(_paired_throughput(paths, args))
                     paired.append(row)
                     redis_client.config_set("appendfsync", default_policy)
+                    added = ", ".join(
+                        f"{m['paired_added_p50_ms']:.2f} ms at {t} token(s)"
+                        for t, m in row["latency"].items()
+                    )
                     print(
                         f"paired, repeat {repeat} adapters {mixed} appendfsync {fsync}: added p50 "
-                        f"{row['paired_added_p50_ms']:.2f} ms (median of {args.pairs} pairs), "
-                        f"throughput lost at 64 {row['paired_throughput_lost']:.1%} "
-                        f"(median of {args.blocks} block pairs), errors "
-                        f"{len(row['paired_errors']) + row['paired_block_errors']}",
+                        f"{added} (medians of {args.pairs} pairs), throughput lost at 64 "
+                        f"{row['paired_throughput_lost']:.1%} (median of {args.blocks} block "
+                        f"pairs), errors {_paired_errors(row)}",
                         flush=True,
                     )
         finally:
@@ -330,6 +346,7 @@ def main() -> None:
         "repeats": args.repeats,
         "pairs": args.pairs,
         "blocks": args.blocks,
+        "pair_max_tokens": [int(t) for t in args.pair_max_tokens.split(",")],
         "redis": "embedded, as clora up runs it" if redis_server else "CLORA_BENCH_REDIS",
     }
     if args.only_paired:  # keep the three-path table of the last full run
@@ -348,6 +365,23 @@ class Paths(NamedTuple):
     direct_url: str
     via: list[tuple[dict[str, str], dict[str, Any]]]  # through the gateway
     same: list[tuple[dict[str, str], dict[str, Any]]]  # direct, with the same options
+
+
+def _with_max_tokens(paths: Paths, tokens: int) -> Paths:
+    """The same requests, each asking for ``tokens`` completion tokens."""
+
+    def capped(
+        requests: list[tuple[dict[str, str], dict[str, Any]]],
+    ) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        return [(headers, {**body, "max_tokens": tokens}) for headers, body in requests]
+
+    return paths._replace(via=capped(paths.via), same=capped(paths.same))
+
+
+def _paired_errors(row: dict[str, Any]) -> int:
+    return (
+        sum(len(m["paired_errors"]) for m in row["latency"].values()) + row["paired_block_errors"]
+    )
 
 
 async def _paired_latency(paths: Paths, args: argparse.Namespace) -> dict[str, Any]:
@@ -406,18 +440,24 @@ def _paired_throughput(paths: Paths, args: argparse.Namespace) -> dict[str, Any]
 def summarise_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sd over repeats of the paired medians, per adapter mix."""
     out = []
-    for mixed, fsync in sorted({(r["adapters"], r.get("appendfsync", "")) for r in rows}):
-        group = [r for r in rows if (r["adapters"], r.get("appendfsync", "")) == (mixed, fsync)]
+    for mixed, fsync in sorted({(r["adapters"], r["appendfsync"]) for r in rows}):
+        group = [r for r in rows if (r["adapters"], r["appendfsync"]) == (mixed, fsync)]
         entry: dict[str, Any] = {"adapters": mixed, "appendfsync": fsync, "n": len(group)}
-        entry["errors"] = sum(len(r["paired_errors"]) + r["paired_block_errors"] for r in group)
-        for name in ("paired_added_p50_ms", "paired_throughput_lost"):
-            series = [r[name] for r in group]
-            entry[name] = {
-                "mean": statistics.fmean(series),
-                "sd": statistics.stdev(series) if len(series) > 1 else 0.0,
-            }
+        entry["errors"] = sum(_paired_errors(r) for r in group)
+        entry["paired_throughput_lost"] = _mean_sd([r["paired_throughput_lost"] for r in group])
+        entry["paired_added_p50_ms"] = {
+            tokens: _mean_sd([r["latency"][tokens]["paired_added_p50_ms"] for r in group])
+            for tokens in group[0]["latency"]
+        }
         out.append(entry)
     return out
+
+
+def _mean_sd(series: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(series),
+        "sd": statistics.stdev(series) if len(series) > 1 else 0.0,
+    }
 
 
 def _compare(m: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -493,14 +533,20 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         )
     table = "\n".join(lines)
     n = report["config"]["repeats"]
+    lengths = report["config"]["pair_max_tokens"]
     paired = [
-        "| adapters | Redis appendfsync | added p50 ms at concurrency 1 (median of paired "
-        "differences) | throughput lost at 64 in flight (median of paired blocks) | errors |",
-        "|---|---|---|---|---|",
+        "| adapters | Redis appendfsync | "
+        + " | ".join(
+            f"added p50 ms at concurrency 1, {t} token(s) (median of paired differences)"
+            for t in lengths
+        )
+        + " | throughput lost at 64 in flight (median of paired blocks) | errors |",
+        "|---|---|" + "---|" * len(lengths) + "---|---|",
     ]
     for r in report.get("paired_summary", []):
+        added = " | ".join(_ms(r["paired_added_p50_ms"][str(t)]) for t in lengths)
         paired.append(
-            f"| {r['adapters']} | {r.get('appendfsync', '')} | {_ms(r['paired_added_p50_ms'])} | "
+            f"| {r['adapters']} | {r['appendfsync']} | {added} | "
             f"{_pct_sd(r['paired_throughput_lost'])} | {r['errors']} |"
         )
     text = f"mean ± sd over {n} repeats\n\n{table}\n\nPaired\n\n" + "\n".join(paired) + "\n"
