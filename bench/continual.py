@@ -9,7 +9,9 @@ calculator environment's system prompt and tools:
 - ``readme``: the README flow. Some untouched traffic, one wrong answer corrected into the right
   calculator call, one cycle. Reports whether the corrected prompt is answered as corrected, the
   gate's environment accuracy on 200 held-out tasks (parent vs new version), preservation
-  agreement, and the answers to prompts near the corrected one. Repeated ``--repeats`` times.
+  agreement, and the answers to prompts near the corrected one. Repeated ``--repeats`` times,
+  with the default schedule, or with ``--readme-schedule steps:lr:kl_coef:replay_share`` (kept
+  under ``readme_schedules`` in the results, by that string).
 - ``continual``: ``--cycles`` cycles in a row, each after 5 corrections on new prompts (a wrong
   first step corrected into the calculator call, or a wrong final answer after the calculator's
   result corrected into ``final_answer``). After each cycle: the share of all corrections so far
@@ -487,6 +489,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "continual.json")
     parser.add_argument(
+        "--readme-schedule",
+        default=None,
+        help="steps:learning_rate:kl_coef:replay_share for the readme repeats (default: the"
+        " agent's default schedule)",
+    )
+    parser.add_argument(
         "--grid-points",
         default="30:1e-3:0:0.5,30:1e-3:1:0.5,30:1e-3:4:0.5,30:3e-3:1:0.5,15:1e-3:1:0.5",
         help="steps:learning_rate:kl_coef:replay_share, comma-separated",
@@ -510,10 +518,22 @@ def main() -> None:
     with live_stack() as (base, password):
         admin = Admin(base, password)
         if "readme" in only:
-            data["readme"] = []
+            schedule: dict[str, Any] = {}
+            runs: list[dict[str, Any]] = []
+            if args.readme_schedule:
+                steps, lr, kl, replay = (float(x) for x in args.readme_schedule.split(":"))
+                schedule = {
+                    "steps": int(steps),
+                    "learning_rate": lr,
+                    "kl_coef": kl,
+                    "replay_share": replay,
+                }
+                data.setdefault("readme_schedules", {})[args.readme_schedule] = runs
+            else:
+                data["readme"] = runs
             for i in range(args.repeats):
-                data["readme"].append(readme_flow(admin, base, f"{run_tag}-{i}", seed=i))
-                print(json.dumps(data["readme"][-1], default=str), flush=True)
+                runs.append(readme_flow(admin, base, f"{run_tag}-{i}", seed=i, **schedule))
+                print(json.dumps(runs[-1], default=str), flush=True)
                 save()
         if "empty" in only:
             data["empty"] = empty(admin, base, run_tag)
