@@ -10,8 +10,9 @@ calculator environment's system prompt and tools:
   calculator call, one cycle. Reports whether the corrected prompt is answered as corrected, the
   gate's environment accuracy on 200 held-out tasks (parent vs new version), preservation
   agreement, and the answers to prompts near the corrected one. Repeated ``--repeats`` times,
-  with the default schedule, or with ``--readme-schedule steps:lr:kl_coef:replay_share`` (kept
-  under ``readme_schedules`` in the results, by that string).
+  with the default schedule, or with ``--schedule steps:lr:kl_coef:replay_share`` (kept under
+  ``readme_schedules`` in the results, by that string; ``continual`` too, under
+  ``continual_schedules``).
 - ``continual``: ``--cycles`` cycles in a row, each after 5 corrections on new prompts (a wrong
   first step corrected into the calculator call, or a wrong final answer after the calculator's
   result corrected into ``final_answer``). After each cycle: the share of all corrections so far
@@ -303,10 +304,17 @@ def corrections_for(
 
 
 def continual(
-    admin: Admin, base: str, tag: str, cycles: int, on_cycle: Any = None
+    admin: Admin,
+    base: str,
+    tag: str,
+    cycles: int,
+    on_cycle: Any = None,
+    schedule: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     slug = f"cl-{tag}"
     key = admin.tenant(slug)
+    if schedule:
+        admin.schedule(slug, **schedule)
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     traffic(client, 48, seed=2000)
     done: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
@@ -489,10 +497,13 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "continual.json")
     parser.add_argument(
+        "--schedule",
         "--readme-schedule",
+        dest="readme_schedule",
         default=None,
-        help="steps:learning_rate:kl_coef:replay_share for the readme repeats (default: the"
-        " agent's default schedule)",
+        help="steps:learning_rate:kl_coef:replay_share for the readme and continual scenarios"
+        " (default: the agent's default schedule); their results are kept under"
+        " readme_schedules / continual_schedules, by this string",
     )
     parser.add_argument(
         "--grid-points",
@@ -517,17 +528,14 @@ def main() -> None:
 
     with live_stack() as (base, password):
         admin = Admin(base, password)
+        schedule: dict[str, Any] = {}
+        if args.readme_schedule:
+            steps, lr, kl, replay = (float(x) for x in args.readme_schedule.split(":"))
+            schedule = {"steps": int(steps), "learning_rate": lr, "kl_coef": kl}
+            schedule["replay_share"] = replay
         if "readme" in only:
-            schedule: dict[str, Any] = {}
             runs: list[dict[str, Any]] = []
-            if args.readme_schedule:
-                steps, lr, kl, replay = (float(x) for x in args.readme_schedule.split(":"))
-                schedule = {
-                    "steps": int(steps),
-                    "learning_rate": lr,
-                    "kl_coef": kl,
-                    "replay_share": replay,
-                }
+            if schedule:
                 data.setdefault("readme_schedules", {})[args.readme_schedule] = runs
             else:
                 data["readme"] = runs
@@ -544,11 +552,13 @@ def main() -> None:
         if "continual" in only:
 
             def keep(partial: dict[str, Any]) -> None:  # written after every cycle
-                data["continual"] = partial
+                if schedule:
+                    data.setdefault("continual_schedules", {})[args.readme_schedule] = partial
+                else:
+                    data["continual"] = partial
                 save()
 
-            data["continual"] = continual(admin, base, run_tag, args.cycles, keep)
-            save()
+            keep(continual(admin, base, run_tag, args.cycles, keep, schedule))
         if "grid" in only:
             points = [tuple(float(x) for x in p.split(":")) for p in args.grid_points.split(",")]
             grid = data.setdefault("grid", [])
