@@ -27,14 +27,14 @@ class TenantLimits:
 
     def rate_key(self, tenant_id: uuid.UUID) -> str:
         """The Redis counter of the tenant's requests in this minute."""
-        return window_key(f"clora:rate:{tenant_id}")
+        return window_key(_rate_prefix(tenant_id))
 
     def check_rate(self, tenant_id: uuid.UUID, counted: int | None = None) -> None:
         """Count the request in the tenant's minute and refuse it with 429 past the limit;
         ``counted`` is the count with this request in it, when it was taken already (the
         gateway takes it in the round trip that reads the serving generation)."""
         if counted is None:
-            per_minute_window(self.redis, f"clora:rate:{tenant_id}", self.per_minute, "requests")
+            per_minute_window(self.redis, _rate_prefix(tenant_id), self.per_minute, "requests")
         else:
             _refuse_over(counted, self.per_minute, "requests")
 
@@ -77,8 +77,18 @@ WINDOW_TTL_S = 120
 """How long a minute's counter outlives its minute."""
 
 
+def _rate_prefix(tenant_id: uuid.UUID) -> str:
+    return f"clora:rate:{tenant_id}"
+
+
 def window_key(prefix: str) -> str:
     return f"{prefix}:{int(time.time() // 60)}"
+
+
+def add_count(pipe: redis.client.Pipeline, key: str) -> None:
+    """Queue one more count in a minute's window ``key`` (the INCR's reply is the count)."""
+    pipe.incr(key)
+    pipe.expire(key, WINDOW_TTL_S)
 
 
 def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
@@ -87,8 +97,7 @@ def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -
     key = window_key(prefix)
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_TTL_S)
+        add_count(pipe, key)
         count = int(pipe.execute()[0])
     except redis.RedisError:
         log.warning("rate limiter unavailable; admitting request")

@@ -23,7 +23,7 @@ from app.core.redis import get_redis
 from app.interactions.buffer import InteractionBuffer
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.pool import EnginePool
-from app.serving.limits import WINDOW_TTL_S, TenantLimits
+from app.serving.limits import TenantLimits, add_count
 from app.serving.routes import RouteCache
 from app.tenants.service import ApiPrincipal, authenticate
 
@@ -92,8 +92,7 @@ class GatewayState:
         try:
             pipe = self.limits.redis.pipeline(transaction=False)
             pipe.get(generations.SERVING)
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_TTL_S)
+            add_count(pipe, key)
             value, count, _ = pipe.execute()
         except redis.RedisError:
             return None, None
