@@ -57,7 +57,7 @@ class ScheduleUpdate(BaseModel):
     every_k: int | None = Field(default=None, ge=1, le=100_000)
     loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0, "pg": 1.0})
     steps: int = Field(
-        default=60,
+        default=100,
         ge=1,
         le=10_000,
         description="The most optimiser steps a cycle trains; it stops earlier once every "
@@ -65,7 +65,7 @@ class ScheduleUpdate(BaseModel):
     )
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0)
     replay_share: float = Field(default=0.5, ge=0.0, le=1.0)
-    kl_coef: float = Field(default=32.0, ge=0.0, le=1000.0)
+    kl_coef: float = Field(default=64.0, ge=0.0, le=1000.0)
     promotion_rule: PromotionRule = Field(default_factory=PromotionRule)
 
     @field_validator("loss_mixture")

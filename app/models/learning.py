@@ -54,10 +54,10 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     loss_mixture: Mapped[dict[str, float]] = mapped_column(
         JSON, default=lambda: {"sft": 1.0, "pg": 1.0}
     )
-    steps: Mapped[int] = mapped_column(default=60)
+    steps: Mapped[int] = mapped_column(default=100)
     learning_rate: Mapped[float] = mapped_column(default=3e-4)
     replay_share: Mapped[float] = mapped_column(default=0.5)
-    kl_coef: Mapped[float] = mapped_column(default=32.0)
+    kl_coef: Mapped[float] = mapped_column(default=64.0)
     promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 
