@@ -8,7 +8,14 @@ from app.cli.common import attach, attach_to, settings
 
 
 @click.command()
-@click.option("--redis-port", default=6390, show_default=True, help="Embedded Redis port.")
+@click.option(
+    "--redis-port",
+    envvar="CLORA_EMBEDDED_REDIS_PORT",
+    default=6390,
+    show_default=True,
+    help="Embedded Redis port (env CLORA_EMBEDDED_REDIS_PORT); a second stack on one host "
+    "needs its own.",
+)
 @click.option("--engine/--no-engine", default=True, help="Start the embedded vLLM engine.")
 def up(redis_port: int, engine: bool) -> None:
     """Start clora: embedded Postgres and Redis unless URLs are set, then every service."""

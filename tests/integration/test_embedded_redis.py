@@ -46,3 +46,33 @@ def test_embedded_redis_defaults_to_everysec(tmp_path: Path) -> None:
         assert config["appendfsync"] == "everysec"
     finally:
         server.stop()
+
+
+def test_clora_up_takes_the_embedded_redis_port_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second stack on one host needs its own Redis port: `CLORA_EMBEDDED_REDIS_PORT`."""
+    from click.testing import CliRunner
+
+    from app.cli.stack import up
+
+    port = free_port()
+    started: list[str] = []
+
+    def start_only(stack: Stack) -> None:  # the services, not the whole supervisor
+        stack.start_services()
+        assert stack.redis is not None
+        started.append(stack.redis.url)
+        redis.Redis.from_url(stack.redis.url).ping()
+        stack.redis.stop()
+
+    monkeypatch.setattr(Stack, "run", start_only)
+    env = {
+        "CLORA_EMBEDDED_REDIS_PORT": str(port),
+        "CLORA_DATA_DIR": str(tmp_path),
+        "CLORA_DATABASE_URL": "postgresql://unused",
+        "CLORA_REDIS_URL": None,
+    }
+    result = CliRunner().invoke(up, [], env=env)
+    assert result.exit_code == 0, result.output
+    assert started and f"127.0.0.1:{port}/" in started[0], started
