@@ -2099,7 +2099,7 @@ export interface components {
             every_k?: number | null;
             /**
              * Kl Coef
-             * @default 32
+             * @default 64
              */
             kl_coef: number;
             /**
@@ -2126,7 +2126,7 @@ export interface components {
             /**
              * Steps
              * @description The most optimiser steps a cycle trains; it stops earlier once every trained correction is the greedy answer by a margin (see docs/LEARNING.md).
-             * @default 60
+             * @default 100
              */
             steps: number;
         };
