@@ -10,17 +10,18 @@ stream ``clora:interactions:dead`` with the error, so it never blocks the rows b
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import datetime
 from typing import Any
 
 import redis
+import redis.asyncio
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core import jsonio
 from app.models import Interaction
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,8 @@ GROUP = "interaction-writers"
 _COLUMNS = {c.name for c in Interaction.__table__.columns}
 
 
-def _encode(record: dict[str, Any]) -> str:
-    def default(value: object) -> str:
-        if isinstance(value, uuid.UUID | datetime):
-            return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
-        raise TypeError(f"cannot encode {type(value).__name__}")
-
-    return json.dumps(record, default=default)
+def _encode(record: dict[str, Any]) -> bytes:
+    return jsonio.dumps(record)  # UUIDs and datetimes (ISO 8601) as strings
 
 
 def _decode(raw: dict[str, Any]) -> dict[str, Any]:
@@ -70,13 +66,24 @@ def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None
 class InteractionBuffer:
     """Append finished interactions; drain them into Postgres in batches."""
 
-    def __init__(self, client: redis.Redis, consumer: str) -> None:
+    def __init__(
+        self, client: redis.Redis, consumer: str, aclient: redis.asyncio.Redis | None = None
+    ) -> None:
         self.redis = client
+        self.aredis = aclient
         self.consumer = consumer
         self._group_ready = False
 
     def append(self, record: dict[str, Any]) -> None:
         self.redis.xadd(STREAM, {"r": _encode(record)})
+
+    async def append_async(self, record: dict[str, Any]) -> None:
+        """`append` without blocking the event loop (the gateway's answers), where the buffer
+        has an asyncio client."""
+        if self.aredis is None:
+            self.append(record)
+            return
+        await self.aredis.xadd(STREAM, {"r": _encode(record)})
 
     def depth(self) -> int:
         return int(self.redis.xlen(STREAM))
@@ -120,7 +127,7 @@ class InteractionBuffer:
             return 0
         seen: dict[str, dict[str, Any]] = {}
         for _, fields in entries:
-            row = _decode(json.loads(fields[b"r"]))
+            row = _decode(jsonio.loads(fields[b"r"]))
             seen[str(row["id"])] = row
         try:
             _insert(sessions, list(seen.values()))

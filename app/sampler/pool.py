@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +17,10 @@ from typing import Any
 import aiohttp
 import httpx
 
+from app.core import jsonio
 from app.core.errors import EngineUnavailable
+
+_JSON = {"Content-Type": "application/json"}
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 """What a broken or unreachable engine raises, before or during an answer."""
@@ -42,7 +44,7 @@ class EngineResponse:
 
     def json(self) -> Any:
         """The body read by ``aread`` as JSON."""
-        return json.loads(self._body or b"")
+        return jsonio.loads(self._body or b"")
 
     @property
     def text(self) -> str:
@@ -107,7 +109,9 @@ class EnginePool:
         fresh connection."""
         for attempt in (1, 2):
             try:
-                resp = EngineResponse(await self._http().post(url, json=body))
+                resp = EngineResponse(
+                    await self._http().post(url, data=jsonio.dumps(body), headers=_JSON)
+                )
                 if not stream:
                     await resp.aread()
                 return resp

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.adapters.service import Route
+from app.core import jsonio
 from app.core.errors import CloraError, EngineUnavailable, InvalidRequest
 from app.core.logging import bind
 from app.sampler.pool import TRANSPORT_ERRORS, EngineReplica, EngineResponse
@@ -80,10 +81,10 @@ class ChatCompletionHandler:
         """The id the caller receives for this interaction."""
         return f"{self.id_prefix}{self.interaction_id.hex}"
 
-    def _json(self, body: dict[str, Any]) -> JSONResponse:
+    def _json(self, body: dict[str, Any]) -> Response:
         """A whole answer whose overhead header is taken after the body is encoded, so it
         covers everything the gateway does before the bytes go out."""
-        response = JSONResponse(body, status_code=200)
+        response = Response(jsonio.dumps(body), media_type="application/json")
         response.headers.update(self._headers())
         return response
 
@@ -123,7 +124,7 @@ class ChatCompletionHandler:
         finally:
             self.upstream_s += time.perf_counter() - t0
 
-    async def complete(self, request: ServedRequest) -> JSONResponse:
+    async def complete(self, request: ServedRequest) -> Response:
         data = await self.engine_answer(request)
         return self._json(self._public(data, request))
 
@@ -140,7 +141,8 @@ class ChatCompletionHandler:
             raise
         finally:
             self.state.in_flight[self.engine_name] -= 1
-        self._record(request, data)
+        # Appended before the answer goes out, without blocking the other requests' work.
+        await self._keep_async(self._interaction(request, data))
         return data
 
     async def stream(self, request: ServedRequest, slot: Slot) -> StreamingResponse:
@@ -186,11 +188,11 @@ class ChatCompletionHandler:
                     slot.release()
                     yield b"data: [DONE]\n\n"
                     break
-                chunk = json.loads(payload)
+                chunk = jsonio.loads(payload)
                 acc.add(chunk)
                 public = self._public_chunk(chunk, request, want_usage)
                 if public is not None:
-                    yield f"data: {json.dumps(public)}\n\n".encode()
+                    yield b"data: " + jsonio.dumps(public) + b"\n\n"
         except TRANSPORT_ERRORS:
             error = EngineUnavailable("engine stream broke off")
             yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type}})}\n\n".encode()
@@ -246,7 +248,35 @@ class ChatCompletionHandler:
         *,
         error: CloraError | None = None,
     ) -> dict[str, Any]:
-        """Append the interaction to the write-behind log (never raises)."""
+        """Append the interaction to the write-behind log (never raises). Synchronous: a
+        stream's record is appended as it ends, even when its client has gone away and every
+        await of the relay would be cancelled."""
+        record = self._interaction(request, data, error=error)
+        try:
+            self.state.buffer.append(record)
+        except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
+            self._hold(record)
+        return record
+
+    async def _keep_async(self, record: dict[str, Any]) -> None:
+        """`_record`'s append, awaited on the event loop (never raises)."""
+        try:
+            await self.state.buffer.append_async(record)
+        except Exception:  # noqa: BLE001 - Redis unreachable; the drain loop retries it
+            self._hold(record)
+
+    def _hold(self, record: dict[str, Any]) -> None:
+        self.state.pending.append(record)
+        log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
+
+    def _interaction(
+        self,
+        request: Any,
+        data: dict[str, Any] | None,
+        *,
+        error: CloraError | None = None,
+    ) -> dict[str, Any]:
+        """The interaction's log record; counts it in the request metrics."""
         choice = (data or {}).get("choices", [{}])[0] if data and data.get("choices") else {}
         usage = (data or {}).get("usage")
         latency_ms = (time.perf_counter() - self.started) * 1000
@@ -276,11 +306,6 @@ class ChatCompletionHandler:
         if usage:
             for kind in ("prompt_tokens", "completion_tokens"):
                 metrics.TOKENS.labels(tenant, self.route.agent_name, kind).inc(usage.get(kind, 0))
-        try:
-            self.state.buffer.append(record)
-        except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
-            self.state.pending.append(record)
-            log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
         return record
 
 

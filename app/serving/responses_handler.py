@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from app.core.db import get_sessionmaker
 from app.core.errors import NotFound
@@ -93,7 +93,7 @@ class ResponsesHandler(ChatCompletionHandler):
 
     id_prefix = "resp_"
 
-    async def complete(self, request: ServedRequest) -> JSONResponse:
+    async def complete(self, request: ServedRequest) -> Response:
         data = await self.engine_answer(request)
         choice = (data.get("choices") or [{}])[0]
         body = response_object(

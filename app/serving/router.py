@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.deps import ServedTenant, ServingTenant, SessionDep, gateway_state
 from app.serving.completions import CompletionHandler
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, tenant: ServedTenant
-) -> JSONResponse | StreamingResponse:
+) -> Response | StreamingResponse:
     """Serve the caller's agent (live or pinned version) on the shared engine."""
     return await _serve(ChatCompletionHandler, body, request, tenant)
 
@@ -37,7 +37,7 @@ async def chat_completions(
 @router.post("/completions", response_model=None)
 async def completions(
     body: CompletionRequest, request: Request, tenant: ServedTenant
-) -> JSONResponse | StreamingResponse:
+) -> Response | StreamingResponse:
     """Legacy text completions for the caller's agent, logged like a chat."""
     return await _serve(CompletionHandler, body, request, tenant)
 
@@ -45,7 +45,7 @@ async def completions(
 @router.post("/responses", response_model=None)
 async def create_response(
     body: ResponsesRequest, request: Request, tenant: ServedTenant
-) -> JSONResponse | StreamingResponse:
+) -> Response | StreamingResponse:
     """The Responses API, served as a chat completion (logged as one, correctable as one);
     ``previous_response_id`` continues one of the tenant's logged responses."""
     history: list[dict[str, Any]] = []
@@ -69,7 +69,7 @@ async def _serve(
     body: ServedRequest,
     request: Request,
     tenant: ApiPrincipal,
-) -> JSONResponse | StreamingResponse:
+) -> Response | StreamingResponse:
     """Route, hold a concurrency slot and answer (whole or streamed); the request was counted
     against the tenant's rate as it was authenticated (`ServedTenant`)."""
     state = gateway_state(request)
