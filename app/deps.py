@@ -20,7 +20,6 @@ from app.core.redis import get_redis
 from app.models import User
 from app.models.enums import Role
 from app.serving.limits import check_writes
-from app.serving.prefetch import PREFETCH, bearer
 from app.serving.state import GatewayState
 from app.tenants.repository import TenantRepository
 from app.tenants.service import ApiPrincipal, known_tenant, recently_verified
@@ -50,7 +49,8 @@ def gateway_state(request: Request) -> GatewayState:
 
 
 def bearer_key(request: Request) -> str | None:
-    return bearer(request.scope)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 async def serving_principal(request: Request) -> ApiPrincipal:
@@ -59,20 +59,17 @@ async def serving_principal(request: Request) -> ApiPrincipal:
     thread hop or a hash; the generation is kept for the route lookup too."""
     state = gateway_state(request)
     key = bearer_key(request)
-    generation, _ = await state.generation_and_count(None)
-    return await _principal(state, key, generation, request)
+    return await _principal(state, key, state.generation(), request)
 
 
 async def served_principal(request: Request) -> ApiPrincipal:
     """`serving_principal` for the requests a model answers, counted against the tenant's
     rate (429 past it): for a key this process has seen, the count rides in the same Redis
-    round trip as the generation read, started as the request arrived
-    (`app/serving/prefetch.py`)."""
+    round trip as the generation read."""
     state = gateway_state(request)
     key = bearer_key(request)
     guess = known_tenant(key)
-    started = getattr(request.state, PREFETCH, None)
-    generation, count = await (started or state.generation_and_count(guess))
+    generation, count = state.generation_and_count(guess)
     principal = await _principal(state, key, generation, request)
     state.limits.check_rate(principal.tenant_id, count if principal.tenant_id == guess else None)
     return principal

@@ -24,7 +24,6 @@ from app.fine_tuning.router import router as fine_tuning_router
 from app.health.router import router as health_router
 from app.interactions.router import router as interactions_router
 from app.serving import metrics
-from app.serving.prefetch import ServingPrefetch
 from app.serving.router import router as serving_router
 from app.serving.state import GatewayState
 from app.tenants.router import router as tenants_router
@@ -49,7 +48,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await state.pool.close()
-        await state.aredis.aclose()
 
 
 def create_app() -> FastAPI:
@@ -106,7 +104,6 @@ def create_app() -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     mount_ui(app)  # frontend/dist at /, when built; after every API route
-    app.add_middleware(ServingPrefetch)  # just inside: its Redis round trip starts on arrival
     app.add_middleware(RequestContext)  # outermost: even a refused body's log lines carry the id
     return app
 

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import redis
-import redis.asyncio
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,24 +65,13 @@ def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None
 class InteractionBuffer:
     """Append finished interactions; drain them into Postgres in batches."""
 
-    def __init__(
-        self, client: redis.Redis, consumer: str, aclient: redis.asyncio.Redis | None = None
-    ) -> None:
+    def __init__(self, client: redis.Redis, consumer: str) -> None:
         self.redis = client
-        self.aredis = aclient
         self.consumer = consumer
         self._group_ready = False
 
     def append(self, record: dict[str, Any]) -> None:
         self.redis.xadd(STREAM, {"r": _encode(record)})
-
-    async def append_async(self, record: dict[str, Any]) -> None:
-        """`append` without blocking the event loop (the gateway's answers), where the buffer
-        has an asyncio client."""
-        if self.aredis is None:
-            self.append(record)
-            return
-        await self.aredis.xadd(STREAM, {"r": _encode(record)})
 
     def depth(self) -> int:
         return int(self.redis.xlen(STREAM))

@@ -141,8 +141,7 @@ class ChatCompletionHandler:
             raise
         finally:
             self.state.in_flight[self.engine_name] -= 1
-        # Appended before the answer goes out, without blocking the other requests' work.
-        await self._keep_async(self._interaction(request, data))
+        self._record(request, data)
         return data
 
     async def stream(self, request: ServedRequest, slot: Slot) -> StreamingResponse:
@@ -248,26 +247,14 @@ class ChatCompletionHandler:
         *,
         error: CloraError | None = None,
     ) -> dict[str, Any]:
-        """Append the interaction to the write-behind log (never raises). Synchronous: a
-        stream's record is appended as it ends, even when its client has gone away and every
-        await of the relay would be cancelled."""
+        """Append the interaction to the write-behind log (never raises)."""
         record = self._interaction(request, data, error=error)
         try:
             self.state.buffer.append(record)
         except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
-            self._hold(record)
+            self.state.pending.append(record)
+            log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
         return record
-
-    async def _keep_async(self, record: dict[str, Any]) -> None:
-        """`_record`'s append, awaited on the event loop (never raises)."""
-        try:
-            await self.state.buffer.append_async(record)
-        except Exception:  # noqa: BLE001 - Redis unreachable; the drain loop retries it
-            self._hold(record)
-
-    def _hold(self, record: dict[str, Any]) -> None:
-        self.state.pending.append(record)
-        log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
 
     def _interaction(
         self,

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-import redis.asyncio
 
 from app.core.errors import RateLimited
 
@@ -86,7 +85,7 @@ def window_key(prefix: str) -> str:
     return f"{prefix}:{int(time.time() // 60)}"
 
 
-def add_count(pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, key: str) -> None:
+def add_count(pipe: redis.client.Pipeline, key: str) -> None:
     """Queue one more count in a minute's window ``key`` (the INCR's reply is the count)."""
     pipe.incr(key)
     pipe.expire(key, WINDOW_TTL_S)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-import redis.asyncio
 from sqlalchemy.exc import OperationalError
 
 from app.adapters.service import Route, resolve
@@ -40,8 +39,6 @@ class GatewayState:
     buffer: InteractionBuffer
     limits: TenantLimits
     identity_path: str
-    # The same Redis for the request path's round trips, which must not block the event loop.
-    aredis: redis.asyncio.Redis
     in_flight: Counter[str] = field(default_factory=Counter)
     # Records whose append to Redis failed; retried by the drain loop.
     pending: list[dict] = field(default_factory=list)
@@ -57,21 +54,16 @@ class GatewayState:
         urls = settings.engine_urls or [f"http://127.0.0.1:{settings.engine_port}"]
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         redis_client = get_redis()
-        assert settings.redis_url is not None  # get_redis() refused otherwise
-        aredis = redis.asyncio.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2
-        )
         return cls(
             settings=settings,
             pool=EnginePool(urls),
-            buffer=InteractionBuffer(redis_client, consumer, aredis),
+            buffer=InteractionBuffer(redis_client, consumer),
             limits=TenantLimits(
                 redis_client,
                 settings.tenant_rate_limit_per_minute,
                 settings.tenant_max_concurrency,
             ),
             identity_path=str(settings.adapter_dir.resolve() / "_identity"),
-            aredis=aredis,
         )
 
     def authenticate(self, key: str | None, generation: int | None = None) -> ApiPrincipal:
@@ -86,23 +78,25 @@ class GatewayState:
         self._principals[key or ""] = principal
         return principal
 
-    async def generation_and_count(
-        self, tenant_id: uuid.UUID | None
-    ) -> tuple[int | None, int | None]:
+    def generation(self) -> int | None:
+        """The serving generation (one Redis GET, on the event loop); None without Redis."""
+        return generations.read(self.limits.redis, generations.SERVING)
+
+    def generation_and_count(self, tenant_id: uuid.UUID | None) -> tuple[int | None, int | None]:
         """The serving generation and, for ``tenant_id``, its count of requests this minute with
-        this one counted, in one Redis round trip that does not block the event loop ((None,
-        None) without Redis). `app/serving/prefetch.py` starts it as a request arrives, so it
-        overlaps with reading and validating the body."""
+        this one counted, in one Redis round trip ((generation, None) without a tenant; (None,
+        None) without Redis)."""
+        if tenant_id is None:
+            return self.generation(), None
+        key = self.limits.rate_key(tenant_id)
         try:
-            pipe = self.aredis.pipeline(transaction=False)
+            pipe = self.limits.redis.pipeline(transaction=False)
             pipe.get(generations.SERVING)
-            if tenant_id is not None:
-                add_count(pipe, self.limits.rate_key(tenant_id))
-            replies = await pipe.execute()
+            add_count(pipe, key)
+            value, count, _ = pipe.execute()
         except redis.RedisError:
             return None, None
-        count = int(replies[1]) if tenant_id is not None else None
-        return (int(replies[0]) if replies[0] is not None else 0), count
+        return (int(value) if value is not None else 0), int(count)
 
     def cached_route(
         self, principal: ApiPrincipal, model: str, generation: int | None
