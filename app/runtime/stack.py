@@ -75,7 +75,10 @@ class Stack:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.supervisor.request_stop)
         signal.signal(signal.SIGINT, self.supervisor.request_stop)
-        _check_port_free(self.settings.host, self.settings.port)
+        _check_port_free(self.settings.host, self.settings.port, "CLORA_PORT")
+        if self.with_engine and not self.settings.engine_urls:
+            # A second stack's gateway would otherwise talk to the first stack's engine.
+            _check_port_free("127.0.0.1", self.settings.engine_port, "CLORA_ENGINE_PORT")
         try:
             extra = self.start_services()
             migrate.upgrade(extra["CLORA_DATABASE_URL"])
@@ -171,9 +174,10 @@ class Stack:
         click.echo(f"  API key    {result.api_key}\n")
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse to start when the gateway's port is taken, saying so (a gateway that cannot bind
-    would otherwise die five times and stop clora with no word about why)."""
+def _check_port_free(host: str, port: int, setting: str) -> None:
+    """Refuse to start when the gateway's or the engine's port is taken, saying so (a gateway
+    that cannot bind would otherwise die five times and stop clora with no word about why; an
+    engine that cannot bind, while the gateway serves from the other one on that port)."""
     import socket
 
     with socket.socket() as probe:
@@ -183,5 +187,5 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise ConfigError(
                 f"port {port} on {host} is in use ({exc.strerror}): another clora up, or an "
-                "orphan of one, is still running; stop it, or set CLORA_PORT"
+                f"orphan of one, is still running; stop it, or set {setting}"
             ) from exc

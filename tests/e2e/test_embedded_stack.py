@@ -161,3 +161,24 @@ def _assert_children_stop(children: list[int], port: int) -> None:
     assert not any(psutil.pid_exists(pid) for pid in children)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_a_taken_engine_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    """A second `clora up` whose engine port is taken (by the first stack's engine, say) stops
+    at once and names the setting, instead of serving from the other stack's engine."""
+    engine_port = _free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", engine_port))
+        squatter.listen()
+        env = {**_env(tmp_path / "second", _free_port()), "CLORA_ENGINE_PORT": str(engine_port)}
+        second = subprocess.run(
+            [*CLORA, "up", "--redis-port", str(_free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert second.returncode != 0
+    assert f"port {engine_port}" in second.stderr, second.stderr
+    assert "CLORA_ENGINE_PORT" in second.stderr, second.stderr
+    assert not (tmp_path / "second" / "postgres").exists()  # nothing was started
