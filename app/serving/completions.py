@@ -45,14 +45,12 @@ class CompletionHandler(ChatCompletionHandler):
             ]
         return first
 
-    def _interaction(
-        self, request: Any, data: dict[str, Any] | None, **kwargs: Any
-    ) -> dict[str, Any]:
+    def _record(self, request: Any, data: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
         if data and data.get("prompt_token_ids") is None:
             # vLLM puts the prompt's token ids on each choice of a completion.
             first = (data.get("choices") or [{}])[0]
             data = {**data, "prompt_token_ids": first.get("prompt_token_ids")}
-        return super()._interaction(request, data, **kwargs)
+        return super()._record(request, data, **kwargs)
 
     def _public(self, data: dict[str, Any], request: Any) -> dict[str, Any]:
         assert isinstance(request, CompletionRequest)

@@ -248,22 +248,6 @@ class ChatCompletionHandler:
         error: CloraError | None = None,
     ) -> dict[str, Any]:
         """Append the interaction to the write-behind log (never raises)."""
-        record = self._interaction(request, data, error=error)
-        try:
-            self.state.buffer.append(record)
-        except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
-            self.state.pending.append(record)
-            log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
-        return record
-
-    def _interaction(
-        self,
-        request: Any,
-        data: dict[str, Any] | None,
-        *,
-        error: CloraError | None = None,
-    ) -> dict[str, Any]:
-        """The interaction's log record; counts it in the request metrics."""
         choice = (data or {}).get("choices", [{}])[0] if data and data.get("choices") else {}
         usage = (data or {}).get("usage")
         latency_ms = (time.perf_counter() - self.started) * 1000
@@ -293,6 +277,11 @@ class ChatCompletionHandler:
         if usage:
             for kind in ("prompt_tokens", "completion_tokens"):
                 metrics.TOKENS.labels(tenant, self.route.agent_name, kind).inc(usage.get(kind, 0))
+        try:
+            self.state.buffer.append(record)
+        except Exception:  # noqa: BLE001 - the answer already went out; keep it in memory
+            self.state.pending.append(record)
+            log.warning("interaction buffer unavailable; holding %s in memory", record["id"])
         return record
 
 
