@@ -32,10 +32,6 @@ GROUP = "interaction-writers"
 _COLUMNS = {c.name for c in Interaction.__table__.columns}
 
 
-def _encode(record: dict[str, Any]) -> bytes:
-    return jsonio.dumps(record)  # UUIDs and datetimes (ISO 8601) as strings
-
-
 def _decode(raw: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for key, value in raw.items():
@@ -71,7 +67,7 @@ class InteractionBuffer:
         self._group_ready = False
 
     def append(self, record: dict[str, Any]) -> None:
-        self.redis.xadd(STREAM, {"r": _encode(record)})
+        self.redis.xadd(STREAM, {"r": jsonio.dumps(record)})  # UUIDs, ISO datetimes as str
 
     def depth(self) -> int:
         return int(self.redis.xlen(STREAM))
@@ -127,7 +123,7 @@ class InteractionBuffer:
                     _insert(sessions, [row])
                 except IntegrityError as exc:
                     reason = str(exc.orig).splitlines()[0][:300]
-                    self.redis.xadd(DEAD_LETTER, {"r": _encode(row), "error": reason})
+                    self.redis.xadd(DEAD_LETTER, {"r": jsonio.dumps(row), "error": reason})
                     log.error("interaction %s refused for good (%s); set aside", row["id"], reason)
         ids = [entry_id for entry_id, _ in entries]
         self.redis.xack(STREAM, GROUP, *ids)

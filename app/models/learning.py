@@ -41,7 +41,8 @@ class TrainingExample(IdMixin, TimestampMixin, TenantScoped, Base):
 
 
 class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
-    """How and when one agent learns."""
+    """How and when one agent learns. The defaults of a new schedule are `ScheduleUpdate`'s
+    (`app/cycles/service.get_schedule`), the one place they are written."""
 
     __tablename__ = "learning_schedules"
 
@@ -51,14 +52,12 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     mode: Mapped[ScheduleMode] = mapped_column(checked(ScheduleMode), default=ScheduleMode.manual)
     cron: Mapped[str | None] = mapped_column(String(120), default=None)
     every_k: Mapped[int | None] = mapped_column(default=None)
-    loss_mixture: Mapped[dict[str, float]] = mapped_column(
-        JSON, default=lambda: {"sft": 1.0, "pg": 1.0}
-    )
-    steps: Mapped[int] = mapped_column(default=100)
-    learning_rate: Mapped[float] = mapped_column(default=3e-4)
-    replay_share: Mapped[float] = mapped_column(default=0.5)
-    kl_coef: Mapped[float] = mapped_column(default=64.0)
-    promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    loss_mixture: Mapped[dict[str, float]] = mapped_column(JSON)
+    steps: Mapped[int]
+    learning_rate: Mapped[float]
+    replay_share: Mapped[float]
+    kl_coef: Mapped[float]
+    promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

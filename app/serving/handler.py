@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -194,7 +193,8 @@ class ChatCompletionHandler:
                     yield b"data: " + jsonio.dumps(public) + b"\n\n"
         except TRANSPORT_ERRORS:
             error = EngineUnavailable("engine stream broke off")
-            yield f"data: {json.dumps({'error': {'message': error.message, 'type': error.type}})}\n\n".encode()
+            body = {"error": {"message": error.message, "type": error.type}}
+            yield b"data: " + jsonio.dumps(body) + b"\n\n"
         finally:
             await resp.aclose()
             self.state.in_flight[self.engine_name] -= 1
