@@ -12,7 +12,8 @@ calculator environment's system prompt and tools:
   agreement, and the answers to prompts near the corrected one. Repeated ``--repeats`` times,
   with the default schedule, or with ``--schedule steps:lr:kl_coef:replay_share`` (kept under
   ``readme_schedules`` in the results, by that string; ``continual`` too, under
-  ``continual_schedules``).
+  ``continual_schedules``). ``--traffic N`` serves N untouched requests first instead of 48
+  (kept under ``readme_traffic``, by N).
 - ``continual``: ``--cycles`` cycles in a row, each after 5 corrections on new prompts (a wrong
   first step corrected into the calculator call, or a wrong final answer after the calculator's
   result corrected into ``final_answer``). After each cycle: the share of all corrections so far
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +51,8 @@ import httpx
 from openai import OpenAI
 
 from trainer.envs import CalculatorEnvironment
+from trainer.envs.base import Task
+from trainer.envs.calculator import parse_answer
 
 ENV = CalculatorEnvironment()
 RESULTS = Path(__file__).parent / "results"
@@ -194,6 +198,40 @@ def as_target(message: dict[str, Any]) -> tuple[str, Any]:
     return fn["name"], json.loads(fn["arguments"])
 
 
+def right_first_step(task: Task, brief: str) -> bool:
+    """Whether a first step, as the gate reports it (``name({json arguments})``), leads straight
+    to the task's answer: a final answer equal to it, or a calculator call that computes it."""
+    name, _, rest = brief.partition("(")
+    try:
+        args = json.loads(rest[:-1])
+    except ValueError:
+        return False
+    if name == "final_answer" and isinstance(args, dict):
+        return ENV.reward(task, args.get("answer")) == 1.0
+    if name == "calculator" and isinstance(args, dict):
+        result = parse_answer(ENV.execute_tool("calculator", args))
+        return result is not None and result == parse_answer(task.answer)
+    return False
+
+
+def kinds_of_change(changed: list[dict[str, Any]], tasks: list[Task]) -> dict[str, int]:
+    """The preservation check's changed answers (it lists up to five) graded against the
+    tasks the traffic came from: ``wrong->right``, ``wrong->wrong``, ``right->wrong``, ..."""
+    by_prompt = {t.prompt: t for t in tasks}
+    kinds: Counter[str] = Counter()
+    for c in changed:
+        task = by_prompt.get(c["prompt"])
+        if task is None:
+            kinds["ungraded"] += 1
+            continue
+        before, after = (
+            "right" if right_first_step(task, c[side]) else "wrong"
+            for side in ("parent", "candidate")
+        )
+        kinds[f"{before}->{after}"] += 1
+    return dict(kinds)
+
+
 def traffic(client: OpenAI, n: int, seed: int) -> None:
     """Untouched traffic: environment-style questions nobody gives feedback on."""
     for task in ENV.tasks("train", n, seed=seed):
@@ -201,13 +239,15 @@ def traffic(client: OpenAI, n: int, seed: int) -> None:
 
 
 # ---- scenarios -----------------------------------------------------------------------------------
-def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -> dict[str, Any]:
+def readme_flow(
+    admin: Admin, base: str, tag: str, seed: int, untouched: int = 48, **schedule: Any
+) -> dict[str, Any]:
     slug = f"rd-{tag}"
     key = admin.tenant(slug)
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     if schedule:
         admin.schedule(slug, **schedule)
-    traffic(client, 48, seed=1000 + seed)
+    traffic(client, untouched, seed=1000 + seed)
     wrong = ask(client, messages(README_PROMPT))
     before = first_call(wrong.choices[0].message)
     target = call("calculator", expression=README_FIX)
@@ -222,6 +262,7 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
     env = signals.get("environment", {})
     return {
         "schedule": schedule or "defaults",
+        "untouched_requests": untouched,
         "status": run["status"],
         "decision": run["metrics"].get("decision"),
         "before": before,
@@ -234,6 +275,10 @@ def readme_flow(admin: Admin, base: str, tag: str, seed: int, **schedule: Any) -
         "preservation": signals.get("preservation", {}).get("agreement"),
         "preservation_n": signals.get("preservation", {}).get("n"),
         "preservation_changed": signals.get("preservation", {}).get("changed"),
+        "preservation_change_kinds": kinds_of_change(
+            signals.get("preservation", {}).get("changed") or [],
+            ENV.tasks("train", untouched, seed=1000 + seed),
+        ),
         "corrections_signal": signals.get("corrections"),
         "near": {p: v for p, v in near.items()},
         "near_answer_60": sum(
@@ -486,6 +531,12 @@ def plot(data: dict[str, Any], path: Path) -> None:
     fig.savefig(path)
 
 
+def parse_schedule(text: str) -> dict[str, Any]:
+    """``steps:learning_rate:kl_coef:replay_share`` as a schedule update."""
+    steps, lr, kl, replay = (float(x) for x in text.split(":"))
+    return {"steps": int(steps), "learning_rate": lr, "kl_coef": kl, "replay_share": replay}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -504,6 +555,13 @@ def main() -> None:
         help="steps:learning_rate:kl_coef:replay_share for the readme and continual scenarios"
         " (default: the agent's default schedule); their results are kept under"
         " readme_schedules / continual_schedules, by this string",
+    )
+    parser.add_argument(
+        "--traffic",
+        type=int,
+        default=48,
+        help="untouched requests before the readme scenario's correction; other than 48, its"
+        " results are kept under readme_traffic, by this number",
     )
     parser.add_argument(
         "--grid-points",
@@ -528,19 +586,21 @@ def main() -> None:
 
     with live_stack() as (base, password):
         admin = Admin(base, password)
-        schedule: dict[str, Any] = {}
-        if args.readme_schedule:
-            steps, lr, kl, replay = (float(x) for x in args.readme_schedule.split(":"))
-            schedule = {"steps": int(steps), "learning_rate": lr, "kl_coef": kl}
-            schedule["replay_share"] = replay
+        schedule = parse_schedule(args.readme_schedule) if args.readme_schedule else {}
         if "readme" in only:
             runs: list[dict[str, Any]] = []
             if schedule:
                 data.setdefault("readme_schedules", {})[args.readme_schedule] = runs
+            elif args.traffic != 48:
+                data.setdefault("readme_traffic", {})[str(args.traffic)] = runs
             else:
                 data["readme"] = runs
             for i in range(args.repeats):
-                runs.append(readme_flow(admin, base, f"{run_tag}-{i}", seed=i, **schedule))
+                runs.append(
+                    readme_flow(
+                        admin, base, f"{run_tag}-{i}", seed=i, untouched=args.traffic, **schedule
+                    )
+                )
                 print(json.dumps(runs[-1], default=str), flush=True)
                 save()
         if "empty" in only:
@@ -560,15 +620,9 @@ def main() -> None:
 
             keep(continual(admin, base, run_tag, args.cycles, keep, schedule))
         if "grid" in only:
-            points = [tuple(float(x) for x in p.split(":")) for p in args.grid_points.split(",")]
             grid = data.setdefault("grid", [])
-            for i, (steps, lr, kl, replay) in enumerate(points):
-                schedule = {
-                    "steps": int(steps),
-                    "learning_rate": lr,
-                    "kl_coef": kl,
-                    "replay_share": replay,
-                }
+            for i, point in enumerate(args.grid_points.split(",")):
+                schedule = parse_schedule(point)
                 row = readme_flow(admin, base, f"{run_tag}-g{i}", seed=i, **schedule)
                 grid[:] = [g for g in grid if g["schedule"] != schedule] + [row]
                 print(json.dumps(row, default=str), flush=True)

@@ -165,8 +165,13 @@ def _cancelled(tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
 
 PRESERVE_TRAIN = 64
 """Untouched interactions the KL-to-parent term trains on, newest first."""
-PRESERVE_HOLDBACK = 32
-"""Untouched interactions held back for the gate's agreement check."""
+PRESERVE_HOLDBACK = 64
+"""Untouched interactions held back for the gate's agreement check. A learned correction
+flips about 2% of the parent's untouched answers on the bundled model, nearly all answers the
+parent itself decided by a few hundredths of a nat (`bench/preservation_drift.py`): with 16
+held-back prompts one such flip is already below 95%, with 64 it takes four."""
+PRESERVE_WINDOW = 3 * PRESERVE_HOLDBACK
+"""The newest untouched interactions a cycle reads: a third of them (by id) is held back."""
 ANCHOR_TASKS = 32
 """Environment tasks (train split) whose parent answers join the KL term, for an agent with an
 environment: the behaviour to keep even before the agent has any traffic."""
@@ -201,9 +206,7 @@ def _preservation(
     """(rows for the KL term, prompts held back for the agreement check, prompts left out as
     near a correction) from the agent's recent traffic that no feedback touched; prompts a
     correction covers (the same conversation, or `NEAR_CORRECTION`) are left out."""
-    rows = InteractionRepository(session).untouched(
-        tenant_id, agent_id, PRESERVE_TRAIN + PRESERVE_HOLDBACK
-    )
+    rows = InteractionRepository(session).untouched(tenant_id, agent_id, PRESERVE_WINDOW)
     covered = {_conversation_key(m) for m in corrected}
     near_words = [_words(m) for m in corrected]
     train: list[dict[str, Any]] = []

@@ -1,0 +1,41 @@
+"""What a cycle keeps and what it checks: the untouched traffic it reads and how it splits it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.cycles.runner import PRESERVE_HOLDBACK, PRESERVE_TRAIN, PRESERVE_WINDOW, _preservation
+from tests.helpers import factories
+
+
+def test_newest_window_split_into_kl_rows_and_a_held_back_third(db: Session) -> None:
+    owner = factories.tenant(db)
+    bot = factories.agent(db, owner)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(PRESERVE_WINDOW + 20):  # 20 older than the window
+        row = factories.interaction(db, owner, bot, f"untouched {i}")
+        row.prompt_token_ids, row.completion_token_ids = [1, 2, i], [4, 5]
+        row.completed_at, row.error = start, None
+        row.created_at = start + timedelta(seconds=i)
+        rows.append(row)
+    db.flush()
+
+    train, held, near = _preservation(db, owner.id, bot.id, [])
+
+    newest_first = list(reversed(rows[-PRESERVE_WINDOW:]))
+    expected_held = [r for r in newest_first if r.id.int % 3 == 0][:PRESERVE_HOLDBACK]
+    assert [h["messages"] for h in held] == [r.request["messages"] for r in expected_held]
+    assert len(held) > PRESERVE_HOLDBACK // 2  # about a third of 192
+    trained = [t["prompt_token_ids"][2] for t in train]
+    assert len(trained) == PRESERVE_TRAIN
+    assert min(trained) >= 20  # nothing older than the window
+    held_numbers = {int(h["messages"][0]["content"].split()[1]) for h in held}
+    assert not held_numbers & set(trained)  # a prompt is trained on or checked, never both
+    assert near == 0
+
+    # A correction whose words (numbers aside) are the same covers every one of these prompts.
+    corrected = [[{"role": "user", "content": "untouched 9999"}]]
+    assert _preservation(db, owner.id, bot.id, corrected) == ([], [], PRESERVE_WINDOW)
