@@ -71,7 +71,11 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
         n = sig.get("n", 0)
         if name == "preservation":
             value = "-" if sig.get("agreement") is None else f"{sig['agreement']:.1%}"
-            out.append(f"{name:<12} agreement {value} (min {sig.get('min', 0):.0%}), n={n}")
+            bound = sig.get("upper_bound")
+            limit = f"min {sig.get('min', 0):.0%}"
+            if bound is not None and sig["agreement"] < sig.get("min", 0):
+                limit += f"; with 90% confidence up to {bound:.1%}, which the gate compares"
+            out.append(f"{name:<12} agreement {value} ({limit}), n={n}")
             continue
         before, after = sig.get("before"), sig.get("after")
         shown = "-" if before is None else f"{before:.3f} -> {after:.3f}"

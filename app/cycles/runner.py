@@ -592,6 +592,8 @@ def _measure(
         "n": len(held),
         "agreement": rate,
         "min": float(plan["rule"].get("preserve_min", 0.95)),
+        # What the gate compares with `min`: the most the agreement could be (90% confidence).
+        "upper_bound": None if rate is None else gate.agreement_upper_bound(rate, len(held)),
         "changed": changed,
     }
     _heartbeat(tenant_id, run_id, 0.85)

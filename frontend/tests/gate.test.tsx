@@ -55,6 +55,17 @@ describe("gate metrics", () => {
     expect(rows[2]!.meetsMin).toBe(true);
     expect(rows[3]!.label).toBe("environment (calculator)");
   });
+
+  it("judges preservation below the minimum by the bound the gate compared", () => {
+    const row = (agreement: number, upper: number) =>
+      signalRows(signalsOf({ signals: { preservation: { n: 23, agreement, min: 0.95, upper_bound: upper } } })!)[0]!;
+    const passed = row(21 / 23, 0.9633);
+    expect(passed.result).toBe("91.3% (min 95%; up to 96.3% with 90% confidence)");
+    expect(passed.meetsMin).toBe(true);
+    const refused = row(17 / 23, 0.8377);
+    expect(refused.result).toBe("73.9% (min 95%; up to 83.8% with 90% confidence)");
+    expect(refused.meetsMin).toBe(false);
+  });
 });
 
 describe("GateSummary", () => {

@@ -346,8 +346,11 @@ def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) ->
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
         assert env["after"] >= env["before"] - 0.01, signals
-        # Promoted only if preservation is not shown below 95% (the gate's confidence bound).
-        assert agreement_upper_bound(kept["agreement"], kept["n"]) >= 0.95, signals
+        # Promoted only if preservation is not shown below 95% (the gate's confidence bound,
+        # recorded with the signal for the CLI and the UI).
+        if kept["agreement"] is not None:  # None: no untouched prompt was logged in time
+            assert kept["upper_bound"] == agreement_upper_bound(kept["agreement"], kept["n"])
+            assert kept["upper_bound"] >= 0.95, signals
         assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
         got = first_call(as_dict(after.choices[0].message))
         assert got is not None and got["name"] == "calculator"

@@ -22,6 +22,8 @@ export interface PreservationSignal {
   n: number;
   agreement: number | null;
   min: number | null;
+  /** The most the agreement could be, with 90% confidence: what the gate compares with `min`. */
+  upperBound: number | null;
 }
 
 export interface EnvironmentSignal extends ScoreSignal {
@@ -99,7 +101,12 @@ export function signalsOf(metrics: unknown): Signals | null {
     const s = object(raw[name]);
     if (!s) continue;
     if (name === "preservation") {
-      signals.preservation = { n: number(s["n"]) ?? 0, agreement: number(s["agreement"]), min: number(s["min"]) };
+      signals.preservation = {
+        n: number(s["n"]) ?? 0,
+        agreement: number(s["agreement"]),
+        min: number(s["min"]),
+        upperBound: number(s["upper_bound"]),
+      };
     } else if (name === "environment") {
       signals.environment = { ...score(s), name: text(s["name"]) };
     } else {
@@ -142,6 +149,16 @@ export interface SignalRow {
   failed: boolean;
 }
 
+/** " (min 95%)", and below the minimum the bound the gate judged by: a few changed answers
+ * among few prompts are not yet evidence that agreement is below the minimum. */
+function preservationLimit(p: PreservationSignal): string {
+  if (p.min == null) return "";
+  if (p.agreement != null && p.upperBound != null && p.agreement < p.min - 1e-9) {
+    return ` (min ${share(p.min)}; up to ${share(p.upperBound)} with 90% confidence)`;
+  }
+  return ` (min ${share(p.min)})`;
+}
+
 /** The signals as table rows, in the gate's order; `failed` names the signal that failed. */
 export function signalRows(signals: Signals, failed: string | null = null): SignalRow[] {
   const rows: SignalRow[] = [];
@@ -154,9 +171,9 @@ export function signalRows(signals: Signals, failed: string | null = null): Sign
       rows.push({
         ...base,
         label: SIGNAL_LABELS[name],
-        result: p.agreement == null ? "—" : `${share(p.agreement)}${p.min != null ? ` (min ${share(p.min)})` : ""}`,
+        result: p.agreement == null ? "—" : `${share(p.agreement)}${preservationLimit(p)}`,
         delta: null,
-        meetsMin: p.agreement == null || p.min == null ? null : p.agreement >= p.min - 1e-9,
+        meetsMin: p.agreement == null || p.min == null ? null : (p.upperBound ?? p.agreement) >= p.min - 1e-9,
       });
     } else {
       const score = s as ScoreSignal;

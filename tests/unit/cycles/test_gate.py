@@ -89,3 +89,19 @@ def test_preservation_refuses_on_evidence_not_on_one_changed_answer() -> None:
     assert agreement_upper_bound(1.0, 5) == 1.0
     refused = decide(signals(preservation={"n": 6, "agreement": 0.5}), rule)
     assert "with 90% confidence" in refused.reason and refused.failed_signal == "preservation"
+
+
+def test_cli_names_the_bound_the_gate_compared_when_agreement_is_below_the_minimum() -> None:
+    from app.cli.learning import signal_lines
+
+    def line(kept: int, n: int) -> str:
+        rate = kept / n
+        signal = {"n": n, "agreement": rate, "min": 0.95}
+        signal["upper_bound"] = agreement_upper_bound(rate, n)
+        return signal_lines({"preservation": signal})[0]
+
+    assert line(21, 23) == (
+        "preservation agreement 91.3% (min 95%; with 90% confidence up to 96.3%, which the gate"
+        " compares), n=23"
+    )
+    assert line(40, 40) == "preservation agreement 100.0% (min 95%), n=40"
