@@ -65,7 +65,8 @@ def _follow(tenant_id: uuid.UUID, run_id: uuid.UUID, timeout_s: float = 3600) ->
 
 
 def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
-    """One readable line per gate signal: parent before, candidate after, examples."""
+    """One readable line per gate signal: parent before, candidate after, examples; under
+    preservation, the held-back answers that changed (up to five)."""
     out = []
     for name, sig in signals.items():
         n = sig.get("n", 0)
@@ -76,6 +77,10 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
             if bound is not None and sig["agreement"] < sig.get("min", 0):
                 limit += f"; with 90% confidence up to {bound:.1%}, which the gate compares"
             out.append(f"{name:<12} agreement {value} ({limit}), n={n}")
+            out += [
+                f"  changed: {c['prompt']!r}: {c['parent']} -> {c['candidate']}"
+                for c in sig.get("changed") or []
+            ]
             continue
         before, after = sig.get("before"), sig.get("after")
         shown = "-" if before is None else f"{before:.3f} -> {after:.3f}"

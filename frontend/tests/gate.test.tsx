@@ -68,6 +68,25 @@ describe("gate metrics", () => {
   });
 });
 
+describe("ChangedAnswers", () => {
+  it("lists the held-back answers the candidate changed, with the count of all changes", () => {
+    const changed = [
+      { prompt: "Zoe buys 8 boxes with 85 cards in each box.", parent: 'final_answer({"answer": 10})', candidate: 'final_answer({"answer": 12})' },
+      { prompt: "Tom buys 2 packs of 29 coins.", parent: 'final_answer({"answer": 12})', candidate: 'calculator({"expression": "2*29+94"})' },
+    ];
+    render(<GateSummary metrics={{ signals: { preservation: { n: 58, agreement: 54 / 58, min: 0.95, upper_bound: 0.962, changed } } }} />);
+    const box = screen.getByTestId("changed-answers");
+    expect(box.querySelector("summary")!.textContent).toBe("4 of 58 held-back answers changed (first 2 shown)");
+    const rows = within(screen.getByRole("table", { name: "Changed answers" })).getAllByRole("row").slice(1);
+    expect(rows.map(cells)).toEqual(changed.map((c) => [c.prompt, c.parent, c.candidate]));
+  });
+
+  it("shows nothing when every held-back answer was kept", () => {
+    render(<GateSummary metrics={{ signals: { preservation: { n: 40, agreement: 1, min: 0.95, upper_bound: 1, changed: [] } } }} />);
+    expect(screen.queryByTestId("changed-answers")).toBeNull();
+  });
+});
+
 describe("GateSummary", () => {
   it("shows the verdict, the failing signal with its reason, and the signals", () => {
     render(<GateSummary metrics={FAILED_METRICS} />);

@@ -79,6 +79,43 @@ export function SignalsTable({ signals, failed = null }: { signals: Signals; fai
   );
 }
 
+/** The held-back prompts the candidate answers differently from its parent (up to five). */
+export function ChangedAnswers({ signals }: { signals: Signals }) {
+  const p = signals.preservation;
+  if (!p || p.changed.length === 0) return null;
+  const changedCount = p.agreement == null ? p.changed.length : Math.round((1 - p.agreement) * p.n);
+  return (
+    <details className="changed-answers" data-testid="changed-answers">
+      <summary>
+        {changedCount} of {p.n} held-back answers changed
+        {changedCount > p.changed.length ? ` (first ${p.changed.length} shown)` : ""}
+      </summary>
+      <table aria-label="Changed answers">
+        <thead>
+          <tr>
+            <th>Prompt</th>
+            <th>Parent</th>
+            <th>Candidate</th>
+          </tr>
+        </thead>
+        <tbody>
+          {p.changed.map((c, i) => (
+            <tr key={i}>
+              <td>{c.prompt}</td>
+              <td>
+                <code>{c.parent}</code>
+              </td>
+              <td>
+                <code>{c.candidate}</code>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </details>
+  );
+}
+
 /** Why the gate decided as it did, with the failing signal named first. */
 export function GateReason({
   verdict,
@@ -116,6 +153,7 @@ export function GateSummary({ metrics }: { metrics: unknown }) {
       )}
       {gate?.reason && <GateReason verdict={gate.verdict} reason={gate.reason} failedSignal={gate.failedSignal} />}
       {signals && <SignalsTable signals={signals} failed={gate?.failedSignal ?? null} />}
+      {signals && <ChangedAnswers signals={signals} />}
     </div>
   );
 }

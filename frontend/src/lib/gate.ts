@@ -24,6 +24,14 @@ export interface PreservationSignal {
   min: number | null;
   /** The most the agreement could be, with 90% confidence: what the gate compares with `min`. */
   upperBound: number | null;
+  /** Up to five held-back prompts answered differently: the parent's answer and the candidate's. */
+  changed: ChangedAnswer[];
+}
+
+export interface ChangedAnswer {
+  prompt: string;
+  parent: string;
+  candidate: string;
 }
 
 export interface EnvironmentSignal extends ScoreSignal {
@@ -106,6 +114,10 @@ export function signalsOf(metrics: unknown): Signals | null {
         agreement: number(s["agreement"]),
         min: number(s["min"]),
         upperBound: number(s["upper_bound"]),
+        changed: (Array.isArray(s["changed"]) ? s["changed"] : []).flatMap((c) => {
+          const o = object(c);
+          return o ? [{ prompt: text(o["prompt"]) ?? "", parent: text(o["parent"]) ?? "", candidate: text(o["candidate"]) ?? "" }] : [];
+        }),
       };
     } else if (name === "environment") {
       signals.environment = { ...score(s), name: text(s["name"]) };

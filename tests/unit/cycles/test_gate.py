@@ -105,3 +105,14 @@ def test_cli_names_the_bound_the_gate_compared_when_agreement_is_below_the_minim
         " compares), n=23"
     )
     assert line(40, 40) == "preservation agreement 100.0% (min 95%), n=40"
+
+
+def test_cli_lists_the_changed_held_back_answers_under_preservation() -> None:
+    from app.cli.learning import signal_lines
+
+    changed = {"prompt": "What is 2+2?", "parent": "4", "candidate": "5"}
+    signal = {"n": 40, "agreement": 39 / 40, "min": 0.95, "upper_bound": 1.0, "changed": [changed]}
+    assert signal_lines({"preservation": signal}) == [
+        "preservation agreement 97.5% (min 95%), n=40",
+        "  changed: 'What is 2+2?': 4 -> 5",
+    ]
