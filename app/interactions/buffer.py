@@ -126,8 +126,10 @@ class InteractionBuffer:
                     self.redis.xadd(DEAD_LETTER, {"r": jsonio.dumps(row), "error": reason})
                     log.error("interaction %s refused for good (%s); set aside", row["id"], reason)
         ids = [entry_id for entry_id, _ in entries]
-        self.redis.xack(STREAM, GROUP, *ids)
-        self.redis.xdel(STREAM, *ids)
+        done = self.redis.pipeline(transaction=False)  # acknowledged and deleted in one trip
+        done.xack(STREAM, GROUP, *ids)
+        done.xdel(STREAM, *ids)
+        done.execute()
         return len(seen)
 
     def drain_all(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
