@@ -561,7 +561,8 @@ def main() -> None:
         type=int,
         default=48,
         help="untouched requests before the readme scenario's correction; other than 48, its"
-        " results are kept under readme_traffic, by this number",
+        " results are kept under readme_traffic, by this number (with --schedule, under"
+        " readme_schedules as SCHEDULE@N)",
     )
     parser.add_argument(
         "--grid-points",
@@ -590,7 +591,8 @@ def main() -> None:
         if "readme" in only:
             runs: list[dict[str, Any]] = []
             if schedule:
-                data.setdefault("readme_schedules", {})[args.readme_schedule] = runs
+                key = args.readme_schedule + (f"@{args.traffic}" if args.traffic != 48 else "")
+                data.setdefault("readme_schedules", {})[key] = runs
             elif args.traffic != 48:
                 data.setdefault("readme_traffic", {})[str(args.traffic)] = runs
             else:

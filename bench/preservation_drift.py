@@ -10,8 +10,8 @@ answered greedily by the parent, prompts near the correction left out as the cyc
 out). It then answers 160 other untouched prompts greedily with the parent and the candidate
 (PEFT, Hugging Face ``generate``) and compares them as the gate does (the same tool calls with
 the same parsed arguments, or the same text). The cycle's gate sees only the held-back part of
-real traffic (16 to 64 prompts); 160 prompts per run, over several draws of the traffic
-(``--repeats``, each a different seed), measure the rate itself.
+real traffic (up to 64 prompts; 11 to 17 in the README flow); 160 prompts per run, over
+several draws of the traffic (``--repeats``, each a different seed), measure the rate itself.
 
 For every changed answer it records how firmly the parent had decided it: the smallest gap, over
 the parent's answer tokens, between the chosen token's logit and the runner-up's (nats). The

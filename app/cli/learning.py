@@ -74,7 +74,9 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
             value = "-" if sig.get("agreement") is None else f"{sig['agreement']:.1%}"
             bound = sig.get("upper_bound")
             limit = f"min {sig.get('min', 0):.0%}"
-            if bound is not None and sig["agreement"] < sig.get("min", 0):
+            if n < sig.get("min_examples", 0):
+                limit += f"; too few to count, under {sig['min_examples']}"
+            elif bound is not None and sig["agreement"] < sig.get("min", 0):
                 limit += f"; with 90% confidence up to {bound:.1%}, which the gate compares"
             out.append(f"{name:<12} agreement {value} ({limit}), n={n}")
             out += [

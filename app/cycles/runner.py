@@ -167,9 +167,10 @@ PRESERVE_TRAIN = 64
 """Untouched interactions the KL-to-parent term trains on, newest first."""
 PRESERVE_HOLDBACK = 64
 """Untouched interactions held back for the gate's agreement check. A learned correction
-flips about 2% of the parent's untouched answers on the bundled model, nearly all answers the
-parent itself decided by a few hundredths of a nat (`bench/preservation_drift.py`): with 16
-held-back prompts one such flip is already below 95%, with 64 it takes four."""
+changes about 2 to 3% of the parent's untouched answers on the bundled model, mostly answers
+the parent itself had barely decided (`bench/preservation_drift.py`). The gate refuses 2
+changes in 16 prompts but only 6 in 64 (its Wilson bound), so at a 2.9% change rate a sound
+candidate is refused in about 8% of cycles with 16 prompts and 1% with 64."""
 PRESERVE_WINDOW = 3 * PRESERVE_HOLDBACK
 """The newest untouched interactions a cycle reads: a third of them (by id) is held back."""
 ANCHOR_TASKS = 32
@@ -592,6 +593,7 @@ def _measure(
         "n": len(held),
         "agreement": rate,
         "min": float(plan["rule"].get("preserve_min", 0.95)),
+        "min_examples": int(plan["rule"].get("min_examples", 5)),  # fewer: it does not count
         # What the gate compares with `min`: the most the agreement could be (90% confidence).
         "upper_bound": None if rate is None else gate.agreement_upper_bound(rate, len(held)),
         "changed": changed,

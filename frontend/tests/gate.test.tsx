@@ -66,6 +66,17 @@ describe("gate metrics", () => {
     expect(refused.result).toBe("73.9% (min 95%; up to 83.8% with 90% confidence)");
     expect(refused.meetsMin).toBe(false);
   });
+
+  it("computes the bound for records made before the cycle stored it, and judges no row the gate did not count", () => {
+    const older = signalRows(signalsOf({ signals: { preservation: { n: 23, agreement: 21 / 23, min: 0.95 } } })!)[0]!;
+    expect(older.result).toBe("91.3% (min 95%; up to 96.3% with 90% confidence)");
+    expect(older.meetsMin).toBe(true);
+    const few = signalRows(
+      signalsOf({ signals: { preservation: { n: 3, agreement: 2 / 3, min: 0.95, min_examples: 5, upper_bound: 0.9 } } })!,
+    )[0]!;
+    expect(few.result).toBe("66.7% (min 95%; too few to count, under 5)");
+    expect(few.meetsMin).toBeNull();
+  });
 });
 
 describe("ChangedAnswers", () => {
@@ -136,7 +147,7 @@ describe("GateSummary", () => {
     const table = screen.getByRole("table", { name: "Gate signals" });
     expect(within(table.querySelector('tr[data-signal="held_out"]') as HTMLElement).getByText("no examples")).toBeTruthy();
     // Below the least agreement: shown as a drop.
-    expect(within(table).getByText("50% (min 95%)").classList.contains("down")).toBe(true);
+    expect(within(table).getByText("50% (min 95%; up to 83.6% with 90% confidence)").classList.contains("down")).toBe(true);
     expect(table.querySelectorAll("tr.failed-signal")).toHaveLength(0);
   });
 

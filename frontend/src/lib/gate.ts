@@ -24,6 +24,8 @@ export interface PreservationSignal {
   min: number | null;
   /** The most the agreement could be, with 90% confidence: what the gate compares with `min`. */
   upperBound: number | null;
+  /** Fewer prompts than this and the gate does not count the signal (null on older records). */
+  minExamples: number | null;
   /** Up to five held-back prompts answered differently: the parent's answer and the candidate's. */
   changed: ChangedAnswer[];
 }
@@ -113,7 +115,8 @@ export function signalsOf(metrics: unknown): Signals | null {
         n: number(s["n"]) ?? 0,
         agreement: number(s["agreement"]),
         min: number(s["min"]),
-        upperBound: number(s["upper_bound"]),
+        upperBound: number(s["upper_bound"]) ?? wilsonUpper(number(s["agreement"]), number(s["n"]) ?? 0),
+        minExamples: number(s["min_examples"]),
         changed: (Array.isArray(s["changed"]) ? s["changed"] : []).flatMap((c) => {
           const o = object(c);
           return o ? [{ prompt: text(o["prompt"]) ?? "", parent: text(o["parent"]) ?? "", candidate: text(o["candidate"]) ?? "" }] : [];
@@ -161,10 +164,27 @@ export interface SignalRow {
   failed: boolean;
 }
 
+/** The upper end of the one-sided 90% Wilson interval of an agreement on `n` prompts, as the
+ * gate computes it (app/cycles/gate.agreement_upper_bound), for records made before the cycle
+ * stored it. */
+function wilsonUpper(agreement: number | null, n: number): number | null {
+  if (agreement == null || n <= 0) return null;
+  const z = 1.2816;
+  const centre = agreement + (z * z) / (2 * n);
+  const spread = z * Math.sqrt((agreement * (1 - agreement)) / n + (z * z) / (4 * n * n));
+  return Math.min(1, (centre + spread) / (1 + (z * z) / n));
+}
+
+/** Whether the gate counted the signal: it ignores one with fewer than `min_examples` prompts. */
+function counted(p: PreservationSignal): boolean {
+  return p.minExamples == null || p.n >= p.minExamples;
+}
+
 /** " (min 95%)", and below the minimum the bound the gate judged by: a few changed answers
  * among few prompts are not yet evidence that agreement is below the minimum. */
 function preservationLimit(p: PreservationSignal): string {
   if (p.min == null) return "";
+  if (!counted(p)) return ` (min ${share(p.min)}; too few to count, under ${p.minExamples})`;
   if (p.agreement != null && p.upperBound != null && p.agreement < p.min - 1e-9) {
     return ` (min ${share(p.min)}; up to ${share(p.upperBound)} with 90% confidence)`;
   }
@@ -185,7 +205,8 @@ export function signalRows(signals: Signals, failed: string | null = null): Sign
         label: SIGNAL_LABELS[name],
         result: p.agreement == null ? "—" : `${share(p.agreement)}${preservationLimit(p)}`,
         delta: null,
-        meetsMin: p.agreement == null || p.min == null ? null : (p.upperBound ?? p.agreement) >= p.min - 1e-9,
+        meetsMin:
+          p.agreement == null || p.min == null || !counted(p) ? null : (p.upperBound ?? p.agreement) >= p.min - 1e-9,
       });
     } else {
       const score = s as ScoreSignal;

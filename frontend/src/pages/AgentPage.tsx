@@ -6,7 +6,7 @@ import { Link, useParams } from "react-router";
 import { ApiError, api, type Schemas, scopedUrl, unwrap } from "../api/client";
 import { ACTIVE, queries, upsert } from "../api/queries";
 import { useSession } from "../auth/session";
-import { GateReason, GateSummary, SignalsTable } from "../components/Gate";
+import { ChangedAnswers, GateReason, GateSummary, SignalsTable } from "../components/Gate";
 import { Sparkline } from "../components/LineChart";
 import { ScheduleEditor } from "../components/ScheduleEditor";
 import { ErrorText, Loading, Progress, StatusBadge } from "../components/ui";
@@ -226,6 +226,7 @@ function RunRow({ run }: { run: Run }) {
           </div>
         )}
         {signals && <SignalsTable signals={signals} failed={failedSignal} />}
+        {signals && <ChangedAnswers signals={signals} />}
         {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"]) && (
           <div className="muted">loss {lossChange(m["first_losses"], m["final_losses"] ?? m["last_losses"])}</div>
         )}

@@ -105,6 +105,10 @@ def test_cli_names_the_bound_the_gate_compared_when_agreement_is_below_the_minim
         " compares), n=23"
     )
     assert line(40, 40) == "preservation agreement 100.0% (min 95%), n=40"
+    few = {"n": 3, "agreement": 2 / 3, "min": 0.95, "min_examples": 5, "upper_bound": 0.9}
+    assert signal_lines({"preservation": few}) == [
+        "preservation agreement 66.7% (min 95%; too few to count, under 5), n=3"
+    ]
 
 
 def test_cli_lists_the_changed_held_back_answers_under_preservation() -> None:
