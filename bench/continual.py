@@ -232,10 +232,13 @@ def kinds_of_change(changed: list[dict[str, Any]], tasks: list[Task]) -> dict[st
     return dict(kinds)
 
 
-def traffic(client: OpenAI, n: int, seed: int) -> None:
-    """Untouched traffic: environment-style questions nobody gives feedback on."""
-    for task in ENV.tasks("train", n, seed=seed):
+def traffic(client: OpenAI, n: int, seed: int) -> list[Task]:
+    """Untouched traffic: environment-style questions nobody gives feedback on (returned, so
+    that what the gate reports changed can be graded against them)."""
+    tasks = ENV.tasks("train", n, seed=seed)
+    for task in tasks:
         ask(client, messages(task.prompt))
+    return tasks
 
 
 # ---- scenarios -----------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def readme_flow(
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     if schedule:
         admin.schedule(slug, **schedule)
-    traffic(client, untouched, seed=1000 + seed)
+    served = traffic(client, untouched, seed=1000 + seed)
     wrong = ask(client, messages(README_PROMPT))
     before = first_call(wrong.choices[0].message)
     target = call("calculator", expression=README_FIX)
@@ -276,8 +279,7 @@ def readme_flow(
         "preservation_n": signals.get("preservation", {}).get("n"),
         "preservation_changed": signals.get("preservation", {}).get("changed"),
         "preservation_change_kinds": kinds_of_change(
-            signals.get("preservation", {}).get("changed") or [],
-            ENV.tasks("train", untouched, seed=1000 + seed),
+            signals.get("preservation", {}).get("changed") or [], served
         ),
         "corrections_signal": signals.get("corrections"),
         "near": {p: v for p, v in near.items()},

@@ -43,9 +43,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.cycles import evaluation  # noqa: E402
 from app.cycles.runner import _near, _words  # noqa: E402
 from app.training.client import LEARNED_MARGIN  # noqa: E402
 from bench.continual import right_first_step  # noqa: E402
+from trainer.bundled.evaluate import greedy_completions  # noqa: E402
 from trainer.config import LoraSettings  # noqa: E402
 from trainer.engine import TrainingEngine  # noqa: E402
 from trainer.envs.calculator import CalculatorEnvironment  # noqa: E402
@@ -86,38 +88,22 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 
 
 def greedy(model: Any, tokenizer: Any, prompts: list[list[int]]) -> list[list[int]]:
-    """Greedy completions (token ids, up to the end-of-turn token), left-padded batches."""
+    """Greedy completions (token ids, up to the end-of-turn token), 32 prompts a batch."""
     pad, eos = tokenizer.pad_token_id or 0, tokenizer.eos_token_id
-    out: list[list[int]] = []
-    for i in range(0, len(prompts), 32):
-        chunk = prompts[i : i + 32]
-        width = max(map(len, chunk))
-        ids = torch.tensor([[pad] * (width - len(x)) + x for x in chunk])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in chunk])
-        with torch.no_grad():
-            gen = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=NEW_TOKENS,
-                do_sample=False,
-                pad_token_id=pad,
-                eos_token_id=eos,
-            )
-        for row in gen[:, width:].tolist():
-            out.append(row[: row.index(eos) + 1] if eos in row else row)
-    return out
+    return [
+        completion
+        for i in range(0, len(prompts), 32)
+        for completion in greedy_completions(model, prompts[i : i + 32], NEW_TOKENS, pad, eos)
+    ]
 
 
-def answer(tokenizer: Any, completion: list[int]) -> tuple[str, list[tuple[str, Any]]]:
-    """What the gate compares: the text and the tool calls with parsed arguments."""
+def message(tokenizer: Any, completion: list[int]) -> dict[str, Any]:
+    """A completion as the gate sees it: content and tool calls, as the engine parses them."""
     content, calls = ENV.parse_turn(tokenizer.decode(completion, skip_special_tokens=True), 0)
-    return (content or "").strip(), [(c.name, json.loads(c.arguments)) for c in calls]
-
-
-def brief(tokenizer: Any, completion: list[int]) -> str:
-    """The answer as the gate reports a changed one: ``name({json arguments})``, or the text."""
-    content, calls = answer(tokenizer, completion)
-    return "; ".join(f"{n}({json.dumps(a)})" for n, a in calls) if calls else content
+    return {
+        "content": content,
+        "tool_calls": [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls],
+    }
 
 
 def decided_by(model: Any, prompt: list[int], completion: list[int]) -> float:
@@ -206,7 +192,7 @@ def run(
     changed = [
         i
         for i, (a, b) in enumerate(zip(draw["parent"], after, strict=True))
-        if answer(tokenizer, a) != answer(tokenizer, b)
+        if not evaluation.matches(message(tokenizer, b), message(tokenizer, a))
     ]
     return {
         "lr": lr,
@@ -215,18 +201,19 @@ def run(
         "seed": seed,
         "steps": steps,
         "learned": margin >= LEARNED_MARGIN,
-        "corrected_answered_as_corrected": answer(tokenizer, corrected)
-        == ("", [("calculator", {"expression": FIX})]),
+        "corrected_answered_as_corrected": evaluation.matches(message(tokenizer, corrected), fix),
         "held_back": len(after),
         "agreement": 1 - len(changed) / len(after),
         "changed": [
             {
                 "prompt": draw["held"][i].prompt,
-                "parent": brief(tokenizer, draw["parent"][i]),
-                "candidate": brief(tokenizer, after[i]),
+                "parent": evaluation.brief(message(tokenizer, draw["parent"][i])),
+                "candidate": evaluation.brief(message(tokenizer, after[i])),
                 "parent_decided_by": round(draw["decided_by"][i], 4),
                 "kind": "->".join(
-                    "right" if right_first_step(draw["held"][i], brief(tokenizer, c)) else "wrong"
+                    "right"
+                    if right_first_step(draw["held"][i], evaluation.brief(message(tokenizer, c)))
+                    else "wrong"
                     for c in (draw["parent"][i], after[i])
                 ),
             }

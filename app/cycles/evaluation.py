@@ -86,12 +86,13 @@ def agreement(
                 (m.get("content") for m in reversed(p["messages"]) if m.get("role") == "user"), ""
             )
             changed.append(
-                {"prompt": str(user)[:200], "parent": _brief(before), "candidate": _brief(after)}
+                {"prompt": str(user)[:200], "parent": brief(before), "candidate": brief(after)}
             )
     return same / len(prompts), changed
 
 
-def _brief(message: dict[str, Any]) -> str:
+def brief(message: dict[str, Any]) -> str:
+    """A message as the preservation check reports it: `name({json arguments})`, or its text."""
     calls = _normal_calls(message.get("tool_calls"))
     if calls:
         return "; ".join(f"{name}({json.dumps(args)})" for name, args in calls)[:200]

@@ -53,6 +53,26 @@ def summarize(episodes: list[Episode]) -> EvalReport:
 
 
 @torch.no_grad()
+def greedy_completions(
+    model: Any, prompt_ids: list[list[int]], max_tokens: int, pad_id: int, end_id: int
+) -> list[list[int]]:
+    """Greedy completions of a batch of prompts (left-padded), each cut after its end token."""
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=max_tokens,
+        eos_token_id=end_id,
+        pad_token_id=pad_id,
+    )
+    rows = [row[width:] for row in out.tolist()]
+    return [row[: row.index(end_id) + 1] if end_id in row else row for row in rows]
+
+
+@torch.no_grad()
 def greedy_episodes(
     model: Any,
     tokenizer: PreTrainedTokenizerFast,
@@ -81,22 +101,10 @@ def greedy_episodes(
                 for s in group
             ]
             prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-            width = max(len(p) for p in prompt_ids)
-            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=False,
-                max_new_tokens=max_tokens,
-                eos_token_id=end_id,
-                pad_token_id=pad_id,
-            )
+            completions = greedy_completions(model, prompt_ids, max_tokens, pad_id, end_id)
             for row, state in enumerate(group):
-                completion = out[row, width:].tolist()
+                completion = completions[row]
                 finished = end_id in completion
-                if finished:
-                    completion = completion[: completion.index(end_id) + 1]
                 text = str(tokenizer.decode(completion, skip_special_tokens=True))
                 content, calls = env.parse_turn(text, len(state.assistant_turns))
                 turn = AssistantTurn(
