@@ -7,7 +7,6 @@ CPU, taken from the engine on a shared host (bench/gateway_overhead.py).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -19,11 +18,8 @@ import httpx
 
 from app.core import jsonio
 from app.core.errors import EngineUnavailable
-
-_JSON = {"Content-Type": "application/json"}
-
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
-"""What a broken or unreachable engine raises, before or during an answer."""
+from trainer.envs import sampler_http
+from trainer.envs.sampler_http import TRANSPORT_ERRORS
 
 
 class EngineResponse:
@@ -76,24 +72,26 @@ class EngineReplica:
 class EnginePool:
     """Every replica of the shared engine; adapters load on every replica."""
 
-    def __init__(self, urls: list[str], timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        timeout_s: float = 600.0,
+        idle_drop_s: float = sampler_http.IDLE_DROP_S,
+    ) -> None:
         if not urls:
             raise ValueError("at least one engine URL is needed")
         self.replicas = [EngineReplica(u.rstrip("/")) for u in urls]
         self._rr = itertools.cycle(range(len(self.replicas)))
         # No limit on a whole answer (a stream may last); a silent engine fails after timeout_s.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s)
+        self._idle_drop_s = idle_drop_s
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
-        """One session per pool, made on first use inside the gateway's event loop.
-
-        Idle connections are dropped after 4 s, before vLLM's server closes them at 5 s
-        (`VLLM_HTTP_TIMEOUT_KEEP_ALIVE`): a connection reused just as the engine closes it
-        fails the request (see `post`)."""
+        """One session per pool, made on first use inside the gateway's event loop, with the
+        sampler's connection policy (`trainer.envs.sampler_http`)."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=4)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = sampler_http.open_session(self._timeout, idle_drop_s=self._idle_drop_s)
         return self._session
 
     async def close(self) -> None:
@@ -102,26 +100,15 @@ class EnginePool:
 
     async def post(self, url: str, body: dict[str, Any], stream: bool = False) -> EngineResponse:
         """POST JSON; the whole body is read unless ``stream``. EngineUnavailable when the
-        engine cannot be reached.
-
-        A connection the engine closed before answering (a pooled keep-alive connection it
-        timed out just as it was reused: the request never ran) is tried once more, on a
-        fresh connection."""
-        for attempt in (1, 2):
-            try:
-                resp = EngineResponse(
-                    await self._http().post(url, data=jsonio.dumps(body), headers=_JSON)
-                )
-                if not stream:
-                    await resp.aread()
-                return resp
-            except aiohttp.ServerDisconnectedError as exc:
-                if attempt == 2:
-                    raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
-                log.info("engine closed a connection before answering; trying once more")
-            except TRANSPORT_ERRORS as exc:
-                raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
-        raise AssertionError("unreachable")
+        engine cannot be reached. A request the engine closed before answering is tried once
+        more (`sampler_http.post`)."""
+        try:
+            resp = EngineResponse(await sampler_http.post(self._http(), url, jsonio.dumps(body)))
+            if not stream:
+                await resp.aread()
+            return resp
+        except TRANSPORT_ERRORS as exc:
+            raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
 
     def pick(self, adapter_name: str) -> EngineReplica:
         """A replica that already holds the adapter if any does, else the next in turn."""

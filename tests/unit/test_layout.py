@@ -6,9 +6,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINER_DOOR = {"app/training/client.py", "app/training/daemon.py"}
+TRAINER_DOOR = {"app/training/client.py", "app/training/daemon.py", "app/sampler/pool.py"}
 """The only app modules that import trainer.*: the client (the door every other module goes
-through) and the daemon (the process that hosts the training engine)."""
+through), the daemon (the process that hosts the training engine), and the gateway's engine
+pool, which shares the rollouts' connection policy (`trainer.envs.sampler_http`, no torch)."""
 
 
 def imported_packages(path: Path) -> set[str]:

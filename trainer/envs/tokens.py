@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 
+from trainer.envs import sampler_http
 from trainer.envs.base import AssistantTurn, Environment, Episode, Task, Trajectory
 from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeState
 
@@ -124,11 +125,20 @@ class Sampler(Protocol):
 class CompletionsEngine:
     """Token-id prompts in, token ids and logprobs out, through ``POST /v1/completions``
     (any vLLM server: it takes a list of token-id prompts and returns ``token_ids`` with
-    ``return_token_ids``)."""
+    ``return_token_ids``). Connections follow the sampler's policy, as the gateway's do
+    (`trainer.envs.sampler_http`): idle ones are dropped before the server closes them, and a
+    request the server closed without answering is sent once more."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 600.0,
+        idle_drop_s: float = sampler_http.IDLE_DROP_S,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/v1/completions"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._idle_drop_s = idle_drop_s
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
 
@@ -144,8 +154,8 @@ class CompletionsEngine:
     ) -> list[list[Sample]]:
         """``n`` samples of each prompt, in prompt order (``seed``: vLLM gives sample ``k``
         of a prompt the seed ``seed + k``)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        if self._session is None or self._session.closed:
+            self._session = sampler_http.open_session(self._timeout, idle_drop_s=self._idle_drop_s)
         body: dict[str, Any] = {
             "model": model,
             "prompt": [list(p) for p in prompts],
@@ -158,10 +168,13 @@ class CompletionsEngine:
         if seed is not None:
             body["seed"] = seed
         self.requests += 1
-        async with self._session.post(self.url, json=body) as response:
+        response = await sampler_http.post(self._session, self.url, json.dumps(body).encode())
+        try:
             raw = await response.read()
-            if response.status != 200:
-                raise EngineRequestError(response.status, raw.decode(errors="replace")[:500])
+        finally:
+            response.release()
+        if response.status != 200:
+            raise EngineRequestError(response.status, raw.decode(errors="replace")[:500])
         choices = json.loads(raw)["choices"]
         out: list[list[Sample]] = [[] for _ in prompts]
         for choice in sorted(choices, key=lambda c: c["index"]):
