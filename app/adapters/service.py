@@ -130,12 +130,14 @@ def promote(
     *,
     force: bool | None = None,
     by: str | None = None,
+    action: str = "promote",
 ) -> AdapterVersion:
     """Make a version the agent's live one; the previous live version is retired.
 
-    With ``force`` given (an admin's promotion), a version whose gate verdict is not "passed"
-    (rejected, or nothing to evaluate on) is promoted only when ``force`` is true, and the
-    force is recorded on the version. ``force=None`` (rollback, a passing cycle) skips it."""
+    With ``force`` given (an admin's promotion or rollback), a version whose gate verdict is
+    not "passed" (rejected, or nothing to evaluate on) goes live only when ``force`` is true,
+    and the force is recorded on the version (with the ``action``). ``force=None`` (a cycle
+    whose candidate passed) skips the check."""
     repo = AdapterVersionRepository(session)
     version = repo.get(tenant_id, version_id)
     if version is None:
@@ -146,12 +148,17 @@ def promote(
             reason = (version.metrics or {}).get("gate", {}).get("reason", "")
             raise Conflict(
                 f"version {version.number} did not pass the promotion gate ({verdict}: "
-                f"{reason}); promote it with force to override",
+                f"{reason}); {action} with force to override",
                 param="force",
             )
         version.metrics = {
             **(version.metrics or {}),
-            "forced": {"by": by, "at": datetime.now(UTC).isoformat(), "verdict": verdict},
+            "forced": {
+                "by": by,
+                "at": datetime.now(UTC).isoformat(),
+                "verdict": verdict,
+                "action": action,
+            },
         }
     agent = repo.lock_agent(tenant_id, version.agent_id)
     assert agent is not None
@@ -168,9 +175,17 @@ def promote(
 
 
 def rollback(
-    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, to_number: int | None = None
+    session: Session,
+    tenant_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    to_number: int | None = None,
+    *,
+    force: bool = False,
+    by: str | None = None,
 ) -> AdapterVersion:
-    """Make an earlier version live again: the given one, or the live version's parent."""
+    """Make an earlier version live again: the given one, or the previous live one. A
+    version that never passed the gate (refused, needs evaluation, or once forced live)
+    goes through the gate like a promotion: only with ``force``, and the force is recorded."""
     repo = AdapterVersionRepository(session)
     agent = repo.lock_agent(tenant_id, agent_id)
     if agent is None:
@@ -187,7 +202,7 @@ def rollback(
         target = earlier[-1] if earlier else None
     if target is None:
         raise Conflict("there is no earlier version to roll back to", param="version")
-    return promote(session, tenant_id, target.id)
+    return promote(session, tenant_id, target.id, force=force, by=by, action="roll back")
 
 
 def verify(version: AdapterVersion) -> bool:

@@ -64,4 +64,6 @@ def post_promote(name: str, body: PromoteIn, actor: AdminActor, session: Session
 @router.post("/{name}/rollback", response_model=AgentOut)
 def post_rollback(name: str, body: RollbackIn, actor: AdminActor, session: SessionDep) -> AgentOut:
     """Serve an earlier version again: the one given, or the previous live one."""
-    return service.rollback_version(session, actor.tenant_id, name, body.version)
+    return service.rollback_version(
+        session, actor.tenant_id, name, body.version, force=body.force, by=actor.email
+    )

@@ -70,3 +70,6 @@ class PromoteIn(BaseModel):
 
 class RollbackIn(BaseModel):
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    force: bool = False
+    """Roll back to a version the gate did not pass (refused, or nothing to evaluate on);
+    recorded like a forced promotion."""

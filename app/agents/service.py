@@ -189,10 +189,17 @@ def promote_version(
 
 
 def rollback_version(
-    session: Session, tenant_id: uuid.UUID, name: str, number: int | None
+    session: Session,
+    tenant_id: uuid.UUID,
+    name: str,
+    number: int | None,
+    *,
+    force: bool = False,
+    by: str | None = None,
 ) -> AgentOut:
-    """Serve an earlier version again (the one given, or the previous live one) after commit."""
+    """Serve an earlier version again (the one given, or the previous live one) after commit;
+    one the gate did not pass only with ``force``."""
     agent = get_agent(session, tenant_id, name)
-    version = registry.rollback(session, tenant_id, agent.id, number)
+    version = registry.rollback(session, tenant_id, agent.id, number, force=force, by=by)
     enqueue(session, "adapter.load", str(tenant_id), str(version.id))
     return agent_out(session, agent)

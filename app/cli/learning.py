@@ -78,10 +78,23 @@ def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
                 limit += f"; too few to count, under {sig['min_examples']}"
             elif bound is not None and sig["agreement"] < sig.get("min", 0):
                 limit += f"; with 90% confidence up to {bound:.1%}, which the gate compares"
+                if sig.get("floor") is not None:
+                    limit += f"; refused below {sig['floor']:.0%} whatever the bound"
             out.append(f"{name:<12} agreement {value} ({limit}), n={n}")
             out += [
                 f"  changed: {c['prompt']!r}: {c['parent']} -> {c['candidate']}"
                 for c in sig.get("changed") or []
+            ]
+            continue
+        if name == "copies":
+            out.append(
+                f"{name:<12} {sig.get('before', 0)} -> {sig.get('after', 0)} of {n} other "
+                f"prompts answered with a correction's answer verbatim ({sig.get('near', 0)} "
+                f"near a correction; at most {sig.get('allowed', 0)} allowed)"
+            )
+            out += [
+                f"  copied: {c['prompt']!r}: {c['parent']} -> {c['candidate']}"
+                for c in sig.get("copied") or []
             ]
             continue
         before, after = sig.get("before"), sig.get("after")
@@ -135,7 +148,7 @@ def adapter_list(agent: str, tenant: str) -> None:
             forced = (v.metrics or {}).get("forced")
             verdict = gate.get("verdict", "-")
             failed = f" ({gate['failed_signal']})" if gate.get("failed_signal") else ""
-            note = f"  forced by {forced['by']} at {forced['at'][:16]}" if forced else ""
+            note = rm.forced_note(forced)
             click.echo(f"v{v.number:<4} {v.status:<10} {v.source:<10} gate {verdict}{failed}{note}")
 
 
@@ -171,20 +184,24 @@ def adapter_promote(agent: str, version: int, tenant: str, force: bool) -> None:
     "--to", "to_version", type=int, default=None, help="Version (default: the previous live one)."
 )
 @TENANT
+@click.option(
+    "--force", is_flag=True, help="Roll back to a version the gate did not pass (recorded)."
+)
 @readable
-def adapter_rollback(agent: str, to_version: int | None, tenant: str) -> None:
-    """Serve an earlier version of AGENT again."""
+def adapter_rollback(agent: str, to_version: int | None, tenant: str, force: bool) -> None:
+    """Serve an earlier version of AGENT again (one the gate did not pass only with --force)."""
     if (api := remote()) is not None:
-        click.echo(rm.adapter_rollback(api, agent, to_version, tenant))
+        click.echo(rm.adapter_rollback(api, agent, to_version, tenant, force))
         return
     from app.adapters import service as registry
     from app.core.db import unit_of_work
 
     with unit_of_work() as session:
         owner, found = scope(session, tenant, agent)
-        row = registry.rollback(session, owner.id, found.id, to_version)
-        number = row.number
-    click.echo(f"{tenant}/{agent}@v{number} is live")
+        row = registry.rollback(session, owner.id, found.id, to_version, force=force, by="cli")
+        number, forced = row.number, (row.metrics or {}).get("forced")
+    note = f" (forced over the gate's verdict: {forced['verdict']})" if forced and force else ""
+    click.echo(f"{tenant}/{agent}@v{number} is live{note}")
 
 
 @click.group()

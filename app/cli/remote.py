@@ -83,6 +83,14 @@ class Remote:
         return str(me["tenant"])
 
 
+def forced_note(forced: dict[str, Any] | None) -> str:
+    """A version list's note on a version forced live over the gate: who, how, when."""
+    if not forced:
+        return ""
+    via = " (roll back)" if forced.get("action") == "roll back" else ""
+    return f"  forced by {forced['by']}{via} at {forced['at'][:16]}"
+
+
 def _message(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -199,7 +207,7 @@ def adapter_list(api: Remote, agent: str, slug: str) -> str:
         gate = (v["metrics"] or {}).get("gate") or {}
         forced = (v["metrics"] or {}).get("forced")
         failed = f" ({gate['failed_signal']})" if gate.get("failed_signal") else ""
-        note = f"  forced by {forced['by']} at {forced['at'][:16]}" if forced else ""
+        note = forced_note(forced)
         lines.append(
             f"v{v['number']:<4} {v['status']:<10} {v['source']:<10} "
             f"gate {gate.get('verdict', '-')}{failed}{note}"
@@ -214,12 +222,15 @@ def adapter_promote(api: Remote, agent: str, version: int, slug: str, force: boo
     return f"{slug}/{agent}@v{version} is live" + (" (forced over the gate)" if force else "")
 
 
-def adapter_rollback(api: Remote, agent: str, to_version: int | None, slug: str) -> str:
+def adapter_rollback(
+    api: Remote, agent: str, to_version: int | None, slug: str, force: bool
+) -> str:
     slug = api.tenant(slug)
-    api.call("POST", f"/api/agents/{agent}/rollback", tenant=slug, body={"version": to_version})
+    body = {"version": to_version, "force": force}
+    api.call("POST", f"/api/agents/{agent}/rollback", tenant=slug, body=body)
     live = [v for v in api.call("GET", f"/api/agents/{agent}/versions", tenant=slug)]
     number = next((v["number"] for v in live if v["status"] == "live"), to_version)
-    return f"{slug}/{agent}@v{number} is live"
+    return f"{slug}/{agent}@v{number} is live" + (" (forced over the gate)" if force else "")
 
 
 # ---- clora dataset --------------------------------------------------------------------------

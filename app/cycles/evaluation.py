@@ -66,29 +66,76 @@ def score(engine_url: str, model: str, examples: Sequence[dict[str, Any]]) -> fl
     return hits / len(examples)
 
 
-def agreement(
+def compare(
     engine_url: str, parent: str, candidate: str, prompts: Sequence[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The parent's and the candidate's greedy answers to each prompt (``{"messages",
+    "tools"}``), in prompt order."""
+    return [
+        (
+            greedy(engine_url, parent, p["messages"], p.get("tools")),
+            greedy(engine_url, candidate, p["messages"], p.get("tools")),
+        )
+        for p in prompts
+    ]
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    return str(next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""))
+
+
+def agreement(
+    prompts: Sequence[dict[str, Any]], pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]
 ) -> tuple[float | None, list[dict[str, Any]]]:
-    """Share of prompts (``{"messages", "tools"}``) the candidate answers greedily exactly as
-    the parent does (same tool calls and arguments, or the same text), and up to five of the
-    prompts where they differ (last user message, parent's answer, candidate's answer)."""
+    """Share of prompts the candidate answers exactly as the parent does (same tool calls and
+    arguments, or the same text; ``pairs`` from `compare`), and up to five of the prompts
+    where they differ (last user message, parent's answer, candidate's answer)."""
     if not prompts:
         return None, []
     same = 0
     changed: list[dict[str, Any]] = []
-    for p in prompts:
-        before = greedy(engine_url, parent, p["messages"], p.get("tools"))
-        after = greedy(engine_url, candidate, p["messages"], p.get("tools"))
+    for p, (before, after) in zip(prompts, pairs, strict=True):
         if matches(after, before):
             same += 1
         elif len(changed) < 5:
-            user = next(
-                (m.get("content") for m in reversed(p["messages"]) if m.get("role") == "user"), ""
-            )
             changed.append(
-                {"prompt": str(user)[:200], "parent": brief(before), "candidate": brief(after)}
+                {
+                    "prompt": _user_text(p["messages"])[:200],
+                    "parent": brief(before),
+                    "candidate": brief(after),
+                }
             )
     return same / len(prompts), changed
+
+
+def copies(
+    prompts: Sequence[dict[str, Any]],
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    corrected: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """How many of ``prompts`` each side answers with a correction's answer verbatim (the
+    same text, or the same tool calls with the same arguments), counting only corrections of
+    *other* conversations (``corrected``: ``{"messages", "answer"}``); ``pairs`` from
+    `compare`. Up to five of the candidate's copies the parent did not make are listed."""
+    key = lambda m: json.dumps(m, sort_keys=True)  # noqa: E731
+    before = after = 0
+    examples: list[dict[str, Any]] = []
+    for p, (parent, candidate) in zip(prompts, pairs, strict=True):
+        own = key(p["messages"])
+        answers = [c["answer"] for c in corrected if key(c["messages"]) != own]
+        parent_copies = any(matches(parent, a) for a in answers)
+        candidate_copies = any(matches(candidate, a) for a in answers)
+        before += parent_copies
+        after += candidate_copies
+        if candidate_copies and not parent_copies and len(examples) < 5:
+            examples.append(
+                {
+                    "prompt": _user_text(p["messages"])[:200],
+                    "parent": brief(parent),
+                    "candidate": brief(candidate),
+                }
+            )
+    return {"n": len(prompts), "before": before, "after": after, "copied": examples}
 
 
 def brief(message: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from app.core.repository import TenantScopedRepository
-from app.models import CycleRun, LearningSchedule
-from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus, ScheduleMode
+from app.models import AdapterVersion, CycleRun, LearningSchedule
+from app.models.enums import ACTIVE_RUN_STATUSES, AdapterStatus, RunStatus, ScheduleMode
 
 
 class CycleRepository(TenantScopedRepository[CycleRun]):
@@ -45,12 +45,15 @@ class CycleRepository(TenantScopedRepository[CycleRun]):
         query = query.order_by(CycleRun.created_at.desc()).limit(limit)
         return self.session.scalars(query).all()
 
-    def last_finished(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
+    def last_promoted(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> CycleRun | None:
+        """The newest cycle whose candidate went live (by the gate, or forced): the examples
+        it trained are in the live lineage. A refused or unevaluated cycle's are not."""
         return self.session.scalar(
             self.scoped(tenant_id)
+            .join(AdapterVersion, AdapterVersion.id == CycleRun.candidate_version_id)
             .where(
                 CycleRun.agent_id == agent_id,
-                CycleRun.status.in_((RunStatus.succeeded, RunStatus.rejected)),
+                AdapterVersion.status.in_((AdapterStatus.live, AdapterStatus.retired)),
             )
             .order_by(CycleRun.started_at.desc())
             .limit(1)

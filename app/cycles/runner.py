@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
 import threading
 import time
 import uuid
@@ -26,11 +24,11 @@ from app.core.errors import EngineUnavailable
 from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import get_schedule
+from app.cycles.untouched import split_untouched
 from app.feedback.repository import ExampleRepository
 from app.fine_tuning import cycle as ft
 from app.fine_tuning.cycle import job_plan
 from app.fine_tuning.service import start_waiting
-from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, Tenant, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, ExampleSplit, RunStatus
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
@@ -163,77 +161,9 @@ def _cancelled(tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
         return run is None or run.status == RunStatus.cancelled
 
 
-PRESERVE_TRAIN = 64
-"""Untouched interactions the KL-to-parent term trains on, newest first."""
-PRESERVE_HOLDBACK = 64
-"""Untouched interactions held back for the gate's agreement check. A learned correction
-changes about 2 to 3% of the parent's untouched answers on the bundled model, mostly answers
-the parent itself had barely decided (`bench/preservation_drift.py`). The gate refuses 2
-changes in 16 prompts but only 6 in 64 (its Wilson bound), so at a 2.9% change rate a sound
-candidate is refused in about 8% of cycles with 16 prompts and 1% with 64."""
-PRESERVE_WINDOW = 3 * PRESERVE_HOLDBACK
-"""The newest untouched interactions a cycle reads: a third of them (by id) is held back."""
 ANCHOR_TASKS = 32
 """Environment tasks (train split) whose parent answers join the KL term, for an agent with an
 environment: the behaviour to keep even before the agent has any traffic."""
-
-
-NEAR_CORRECTION = 0.6
-"""A prompt whose words (numbers ignored) overlap a corrected prompt's by at least this
-Jaccard share is covered by that correction: it is what the correction means to change
-("Ana had 90 shells and gave away 5" near "Leo had 96 apples and gave away 4", 0.69), so it
-is neither pinned by the KL term nor counted against preservation."""
-
-
-def _conversation_key(messages: list[dict[str, Any]]) -> str:
-    return json.dumps(messages, sort_keys=True)
-
-
-def _words(messages: list[dict[str, Any]]) -> frozenset[str]:
-    """The words of a conversation's last user turn, every number the same word."""
-    text = next(
-        (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), ""
-    )
-    return frozenset("#" if w.isdigit() else w for w in re.findall(r"[a-z]+|\d+", text.lower()))
-
-
-def _near(words: frozenset[str], corrected: list[frozenset[str]]) -> bool:
-    return any(len(words & c) >= NEAR_CORRECTION * len(words | c) for c in corrected if c)
-
-
-def _preservation(
-    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, corrected: list[list[Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """(rows for the KL term, prompts held back for the agreement check, prompts left out as
-    near a correction) from the agent's recent traffic that no feedback touched; prompts a
-    correction covers (the same conversation, or `NEAR_CORRECTION`) are left out."""
-    rows = InteractionRepository(session).untouched(tenant_id, agent_id, PRESERVE_WINDOW)
-    covered = {_conversation_key(m) for m in corrected}
-    near_words = [_words(m) for m in corrected]
-    train: list[dict[str, Any]] = []
-    held: list[dict[str, Any]] = []
-    near = 0
-    for row in rows:
-        request = row.request or {}
-        messages = list(request.get("messages") or [])
-        if not messages:  # a text completion (/v1/completions): no conversation to compare
-            continue
-        if _conversation_key(messages) in covered:
-            continue
-        if _near(_words(messages), near_words):
-            near += 1
-            continue
-        # A fixed split by id: an interaction stays on its side from cycle to cycle.
-        if row.id.int % 3 == 0 and len(held) < PRESERVE_HOLDBACK:
-            held.append({"messages": messages, "tools": request.get("tools")})
-        elif len(train) < PRESERVE_TRAIN:
-            train.append(
-                {
-                    "prompt_token_ids": list(row.prompt_token_ids or []),
-                    "completion_token_ids": list(row.completion_token_ids or []),
-                }
-            )
-    return train, held, near
 
 
 def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
@@ -245,7 +175,9 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
     versions = AdapterVersionRepository(session)
     live = versions.get(tenant.id, agent.live_version_id) if agent.live_version_id else None
     run.base_version_id = live.id if live else None
-    last = CycleRepository(session).last_finished(tenant.id, agent.id)
+    # Examples are new until a cycle that trained them goes live: a refused cycle's
+    # corrections are trained again, in full, by the next one.
+    last = CycleRepository(session).last_promoted(tenant.id, agent.id)
     examples = ExampleRepository(session)
     train = list(examples.for_agent(tenant.id, agent.id, split=ExampleSplit.train))
     new, replay = _split_examples(
@@ -258,11 +190,11 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
         )
     ]
     job = job_plan(session, run, agent, schedule.learning_rate)
-    corrected = [
-        e.payload["messages"][:-1]
-        for e in examples.for_agent(tenant.id, agent.id, kinds=[ExampleKind.sft])
-    ] + (job["covered"] if job else [])
-    keep, held_back, near = _preservation(session, tenant.id, agent.id, corrected)
+    corrections = [
+        e.payload for e in examples.for_agent(tenant.id, agent.id, kinds=[ExampleKind.sft])
+    ]
+    corrected = [c["messages"][:-1] for c in corrections] + (job["covered"] if job else [])
+    untouched = split_untouched(session, tenant.id, agent.id, corrected)
     chosen = new + replay
     rule = dict(schedule.promotion_rule)
     environment = (agent.settings or {}).get("environment")
@@ -278,8 +210,13 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
         "sft": [e.payload for e in chosen if e.kind == ExampleKind.sft],
         "dpo": [e.payload for e in chosen if e.kind == ExampleKind.preference],
         "pg": [e.payload for e in chosen if e.kind == ExampleKind.reward],
-        "kl": keep,
-        "held_back": held_back,
+        "kl": untouched.kl_rows,
+        "held_back": untouched.held_back,
+        "near": untouched.near,
+        # What a copy would be: each correction's answer, and the conversation it answers.
+        "corrected_answers": [
+            {"messages": c["messages"][:-1], "answer": c["messages"][-1]} for c in corrections
+        ],
         "new_sft": [e.payload for e in new if e.kind == ExampleKind.sft],
         "eval": evaluation_set,
         "environment": environment,
@@ -297,9 +234,10 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
             "new": len(new),
             "replay": len(replay),
             "eval": len(evaluation_set),
-            "preserve_train": len(keep),
-            "preserve_held_back": len(held_back),
-            "preserve_near_corrections": near,
+            "preserve_train": len(untouched.kl_rows),
+            "preserve_held_back": len(untouched.held_back),
+            "preserve_near_corrections": untouched.near_seen,
+            "preserve_near_held_back": len(untouched.near),
         },
     }
     if job is None:
@@ -346,6 +284,19 @@ def _execute(
             "no rollouts to learn from: every prompt's samples scored the same"
             if plan.get("rl")
             else "no new training examples"
+        )
+        ft.event(job_id, f"The job ended: {reason}", level="error")
+        return _finish(
+            tenant_id, run_id, RunStatus.rejected, **plan["counts"], reason=reason, decision=reason
+        )
+    weighed = {k: len(plan[k]) for k in ("sft", "dpo", "pg") if plan[k]}
+    if all(float(plan["mixture"].get(k, 0.0)) <= 0 for k in weighed):
+        reason = (
+            "nothing to train: every new example has zero weight in the loss mixture ("
+            + ", ".join(
+                f"{n} {k} at {float(plan['mixture'].get(k, 0.0)):g}" for k, n in weighed.items()
+            )
+            + "); give that loss a weight in the schedule's loss_mixture"
         )
         ft.event(job_id, f"The job ended: {reason}", level="error")
         return _finish(
@@ -587,12 +538,22 @@ def _measure(
     signals.update(ft.job_signals(engine_url, parent, candidate, plan))
     _heartbeat(tenant_id, run_id, 0.78)
     clock.lap("evaluate_corrections")
-    held = plan["held_back"]
-    rate, changed = evaluation.agreement(engine_url, parent, candidate, held)
+    held, near = plan["held_back"], plan["near"]
+    pairs = evaluation.compare(engine_url, parent, candidate, held + near)
+    rate, changed = evaluation.agreement(held, pairs[: len(held)])
+    copied = evaluation.copies(held + near, pairs, plan["corrected_answers"])
+    signals["copies"] = {
+        **copied,
+        "near": len(near),
+        "allowed": gate.copies_allowed(copied["before"], copied["n"]),
+    }
     signals["preservation"] = {
         "n": len(held),
         "agreement": rate,
         "min": float(plan["rule"].get("preserve_min", 0.95)),
+        # The agreement measured must reach it too (`PromotionRule.preserve_tolerance`).
+        "floor": float(plan["rule"].get("preserve_min", 0.95))
+        - float(plan["rule"].get("preserve_tolerance", 0.05)),
         "min_examples": int(plan["rule"].get("min_examples", 5)),  # fewer: it does not count
         # What the gate compares with `min`: the most the agreement could be (90% confidence).
         "upper_bound": None if rate is None else gate.agreement_upper_bound(rate, len(held)),

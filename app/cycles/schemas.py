@@ -20,7 +20,11 @@ class PromotionRule(BaseModel):
     require_improvement: bool = True
     """Promote only when the candidate fits the new corrections better than the live version."""
     preserve_min: float = Field(default=0.95, ge=0.0, le=1.0)
-    """Least share of held-back untouched prompts the candidate must answer as its parent."""
+    """Least share of held-back untouched prompts the candidate must answer as its parent:
+    the agreement's 90% upper bound must reach it (the evidence does not show less)."""
+    preserve_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    """And the agreement measured must reach ``preserve_min`` less this: 15 of 17 (88%) is
+    refused at the defaults although its bound (96.7%) allows 95%."""
     min_examples: int = Field(default=5, ge=1, le=10_000)
     """Examples an evaluation signal needs to count; with none that has them, the cycle ends
     needs_evaluation and promotes nothing."""

@@ -79,6 +79,31 @@ describe("gate metrics", () => {
   });
 });
 
+describe("copies and the agreement floor", () => {
+  it("shows the copies signal as parent → candidate counts against what the gate allows", () => {
+    const copied = [{ prompt: "What is 13 times 5?", parent: "65", candidate: "60" }];
+    const metrics = { signals: { copies: { n: 19, near: 12, before: 0, after: 12, allowed: 1, copied } } };
+    const row = signalRows(signalsOf(metrics)!, "copies")[0]!;
+    expect([row.name, row.result, row.meetsMin, row.failed]).toEqual(["copies", "0 → 12 copies (at most 1)", false, true]);
+    const kept = signalRows(signalsOf({ signals: { copies: { n: 19, before: 0, after: 1, allowed: 1, copied: [] } } })!)[0]!;
+    expect(kept.meetsMin).toBe(true);
+    render(<GateSummary metrics={metrics} />);
+    expect(screen.getByTestId("copied-answers").querySelector("summary")!.textContent).toBe(
+      "12 of 19 held-back prompts answered with a correction's answer verbatim (the parent: 0)",
+    );
+    const rows = within(screen.getByRole("table", { name: "Copied answers" })).getAllByRole("row").slice(1);
+    expect(rows.map(cells)).toEqual([["What is 13 times 5?", "65", "60"]]);
+  });
+
+  it("marks preservation below its floor as refused, whatever the bound", () => {
+    const row = signalRows(
+      signalsOf({ signals: { preservation: { n: 17, agreement: 15 / 17, min: 0.95, floor: 0.9, upper_bound: 0.967 } } })!,
+    )[0]!;
+    expect(row.result).toBe("88.2% (min 95%; refused below 90%)");
+    expect(row.meetsMin).toBe(false);
+  });
+});
+
 describe("ChangedAnswers", () => {
   it("lists the held-back answers the candidate changed, with the count of all changes", () => {
     const changed = [
@@ -149,6 +174,15 @@ describe("GateSummary", () => {
     // Below the least agreement: shown as a drop.
     expect(within(table).getByText("50% (min 95%; up to 83.6% with 90% confidence)").classList.contains("down")).toBe(true);
     expect(table.querySelectorAll("tr.failed-signal")).toHaveLength(0);
+  });
+
+  it("says when the force was a rollback to a version that never passed", () => {
+    render(
+      <GateSummary
+        metrics={{ forced: { by: "cli", at: "2026-12-07T10:00:00+00:00", verdict: "failed", action: "roll back" } }}
+      />,
+    );
+    expect(screen.getByTestId("forced").textContent).toBe("forced by cli (roll back)");
   });
 
   it("shows nothing for a version without a gate record", () => {

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.cycles.runner import PRESERVE_HOLDBACK, PRESERVE_TRAIN, PRESERVE_WINDOW, _preservation
+from app.cycles.untouched import (
+    PRESERVE_HOLDBACK,
+    PRESERVE_NEAR,
+    PRESERVE_TRAIN,
+    PRESERVE_WINDOW,
+    split_untouched,
+)
 from tests.helpers import factories
 
 
@@ -23,7 +29,8 @@ def test_newest_window_split_into_kl_rows_and_a_held_back_third(db: Session) -> 
         rows.append(row)
     db.flush()
 
-    train, held, near = _preservation(db, owner.id, bot.id, [])
+    split = split_untouched(db, owner.id, bot.id, [])
+    train, held = split.kl_rows, split.held_back
 
     newest_first = list(reversed(rows[-PRESERVE_WINDOW:]))
     expected_held = [r for r in newest_first if r.id.int % 3 == 0][:PRESERVE_HOLDBACK]
@@ -35,8 +42,22 @@ def test_newest_window_split_into_kl_rows_and_a_held_back_third(db: Session) -> 
         {"prompt_token_ids": r.prompt_token_ids, "completion_token_ids": r.completion_token_ids}
         for r in expected_train
     ]
-    assert near == 0
+    assert split.near == [] and split.near_seen == 0
 
-    # A correction whose words (numbers aside) are the same covers every one of these prompts.
+    # A correction whose words (numbers aside) are the same is near every one of these
+    # prompts: none trains the KL term or counts for agreement; the newest are held back for
+    # the copy check instead of being dropped.
     corrected = [[{"role": "user", "content": "untouched 9999"}]]
-    assert _preservation(db, owner.id, bot.id, corrected) == ([], [], PRESERVE_WINDOW)
+    near = split_untouched(db, owner.id, bot.id, corrected)
+    assert near.kl_rows == [] and near.held_back == []
+    assert near.near_seen == PRESERVE_WINDOW
+    assert [p["messages"] for p in near.near] == [
+        r.request["messages"] for r in newest_first[:PRESERVE_NEAR]
+    ]
+    # The corrected conversation itself is neither checked nor trained.
+    own = [rows[-1].request["messages"]]
+    assert rows[-1].request["messages"] not in [
+        p["messages"]
+        for p in split_untouched(db, owner.id, bot.id, own).near
+        + split_untouched(db, owner.id, bot.id, own).held_back
+    ]

@@ -1963,6 +1963,11 @@ export interface components {
              */
             preserve_min: number;
             /**
+             * Preserve Tolerance
+             * @default 0.05
+             */
+            preserve_tolerance: number;
+            /**
              * Require Improvement
              * @default true
              */
@@ -2088,6 +2093,11 @@ export interface components {
         Role: "operator" | "admin" | "platform_admin";
         /** RollbackIn */
         RollbackIn: {
+            /**
+             * Force
+             * @default false
+             */
+            force: boolean;
             /** Version */
             version?: number | null;
         };

@@ -1,7 +1,9 @@
 // What the promotion gate decided about a candidate: the verdict, the failing signal with the
 // reason, the signals it compared (parent → candidate), and a promotion forced over it.
+import type { ReactNode } from "react";
 import { formatTime } from "../lib/format";
 import {
+  type ChangedAnswer,
   type Forced,
   type Gate,
   type Signals,
@@ -32,6 +34,7 @@ export function ForcedBadge({ forced }: { forced: Forced }) {
   return (
     <span className="badge forced" data-testid="forced" title={[over, forced.at && formatTime(forced.at)].filter(Boolean).join(", ")}>
       forced by {forced.by ?? "an admin"}
+      {forced.action === "roll back" ? " (roll back)" : ""}
     </span>
   );
 }
@@ -82,15 +85,40 @@ export function SignalsTable({ signals, failed = null }: { signals: Signals; fai
 /** The held-back prompts the candidate answers differently from its parent (up to five). */
 export function ChangedAnswers({ signals }: { signals: Signals }) {
   const p = signals.preservation;
-  if (!p || p.changed.length === 0) return null;
-  const changedCount = p.agreement == null ? p.changed.length : Math.round((1 - p.agreement) * p.n);
+  const c = signals.copies;
+  const changedCount = p && (p.agreement == null ? p.changed.length : Math.round((1 - p.agreement) * p.n));
   return (
-    <details className="changed-answers" data-testid="changed-answers">
-      <summary>
-        {changedCount} of {p.n} held-back answers changed
-        {changedCount > p.changed.length ? ` (first ${p.changed.length} shown)` : ""}
-      </summary>
-      <table aria-label="Changed answers">
+    <>
+      {p && p.changed.length > 0 && changedCount != null && (
+        <AnswerPairs testId="changed-answers" label="Changed answers" answers={p.changed}>
+          {changedCount} of {p.n} held-back answers changed
+          {changedCount > p.changed.length ? ` (first ${p.changed.length} shown)` : ""}
+        </AnswerPairs>
+      )}
+      {c && c.copied.length > 0 && (
+        <AnswerPairs testId="copied-answers" label="Copied answers" answers={c.copied}>
+          {c.after} of {c.n} held-back prompts answered with a correction's answer verbatim (the parent: {c.before})
+        </AnswerPairs>
+      )}
+    </>
+  );
+}
+
+function AnswerPairs({
+  testId,
+  label,
+  answers,
+  children,
+}: {
+  testId: string;
+  label: string;
+  answers: ChangedAnswer[];
+  children: ReactNode;
+}) {
+  return (
+    <details className="changed-answers" data-testid={testId}>
+      <summary>{children}</summary>
+      <table aria-label={label}>
         <thead>
           <tr>
             <th>Prompt</th>
@@ -99,14 +127,14 @@ export function ChangedAnswers({ signals }: { signals: Signals }) {
           </tr>
         </thead>
         <tbody>
-          {p.changed.map((c, i) => (
+          {answers.map((a, i) => (
             <tr key={i}>
-              <td>{c.prompt}</td>
+              <td>{a.prompt}</td>
               <td>
-                <code>{c.parent}</code>
+                <code>{a.parent}</code>
               </td>
               <td>
-                <code>{c.candidate}</code>
+                <code>{a.candidate}</code>
               </td>
             </tr>
           ))}

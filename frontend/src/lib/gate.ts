@@ -26,6 +26,8 @@ export interface PreservationSignal {
   upperBound: number | null;
   /** Fewer prompts than this and the gate does not count the signal (null on older records). */
   minExamples: number | null;
+  /** The agreement measured must reach this too, whatever the bound (null on older records). */
+  floor: number | null;
   /** Up to five held-back prompts answered differently: the parent's answer and the candidate's. */
   changed: ChangedAnswer[];
 }
@@ -34,6 +36,20 @@ export interface ChangedAnswer {
   prompt: string;
   parent: string;
   candidate: string;
+}
+
+/** Held-back prompts answered with another conversation's corrected answer verbatim. */
+export interface CopiesSignal {
+  n: number;
+  /** Prompts near a correction among the n. */
+  near: number;
+  /** Copies by the parent (before) and the candidate (after). */
+  before: number;
+  after: number;
+  /** The most copies the gate allows the candidate, from the parent's own rate. */
+  allowed: number | null;
+  /** Up to five prompts the candidate copied onto and the parent did not. */
+  copied: ChangedAnswer[];
 }
 
 export interface EnvironmentSignal extends ScoreSignal {
@@ -45,6 +61,7 @@ export interface Signals {
   held_out?: ScoreSignal;
   validation?: ScoreSignal;
   preservation?: PreservationSignal;
+  copies?: CopiesSignal;
   environment?: EnvironmentSignal;
 }
 
@@ -52,9 +69,11 @@ export interface Forced {
   by: string | null;
   at: string | null;
   verdict: string | null;
+  /** "promote", or "roll back" (a rollback to a version that never passed). */
+  action: string | null;
 }
 
-export const SIGNAL_NAMES = ["corrections", "held_out", "validation", "preservation", "environment"] as const;
+export const SIGNAL_NAMES = ["corrections", "held_out", "validation", "preservation", "copies", "environment"] as const;
 export type SignalName = (typeof SIGNAL_NAMES)[number];
 
 export const VERDICT_LABELS: Record<Verdict, string> = {
@@ -68,6 +87,7 @@ const SIGNAL_LABELS: Record<SignalName, string> = {
   held_out: "held-out",
   validation: "validation file",
   preservation: "preservation",
+  copies: "copies",
   environment: "environment",
 };
 
@@ -76,6 +96,7 @@ const SIGNAL_HINTS: Record<SignalName, string> = {
   held_out: "held-out corrections and golden examples",
   validation: "a fine-tuning job's validation file, answered as its lines answer (or its grader's score)",
   preservation: "held-back untouched prompts answered exactly as the parent does",
+  copies: "held-back prompts (those near a correction first) answered with another prompt's correction verbatim",
   environment: "mean reward on held-out environment tasks",
 };
 
@@ -101,6 +122,13 @@ export function gateOf(metrics: unknown): Gate | null {
   return { verdict, reason: text(gate?.["reason"]) ?? "", failedSignal: text(gate?.["failed_signal"]) };
 }
 
+function answers(value: unknown): ChangedAnswer[] {
+  return (Array.isArray(value) ? value : []).flatMap((c) => {
+    const o = object(c);
+    return o ? [{ prompt: text(o["prompt"]) ?? "", parent: text(o["parent"]) ?? "", candidate: text(o["candidate"]) ?? "" }] : [];
+  });
+}
+
 /** The signals in `metrics.signals`, or null when there are none. */
 export function signalsOf(metrics: unknown): Signals | null {
   const raw = object(object(metrics)?.["signals"]);
@@ -117,10 +145,17 @@ export function signalsOf(metrics: unknown): Signals | null {
         min: number(s["min"]),
         upperBound: number(s["upper_bound"]) ?? wilsonUpper(number(s["agreement"]), number(s["n"]) ?? 0),
         minExamples: number(s["min_examples"]),
-        changed: (Array.isArray(s["changed"]) ? s["changed"] : []).flatMap((c) => {
-          const o = object(c);
-          return o ? [{ prompt: text(o["prompt"]) ?? "", parent: text(o["parent"]) ?? "", candidate: text(o["candidate"]) ?? "" }] : [];
-        }),
+        floor: number(s["floor"]),
+        changed: answers(s["changed"]),
+      };
+    } else if (name === "copies") {
+      signals.copies = {
+        n: number(s["n"]) ?? 0,
+        near: number(s["near"]) ?? 0,
+        before: number(s["before"]) ?? 0,
+        after: number(s["after"]) ?? 0,
+        allowed: number(s["allowed"]),
+        copied: answers(s["copied"]),
       };
     } else if (name === "environment") {
       signals.environment = { ...score(s), name: text(s["name"]) };
@@ -135,7 +170,7 @@ export function signalsOf(metrics: unknown): Signals | null {
 export function forcedOf(metrics: unknown): Forced | null {
   const forced = object(object(metrics)?.["forced"]);
   if (!forced) return null;
-  return { by: text(forced["by"]), at: text(forced["at"]), verdict: text(forced["verdict"]) };
+  return { by: text(forced["by"]), at: text(forced["at"]), verdict: text(forced["verdict"]), action: text(forced["action"]) };
 }
 
 /** Whether promoting needs `force: true`: the gate failed it, or had nothing to compare it on. */
@@ -185,6 +220,9 @@ function counted(p: PreservationSignal): boolean {
 function preservationLimit(p: PreservationSignal): string {
   if (p.min == null) return "";
   if (!counted(p)) return ` (min ${share(p.min)}; too few to count, under ${p.minExamples})`;
+  if (p.agreement != null && p.floor != null && p.agreement < p.floor - 1e-9) {
+    return ` (min ${share(p.min)}; refused below ${share(p.floor)})`;
+  }
   if (p.agreement != null && p.upperBound != null && p.agreement < p.min - 1e-9) {
     return ` (min ${share(p.min)}; up to ${share(p.upperBound)} with 90% confidence)`;
   }
@@ -206,7 +244,19 @@ export function signalRows(signals: Signals, failed: string | null = null): Sign
         result: p.agreement == null ? "—" : `${share(p.agreement)}${preservationLimit(p)}`,
         delta: null,
         meetsMin:
-          p.agreement == null || p.min == null || !counted(p) ? null : (p.upperBound ?? p.agreement) >= p.min - 1e-9,
+          p.agreement == null || p.min == null || !counted(p)
+            ? null
+            : (p.upperBound ?? p.agreement) >= p.min - 1e-9 && (p.floor == null || p.agreement >= p.floor - 1e-9),
+      });
+    } else if (name === "copies") {
+      const c = s as CopiesSignal;
+      const limit = c.allowed == null ? "" : ` (at most ${c.allowed})`;
+      rows.push({
+        ...base,
+        label: SIGNAL_LABELS[name],
+        result: `${c.before} → ${c.after} copies${limit}`,
+        delta: null,
+        meetsMin: c.allowed == null ? null : c.after <= c.allowed,
       });
     } else {
       const score = s as ScoreSignal;

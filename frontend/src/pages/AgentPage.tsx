@@ -97,17 +97,18 @@ function VersionRow({
   // an explicit confirmation; the gateway records who forced it.
   const [confirming, setConfirming] = useState(false);
   const act = useMutation({
-    mutationFn: (kind: "promote" | "force" | "rollback") => {
+    mutationFn: (kind: "promote" | "force" | "rollback" | "force-rollback") => {
       const params = { path: { name } };
       return unwrap(
-        kind === "rollback"
-          ? api.POST("/api/agents/{name}/rollback", { params, body: { version: v.number } })
+        kind === "rollback" || kind === "force-rollback"
+          ? api.POST("/api/agents/{name}/rollback", { params, body: { version: v.number, force: kind === "force-rollback" } })
           : api.POST("/api/agents/{name}/promote", { params, body: { version: v.number, force: kind === "force" } }),
       );
     },
     onError: (e, kind) => {
       // The gate's verdict changed since the page loaded: the gateway asks for force.
-      if (kind === "promote" && e instanceof ApiError && e.status === 409 && e.param === "force") setConfirming(true);
+      const unforced = kind === "promote" || kind === "rollback";
+      if (unforced && e instanceof ApiError && e.status === 409 && e.param === "force") setConfirming(true);
     },
     onSuccess: (changed) => {
       setConfirming(false);
@@ -119,6 +120,8 @@ function VersionRow({
   const signals = signalsOf(m);
   const isLive = v.number === liveNumber;
   const older = liveNumber != null && v.number < liveNumber;
+  // A rollback goes through the gate like a promotion: a version that never passed needs force.
+  const rollingBack = older && v.status === "retired";
   const legacy = ["eval_live", "eval_candidate", "new_live", "new_candidate"].some((k) => typeof m[k] === "number");
   const verdictText = gate ? VERDICT_LABELS[gate.verdict] : "not passed";
   return (
@@ -160,18 +163,20 @@ function VersionRow({
       </td>
       <td title={formatTime(v.created_at)}>{ago(v.created_at)}</td>
       <td className="row-actions">
-        {!isLive && (older && v.status === "retired" ? (
-          <button type="button" onClick={() => act.mutate("rollback")} disabled={act.isPending}>
-            Roll back to v{v.number}
-          </button>
-        ) : confirming ? (
-          <div className="confirm" role="group" aria-label={`Confirm force promote v${v.number}`}>
+        {!isLive && (confirming ? (
+          <div className="confirm" role="group" aria-label={`Confirm force ${rollingBack ? "roll back to" : "promote"} v${v.number}`}>
             <p className="small">
-              v{v.number} did not pass the promotion gate ({verdictText}). Promoting it anyway serves it at once and
-              records the promotion as forced by you.
+              v{v.number} did not pass the promotion gate ({verdictText}).{" "}
+              {rollingBack ? "Rolling back to it" : "Promoting it anyway"} serves it at once and records the{" "}
+              {rollingBack ? "rollback" : "promotion"} as forced by you.
             </p>
-            <button type="button" className="danger" onClick={() => act.mutate("force")} disabled={act.isPending}>
-              {act.isPending ? "Promoting…" : `Confirm: force promote v${v.number}`}
+            <button
+              type="button"
+              className="danger"
+              onClick={() => act.mutate(rollingBack ? "force-rollback" : "force")}
+              disabled={act.isPending}
+            >
+              {act.isPending ? "Promoting…" : `Confirm: force ${rollingBack ? "roll back to" : "promote"} v${v.number}`}
             </button>
             <button type="button" onClick={() => setConfirming(false)} disabled={act.isPending}>
               Cancel
@@ -179,7 +184,11 @@ function VersionRow({
           </div>
         ) : needsForce(m) ? (
           <button type="button" className="danger" onClick={() => setConfirming(true)} disabled={act.isPending}>
-            Force promote v{v.number}
+            {rollingBack ? `Force roll back to v${v.number}` : `Force promote v${v.number}`}
+          </button>
+        ) : rollingBack ? (
+          <button type="button" onClick={() => act.mutate("rollback")} disabled={act.isPending}>
+            Roll back to v{v.number}
           </button>
         ) : (
           <button type="button" onClick={() => act.mutate("promote")} disabled={act.isPending}>

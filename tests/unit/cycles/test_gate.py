@@ -74,8 +74,9 @@ def test_the_rule_knobs_move_the_decision() -> None:
 def test_preservation_refuses_on_evidence_not_on_one_changed_answer() -> None:
     """The check compares the upper end of the agreement's one-sided 90% Wilson interval with
     preserve_min: one change in six is no evidence; three in six, or all, are; and the same
-    share weighs more on more prompts."""
-    rule = {**RULE, "preserve_min": 0.85}
+    share weighs more on more prompts. (The tolerance on the agreement itself is lifted here;
+    the next test covers it.)"""
+    rule = {**RULE, "preserve_min": 0.85, "preserve_tolerance": 1.0}
 
     def verdict(kept: int, n: int) -> RunStatus:
         return decide(signals(preservation={"n": n, "agreement": kept / n}), rule).status
@@ -119,4 +120,72 @@ def test_cli_lists_the_changed_held_back_answers_under_preservation() -> None:
     assert signal_lines({"preservation": signal}) == [
         "preservation agreement 97.5% (min 95%), n=40",
         "  changed: 'What is 2+2?': 4 -> 5",
+    ]
+
+
+def test_preservation_needs_the_agreement_measured_near_the_minimum_too() -> None:
+    """15 of 17 (88%): the bound (96.7%) allows 95%, the agreement is below 95% - 5%."""
+
+    def verdict(kept: int, n: int, rule: dict = RULE) -> RunStatus:
+        return decide(signals(preservation={"n": n, "agreement": kept / n}), rule).status
+
+    assert agreement_upper_bound(15 / 17, 17) >= 0.95
+    assert verdict(15, 17) == RunStatus.rejected
+    assert verdict(16, 17) == RunStatus.succeeded
+    assert verdict(29, 32) == RunStatus.succeeded  # 90.6%, bound 97.1%
+    assert verdict(58, 64) == RunStatus.rejected  # 90.6%, bound 94.4%: the bound refuses
+    # The tolerance is a knob with an effect.
+    assert verdict(15, 17, {**RULE, "preserve_tolerance": 0.07}) == RunStatus.succeeded
+    refused = decide(signals(preservation={"n": 17, "agreement": 15 / 17}), RULE)
+    assert "below 90%" in refused.reason and refused.failed_signal == "preservation"
+
+
+def test_a_signal_too_small_to_count_still_vetoes_a_collapse() -> None:
+    """Under min_examples a signal is no evidence to promote on, but a fall beyond its own
+    noise refuses: held-out 4 of 4 to 0 of 4 refuses, to 3 of 4 does not."""
+    env = {"name": "calculator", "n": 200, "before": 0.41, "after": 0.42}
+    collapse = signals(held_out={"n": 4, "before": 1.0, "after": 0.0}, environment=env)
+    verdict = decide(collapse, RULE)
+    assert verdict.status == RunStatus.rejected and verdict.failed_signal == "held_out"
+    assert "beyond their noise" in verdict.reason
+    one_off = signals(held_out={"n": 4, "before": 1.0, "after": 0.75}, environment=env)
+    assert decide(one_off, RULE).promote
+    kept_thin = signals(preservation={"n": 4, "agreement": 0.0}, environment=env)
+    assert decide(kept_thin, RULE).failed_signal == "preservation"
+    kept_ok = signals(preservation={"n": 4, "agreement": 0.75}, environment=env)
+    assert decide(kept_ok, RULE).promote
+
+
+def test_copies_of_a_correction_onto_other_prompts_refuse_beyond_the_parents_rate() -> None:
+    """ "What is 12 times 5?" corrected to final_answer(60), and the candidate answers 60 to
+    other "What is X times Y?": refused by the copies signal, named; one copy (which may be
+    a right answer that equals the correction) is allowed when the parent made none."""
+    from app.cycles.gate import copies_allowed
+
+    kept = {"n": 7, "agreement": 1.0}
+
+    def verdict(before: int, after: int, n: int = 12) -> object:
+        copied = {"n": n, "before": before, "after": after}
+        return decide(signals(preservation=kept, copies=copied), RULE)
+
+    refused = verdict(0, 12)
+    assert refused.status == RunStatus.rejected and refused.failed_signal == "copies"  # type: ignore[attr-defined]
+    assert refused.reason.startswith("copies: the candidate answers 12 of 12")  # type: ignore[attr-defined]
+    assert verdict(0, 2).failed_signal == "copies"  # type: ignore[attr-defined]
+    assert verdict(0, 1).promote  # type: ignore[attr-defined]
+    assert verdict(1, 2).promote  # type: ignore[attr-defined]  # the parent already copied one
+    assert verdict(1, 3, n=64).promote and verdict(1, 4, n=64).failed_signal == "copies"  # type: ignore[attr-defined]
+    assert [copies_allowed(0, n) for n in (1, 2, 3, 12, 64)] == [0, 0, 1, 1, 1]
+    assert copies_allowed(4, 12) > 4
+
+
+def test_cli_shows_copies_and_what_was_copied() -> None:
+    from app.cli.learning import signal_lines
+
+    copied = {"prompt": "What is 13 times 5?", "parent": "65", "candidate": "60"}
+    signal = {"n": 19, "near": 12, "before": 0, "after": 12, "allowed": 1, "copied": [copied]}
+    assert signal_lines({"copies": signal}) == [
+        "copies       0 -> 12 of 19 other prompts answered with a correction's answer verbatim"
+        " (12 near a correction; at most 1 allowed)",
+        "  copied: 'What is 13 times 5?': 65 -> 60",
     ]

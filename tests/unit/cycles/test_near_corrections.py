@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.cycles.runner import _near, _words
+from app.cycles.untouched import near as _near
+from app.cycles.untouched import words as _words
 
 
 def user(text: str) -> list[dict[str, str]]:
