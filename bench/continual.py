@@ -22,6 +22,12 @@ calculator environment's system prompt and tools:
   refused, and the failing signal named.
 - ``empty``: a fresh agent with no environment, no traffic and no held-out examples: its first
   cycle must end ``needs_evaluation`` and promote nothing.
+- ``no_environment``: an agent without an environment (issue 30's trial). 20 "What is X
+  times Y?" and 20 word problems served untouched, one "What is 12 times 5?" corrected into
+  60 (a plain "60" in even repeats, ``final_answer({"answer": 60})`` in odd ones), one cycle.
+  Then 12 "What is X times Y?" prompts nobody served are asked of the live agent, and of the
+  parent before the correction: the live agent must not answer 60 to more of them than the
+  parent did, whether the gate refused the candidate (naming the signal) or promoted it.
 - ``grid`` (``--grid``): the README flow under several (steps, learning rate, kl_coef,
   replay_share) settings, the table the defaults were chosen from.
 
@@ -412,6 +418,72 @@ def continual(
     return result
 
 
+def says(message: Any, answer: str) -> bool:
+    """Whether a reply answers ``answer``: as its text, or as any tool call argument's value."""
+    if (message.content or "").strip() == answer:
+        return True
+    for c in message.tool_calls or []:
+        try:
+            args = json.loads(c.function.arguments)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(args, dict) and any(str(v).strip() == answer for v in args.values()):
+            return True
+    return False
+
+
+def times_prompts(rng: Any, n: int, avoid: set[tuple[int, int]]) -> list[str]:
+    """``n`` new "What is X times Y?" prompts whose answer is not 60."""
+    out: list[str] = []
+    while len(out) < n:
+        x, y = rng.randint(2, 40), rng.randint(2, 40)
+        if x * y != 60 and (x, y) not in avoid:
+            avoid.add((x, y))
+            out.append(f"What is {x} times {y}?")
+    return out
+
+
+def no_environment(admin: Admin, base: str, tag: str, seed: int) -> dict[str, Any]:
+    import random
+
+    slug = f"ne-{tag}"
+    key = admin.tenant(slug, environment=None)
+    client = OpenAI(base_url=f"{base}/v1", api_key=key)
+    rng = random.Random(7000 + seed)
+    seen: set[tuple[int, int]] = {(12, 5)}
+    for prompt in times_prompts(rng, 20, seen):
+        ask(client, messages(prompt))
+    traffic(client, 20, seed=7000 + seed)
+    wrong = ask(client, messages("What is 12 times 5?"))
+    unseen = times_prompts(rng, 12, seen)
+    parent_60 = sum(says(ask(client, messages(p)).choices[0].message, "60") for p in unseen)
+    plain = seed % 2 == 0
+    target = {"content": "60"} if plain else call("final_answer", answer=60)
+    correct(base, key, wrong.id, target)
+    time.sleep(2)
+    started = time.monotonic()
+    run = admin.cycle(slug)
+    seconds = time.monotonic() - started
+    live = [ask(client, messages(p)).choices[0].message for p in unseen]
+    fixed = ask(client, messages("What is 12 times 5?")).choices[0].message
+    signals = run["metrics"].get("signals", {})
+    return {
+        "correction": "plain 60" if plain else "final_answer(60)",
+        "status": run["status"],
+        "decision": run["metrics"].get("decision"),
+        "failed_signal": run["metrics"].get("failed_signal"),
+        "live_version": admin.live_version(slug),
+        "copies": signals.get("copies"),
+        "preservation": signals.get("preservation", {}).get("agreement"),
+        "preservation_n": signals.get("preservation", {}).get("n"),
+        "unseen": len(unseen),
+        "parent_answers_60": parent_60,
+        "live_answers_60": sum(says(m, "60") for m in live),
+        "corrected_prompt_answers_60": says(fixed, "60"),
+        "cycle_s": round(seconds, 1),
+    }
+
+
 def forgetting(admin: Admin, base: str, tag: str) -> dict[str, Any]:
     slug = f"fg-{tag}"
     key = admin.tenant(slug)
@@ -482,6 +554,16 @@ def table(data: dict[str, Any]) -> str:
                 f"  {r['cycle']:>5} {r['status']:<17} {r['corrections_so_far']:>11} {r['retention']:>14.3f} {r['retention_trained']:>18.3f} "
                 f"{r['env_live'] if r['env_live'] is not None else '-':>8} {r['preservation'] if r['preservation'] is not None else '-':>12}"
             )
+    ne = data.get("no_environment", [])
+    if ne:
+        lines.append(f"No environment ({len(ne)} repeats): status, live answers 60 of unseen (parent), copies")
+        for r in ne:
+            c = r.get("copies") or {}
+            lines.append(
+                f"  {r['correction']:<17} {r['status']:<10} {r['live_answers_60']}/{r['unseen']} "
+                f"({r['parent_answers_60']})  copies {c.get('before')}->{c.get('after')} of "
+                f"{c.get('n')} (allowed {c.get('allowed')}): {r['decision']}"
+            )
     for name in ("forgetting", "empty"):
         if data.get(name):
             d = data[name]
@@ -546,7 +628,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="readme,continual,forgetting,empty",
-        help="comma-separated scenarios (readme, continual, forgetting, empty, grid)",
+        help="comma-separated scenarios (readme, continual, forgetting, empty, no_environment,"
+        " grid)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "continual.json")
     parser.add_argument(
@@ -610,6 +693,12 @@ def main() -> None:
         if "empty" in only:
             data["empty"] = empty(admin, base, run_tag)
             save()
+        if "no_environment" in only:
+            data["no_environment"] = ne_runs = []
+            for i in range(args.repeats):
+                ne_runs.append(no_environment(admin, base, f"{run_tag}-{i}", seed=i))
+                print(json.dumps(ne_runs[-1], default=str), flush=True)
+                save()
         if "forgetting" in only:
             data["forgetting"] = forgetting(admin, base, run_tag)
             save()

@@ -54,7 +54,8 @@ def job_plan(
 
     Under ``covered``, the prompts of its training lines: like corrected prompts, they (and
     prompts near them) are what the job means to change, so the agent's traffic on them is
-    neither pinned by the KL term nor counted against preservation."""
+    neither pinned by the KL term nor counted against preservation (prompts near them are
+    held back for the copy check, `app.cycles.untouched`)."""
     job = FineTuningRepository(session).for_run(run.tenant_id, run.id)
     if job is None:
         return None
