@@ -5,17 +5,17 @@ Signals (each with its number of examples ``n``):
 - ``held_out``: held-out corrections and golden examples (split ``eval``);
 - ``validation``: a fine-tuning job's validation file (answered as its lines answer, or for a
   reinforcement job the grader's mean score);
+- ``copies``: on held-back untouched prompts, those near a correction first, how many the
+  candidate answers with another conversation's corrected answer verbatim, against the
+  parent. It fails when the candidate's count exceeds what the parent's own rate allows at
+  90% confidence (`copies_allowed`: with a parent that copies nothing, 2 copies among 3 or
+  more prompts fail);
 - ``preservation``: on held-back untouched traffic, the share of prompts where the candidate's
   greedy answer equals the parent's (what must not change). It fails when the agreement
   measured is below ``preserve_min - preserve_tolerance`` (90% at the defaults), or when even
   the upper end of its one-sided 90% Wilson interval is below ``preserve_min``. At the
   defaults 16 of 17 passes, 15 of 17 (88%) fails, 29 of 32 (91%) passes, 58 of 64 (91%)
   fails on the bound;
-- ``copies``: on held-back untouched prompts, those near a correction first, how many the
-  candidate answers with another conversation's corrected answer verbatim, against the
-  parent. It fails when the candidate's count exceeds what the parent's own rate allows at
-  90% confidence (`copies_allowed`: with a parent that copies nothing, 2 copies among 3 or
-  more prompts fail);
 - ``environment``: mean reward on held-out environment tasks, for an agent with one.
 
 ``held_out``, ``validation``, ``preservation`` and ``environment`` are evaluation signals: one
@@ -127,6 +127,18 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
                 "enough to refuse)",
                 name,
             )
+    copied = signals.get("copies") or {}
+    if int(copied.get("n", 0)) > 0:
+        allowed = copies_allowed(int(copied["before"]), int(copied["n"]))
+        if int(copied["after"]) > allowed:
+            return Verdict(
+                RunStatus.rejected,
+                f"copies: the candidate answers {copied['after']} of {copied['n']} other "
+                f"untouched prompts with a correction's answer verbatim (the parent "
+                f"{copied['before']}; at most {allowed} allowed): it copies the correction "
+                "instead of learning it",
+                "copies",
+            )
     kept = measured("preservation")
     if kept is not None:
         agreement = float(kept["agreement"])
@@ -157,18 +169,6 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
             "their noise (too few to count as evidence, enough to refuse)",
             "preservation",
         )
-    copied = signals.get("copies") or {}
-    if int(copied.get("n", 0)) > 0:
-        allowed = copies_allowed(int(copied["before"]), int(copied["n"]))
-        if int(copied["after"]) > allowed:
-            return Verdict(
-                RunStatus.rejected,
-                f"copies: the candidate answers {copied['after']} of {copied['n']} other "
-                f"untouched prompts with a correction's answer verbatim (the parent "
-                f"{copied['before']}; at most {allowed} allowed): it copies the correction "
-                "instead of learning it",
-                "copies",
-            )
     evaluated = [name for name in EVALUATION_SIGNALS if measured(name) is not None]
     if not evaluated:
         return Verdict(

@@ -29,16 +29,13 @@ BodyText = Annotated[str, Depends(body_text)]
 @router.get("/agents/{name}/schedule", response_model=ScheduleUpdate)
 def read_schedule(name: str, actor: CurrentActor, session: SessionDep) -> Any:
     agent = get_agent(session, actor.tenant_id, name)
-    return ScheduleUpdate.model_validate(
-        service.get_schedule(session, actor.tenant_id, agent.id), from_attributes=True
-    )
+    return service.read_schedule(session, actor.tenant_id, agent.id)
 
 
 @router.put("/agents/{name}/schedule", response_model=ScheduleUpdate)
 def put_schedule(name: str, body: ScheduleUpdate, actor: AdminActor, session: SessionDep) -> Any:
     agent = get_agent(session, actor.tenant_id, name)
-    schedule = service.update_schedule(session, actor.tenant_id, agent.id, body)
-    return ScheduleUpdate.model_validate(schedule, from_attributes=True)
+    return service.update_schedule(session, actor.tenant_id, agent.id, body)
 
 
 @router.post("/agents/{name}/cycles", response_model=CycleRunOut, status_code=202)

@@ -23,7 +23,7 @@ from app.core.db import unit_of_work
 from app.core.errors import EngineUnavailable
 from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
-from app.cycles.service import get_schedule
+from app.cycles.service import effective_schedule, get_schedule
 from app.cycles.untouched import split_untouched
 from app.feedback.repository import ExampleRepository
 from app.fine_tuning import cycle as ft
@@ -171,7 +171,7 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
     tenant = session.get(Tenant, run.tenant_id)
     agent = AgentRepository(session).get(run.tenant_id, run.agent_id)
     assert tenant is not None and agent is not None and agent.tenant_id == tenant.id
-    schedule = get_schedule(session, tenant.id, agent.id)
+    schedule = effective_schedule(get_schedule(session, tenant.id, agent.id))
     versions = AdapterVersionRepository(session)
     live = versions.get(tenant.id, agent.live_version_id) if agent.live_version_id else None
     run.base_version_id = live.id if live else None
@@ -196,7 +196,7 @@ def _plan(session: Session, run: CycleRun, settings: Any) -> dict[str, Any]:
     corrected = [c["messages"][:-1] for c in corrections] + (job["covered"] if job else [])
     untouched = split_untouched(session, tenant.id, agent.id, corrected)
     chosen = new + replay
-    rule = dict(schedule.promotion_rule)
+    rule = schedule.promotion_rule.model_dump()
     environment = (agent.settings or {}).get("environment")
     parent_env = (live.metrics or {}).get("environment") if live else None
     plan: dict[str, Any] = {

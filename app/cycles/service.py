@@ -13,7 +13,7 @@ from app.adapters.labels import Labels
 from app.agents.service import get_agent
 from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
-from app.cycles.schemas import CycleRunOut, ScheduleUpdate
+from app.cycles.schemas import CycleRunOut, PromotionRule, ScheduleUpdate
 from app.feedback.repository import FeedbackRepository
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, LearningSchedule
@@ -24,43 +24,58 @@ LISTED_RUNS = 200
 """The most runs the API lists, newest first."""
 
 
+CHOSEN_FIELDS = ("loss_mixture", "steps", "learning_rate", "replay_share", "kl_coef")
+"""Schedule settings stored only when an admin chose a value other than the default."""
+
+
 def get_schedule(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> LearningSchedule:
-    """The agent's schedule, created with defaults (manual) on first use."""
+    """The agent's schedule row, created (manual, every setting the default) on first use."""
     repo = CycleRepository(session)
     schedule = repo.schedule(tenant_id, agent_id)
     if schedule is None:
-        defaults = ScheduleUpdate()
         schedule = LearningSchedule(
-            tenant_id=tenant_id,
-            agent_id=agent_id,
-            mode=ScheduleMode(defaults.mode),
-            loss_mixture=defaults.loss_mixture,
-            steps=defaults.steps,
-            learning_rate=defaults.learning_rate,
-            replay_share=defaults.replay_share,
-            kl_coef=defaults.kl_coef,
-            promotion_rule=defaults.promotion_rule.model_dump(),
+            tenant_id=tenant_id, agent_id=agent_id, mode=ScheduleMode.manual, promotion_rule={}
         )
         repo.add(schedule)
     return schedule
 
 
+def effective_schedule(schedule: LearningSchedule) -> ScheduleUpdate:
+    """The schedule as a cycle applies it: what the admin chose, the defaults elsewhere."""
+    chosen = {f: getattr(schedule, f) for f in CHOSEN_FIELDS if getattr(schedule, f) is not None}
+    return ScheduleUpdate(
+        mode=schedule.mode.value,
+        cron=schedule.cron,
+        every_k=schedule.every_k,
+        promotion_rule=PromotionRule(**(schedule.promotion_rule or {})),
+        **chosen,
+    )
+
+
+def read_schedule(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> ScheduleUpdate:
+    return effective_schedule(get_schedule(session, tenant_id, agent_id))
+
+
 def update_schedule(
     session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, body: ScheduleUpdate
-) -> LearningSchedule:
+) -> ScheduleUpdate:
+    """Store the schedule; a setting equal to the current default is stored as "the default"
+    (NULL, or an absent rule key), so it follows the defaults of later releases."""
     schedule = get_schedule(session, tenant_id, agent_id)
+    defaults = ScheduleUpdate()
     schedule.mode = ScheduleMode(body.mode)
     schedule.cron = body.cron
     schedule.every_k = body.every_k
-    schedule.loss_mixture = body.loss_mixture
-    schedule.steps = body.steps
-    schedule.learning_rate = body.learning_rate
-    schedule.replay_share = body.replay_share
-    schedule.kl_coef = body.kl_coef
-    schedule.promotion_rule = body.promotion_rule.model_dump()
+    for name in CHOSEN_FIELDS:
+        value = getattr(body, name)
+        setattr(schedule, name, None if value == getattr(defaults, name) else value)
+    rule_defaults = PromotionRule().model_dump()
+    schedule.promotion_rule = {
+        k: v for k, v in body.promotion_rule.model_dump().items() if rule_defaults[k] != v
+    }
     schedule.last_fired_at = schedule.last_fired_at or datetime.now(UTC)
     session.flush()
-    return schedule
+    return effective_schedule(schedule)
 
 
 def start_cycle(

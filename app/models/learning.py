@@ -41,8 +41,10 @@ class TrainingExample(IdMixin, TimestampMixin, TenantScoped, Base):
 
 
 class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
-    """How and when one agent learns. The defaults of a new schedule are `ScheduleUpdate`'s
-    (`app/cycles/service.get_schedule`), the one place they are written."""
+    """How and when one agent learns. It stores only what an admin chose: a NULL setting (and
+    a promotion-rule key that is absent) reads as the current default, `ScheduleUpdate`'s
+    (`app/cycles/service.effective_schedule`), so an upgrade's new defaults reach every agent
+    that never changed them."""
 
     __tablename__ = "learning_schedules"
 
@@ -52,12 +54,12 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     mode: Mapped[ScheduleMode] = mapped_column(checked(ScheduleMode), default=ScheduleMode.manual)
     cron: Mapped[str | None] = mapped_column(String(120), default=None)
     every_k: Mapped[int | None] = mapped_column(default=None)
-    loss_mixture: Mapped[dict[str, float]] = mapped_column(JSON)
-    steps: Mapped[int]
-    learning_rate: Mapped[float]
-    replay_share: Mapped[float]
-    kl_coef: Mapped[float]
-    promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loss_mixture: Mapped[dict[str, float] | None] = mapped_column(JSON, default=None)
+    steps: Mapped[int | None] = mapped_column(default=None)
+    learning_rate: Mapped[float | None] = mapped_column(default=None)
+    replay_share: Mapped[float | None] = mapped_column(default=None)
+    kl_coef: Mapped[float | None] = mapped_column(default=None)
+    promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
