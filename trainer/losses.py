@@ -46,6 +46,16 @@ class LossSpec:
     reference: Literal["parent", "base"] = "parent"
     """DPO/KL reference when the batch carries no reference logprobs: the adapter's pinned
     parent weights (`TrainingEngine.set_reference`) or the base model with the adapter off."""
+    proximal: Literal["sampler", "reference"] = "sampler"
+    """pg: what the clipped ratio is taken against. ``sampler``: the logged sampling logprobs
+    (PPO; on-policy RL). ``reference``: the reference's logprobs computed in the pass (the
+    pinned parent of a learning cycle), with the sampler's off-policy correction as a
+    truncated, stop-gradient weight (decoupled PPO, Hilton et al. 2022, eq. 3): each cycle can
+    move a rated answer by the clip range again, where a ratio to the original sampler stops
+    moving it for good once it leaves that range."""
+    behaviour_cap: float = 1.0
+    """pg with ``proximal="reference"``: the most the weight pi_reference / pi_sampler may be
+    (truncated importance sampling, as V-trace's rho-bar of 1)."""
     pg_normalize: PgNormalize = "tokens"
     """pg: average over all assistant tokens of the step, or first within each sequence (GRPO)."""
     weight: float = 1.0
@@ -65,7 +75,9 @@ class LossSpec:
     @property
     def needs_reference(self) -> bool:
         """True when the loss reads reference logprobs (kl reads whole reference distributions)."""
-        return self.kind == "dpo" or (self.kind == "pg" and self.kl_coef > 0)
+        return self.kind == "dpo" or (
+            self.kind == "pg" and (self.kl_coef > 0 or self.proximal == "reference")
+        )
 
 
 @dataclass
@@ -198,23 +210,33 @@ def policy_gradient_loss(
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     normalize: PgNormalize = "tokens",
+    proximal_logprobs: torch.Tensor | None = None,
+    behaviour_cap: float = 1.0,
 ) -> LossTerms:
     """Importance-sampled policy gradient with PPO clipping, Schulman et al. 2017 eq. 7.
 
     Per token: -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A), rho = pi / pi_sampling,
-    plus kl_coef * KL_k3(pi || ref) (GRPO, Shao et al. 2024 eq. 3). With `normalize="tokens"`
-    every assistant token of the step weighs the same; "sequences" first averages within a row.
+    plus kl_coef * KL_k3(pi || ref) (GRPO, Shao et al. 2024 eq. 3). With `proximal_logprobs`
+    the ratio is taken against them instead, rho = pi / pi_prox, and each token is weighted by
+    min(pi_prox / pi_sampling, behaviour_cap), held constant (decoupled PPO, Hilton et al.
+    2022, eq. 3). With `normalize="tokens"` every assistant token of the step weighs the same;
+    "sequences" first averages within a row.
     """
     # logprobs, sampling_logprobs, mask: (R, T); advantages: (R,)
     # Untrained positions (prompt, tool results, padding) may hold any recorded value; pin
     # their ratio to 1 so exp() cannot overflow into inf * 0 = NaN.
     live = mask > 0
     sampling_logprobs = torch.where(live, sampling_logprobs, logprobs.detach())
+    behaviour = torch.ones_like(logprobs)  # (R, T)
+    if proximal_logprobs is not None:
+        prox = torch.where(live, proximal_logprobs, logprobs.detach())  # (R, T)
+        behaviour = torch.exp(prox - sampling_logprobs).clamp(max=behaviour_cap).detach()
+        sampling_logprobs = prox
     ratio = torch.exp(logprobs - sampling_logprobs)  # (R, T)
     adv = advantages.unsqueeze(1)  # (R, 1)
     unclipped = ratio * adv  # (R, T)
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv  # (R, T)
-    per_token = -torch.minimum(unclipped, clipped)  # (R, T)
+    per_token = -torch.minimum(unclipped, clipped) * behaviour  # (R, T)
     metrics: dict[str, torch.Tensor] = {}
     if ref_logprobs is not None and kl_coef > 0:
         kl = kl_k3(logprobs, torch.where(live, ref_logprobs, logprobs.detach()))  # (R, T)

@@ -18,7 +18,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from trainer.batch import Batch, encode_chat
 from trainer.engine import TrainingEngine
@@ -157,6 +157,10 @@ class ObjectiveWork:
     weights: Mapping[str, float]
     dpo_beta: float = 0.1
     """The DPO loss's beta (Rafailov et al. 2023, eq. 7) for this adapter's preference rows."""
+    pg_proximal: Literal["sampler", "reference"] = "sampler"
+    """What the rating rows' clipped ratio is taken against (`LossSpec.proximal`): a learning
+    cycle's ratings use ``reference``, its pinned parent; an RL experiment's fresh rollouts use
+    ``sampler``."""
 
 
 def accumulate_round(
@@ -172,10 +176,24 @@ def accumulate_round(
         chosen = [
             i for i, w in enumerate(work) if kind in w.batches and w.weights.get(kind, 0.0) > 0
         ]
-        betas = sorted({work[i].dpo_beta for i in chosen}) if kind == "dpo" else [0.1]
-        for beta in betas:
-            group = [i for i in chosen if kind != "dpo" or work[i].dpo_beta == beta]
-            spec = LossSpec(kind=kind, reduction="call", dpo_beta=beta)  # type: ignore[arg-type]
+        # Rows share a pass only under one loss spec: DPO rows by beta, ratings by proximal.
+        specs = sorted(
+            {
+                (
+                    work[i].dpo_beta if kind == "dpo" else 0.1,
+                    work[i].pg_proximal if kind == "pg" else "sampler",
+                )
+                for i in chosen
+            }
+        )
+        for beta, proximal in specs:
+            group = [
+                i
+                for i in chosen
+                if (kind != "dpo" or work[i].dpo_beta == beta)
+                and (kind != "pg" or work[i].pg_proximal == proximal)
+            ]
+            spec = LossSpec(kind=kind, reduction="call", dpo_beta=beta, proximal=proximal)  # type: ignore[arg-type]
             items = [(work[i].adapter_id, work[i].batches[kind]) for i in group]
             weights = [float(work[i].weights[kind]) for i in group]
             for i, rows in zip(group, engine.forward_backward(items, spec, weights), strict=True):
@@ -194,10 +212,11 @@ def accumulate(
     weights: Mapping[str, float],
     *,
     dpo_beta: float = 0.1,
+    pg_proximal: Literal["sampler", "reference"] = "sampler",
 ) -> dict[str, float]:
     """Add the weighted mean gradient of every term with a positive weight; the mean loss of
     each term (unweighted) is returned for the step's record."""
-    work = [ObjectiveWork(adapter_id, batches, weights, dpo_beta)]
+    work = [ObjectiveWork(adapter_id, batches, weights, dpo_beta, pg_proximal)]
     return accumulate_round(engine, work)[0]
 
 
@@ -210,9 +229,10 @@ def objective_step(
     *,
     step_id: str | None = None,
     max_grad_norm: float | None = 1.0,
+    pg_proximal: Literal["sampler", "reference"] = "sampler",
 ) -> dict[str, float]:
     """One optimiser step on the whole objective; returns each term's mean loss."""
-    losses = accumulate(engine, adapter_id, batches, weights)
+    losses = accumulate(engine, adapter_id, batches, weights, pg_proximal=pg_proximal)
     if any(kind in losses for kind in OBJECTIVE_KINDS):
         engine.optim_step(adapter_id, lr, max_grad_norm=max_grad_norm, step_id=step_id)
     else:

@@ -32,6 +32,8 @@ def compute_loss(
             ref_logprobs=ref,
             kl_coef=spec.kl_coef,
             normalize=spec.pg_normalize,
+            proximal_logprobs=ref if spec.proximal == "reference" else None,
+            behaviour_cap=spec.behaviour_cap,
         )
     if ref is None:
         raise InvalidBatchError("dpo needs reference logprobs")

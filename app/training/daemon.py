@@ -363,7 +363,9 @@ class TrainerDaemon:
                 for kind, b in batches.items()
                 if weights.get(kind, 0.0) > 0
             )
-            return ObjectiveWork(adapter_id, batches, weights, beta), max(tokens, 1)
+            # A cycle's ratings: the clipped ratio against the pinned parent (`LossSpec.proximal`).
+            work = ObjectiveWork(adapter_id, batches, weights, beta, pg_proximal="reference")
+            return work, max(tokens, 1)
 
         steps = int(p["steps"])
         stop_margin = p.get("stop_margin")

@@ -12,7 +12,15 @@ from app.core.db import unit_of_work
 from app.models import Agent
 from tests.helpers.figures import record
 from tests.helpers.gateway import Gateway, TenantFixture, make_tenant
-from tests.helpers.learning import ENV, answer_call, as_dict, correct, greedy, run_cycle_and_wait
+from tests.helpers.learning import (
+    ENV,
+    answer_call,
+    as_dict,
+    correct,
+    greedy,
+    run_cycle_and_wait,
+    says,
+)
 from tests.helpers.worker import wait_for
 
 pytestmark = pytest.mark.slow
@@ -23,20 +31,6 @@ CORRECTED = "What is 12 times 5?"
 def _ask(gateway: Gateway, fx: TenantFixture, text: str):  # type: ignore[no-untyped-def]
     messages = [{"role": "system", "content": ENV.system_prompt}, {"role": "user", "content": text}]
     return greedy(gateway, fx, messages)
-
-
-def _says(message: dict, answer: str) -> bool:
-    """The answer ``answer``, as text or as any tool call's argument value."""
-    if (message.get("content") or "").strip() == answer:
-        return True
-    for call in message.get("tool_calls") or []:
-        try:
-            args = json.loads(call["function"]["arguments"])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(args, dict) and any(str(v).strip() == answer for v in args.values()):
-            return True
-    return False
 
 
 def _times(rng: random.Random, n: int, avoid: set[tuple[int, int]]) -> list[str]:
@@ -84,7 +78,7 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
     wrong = _ask(gateway, fx, CORRECTED)
     gateway.drain()
     unseen = _times(rng, 12, seen)
-    parent_60 = sum(_says(as_dict(_ask(gateway, fx, t).choices[0].message), "60") for t in unseen)
+    parent_60 = sum(says(as_dict(_ask(gateway, fx, t).choices[0].message), "60") for t in unseen)
     correct(gateway, fx, wrong.id, answer_call("60"))
     wait_for(lambda: _examples(fx) >= 1)
 
@@ -94,7 +88,7 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
         assert agent is not None
         live = agent.live_version_id
     after = [as_dict(_ask(gateway, fx, t).choices[0].message) for t in unseen]
-    live_60 = sum(_says(m, "60") for m in after)
+    live_60 = sum(says(m, "60") for m in after)
     copies = run.metrics["signals"].get("copies") or {}
     seen_figures = {
         "status": run.status,
@@ -113,7 +107,7 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
     if run.status == "succeeded":  # promoted: it learned the correction without copying it
         assert live is not None
         fixed = as_dict(_ask(gateway, fx, CORRECTED).choices[0].message)
-        assert _says(fixed, "60"), fixed
+        assert says(fixed, "60"), fixed
         assert copies["after"] <= copies["allowed"], copies
     else:  # refused, and the signal that saw the copy is named
         assert run.status == "rejected" and live is None, run.metrics["decision"]

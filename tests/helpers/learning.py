@@ -133,3 +133,18 @@ def calculator_call(seed: int) -> dict:
 def first_call(message: dict) -> dict | None:
     calls = message.get("tool_calls") or []
     return calls[0]["function"] if calls else None
+
+
+def says(message: dict, answer: str) -> bool:
+    """Whether an assistant message answers ``answer``: as its text, or as the value of any
+    tool call's argument (``final_answer({"answer": 60})`` says "60")."""
+    if (message.get("content") or "").strip() == answer:
+        return True
+    for call in message.get("tool_calls") or []:
+        try:
+            args = json.loads(call["function"]["arguments"])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(args, dict) and any(str(v).strip() == answer for v in args.values()):
+            return True
+    return False

@@ -219,3 +219,63 @@ def test_each_adapter_keeps_its_own_dpo_beta_in_a_shared_round(
     )
     for adapter in ("a", "b"):
         torch.testing.assert_close(_grad(engine, adapter), alone[adapter], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("reward", [-1.0, 1.0])
+def test_each_cycle_moves_a_rated_answer_further(
+    make_engine: EngineFactory, tmp_path: Path, reward: float
+) -> None:
+    """Cycle after cycle on the same rating (the logged sampler's logprobs of cycle 0), each
+    cycle a child of the last one's result. With the clipped ratio taken against each cycle's
+    parent (a learning cycle's `pg_proximal="reference"`), every cycle moves the rated answer
+    again (the clip range is a trust region around the parent, -log(0.8) = 0.22 nats a token
+    down; shared weights carry tokens past it within a cycle); against the original sampler
+    the ratio leaves the clip range in the first cycle and later cycles do not move it."""
+    engine = make_engine()
+    start = write_random_parent(engine, tmp_path / "v0", SMALL_LORA, seed=3)
+    engine.create_adapter("v0", parent_dir=start)
+    rated = random_batch(9, rows=1, length=14, prompt=5)
+    payload = {
+        "prompt_token_ids": rated.input_ids[0][:5],
+        "completion_token_ids": rated.input_ids[0][5:],
+        "sampling_logprobs": engine.sample_logprobs("v0", rated)[0][5:],
+        "reward": reward,
+    }
+    batch = rating_batch(None, [payload])
+    tokens = len(rated.input_ids[0]) - 5
+
+    def seq_logprob(adapter: str) -> float:
+        return sum(engine.sample_logprobs(adapter, rated)[0][5:])
+
+    moved: dict[str, list[float]] = {}
+    for proximal in ("reference", "sampler"):
+        parent_dir, path = start, [seq_logprob("v0")]
+        for cycle in range(1, 4):
+            name = f"{proximal}-v{cycle}"
+            engine.create_adapter(name, parent_dir=parent_dir)
+            for step in range(25):
+                objective_step(
+                    engine,
+                    name,
+                    {"pg": batch},
+                    {"pg": 1.0},
+                    1e-2,
+                    step_id=f"{name}:{step}",
+                    pg_proximal=proximal,  # type: ignore[arg-type]
+                )
+            path.append(seq_logprob(name))
+            parent_dir = tmp_path / name
+            engine.save_adapter(name, parent_dir)
+        moved[proximal] = [p - path[0] for p in path[1:]]
+    print(moved)  # shown when an assertion below fails
+    toward = [m * reward for m in moved["reference"]]
+    # Each cycle moves it further, and three cycles at least twice as far as one.
+    assert 0 < toward[0] < toward[1] < toward[2], moved
+    assert toward[2] > 2 * toward[0], moved
+    # A cycle is a trust region around its parent, not a free fall: each moves it by less
+    # than a token's clip range would allow five times over.
+    per_cycle = [toward[0], toward[1] - toward[0], toward[2] - toward[1]]
+    assert all(d < 5 * tokens * 0.2232 for d in per_cycle), per_cycle
+    # Against the original sampler, cycles 2 and 3 add little to what cycle 1 did.
+    stalled = [m * reward for m in moved["sampler"]]
+    assert stalled[2] - stalled[0] < 0.5 * (toward[2] - toward[0]), moved
