@@ -24,7 +24,7 @@ from app.core.errors import EngineUnavailable
 from app.cycles import evaluation, gate
 from app.cycles.repository import CycleRepository
 from app.cycles.service import effective_schedule, get_schedule
-from app.cycles.untouched import split_untouched
+from app.cycles.untouched import near_any, split_untouched
 from app.feedback.repository import ExampleRepository
 from app.fine_tuning import cycle as ft
 from app.fine_tuning.cycle import job_plan
@@ -308,8 +308,21 @@ def _execute(
         played = trainer_client.play_environment(
             engine_url, parent_name, plan["environment"], "train", ANCHOR_TASKS, seed=plan["seed"]
         )
-        anchors = played.turns
-        _heartbeat(tenant_id, run_id, 0.02, preserve_anchor_turns=len(anchors))
+        # Anchors obey the rule untouched traffic does: a task near a correction is what the
+        # correction means to change, so the KL term does not pin it to the parent.
+        corrected = [c["messages"] for c in plan["corrected_answers"]]
+        anchors = [
+            turn
+            for turn, task in zip(played.turns, played.task_prompts, strict=True)
+            if not near_any(task, corrected)
+        ]
+        _heartbeat(
+            tenant_id,
+            run_id,
+            0.02,
+            preserve_anchor_turns=len(anchors),
+            preserve_anchor_turns_near=len(played.turns) - len(anchors),
+        )
     clock.lap("anchors")
     steps = plan["steps"]
     progress = [0.05]

@@ -73,6 +73,11 @@ def near(prompt_words: frozenset[str], corrected: list[frozenset[str]]) -> bool:
     )
 
 
+def near_any(text: str, corrected: list[list[dict[str, Any]]]) -> bool:
+    """Whether a user prompt ``text`` is near any of the corrected conversations."""
+    return near(words([{"role": "user", "content": text}]), [words(m) for m in corrected])
+
+
 def split_untouched(
     session: Session,
     tenant_id: uuid.UUID,

@@ -13,7 +13,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class EnvironmentResult:
     """Mean reward (for the calculator: the share answered correctly)."""
     turns: list[dict[str, list[int]]]
     """Every assistant turn as the engine tokenised it: prompt and completion token ids."""
+    task_prompts: list[str] = field(default_factory=list)
+    """The task prompt each of ``turns`` answers, in the same order."""
 
 
 def environment_names() -> list[str]:
@@ -195,14 +197,18 @@ def play_environment(
             await sampler.close()
 
     episodes = asyncio.run(play())
-    turns = [
-        {"prompt_token_ids": t.prompt_token_ids, "completion_token_ids": t.completion_token_ids}
+    played = [
+        (e.task.prompt, t)
         for e in episodes
         for t in e.assistant_turns
         if t.prompt_token_ids and t.completion_token_ids
     ]
+    turns = [
+        {"prompt_token_ids": t.prompt_token_ids, "completion_token_ids": t.completion_token_ids}
+        for _, t in played
+    ]
     reward = sum(e.reward for e in episodes) / len(episodes) if episodes else 0.0
-    return EnvironmentResult(len(episodes), reward, turns)
+    return EnvironmentResult(len(episodes), reward, turns, [prompt for prompt, _ in played])
 
 
 class TrainingFailed(Exception):

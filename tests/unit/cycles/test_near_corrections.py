@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.cycles.untouched import near as _near
+from app.cycles.untouched import near_any
 from app.cycles.untouched import words as _words
 
 
@@ -34,3 +35,11 @@ def test_other_questions_are_not_covered() -> None:
     ):
         assert not _near(_words(user(text)), CORRECTED), text
     assert not _near(_words(user("Leo had 96 apples")), [frozenset()])
+
+
+def test_an_environment_task_near_a_correction_is_not_anchored() -> None:
+    """The KL anchors (the parent's answers to environment tasks) follow the same rule."""
+    corrected = [user("Leo had 96 apples and gave away 4. How many apples are left?")]
+    assert near_any("Ana had 90 shells and gave away 5. How many shells are left?", corrected)
+    assert not near_any("What is 13 times 5?", corrected)
+    assert not near_any("Ana had 90 shells and gave away 5.", [])
