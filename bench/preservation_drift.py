@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.cycles import evaluation  # noqa: E402
-from app.cycles.runner import _near, _words  # noqa: E402
+from app.cycles.untouched import near as _near  # noqa: E402
+from app.cycles.untouched import words as _words  # noqa: E402
 from app.training.client import LEARNED_MARGIN  # noqa: E402
 from bench.continual import right_first_step  # noqa: E402
 from trainer.bundled.evaluate import greedy_completions  # noqa: E402
@@ -136,6 +137,7 @@ def traffic(tokenizer: Any, parent: Any, seed: int, kl_prompts: int) -> dict[str
         "held_ids": held_ids,
         "parent": held_out,
         "decided_by": [decided_by(parent, p, c) for p, c in zip(held_ids, held_out, strict=True)],
+        "answer": greedy(parent, tokenizer, [prompt_ids(tokenizer, PROMPT)])[0],
     }
 
 
@@ -147,6 +149,7 @@ def run(
     kl_coef: float,
     max_steps: int,
     seed: int,
+    dpo: float = 0.0,
 ) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -166,12 +169,24 @@ def run(
         "sft": [{"messages": [*messages(PROMPT), fix], "tools": ENV.tools()}],
         "kl": draw["kl"],
     }
-    adapter = f"drift-{seed}-{lr}-{kl_coef}-{len(draw['kl'])}"
+    if dpo > 0:  # the correction's preference pair: corrected over the parent's answer
+        examples["dpo"] = [
+            {
+                "messages": messages(PROMPT),
+                "chosen": fix,
+                "rejected": {
+                    "role": "assistant",
+                    "content": tokenizer.decode(draw["answer"], skip_special_tokens=True),
+                },
+                "tools": ENV.tools(),
+            }
+        ]
+    adapter = f"drift-{seed}-{lr}-{kl_coef}-{len(draw['kl'])}-{dpo}"
     engine.create_adapter(adapter, LORA, seed=seed)
     work = ObjectiveWork(
         adapter,
         build_batches(tokenizer, examples),
-        objective_weights({"sft": 1.0, "pg": 1.0}, kl_coef),
+        objective_weights({"sft": 1.0, "pg": 1.0, "dpo": dpo}, kl_coef),
     )
     started, steps, margin = time.perf_counter(), 0, float("-inf")
     for _ in range(max_steps):
@@ -197,6 +212,7 @@ def run(
     return {
         "lr": lr,
         "kl_coef": kl_coef,
+        "dpo": dpo,
         "kl_prompts": len(draw["kl"]),
         "seed": seed,
         "steps": steps,
@@ -247,13 +263,13 @@ def summary(runs: list[dict[str, Any]], decided: list[float]) -> dict[str, Any]:
 
 def table(data: dict[str, Any]) -> str:
     lines = [
-        f"{'lr':>7} {'kl_coef':>7} {'kl rows':>7} {'runs':>4} {'learned':>7} {'steps':>5} "
+        f"{'lr':>7} {'kl_coef':>7} {'kl rows':>7} {'dpo':>4} {'runs':>4} {'learned':>7} {'steps':>5} "
         f"{'agreement (mean ± sd, min)':>28} {'changed':>9} {'near ties':>10} changes graded"
     ]
     for key, s in data["settings"].items():
-        lr, kl, rows = key.split(":")
+        lr, kl, rows, dpo = (*key.split(":"), "0")[:4]
         lines.append(
-            f"{lr:>7} {kl:>7} {rows:>7} {s['runs']:>4} {s['learned']:>7} {s['steps_mean']:>5.1f} "
+            f"{lr:>7} {kl:>7} {rows:>7} {dpo:>4} {s['runs']:>4} {s['learned']:>7} {s['steps_mean']:>5.1f} "
             f"{s['agreement_mean']:>13.1%} ± {s['agreement_sd']:.1%}, {s['agreement_min']:.1%} "
             f"{s['changed']:>4}/{s['compared']:<4} {s['changed_near_ties']:>4}/{s['changed']:<4} "
             f"{s['change_kinds']}"
@@ -279,10 +295,11 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     cdf(data["decided_by"], "all held-back answers")
     for key, runs in data["runs"].items():
-        lr, kl, rows = key.split(":")
+        lr, kl, rows, dpo = (*key.split(":"), "0")[:4]
         changed = [c["parent_decided_by"] for r in runs for c in r["changed"]]
         if float(kl) > 0 and changed:
-            cdf(changed, f"changed, lr {lr}, kl_coef {kl}, {rows} KL rows")
+            extra = f", dpo {dpo}" if float(dpo) else ""
+            cdf(changed, f"changed, lr {lr}, kl_coef {kl}, {rows} KL rows{extra}")
     ax.axvline(TIE, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("how firmly the parent decided its answer (smallest logit gap, nats)")
@@ -300,8 +317,9 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="3e-4:64:64,3e-4:0:64,1e-3:256:64,3e-4:64:128",
-        help="learning_rate:kl_coef:kl_prompts, comma-separated (the first is the default "
-        "schedule with a cycle's 64 KL rows)",
+        help="learning_rate:kl_coef:kl_prompts[:dpo_weight], comma-separated (the first is the "
+        "default schedule with a cycle's 64 KL rows; dpo_weight trains the correction's "
+        "preference pair too, corrected over the parent's answer)",
     )
     parser.add_argument("--repeats", type=int, default=4, help="draws of traffic (seeds)")
     parser.add_argument("--max-steps", type=int, default=100)
@@ -311,8 +329,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
     parent = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
     engine = TrainingEngine(MODEL)
-    settings = [tuple(s.split(":")) for s in args.settings.split(",")]
-    widest = max(int(rows) for _, _, rows in settings)
+    settings = [(*s.split(":"), "0")[:4] for s in args.settings.split(",")]
+    widest = max(int(rows) for _, _, rows, _ in settings)
     draws = [traffic(tokenizer, parent, seed, widest) for seed in range(args.repeats)]
     decided = [g for d in draws for g in d["decided_by"]]
     data: dict[str, Any] = {
@@ -322,12 +340,23 @@ def main() -> None:
         "runs": {},
         "settings": {},
     }
-    for lr, kl, rows in settings:
-        key = f"{lr}:{kl}:{rows}"
+    for lr, kl, rows, dpo in settings:
+        key = f"{lr}:{kl}:{rows}" + (f":{dpo}" if float(dpo) else "")
         runs = []
         for seed, draw in enumerate(draws):
             draw = {**draw, "kl": draw["kl"][: int(rows)]}
-            runs.append(run(engine, tokenizer, draw, float(lr), float(kl), args.max_steps, seed))
+            runs.append(
+                run(
+                    engine,
+                    tokenizer,
+                    draw,
+                    float(lr),
+                    float(kl),
+                    args.max_steps,
+                    seed,
+                    dpo=float(dpo),
+                )
+            )
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "changed"}), flush=True)
         data["runs"][key] = runs
         data["settings"][key] = summary(runs, decided)
