@@ -20,7 +20,7 @@ const SCHEDULE: Schedule = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
-  promotion_rule: { max_regression: 0, require_improvement: true, preserve_min: 0.95, min_examples: 5, environment_tasks: 200 },
+  promotion_rule: { max_regression: 0, require_improvement: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 
 describe("cronProblem", () => {
@@ -113,11 +113,19 @@ describe("validateSchedule", () => {
   });
 
   it("sends the whole promotion rule", () => {
-    const form = { ...formFromSchedule(SCHEDULE), maxRegression: "0.02", preserveMin: "0.9", minExamples: "20", environmentTasks: "0" };
+    const form = {
+      ...formFromSchedule(SCHEDULE),
+      maxRegression: "0.02",
+      preserveMin: "0.9",
+      preserveTolerance: "0.1",
+      minExamples: "20",
+      environmentTasks: "0",
+    };
     expect(validateSchedule(form).value?.promotion_rule).toEqual({
       max_regression: 0.02,
       require_improvement: true,
       preserve_min: 0.9,
+      preserve_tolerance: 0.1,
       min_examples: 20,
       environment_tasks: 0,
     });
@@ -164,11 +172,19 @@ describe("the gateway's schema", () => {
       max_regression: rule.max_regression.default,
       require_improvement: rule.require_improvement.default,
       preserve_min: rule.preserve_min.default,
+      preserve_tolerance: rule.preserve_tolerance.default,
       min_examples: rule.min_examples.default,
       environment_tasks: rule.environment_tasks.default,
     });
     expect(PROMOTION_BOUNDS.environment_tasks).toEqual({ min: 0, max: 5000, default: 200 });
     expect(PROMOTION_BOUNDS.preserve_min).toEqual({ min: 0, max: 1, default: 0.95 });
+    expect(PROMOTION_BOUNDS.preserve_tolerance).toEqual({ min: 0, max: 1, default: 0.05 });
+  });
+
+  it("refuses a tolerance outside its bounds, naming the field", () => {
+    const form = { ...formFromSchedule(SCHEDULE), preserveTolerance: "1.5" };
+    expect(validateSchedule(form).errors.preserveTolerance).toBe("The agreement's tolerance must be at least 0 and at most 1.");
+    expect(fieldOfParam("promotion_rule.preserve_tolerance")).toBe("preserveTolerance");
   });
 
   it("fills what a stored rule lacks with the defaults", () => {

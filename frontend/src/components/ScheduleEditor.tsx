@@ -196,6 +196,19 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
             />
           </Field>
           <Field
+            label="Tolerance on the agreement measured"
+            htmlFor="schedule-preserve-tolerance"
+            error={errorOf("preserveTolerance")}
+            hint={`refused below the least agreement minus this, whatever the confidence bound, ${range(rule.preserve_tolerance)}`}
+          >
+            <input
+              id="schedule-preserve-tolerance"
+              inputMode="decimal"
+              value={form.preserveTolerance}
+              onChange={(e) => set("preserveTolerance", e.target.value)}
+            />
+          </Field>
+          <Field
             label="Examples a signal needs to count"
             htmlFor="schedule-min-examples"
             error={errorOf("minExamples")}

@@ -35,6 +35,7 @@ function bounds<T>(property: Property, fallback: Bounds<T>): Bounds<T> {
 export const PROMOTION_BOUNDS = {
   max_regression: bounds(PROMOTION_RULE.max_regression, { min: 0, max: 1, default: 0.01 }),
   preserve_min: bounds(PROMOTION_RULE.preserve_min, { min: 0, max: 1, default: 0.95 }),
+  preserve_tolerance: bounds(PROMOTION_RULE.preserve_tolerance, { min: 0, max: 1, default: 0.05 }),
   min_examples: bounds(PROMOTION_RULE.min_examples, { min: 1, max: 10_000, default: 5 }),
   environment_tasks: bounds(PROMOTION_RULE.environment_tasks, { min: 0, max: 5_000, default: 200 }),
 } satisfies Partial<Record<keyof Schemas["PromotionRule"], Bounds<number>>>;
@@ -44,6 +45,7 @@ export const PROMOTION_DEFAULTS: Schemas["PromotionRule"] = {
   max_regression: PROMOTION_BOUNDS.max_regression.default,
   require_improvement: (PROMOTION_RULE.require_improvement.default as boolean | undefined) ?? true,
   preserve_min: PROMOTION_BOUNDS.preserve_min.default,
+  preserve_tolerance: PROMOTION_BOUNDS.preserve_tolerance.default,
   min_examples: PROMOTION_BOUNDS.min_examples.default,
   environment_tasks: PROMOTION_BOUNDS.environment_tasks.default,
 };

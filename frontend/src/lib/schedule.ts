@@ -22,6 +22,7 @@ export interface ScheduleForm {
   maxRegression: string;
   requireImprovement: boolean;
   preserveMin: string;
+  preserveTolerance: string;
   minExamples: string;
   environmentTasks: string;
 }
@@ -54,6 +55,7 @@ export function formFromSchedule(s: Schedule): ScheduleForm {
     maxRegression: String(rule.max_regression ?? PROMOTION_DEFAULTS.max_regression),
     requireImprovement: rule.require_improvement ?? PROMOTION_DEFAULTS.require_improvement,
     preserveMin: String(rule.preserve_min ?? PROMOTION_DEFAULTS.preserve_min),
+    preserveTolerance: String(rule.preserve_tolerance ?? PROMOTION_DEFAULTS.preserve_tolerance),
     minExamples: String(rule.min_examples ?? PROMOTION_DEFAULTS.min_examples),
     environmentTasks: String(rule.environment_tasks ?? PROMOTION_DEFAULTS.environment_tasks),
   };
@@ -179,6 +181,10 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
     form.preserveMin, "The least agreement", rule.preserve_min.min, rule.preserve_min.max,
   );
   if (preserveProblem) errors.preserveMin = preserveProblem;
+  const [preserveTolerance, toleranceProblem] = bounded(
+    form.preserveTolerance, "The agreement's tolerance", rule.preserve_tolerance.min, rule.preserve_tolerance.max,
+  );
+  if (toleranceProblem) errors.preserveTolerance = toleranceProblem;
   const [minExamples, examplesProblem] = integer(
     form.minExamples, rule.min_examples.min, rule.min_examples.max, "The examples a signal needs",
   );
@@ -207,6 +213,7 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
         max_regression: maxRegression!,
         require_improvement: form.requireImprovement,
         preserve_min: preserveMin!,
+        preserve_tolerance: preserveTolerance!,
         min_examples: minExamples!,
         environment_tasks: environmentTasks!,
       },
@@ -240,6 +247,7 @@ export function fieldOfParam(param: string | null): keyof ScheduleErrors | null 
     "promotion_rule.max_regression": "maxRegression",
     "promotion_rule.require_improvement": "requireImprovement",
     "promotion_rule.preserve_min": "preserveMin",
+    "promotion_rule.preserve_tolerance": "preserveTolerance",
     "promotion_rule.min_examples": "minExamples",
     "promotion_rule.environment_tasks": "environmentTasks",
   };

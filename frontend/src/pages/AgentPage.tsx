@@ -300,7 +300,7 @@ export function AgentPage() {
     ]);
   };
   const rollbackPrevious = useMutation({
-    mutationFn: () => unwrap(api.POST("/api/agents/{name}/rollback", { ...path, body: {} })),
+    mutationFn: () => unwrap(api.POST("/api/agents/{name}/rollback", { ...path, body: { force: false } })),
     onSuccess: liveChanged,
   });
 
