@@ -85,6 +85,18 @@ class BaseModel:
         """The frozen base weights by name (wrapper prefixes removed), for checks and tests."""
         return {name.replace(".base_layer", ""): p for name, p in self.model.named_parameters()}
 
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's last hidden states (R, T, H), what the LM head reads
+        (`trainer.head.LMHead`), with whatever adapters the routing holds."""
+        decoder = self.model.get_decoder()  # type: ignore[operator]
+        out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return out.last_hidden_state
+
+    def output_head(self) -> nn.Module:
+        """The LM head (the output embeddings, tied or not)."""
+        head: nn.Module = self.model.get_output_embeddings()  # type: ignore[operator]
+        return head
+
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Next-token logits (R, T, V) with whatever adapters the routing holds."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.head import DEFAULT_CHUNK_BYTES
+
 DEFAULT_TARGET_MODULES: tuple[str, ...] = (
     "q_proj",
     "k_proj",
@@ -85,6 +87,11 @@ class TrainerConfig:
     None picks 384 on CPU (measured: merging 8 adapters of 8 x 32 tokens whole is 1.09x faster,
     of 8 x 48 tokens 1.05x, of 8 x 64 tokens 0.97x) and `max_tokens_per_pass` on an
     accelerator (unmeasured here)."""
+
+    logit_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    """fp32 logits the loss head may hold at once (`trainer.head.LMHead`): positions are
+    taken this many bytes' worth at a time (at Qwen3's vocabulary the default is 441
+    positions) and recomputed in the backward pass, so no pass holds (tokens x vocab)."""
 
     pin_memory: bool | None = None
     """Keep adapter state in pinned host memory; None pins exactly when the device is CUDA."""

@@ -23,16 +23,9 @@ from trainer.batch import Batch
 from trainer.checkpoint import lora_from_meta, read_state, save_state
 from trainer.config import LoraSettings, TrainerConfig
 from trainer.errors import AdapterMismatchError, InvalidBatchError, NonFiniteError
+from trainer.head import LMHead
 from trainer.lora import init_lora_weights
-from trainer.losses import (
-    LossSpec,
-    LossTerms,
-    distribution_kl,
-    greedy_margin,
-    group_advantages,
-    item_units,
-    token_logprobs,
-)
+from trainer.losses import LossSpec, LossTerms, group_advantages, item_units, kl_terms
 from trainer.metrics import RowMetrics, StepMetrics
 from trainer.optim import AdamWParams, adamw_step_, clip_grads_, global_grad_norm
 from trainer.pass_loss import compute_loss, fill_missing, row_metrics
@@ -67,6 +60,7 @@ class TrainingEngine:
         self.device = pick_device(device or self.config.device)
         model_dir = base_model_dir or self.config.base_model_dir
         self.base = BaseModel(model_dir, self.device, self.dtype)
+        self.head = LMHead(self.base.output_head(), self.config.logit_chunk_bytes)
         pin = self.config.pin_memory
         pin = self.device.type == "cuda" if pin is None else pin
         self.store = AdapterStore(self.device, self.dtype, pin_memory=pin)
@@ -224,11 +218,11 @@ class TrainingEngine:
         t = collate_pass(plan, items, advantages, self.base.pad_token_id, self.device)
         group = None if loss.reference == "base" else "reference"
         ref = t.reference_logprobs
-        trained = t.loss_mask[:, 1:] > 0  # (N, T-1): logits at t predict token t + 1
-        ref_logits = None
+        trained = t.loss_mask[:, 1:] > 0  # (N, T-1): position t predicts token t + 1
+        ref_hidden = None
         if loss.kind == "kl":
             with torch.no_grad():
-                ref_logits = self._logits(states, t, group)[:, :-1][trained]  # (M, V)
+                ref_hidden = self._hidden(states, t, group)[:, :-1][trained]  # (M, H)
         elif loss.needs_reference and (ref is None or bool(torch.isnan(ref).any())):
             with torch.no_grad():
                 ref = fill_missing(ref, self._logprobs(states, t, group))
@@ -245,15 +239,17 @@ class TrainingEngine:
         row_scale = torch.tensor([scales[i] for i, _ in plan.rows], device=self.device)  # (R,)
         with self._routed(states, stacks, t.runs, training=True):
             terms: LossTerms
-            if ref_logits is not None:
-                logits = self.base.logits(t.input_ids, t.attention_mask)[:, :-1]  # (N, T-1, V)
+            hidden = self.base.hidden(t.input_ids, t.attention_mask)  # (N, T, H)
+            if ref_hidden is not None:
                 row_of = trained.nonzero()[:, 0]  # (M,) row of each trained position
-                terms = distribution_kl(logits[trained], ref_logits, row_of, len(plan.rows))
+                per_pos = self.head.forward_kl(hidden[:, :-1][trained], ref_hidden)  # (M,)
+                terms = kl_terms(per_pos, row_of, len(plan.rows))
             else:
-                logits = self.base.logits(t.input_ids, t.attention_mask)  # (N, T, V)
-                terms = compute_loss(loss, token_logprobs(logits, t.input_ids), t, ref)
+                logp = self.head.token_logprobs(hidden, t.input_ids, t.loss_mask)  # (N, T)
+                terms = compute_loss(loss, logp, t, ref)
                 if loss.kind == "sft":  # how surely greedy decoding gives each target
-                    terms.metrics["margin"] = greedy_margin(logits, t.input_ids, t.loss_mask)
+                    margin = self.head.greedy_margin(hidden, t.input_ids, t.loss_mask)
+                    terms.metrics["margin"] = margin
             with warnings.catch_warnings():
                 # The leaves are strided views of flat_grad's twin; accumulating into them in
                 # place is the point, so torch's layout hint does not apply.
@@ -270,28 +266,29 @@ class TrainingEngine:
             results[item][row] = m
 
     def _logprobs(
-        self, states: Sequence[AdapterState], t: PassTensors, group: str | None
+        self,
+        states: Sequence[AdapterState],
+        t: PassTensors,
+        group: str | None,
+        *,
+        every_position: bool = False,
     ) -> torch.Tensor:
-        if group is None:  # the base model, every adapter off
-            return self._logprobs_routed(t)
-        stacks = states[0].layout.views(self.store.stack_to_device(states, group))
-        with self._routed(states, stacks, t.runs, training=False):
-            return self._logprobs_routed(t)
+        """Token logprobs (N, T) of the pass through `group` of each row's adapter (None: the
+        base model alone): at the trained positions, or with `every_position` at all."""
+        hidden = self._hidden(states, t, group)  # (N, T, H)
+        mask = None if every_position else t.loss_mask
+        return self.head.token_logprobs(hidden, t.input_ids, mask)
 
-    def _logits(
+    def _hidden(
         self, states: Sequence[AdapterState], t: PassTensors, group: str | None
     ) -> torch.Tensor:
-        """Logits (N, T, V) of the pass with each row through `group` of its adapter (None:
-        the base model alone)."""
+        """The decoder's last hidden states (N, T, H) with each row through `group` of its
+        adapter (None: the base model alone)."""
         if group is None:
-            return self.base.logits(t.input_ids, t.attention_mask)
+            return self.base.hidden(t.input_ids, t.attention_mask)
         stacks = states[0].layout.views(self.store.stack_to_device(states, group))
         with self._routed(states, stacks, t.runs, training=False):
-            return self.base.logits(t.input_ids, t.attention_mask)
-
-    def _logprobs_routed(self, t: PassTensors) -> torch.Tensor:
-        logits = self.base.logits(t.input_ids, t.attention_mask)  # (N, T, V)
-        return token_logprobs(logits, t.input_ids)  # (N, T)
+            return self.base.hidden(t.input_ids, t.attention_mask)
 
     @contextmanager
     def _routed(
@@ -375,7 +372,8 @@ class TrainingEngine:
         for plan in plan_passes(items, lambda a: 0, self.max_tokens_per_pass, 0):
             t = collate_pass(plan, items, [None], self.base.pad_token_id, self.device)
             states = [self.store.get(adapter_id)] if adapter_id else []
-            logp = self._logprobs(states, t, "weights" if adapter_id else None).cpu()
+            group = "weights" if adapter_id else None
+            logp = self._logprobs(states, t, group, every_position=True).cpu()
             for k, (_, r) in enumerate(plan.rows):
                 out[r] = logp[k, : len(rows.input_ids[r])].tolist()
         return out

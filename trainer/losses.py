@@ -174,6 +174,11 @@ def distribution_kl(
     logp = torch.log_softmax(logits.float(), dim=-1)  # (M, V)
     ref_logp = torch.log_softmax(ref_logits.float(), dim=-1)  # (M, V)
     per_pos = (ref_logp.exp() * (ref_logp - logp)).sum(dim=-1)  # (M,)
+    return kl_terms(per_pos, rows, n_rows)
+
+
+def kl_terms(per_pos: torch.Tensor, rows: torch.Tensor, n_rows: int) -> LossTerms:
+    """Per-position KLs (M,) summed per row, one unit per position (`distribution_kl`)."""
     loss = torch.zeros(n_rows, dtype=per_pos.dtype, device=per_pos.device)
     loss = loss.index_add(0, rows, per_pos)  # (R,)
     units = torch.zeros(n_rows, dtype=per_pos.dtype, device=per_pos.device)

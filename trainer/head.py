@@ -1,0 +1,111 @@
+"""The language-model head in chunks of positions: no pass ever holds (tokens x vocab) logits.
+
+A real vocabulary makes the head the biggest tensor of a pass: at Qwen3's 151,936 tokens one
+position's fp32 logits take 0.6 MB, and the whole-pass logits plus their fp32 copies (log-softmax,
+the greedy margin's scatter, the KL's two distributions) grew the trainer by 2.3 MB a token. Here
+every quantity a loss reads from the head is computed from the decoder's last hidden states a
+chunk of positions at a time, and each chunk's logits are recomputed in the backward pass
+instead of kept (activation checkpointing, the idea behind fused linear cross-entropy, Wijmans
+et al. 2024 "Cut Your Losses in Large-Vocabulary Language Models"):
+
+- `token_logprobs`: log p(x_t | x_<t) at the positions a loss reads (differentiable);
+- `greedy_margin`: how surely greedy decoding gives each target (no gradient);
+- `forward_kl`: KL(reference || policy) over the whole vocabulary at each trained position,
+  the reference's hidden states coming from a pass without gradient (differentiable).
+
+Results equal the whole-pass computation to float tolerance (`tests/unit/trainer/test_head.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+"""fp32 logits one chunk may hold (its backward holds about as much again)."""
+
+
+class LMHead:
+    """The output projection of a causal LM, applied in chunks of positions."""
+
+    def __init__(self, head: nn.Module, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.weight: torch.Tensor = head.get_parameter("weight")  # (V, H)
+        self.bias: torch.Tensor | None = getattr(head, "bias", None)
+        self.vocab = int(self.weight.shape[0])
+        self.chunk = max(1, int(chunk_bytes) // (4 * self.vocab))
+        """Positions per chunk."""
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.weight, self.bias).float()  # (M, V)
+
+    def _picked(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self._logits(hidden)  # (M, V)
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+        return picked - torch.logsumexp(logits, dim=-1)  # (M,)
+
+    def _chunked(self, fn, *tensors: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """``fn`` over chunks of the positions of ``tensors`` (first dimension), concatenated;
+        with gradient, each chunk's activations are recomputed in the backward pass."""
+        m = tensors[0].shape[0]
+        if m == 0:
+            return torch.zeros(0, device=tensors[0].device)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        parts = []
+        for start in range(0, m, self.chunk):
+            piece = [t[start : start + self.chunk] for t in tensors]
+            if grad:
+                parts.append(checkpoint(fn, *piece, use_reentrant=False))
+            else:
+                parts.append(fn(*piece))
+        return torch.cat(parts)
+
+    def token_logprobs(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log-probability of each input token given the tokens before it, aligned with
+        input_ids (token 0: 0). With ``mask`` only the masked positions are computed (0
+        elsewhere): what every loss reads."""
+        # hidden: (N, T, H); input_ids, mask: (N, T)
+        n, t = input_ids.shape
+        wanted = torch.ones(n, t - 1, dtype=torch.bool, device=input_ids.device)
+        if mask is not None:
+            wanted = mask[:, 1:] > 0  # (N, T-1): position t predicts token t + 1
+        at = wanted.nonzero(as_tuple=True)
+        picked = self._chunked(self._picked, hidden[:, :-1][at], input_ids[:, 1:][at])  # (M,)
+        out = torch.zeros(n, t - 1, dtype=torch.float32, device=hidden.device)
+        out = out.index_put(at, picked)  # (N, T-1)
+        return F.pad(out, (1, 0))  # (N, T)
+
+    def greedy_margin(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Smallest margin, over each row's masked tokens, by which the token is the argmax:
+        min_t [logit(x_t) - max_{v != x_t} logit(v)]; +inf for a row without targets."""
+        # hidden: (N, T, H); input_ids, mask: (N, T)
+        wanted = mask[:, 1:] > 0  # (N, T-1)
+        at = wanted.nonzero(as_tuple=True)
+
+        def gap(h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            logits = self._logits(h)  # (M, V)
+            picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+            rival = logits.scatter(-1, targets.unsqueeze(-1), float("-inf")).amax(dim=-1)
+            return picked - rival  # (M,)
+
+        with torch.no_grad():
+            gaps = self._chunked(gap, hidden[:, :-1][at].detach(), input_ids[:, 1:][at])
+        out = torch.full(wanted.shape, float("inf"), device=hidden.device)  # (N, T-1)
+        out = out.index_put(at, gaps)
+        return out.amin(dim=1)  # (N,)
+
+    def forward_kl(self, hidden: torch.Tensor, ref_hidden: torch.Tensor) -> torch.Tensor:
+        """KL(ref || pi) over the vocabulary at each of M positions, from the policy's and
+        the reference's hidden states there (both (M, H)); (M,)."""
+
+        def kl(h: torch.Tensor, ref_h: torch.Tensor) -> torch.Tensor:
+            logp = torch.log_softmax(self._logits(h), dim=-1)  # (M, V)
+            ref_logp = torch.log_softmax(self._logits(ref_h), dim=-1)  # (M, V)
+            return (ref_logp.exp() * (ref_logp - logp)).sum(dim=-1)  # (M,)
+
+        return self._chunked(kl, hidden, ref_hidden.detach())
