@@ -2,7 +2,7 @@ FROM node:20-slim AS ui
 WORKDIR /ui
 COPY frontend/package.json frontend/package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY frontend/index.html frontend/vite.config.ts frontend/tsconfig.json ./
+COPY frontend/index.html frontend/vite.config.ts frontend/tsconfig.json frontend/openapi.json ./
 COPY frontend/public public
 COPY frontend/src src
 RUN npm run build
