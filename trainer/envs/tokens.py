@@ -36,7 +36,8 @@ from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeSt
 
 RolloutMode = Literal["seeded", "throughput"]
 
-_PROBE = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+_PROBE_ANSWER = "probe-answer-7f3a"
+_PROBE = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE_ANSWER}]
 
 
 class ChatTokens:
@@ -54,9 +55,7 @@ class ChatTokens:
                 f"the chat template does not end an assistant turn with {eot!r}, the "
                 "tokenizer's end-of-sequence token: token-level rollouts cannot frame turns"
             )
-        self._closed = closed
-        # What the template writes after an assistant turn's end-of-turn token ("\n" here).
-        self._tail = closed[closed.rindex(eot) + len(eot) :]
+        self._eot = eot
 
     def _render(
         self, messages: list[dict[str, Any]], *, generation: bool, tools: Any = None
@@ -85,13 +84,25 @@ class ChatTokens:
 
     def after_turn(self, results: Sequence[dict[str, Any]]) -> list[int]:
         """The tokens between a sampled turn's end-of-turn token and the next turn: the tool
-        result messages ``results`` and the next assistant header."""
+        result messages ``results`` and the next assistant header.
+
+        They are what the template writes after an assistant turn's end-of-turn token once the
+        tools answer. How the template renders the assistant turn itself at that point does not
+        matter: some rewrite it (Qwen3 puts a `<think>` block on the assistant turns after the
+        last user message, Llama 3.1 dates the system header), but the episode keeps every
+        turn as it was sampled, and the engine is given exactly those tokens."""
         key = tuple((str(m["role"]), str(m.get("content") or "")) for m in results)
         if key not in self._after:
             full = self._render([*_PROBE, *results], generation=True)
-            if not full.startswith(self._closed):
-                raise ValueError("the chat template re-renders earlier turns when a tool answers")
-            self._after[key] = self.encode(self._tail + full[len(self._closed) :])
+            answered = full.find(_PROBE_ANSWER)
+            end = full.find(self._eot, answered) if answered >= 0 else -1
+            if end < 0:
+                raise ValueError(
+                    "the chat template does not close an assistant turn with the tokenizer's "
+                    "end-of-sequence token once a tool answers: token-level rollouts cannot "
+                    "frame tool results"
+                )
+            self._after[key] = self.encode(full[end + len(self._eot) :])
         return self._after[key]
 
     def text(self, ids: Sequence[int]) -> str:

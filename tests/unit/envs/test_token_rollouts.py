@@ -145,3 +145,75 @@ def test_engine_openmp_threads_follow_its_core_binding() -> None:
 
     assert [omp_threads(b) for b in ("0", "0-3", "0,2", "1-2|3")] == [1, 4, 2, 2]
     assert omp_threads("auto") == omp_threads(None) >= 1
+
+
+# Templates written from the public description of each family's behaviour, on the bundled
+# tokenizer (the framing is about text, not about the vocabulary).
+QWEN3_LIKE = (
+    "{%- set ns = namespace(last_query=-1) -%}"
+    "{%- for m in messages -%}{%- if m['role'] == 'user' and not (m['content'] is string and"
+    " m['content'].startswith('<tool_response>')) -%}{%- set ns.last_query = loop.index0 -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if loop.index0 > ns.last_query and (loop.last or m.get('reasoning_content')) -%}"
+    "{{- '<think>\\n' + (m.get('reasoning_content') or '') + '\\n</think>\\n\\n' -}}{%- endif -%}"
+    "{{- m['content'] or '' -}}{{- '<|im_end|>\\n' -}}"
+    "{%- elif m['role'] == 'tool' -%}"
+    "{{- '<|im_start|>user\\n<tool_response>\\n' + m['content'] + '\\n</tool_response><|im_end|>\\n' -}}"
+    "{%- else -%}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if enable_thinking is defined and not enable_thinking -%}"
+    "{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}{%- endif -%}"
+)
+LLAMA31_LIKE = (
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023"
+    "\\nToday Date: 26 Jul 2024\\n\\n<|eot_id|>' -}}"
+    "{%- for m in messages -%}"
+    "{%- set role = 'ipython' if m['role'] == 'tool' else m['role'] -%}"
+    "{{- '<|start_header_id|>' + role + '<|end_header_id|>\\n\\n' + (m['content'] or '') + '<|eot_id|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
+)
+
+
+def _family(template: str, eos: str | None = None) -> ChatTokens:
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
+    if eos:
+        tokenizer.add_special_tokens({"eos_token": eos})
+    tokenizer.chat_template = template
+    return ChatTokens(tokenizer)
+
+
+def test_a_template_that_rewrites_earlier_turns_when_a_tool_answers_still_frames_results() -> None:
+    """Qwen3 writes a <think> block only on the last assistant turn after the last user
+    message, so the turn renders differently once a tool answers (this refused to frame any
+    tool result before). The framing is what the template writes after the turn's end."""
+    codec = _family(QWEN3_LIKE)
+    after = codec.after_turn([{"role": "tool", "tool_call_id": "c", "content": "31"}])
+    expected = "\n<|im_start|>user\n<tool_response>\n31\n</tool_response><|im_end|>\n"
+    assert after == codec.encode(expected + "<|im_start|>assistant\n")
+    # The episode's tokens are the sampled turn (its <think> block kept as sampled) and then
+    # the framing: exactly what the engine is given for the next turn.
+    task = ENV.tasks("test", 1, seed=2)[0]
+    sampled = codec.encode(
+        "<think>\nsubtract\n</think>\n\n" + _call("calculator", {"expression": "9-5"})
+    )
+    ids = [*codec.prompt(ENV, task), *sampled, codec.end_of_turn, *after]
+    text = codec.tokenizer.decode(ids)
+    assert "<think>\nsubtract\n</think>" in text and text.endswith("<|im_start|>assistant\n")
+
+
+def test_a_llama_style_template_frames_tool_results_as_ipython_turns() -> None:
+    codec = _family(LLAMA31_LIKE, eos="<|eot_id|>")
+    after = codec.after_turn([{"role": "tool", "tool_call_id": "c", "content": "31"}])
+    assert codec.tokenizer.decode(after) == (
+        "<|start_header_id|>ipython<|end_header_id|>\n\n31<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+def test_a_template_whose_turns_do_not_end_with_the_eos_token_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="end-of-sequence"):
+        _family(LLAMA31_LIKE)  # the bundled tokenizer's eos is <|im_end|>, never written here
