@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     engine_max_lora_rank: int = 16
     engine_max_cpu_loras: int = 32
     engine_start_timeout_s: float = 180.0
+    engine_dtype: str | None = Field(
+        default=None,
+        description="vLLM's --dtype for the embedded engine; unset: float32 on the CPU, auto "
+        "(the model's own) with an accelerator.",
+    )
+    engine_tool_parser: str | None = Field(
+        default=None,
+        description="vLLM's --tool-call-parser; unset: chosen from the model's family "
+        "(app/sampler/formats.py).",
+    )
+    engine_reasoning_parser: str | None = Field(
+        default=None,
+        description="vLLM's --reasoning-parser; unset: chosen from the model's family "
+        "(qwen3 for Qwen3), empty: none.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     secret_key: SecretStr | None = Field(

