@@ -69,3 +69,12 @@ def test_vllm_is_pinned_with_the_gpu_extra_and_shares_the_gpu_with_the_trainer()
         (device,) = SERVICES[name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"] and device["count"] == 1, name
     assert SERVICES["redis"]["command"][-4:] == ["--appendonly", "yes", "--appendfsync", "everysec"]
+
+
+def test_beat_keeps_its_schedule_in_the_data_folder() -> None:
+    """Beat writes its schedule file where --schedule says; in the working dir (the default)
+    it landed in the checkout and was committed."""
+    command = SERVICES["beat"]["command"]
+    data = SERVICES["beat"]["environment"]["CLORA_DATA_DIR"]
+    (schedule,) = [c.split("=", 1)[1] for c in command if c.startswith("--schedule=")]
+    assert schedule.startswith(f"{data}/"), command
