@@ -78,15 +78,17 @@ soak: install
 	CLORA_SOAK_S=600 CLORA_WRITE_FIGURES=1 $(PY) -m pytest -q tests/reliability/test_soak.py
 	$(PY) -m bench.reliability
 
-lint: install
-	$(VENV)/bin/ruff check app trainer tests
-	$(VENV)/bin/ruff format --check app trainer tests
+# Python (app, trainer, tests, bench) and the web UI; the UI's dependencies are installed first,
+# so a missing node_modules fails the target instead of skipping the frontend.
+lint: install $(UI_DEPS)
+	$(VENV)/bin/ruff check app trainer tests bench
+	$(VENV)/bin/ruff format --check app trainer tests bench
 	$(VENV)/bin/mypy app trainer
-	test ! -d frontend/node_modules || (cd frontend && npm run typecheck && npm run lint)
+	cd frontend && npm run typecheck && npm run lint
 
 format: install
-	$(VENV)/bin/ruff check --fix app trainer tests
-	$(VENV)/bin/ruff format app trainer tests
+	$(VENV)/bin/ruff check --fix app trainer tests bench
+	$(VENV)/bin/ruff format app trainer tests bench
 
 model: install
 	$(PY) -m trainer.bundled.build --out weights/clora-tiny

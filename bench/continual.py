@@ -556,7 +556,9 @@ def table(data: dict[str, Any]) -> str:
             )
     ne = data.get("no_environment", [])
     if ne:
-        lines.append(f"No environment ({len(ne)} repeats): status, live answers 60 of unseen (parent), copies")
+        lines.append(
+            f"No environment ({len(ne)} repeats): status, live answers 60 of unseen (parent), copies"
+        )
         for r in ne:
             c = r.get("copies") or {}
             lines.append(
