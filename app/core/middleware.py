@@ -47,10 +47,42 @@ _NUL = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000|\x00")
 by "u0000" is text, not a NUL). PostgreSQL text and jsonb cannot store it."""
 
 
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+"""JSON's escape of a UTF-16 surrogate, which may stand alone in valid JSON."""
+
+
+def _unstorable(value: object) -> bool:
+    """Whether a parsed JSON value holds text UTF-8 cannot encode (a lone surrogate)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def has_lone_surrogate(body: bytes) -> bool:
+    """A JSON body with a surrogate escape not in a pair ("hi \\ud800 there" is valid JSON;
+    neither Postgres nor the JSON encoder can store the text it stands for). Bodies without a
+    surrogate escape are not parsed."""
+    if not _SURROGATE_HINT.search(body):
+        return False
+    try:
+        return _unstorable(json.loads(body))
+    except ValueError:  # not JSON: the handler answers it
+        return False
+
+
 class BodyGuard:
     """Refuse bodies over ``max_bytes`` with 413 (by header, or while reading a chunked body),
-    and bodies with a NUL character with 400, before any handler sees them: a NUL would pass
-    validation and then fail at the database, after the client had been answered."""
+    and bodies with a NUL character or a lone surrogate with 400, before any handler sees
+    them: either would pass validation and then fail at the database (or the log's encoder),
+    after the client had been answered."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
@@ -94,6 +126,15 @@ class BodyGuard:
                 send,
                 400,
                 "text may not contain NUL characters (\\u0000): remove them and send it again",
+                "invalid_characters",
+            )
+            return
+        if first is None and has_lone_surrogate(body):
+            await _refuse(
+                send,
+                400,
+                "text may not contain unpaired UTF-16 surrogates (a \\ud800-\\udfff escape "
+                "without its pair): send the character itself, or a valid pair",
                 "invalid_characters",
             )
             return

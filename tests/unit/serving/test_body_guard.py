@@ -87,3 +87,33 @@ def test_clora_max_file_bytes_sets_the_upload_limit_of_the_app(
         assert chat.status_code == 413
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"messages": [{"role": "user", "content": "hi \\ud800 there"}]}',
+        b'{"content": "\\udc00"}',
+        b'{"\\ud83d": 1}',  # a lone high surrogate in a key
+        b'{"c": ["ok", "\\ud83d\\u0041"]}',  # high surrogate followed by a non-surrogate
+    ],
+)
+def test_a_lone_surrogate_is_a_400_with_the_error_envelope(client: TestClient, body: bytes) -> None:
+    resp = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "invalid_characters"
+    assert "surrogate" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"content": "\\ud83d\\ude00 a pair"}',  # an escaped emoji: a valid pair
+        '{"content": "😀 raw"}'.encode(),
+        b'{"content": "\\\\ud800"}',  # the six characters \ud800, as text
+        b"not json \\ud800",  # not JSON: left to the handler
+    ],
+)
+def test_paired_or_literal_surrogate_text_passes(client: TestClient, body: bytes) -> None:
+    resp = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 200, resp.text
