@@ -34,7 +34,13 @@ def test_only_the_trainer_holds_the_base_model_after_an_experiment(tmp_path: Pat
     data = tmp_path / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
-    env.update(CLORA_DATA_DIR=str(data), CLORA_PORT=str(port), CLORA_ENVIRONMENT="development")
+    # Every port of its own (the engine's default 8100 is taken by any other stack running).
+    env.update(
+        CLORA_DATA_DIR=str(data),
+        CLORA_PORT=str(port),
+        CLORA_ENGINE_PORT=str(_free_port()),
+        CLORA_ENVIRONMENT="development",
+    )
     log = tmp_path / "up.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

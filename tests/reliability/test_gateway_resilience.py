@@ -20,7 +20,7 @@ from app.agents.service import create_agent
 from app.core.db import normalise_url
 from app.models import Interaction
 from app.runtime import migrate
-from app.runtime.embedded import EmbeddedPostgres
+from app.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.adapters import random_adapter
@@ -117,10 +117,10 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
         tenant = create_tenant(session, "outage")
         create_agent(session, tenant.id, "bot")
         _, key = create_api_key(session, tenant.id, "k")
-    import redis as redis_lib
-
-    redis_url = "redis://127.0.0.1:6379/14"
-    redis_lib.Redis.from_url(redis_url).flushdb()
+    # A Redis of this test's own: a shared database of the machine's Redis was flushed by
+    # (and read by) any other suite running beside this one.
+    own_redis = EmbeddedRedis(tmp_path / "redis", free_port())
+    redis_url = own_redis.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
     env.update(
         CLORA_DATABASE_URL=url,
@@ -201,3 +201,4 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
         proc.wait(15)
         db.dispose()
         pg.stop()
+        own_redis.stop()
