@@ -101,6 +101,7 @@ def create_app() -> FastAPI:
         # Redis down: report the last depth seen.
         with contextlib.suppress(Exception):
             metrics.BUFFER_DEPTH.set(app.state.gateway.buffer.depth())
+            metrics.DEAD_LETTERS.set(app.state.gateway.buffer.dead_letters())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     mount_ui(app)  # frontend/dist at /, when built; after every API route

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import jsonio
@@ -47,6 +47,19 @@ def _decode(raw: dict[str, Any]) -> dict[str, Any]:
 
 _INSERT = insert(Interaction).on_conflict_do_nothing(index_elements=["id"])
 """One statement for any number of rows (executemany): compiled once, not per batch."""
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether a failed write is the database being unreachable (the batch waits and is tried
+    again), rather than a row it refuses."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _reason(exc: BaseException) -> str:
+    detail = getattr(exc, "orig", None) or exc
+    return f"{type(detail).__name__}: {str(detail).splitlines()[0] if str(detail) else ''}"
 
 
 def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None:
@@ -110,27 +123,46 @@ class InteractionBuffer:
         if not entries:
             return 0
         seen: dict[str, dict[str, Any]] = {}
+        raw: dict[str, bytes] = {}
         for _, fields in entries:
-            row = _decode(jsonio.loads(fields[b"r"]))
-            seen[str(row["id"])] = row
+            encoded = fields.get(b"r", b"")
+            try:
+                row = _decode(jsonio.loads(encoded))
+                key = str(row["id"])
+            except Exception as exc:  # noqa: BLE001 - an entry that is no record: set aside
+                self._set_aside(encoded, f"not a record: {type(exc).__name__}: {exc}")
+                continue
+            seen[key], raw[key] = row, encoded
         try:
             _insert(sessions, list(seen.values()))
-        except IntegrityError:
-            # One row the database can never take must not block every row behind it: write
-            # them one by one and set aside the ones refused (an outage still raises above).
-            for row in seen.values():
+        except Exception as exc:
+            if _outage(exc):
+                raise
+            # One row the database or the encoder can never take must not block every row
+            # behind it: write them one by one and set aside the ones refused, whatever the
+            # reason (a constraint, a value the column cannot hold, text it cannot encode).
+            for key, row in seen.items():
                 try:
                     _insert(sessions, [row])
-                except IntegrityError as exc:
-                    reason = str(exc.orig).splitlines()[0][:300]
-                    self.redis.xadd(DEAD_LETTER, {"r": jsonio.dumps(row), "error": reason})
-                    log.error("interaction %s refused for good (%s); set aside", row["id"], reason)
+                except Exception as one:
+                    if _outage(one):
+                        raise
+                    self._set_aside(raw[key], _reason(one))
         ids = [entry_id for entry_id, _ in entries]
         done = self.redis.pipeline(transaction=False)  # acknowledged and deleted in one trip
         done.xack(STREAM, GROUP, *ids)
         done.xdel(STREAM, *ids)
         done.execute()
         return len(seen)
+
+    def _set_aside(self, encoded: bytes, reason: str) -> None:
+        """Put a refused entry, as it was logged, on the dead-letter stream with its reason."""
+        self.redis.xadd(DEAD_LETTER, {"r": encoded, "error": reason[:300]})
+        log.error("an interaction was refused for good (%s); set aside", reason[:300])
+
+    def dead_letters(self) -> int:
+        """How many refused entries wait on the dead-letter stream for an operator."""
+        return int(self.redis.xlen(DEAD_LETTER))
 
     def drain_all(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
         total = 0

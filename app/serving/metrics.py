@@ -26,6 +26,10 @@ OVERHEAD = Histogram(
 )
 TOKENS = Counter("clora_tokens_total", "Tokens served", ["tenant", "agent", "kind"])
 BUFFER_DEPTH = Gauge("clora_interaction_buffer_depth", "Interactions waiting for Postgres")
+DEAD_LETTERS = Gauge(
+    "clora_interaction_dead_letters",
+    "Interactions the database or the encoder refused for good, set aside for an operator",
+)
 
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from app.core.db import unit_of_work
-from app.interactions.buffer import DEAD_LETTER, InteractionBuffer
+from app.interactions.buffer import DEAD_LETTER, STREAM, InteractionBuffer
 from app.models import Interaction
 from app.runtime.embedded import EmbeddedRedis
 from tests.helpers import factories
@@ -129,3 +129,40 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(  # type: ig
     assert buffer.depth() == 0
     [(_, fields)] = redis_client.xrange(DEAD_LETTER)
     assert str(orphan["id"]) in fields[b"r"].decode() and b"foreign key" in fields[b"error"]
+
+
+def test_rows_the_encoder_or_the_database_refuse_are_set_aside_and_block_nothing(  # type: ignore[no-untyped-def]
+    database_url: str, sql_engine, redis_client
+) -> None:
+    """A model output with a NUL, a stream entry that is not a record at all, a record whose
+    column the database refuses (a 64-character prompt text into a UUID): each goes to the
+    dead-letter stream with its reason, and every ordinary row around them is written."""
+    with unit_of_work() as session:
+        owner = factories.tenant(session)
+        bot = factories.agent(session, owner)
+        tenant_id, agent_id = owner.id, bot.id
+    buffer = InteractionBuffer(redis_client, "test-consumer")
+    good = [_record(tenant_id, agent_id) for _ in range(4)]
+    nul = {**_record(tenant_id, agent_id), "output": {"content": "a\x00b"}}
+    wrong_type = {**_record(tenant_id, agent_id), "completion_logprobs": ["not a number"]}
+    buffer.append(good[0])
+    buffer.append(nul)
+    buffer.append(good[1])
+    redis_client.xadd(STREAM, {"r": b"{not json"})
+    buffer.append(good[2])
+    buffer.append(wrong_type)
+    buffer.append(good[3])
+    sessions = sessionmaker(bind=sql_engine)
+    for _ in range(3):  # a drain never raises for a bad row, and ends with the stream empty
+        buffer.drain_all(sessions)
+    dead = redis_client.xrange(DEAD_LETTER)
+    reasons = [fields[b"error"].decode() for _, fields in dead]
+    print(reasons)  # shown when an assertion below fails
+    with unit_of_work() as session:
+        ids = set(session.scalars(select(Interaction.id).where(Interaction.agent_id == agent_id)))
+    assert {r["id"] for r in good} <= ids
+    assert buffer.depth() == 0 and buffer.dead_letters() == len(dead) >= 2
+    assert any(str(wrong_type["id"]) in fields[b"r"].decode() for _, fields in dead), reasons
+    assert any(fields[b"r"] == b"{not json" for _, fields in dead), reasons
+    # The NUL output is either stored as it was sent (the JSON column takes it) or set aside.
+    assert nul["id"] in ids or any(str(nul["id"]) in f[b"r"].decode() for _, f in dead)
