@@ -15,6 +15,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from app.sampler.launcher import EngineExitedError, EngineProcess
+from tests.helpers.engine import READY_TIMEOUT_S
 from trainer.bundled.evaluate import summarize
 from trainer.envs import CalculatorEnvironment, Episode, Task
 from trainer.envs.runner import run_episode, run_episodes
@@ -266,7 +267,7 @@ def test_engine_that_dies_raises_a_typed_error_and_leaves_no_process(tmp_path: P
     assert pid is not None
     try:
         with pytest.raises(EngineExitedError) as failure:
-            process.wait_ready(timeout=240)
+            process.wait_ready(timeout=READY_TIMEOUT_S)
         assert failure.value.log_tail.strip()
     finally:
         process.stop()

@@ -21,7 +21,7 @@ from app.core.errors import EngineUnavailable
 from app.cycles import runner
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.launcher import EngineProcess, free_port
-from tests.helpers.engine import MODEL_DIR, SERVED_MODEL_NAME
+from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 
 
 def _plan(environment_tasks: int = 4) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
 
     engines = [new_engine()]
     engines[0].start()
-    engines[0].wait_ready(240)
+    engines[0].wait_ready(READY_TIMEOUT_S)
     settings = get_settings()
     plan = _plan()
     candidate = write_identity_adapter(MODEL_DIR, tmp_path / "candidate")
@@ -78,7 +78,7 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     def restarted() -> None:
         engines.append(new_engine())
         engines[-1].start()
-        engines[-1].wait_ready(240)
+        engines[-1].wait_ready(READY_TIMEOUT_S)
 
     def measure_then_kill(*args: Any, **kwargs: Any) -> Any:
         calls.append(time.monotonic())

@@ -21,7 +21,7 @@ import pytest
 import redis as redis_lib
 
 from app.sampler.launcher import EngineProcess
-from tests.helpers.engine import MODEL_DIR, SERVED_MODEL_NAME
+from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 from tests.helpers.faults import Traffic, assert_logged_once, drive, make_rig
 from tests.helpers.figures import record
 from tests.helpers.gateway import free_port, start_gateway_process
@@ -146,7 +146,7 @@ def test_engine_kill_9_under_load_recovers(
 
     engines = [new_engine()]
     engines[0].start()
-    engines[0].wait_ready(240)
+    engines[0].wait_ready(READY_TIMEOUT_S)
     rig = make_rig(database_url, engines[0].url, tmp_path)
     fx, server, port = rig.fx, rig.redis, rig.port
     proc = start_gateway_process(rig.env, port, tmp_path / "gateway.log")
