@@ -432,7 +432,9 @@ def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: obje
     wait_for(lambda: _examples(fx) >= 8)
     run = run_cycle_and_wait(fx)
     assert run.status == "rejected", (run.metrics["decision"], run.metrics["signals"])
-    assert run.metrics["failed_signal"] in ("preservation", "environment", "held_out")
+    # Corrections that all say "60" and a candidate that answers 60 everywhere: the copies
+    # signal (checked before preservation) sees it first; any of these names it.
+    assert run.metrics["failed_signal"] in ("copies", "preservation", "environment", "held_out")
     assert run.metrics["decision"].startswith(run.metrics["failed_signal"])
     with unit_of_work() as session:
         assert session.get(Agent, fx.agent.id).live_version_id is None  # type: ignore[union-attr]
