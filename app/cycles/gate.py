@@ -128,7 +128,7 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
                 name,
             )
     copied = signals.get("copies") or {}
-    if int(copied.get("n", 0)) > 0:
+    if rule.get("refuse_copies", True) and int(copied.get("n", 0)) > 0:
         allowed = copies_allowed(int(copied["before"]), int(copied["n"]))
         if int(copied["after"]) > allowed:
             return Verdict(

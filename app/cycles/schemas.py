@@ -25,6 +25,10 @@ class PromotionRule(BaseModel):
     preserve_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     """And the agreement measured must reach ``preserve_min`` less this: 15 of 17 (88%) is
     refused at the defaults although its bound (96.7%) allows 95%."""
+    refuse_copies: bool = True
+    """Refuse a candidate that answers other prompts with a correction's answer verbatim more
+    often than its parent (the ``copies`` signal). Off for an agent whose corrections are
+    meant to be said everywhere, such as a fixed policy answer."""
     min_examples: int = Field(default=5, ge=1, le=10_000)
     """Examples an evaluation signal needs to count; with none that has them, the cycle ends
     needs_evaluation and promotes nothing."""

@@ -383,6 +383,7 @@ async function adminPhase(page, requests) {
     await schedule.getByLabel("KL coefficient").fill("0");
     await schedule.getByLabel("Largest allowed drop of the held-out score").fill("1");
     await schedule.getByLabel("Least agreement with the parent on untouched prompts").fill("0");
+    await schedule.getByLabel("Refuse a candidate that copies a correction's answer onto other prompts", { exact: false }).uncheck();
     await schedule.getByRole("button", { name: "Save schedule" }).click();
     await schedule.getByText("Saved.").waitFor();
     await shot(page, "schedule-editor", schedule);

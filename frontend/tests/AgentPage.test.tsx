@@ -94,7 +94,7 @@ const SCHEDULE: Schemas["ScheduleUpdate"] = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
-  promotion_rule: { max_regression: 0.01, require_improvement: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
+  promotion_rule: { max_regression: 0.01, require_improvement: true, refuse_copies: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 
 const GETS: Record<string, unknown> = {

@@ -20,7 +20,7 @@ const SCHEDULE: Schedule = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
-  promotion_rule: { max_regression: 0, require_improvement: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
+  promotion_rule: { max_regression: 0, require_improvement: true, refuse_copies: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 
 describe("cronProblem", () => {
@@ -124,6 +124,7 @@ describe("validateSchedule", () => {
     expect(validateSchedule(form).value?.promotion_rule).toEqual({
       max_regression: 0.02,
       require_improvement: true,
+      refuse_copies: true,
       preserve_min: 0.9,
       preserve_tolerance: 0.1,
       min_examples: 20,
@@ -171,6 +172,7 @@ describe("the gateway's schema", () => {
     expect(PROMOTION_DEFAULTS).toEqual({
       max_regression: rule.max_regression.default,
       require_improvement: rule.require_improvement.default,
+      refuse_copies: rule.refuse_copies.default,
       preserve_min: rule.preserve_min.default,
       preserve_tolerance: rule.preserve_tolerance.default,
       min_examples: rule.min_examples.default,
@@ -179,6 +181,14 @@ describe("the gateway's schema", () => {
     expect(PROMOTION_BOUNDS.environment_tasks).toEqual({ min: 0, max: 5000, default: 200 });
     expect(PROMOTION_BOUNDS.preserve_min).toEqual({ min: 0, max: 1, default: 0.95 });
     expect(PROMOTION_BOUNDS.preserve_tolerance).toEqual({ min: 0, max: 1, default: 0.05 });
+  });
+
+  it("carries the copies switch both ways", () => {
+    const off = { ...SCHEDULE, promotion_rule: { ...SCHEDULE.promotion_rule!, refuse_copies: false } };
+    const form = formFromSchedule(off);
+    expect(form.refuseCopies).toBe(false);
+    expect(validateSchedule(form).value?.promotion_rule?.refuse_copies).toBe(false);
+    expect(validateSchedule(formFromSchedule(SCHEDULE)).value?.promotion_rule?.refuse_copies).toBe(true);
   });
 
   it("refuses a tolerance outside its bounds, naming the field", () => {

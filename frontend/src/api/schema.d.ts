@@ -1968,6 +1968,11 @@ export interface components {
              */
             preserve_tolerance: number;
             /**
+             * Refuse Copies
+             * @default true
+             */
+            refuse_copies: boolean;
+            /**
              * Require Improvement
              * @default true
              */

@@ -243,6 +243,15 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
           />
           Promote only when the candidate answers this cycle's corrections better than its parent
         </label>
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={form.refuseCopies}
+            onChange={(e) => set("refuseCopies", e.target.checked)}
+          />
+          Refuse a candidate that copies a correction's answer onto other prompts (off for answers meant to be said
+          everywhere)
+        </label>
       </fieldset>
 
       {!readOnly && (

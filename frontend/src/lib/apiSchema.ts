@@ -44,6 +44,7 @@ export const PROMOTION_BOUNDS = {
 export const PROMOTION_DEFAULTS: Schemas["PromotionRule"] = {
   max_regression: PROMOTION_BOUNDS.max_regression.default,
   require_improvement: (PROMOTION_RULE.require_improvement.default as boolean | undefined) ?? true,
+  refuse_copies: (PROMOTION_RULE.refuse_copies.default as boolean | undefined) ?? true,
   preserve_min: PROMOTION_BOUNDS.preserve_min.default,
   preserve_tolerance: PROMOTION_BOUNDS.preserve_tolerance.default,
   min_examples: PROMOTION_BOUNDS.min_examples.default,

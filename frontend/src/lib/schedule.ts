@@ -21,6 +21,7 @@ export interface ScheduleForm {
   klCoef: string;
   maxRegression: string;
   requireImprovement: boolean;
+  refuseCopies: boolean;
   preserveMin: string;
   preserveTolerance: string;
   minExamples: string;
@@ -54,6 +55,7 @@ export function formFromSchedule(s: Schedule): ScheduleForm {
     klCoef: String(s.kl_coef),
     maxRegression: String(rule.max_regression ?? PROMOTION_DEFAULTS.max_regression),
     requireImprovement: rule.require_improvement ?? PROMOTION_DEFAULTS.require_improvement,
+    refuseCopies: rule.refuse_copies ?? PROMOTION_DEFAULTS.refuse_copies,
     preserveMin: String(rule.preserve_min ?? PROMOTION_DEFAULTS.preserve_min),
     preserveTolerance: String(rule.preserve_tolerance ?? PROMOTION_DEFAULTS.preserve_tolerance),
     minExamples: String(rule.min_examples ?? PROMOTION_DEFAULTS.min_examples),
@@ -212,6 +214,7 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
       promotion_rule: {
         max_regression: maxRegression!,
         require_improvement: form.requireImprovement,
+        refuse_copies: form.refuseCopies,
         preserve_min: preserveMin!,
         preserve_tolerance: preserveTolerance!,
         min_examples: minExamples!,
@@ -246,6 +249,7 @@ export function fieldOfParam(param: string | null): keyof ScheduleErrors | null 
     kl_coef: "klCoef",
     "promotion_rule.max_regression": "maxRegression",
     "promotion_rule.require_improvement": "requireImprovement",
+    "promotion_rule.refuse_copies": "refuseCopies",
     "promotion_rule.preserve_min": "preserveMin",
     "promotion_rule.preserve_tolerance": "preserveTolerance",
     "promotion_rule.min_examples": "minExamples",

@@ -176,6 +176,10 @@ def test_copies_of_a_correction_onto_other_prompts_refuse_beyond_the_parents_rat
     assert verdict(1, 2).promote  # type: ignore[attr-defined]  # the parent already copied one
     assert verdict(1, 3, n=64).promote and verdict(1, 4, n=64).failed_signal == "copies"  # type: ignore[attr-defined]
     assert [copies_allowed(0, n) for n in (1, 2, 3, 12, 64)] == [0, 0, 1, 1, 1]
+    # The knob: an agent whose corrections are meant to be said everywhere turns it off.
+    copied = {"n": 12, "before": 0, "after": 12}
+    off = decide(signals(preservation=kept, copies=copied), {**RULE, "refuse_copies": False})
+    assert off.promote
     assert copies_allowed(4, 12) > 4
 
 
