@@ -30,6 +30,8 @@ def _plan(environment_tasks: int = 4) -> dict[str, Any]:
         "new_sft": [],
         "eval": [],
         "held_back": [],
+        "near": [],
+        "corrected_answers": [],
         "rule": {},
         "environment": "calculator",
         "environment_tasks": environment_tasks,
