@@ -37,7 +37,7 @@ from tests.helpers.gateway import (
 pytestmark = pytest.mark.slow
 
 
-def test_hot_swap_under_load(gateway: Gateway, tmp_path: Path) -> None:
+def test_hot_swap_under_load(gateway: Gateway, engine: EngineProcess, tmp_path: Path) -> None:
     """Twenty versions go live while eight clients keep asking: no request fails, none is
     answered by a version before it was published, and once a publish has been seen served
     no later request gets an older version."""
@@ -82,7 +82,15 @@ def test_hot_swap_under_load(gateway: Gateway, tmp_path: Path) -> None:
                     )
                 )
             except openai.APITimeoutError:
-                pytest.fail(f"the request checking {name} got no answer in 120 s ({failures})")
+                # What the gateway believes the engine holds, and the engine's own last words:
+                # this timed out twice in full suite runs and never alone (RELIABILITY.md).
+                state = gateway.app.state.gateway
+                loaded = sorted(n for r in state.pool.replicas for n in r.loaded)
+                pytest.fail(
+                    f"the request checking {name} got no answer in 120 s ({failures}); the "
+                    f"gateway's loaded adapters {loaded}, in flight {dict(state.in_flight)}; "
+                    f"engine log:\n{engine.log_tail(40)}"
+                )
             assert check.system_fingerprint == name
             confirmed.append((datetime.now(UTC), version.number))
         stop.set()
