@@ -20,6 +20,7 @@ from tests.helpers.learning import (
     greedy,
     run_cycle_and_wait,
     says,
+    train_examples,
 )
 from tests.helpers.worker import wait_for
 
@@ -44,22 +45,6 @@ def _times(rng: random.Random, n: int, avoid: set[tuple[int, int]]) -> list[str]
     return out
 
 
-def _examples(fx: TenantFixture) -> int:
-    from sqlalchemy import func, select
-
-    from app.models import TrainingExample
-
-    with unit_of_work() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(TrainingExample)
-                .where(TrainingExample.agent_id == fx.agent.id)
-            )
-            or 0
-        )
-
-
 @pytest.mark.timeout(1500)
 def test_an_agent_without_environment_never_goes_live_copying_a_correction(
     gateway: Gateway, worker: object
@@ -80,7 +65,7 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
     unseen = _times(rng, 12, seen)
     parent_60 = sum(says(as_dict(_ask(gateway, fx, t).choices[0].message), "60") for t in unseen)
     correct(gateway, fx, wrong.id, answer_call("60"))
-    wait_for(lambda: _examples(fx) >= 1)
+    wait_for(lambda: train_examples(fx) >= 1)
 
     run = run_cycle_and_wait(fx)
     with unit_of_work() as session:

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.adapters import service as registry
 from app.core.config import get_settings
@@ -33,6 +33,7 @@ from tests.helpers.learning import (
     run_cycle_and_wait,
     says,
     schedule,
+    train_examples,
 )
 from tests.helpers.worker import start_worker, wait_for, worker_env
 
@@ -66,7 +67,7 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
     # No anchor examples: the KL term keeps the agent's untouched traffic (the scan above).
     target = calculator_call(wrong_seed)
     correct(gateway, fx, wrong.id, target)
-    wait_for(lambda: _examples(fx) >= 2)
+    wait_for(lambda: train_examples(fx) >= 2)
 
     run = run_cycle_and_wait(fx)
     assert run.status == "succeeded", (run.error, run.metrics["decision"], run.metrics["signals"])
@@ -113,18 +114,6 @@ def _golden_targets(fx: TenantFixture) -> dict[int, dict]:
     }
 
 
-def _examples(fx: TenantFixture) -> int:
-    with unit_of_work() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(TrainingExample)
-                .where(TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")
-            )
-            or 0
-        )
-
-
 def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) -> None:
     fx = make_tenant("guarded", rank=16, alpha=32)
     # A candidate made to regress: a strong step size and no KL term.
@@ -137,7 +126,7 @@ def test_regressing_candidate_is_not_promoted(gateway: Gateway, worker: object) 
     golden(gateway, fx, [31, 32, 33, 34, 35])  # the live answer to prompt 31 is golden ...
     wrong = greedy(gateway, fx, prompt(31))
     correct(gateway, fx, wrong.id, answer_call("-1"))  # ... and a correction contradicts it
-    wait_for(lambda: _examples(fx) >= 2)
+    wait_for(lambda: train_examples(fx) >= 2)
     before = greedy(gateway, fx, prompt(31))
     run = run_cycle_and_wait(fx)
     assert run.status == "rejected", run.metrics
@@ -191,8 +180,8 @@ def test_worker_killed_during_cycle_resumes_cleanly(
     schedule(fx, steps=300, learning_rate=1e-3)
     first = greedy(gateway, fx, prompt(51))
     correct(gateway, fx, first.id, answer_call("5151"))
-    wait_for(lambda: _examples(fx) >= 2)
-    examples_before = _examples(fx)
+    wait_for(lambda: train_examples(fx) >= 2)
+    examples_before = train_examples(fx)
     env = worker_env(database_url, engine.url, get_settings().data_dir)
     queue = f"crash-{uuid.uuid4().hex[:6]}"
     proc = start_worker(env, tmp_path / "worker.log", queue=queue)
@@ -236,7 +225,7 @@ def test_worker_killed_during_cycle_resumes_cleanly(
         finished.error,
     )
     assert finished.metrics["resumed"] == 1
-    assert _examples(fx) == examples_before
+    assert train_examples(fx) == examples_before
     with unit_of_work() as session:
         versions = session.scalars(
             select(AdapterVersion).where(AdapterVersion.agent_id == fx.agent.id)
@@ -266,7 +255,7 @@ def test_worker_killed_during_cycle_resumes_cleanly(
             "fault": "kill -9 of the Celery worker during a learning cycle",
             "cycle_final_status": str(finished.status),
             "resumed": finished.metrics["resumed"],
-            "examples_lost": examples_before - _examples(fx),
+            "examples_lost": examples_before - train_examples(fx),
             "versions_published": len(versions),
             "versions_failing_checksum": failing,
         },
@@ -336,7 +325,7 @@ def test_readme_flow_never_breaks_the_agent(gateway: Gateway, worker: object) ->
             ],
         },
     )
-    wait_for(lambda: _examples(fx) >= 2)
+    wait_for(lambda: train_examples(fx) >= 2)
     run = run_cycle_and_wait(fx)
     signals = run.metrics["signals"]
     env, kept = signals["environment"], signals["preservation"]
@@ -378,7 +367,7 @@ def test_nothing_to_evaluate_ends_needs_evaluation_and_force_is_recorded(
     fx = make_tenant("fresh")
     first = greedy(gateway, fx, prompt(61))
     correct(gateway, fx, first.id, answer_call("6161"))
-    wait_for(lambda: _examples(fx) >= 2)
+    wait_for(lambda: train_examples(fx) >= 2)
     run = run_cycle_and_wait(fx)
     assert run.status == "needs_evaluation", (run.status, run.metrics.get("decision"))
     assert "--split eval" in run.metrics["decision"]
@@ -429,7 +418,7 @@ def test_a_candidate_trained_to_forget_is_refused(gateway: Gateway, worker: obje
     for seed in (3, 4, 5, 6, 7):
         reply = greedy(gateway, fx, prompt(seed))
         correct(gateway, fx, reply.id, answer_call("60"))
-    wait_for(lambda: _examples(fx) >= 8)
+    wait_for(lambda: train_examples(fx) >= 8)
     run = run_cycle_and_wait(fx)
     assert run.status == "rejected", (run.metrics["decision"], run.metrics["signals"])
     # Corrections that all say "60" and a candidate that answers 60 everywhere: the copies

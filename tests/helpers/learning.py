@@ -152,3 +152,20 @@ def says(message: dict, answer: str) -> bool:
         if isinstance(args, dict) and any(str(v).strip() == answer for v in args.values()):
             return True
     return False
+
+
+def train_examples(fx: TenantFixture) -> int:
+    """How many training examples (split ``train``) the agent's feedback has compiled into."""
+    from sqlalchemy import func, select
+
+    from app.models import TrainingExample
+
+    with unit_of_work() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(TrainingExample)
+                .where(TrainingExample.agent_id == fx.agent.id, TrainingExample.split == "train")
+            )
+            or 0
+        )
