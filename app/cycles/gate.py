@@ -23,7 +23,8 @@ of them with at least ``min_examples`` examples must exist, or the cycle ends
 ``needs_evaluation``. A signal with fewer examples does not count as evidence, but it still
 refuses a fall beyond its own noise: when the candidate's 90% upper bound is below the
 parent's 90% lower bound on the same examples (held-out 4 of 4 to 0 of 4 refuses; to 3 of 4
-does not).
+does not), and below what the rule accepts (``before - max_regression``; ``preserve_min`` for
+preservation): a rule with ``max_regression`` 1 or ``preserve_min`` 0 never refuses on them.
 """
 
 from __future__ import annotations
@@ -87,10 +88,11 @@ class Verdict:
         return {"verdict": verdict, "reason": self.reason, "failed_signal": self.failed_signal}
 
 
-def _fell_beyond_noise(before: float, after: float, n: int) -> bool:
-    """A fall on few examples that their noise cannot explain: the candidate's upper bound is
-    below the parent's lower bound."""
-    return agreement_upper_bound(after, n) < lower_bound(before, n) - 1e-9
+def _fell_beyond_noise(before: float, after: float, n: int, allowed: float) -> bool:
+    """A fall on few examples that their noise cannot explain, and the rule does not allow:
+    the candidate's upper bound is below the parent's lower bound, and below ``allowed`` (the
+    lowest result the rule accepts: ``before - max_regression``, or ``preserve_min``)."""
+    return agreement_upper_bound(after, n) < min(lower_bound(before, n), allowed) - 1e-9
 
 
 def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
@@ -119,7 +121,9 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
                 name,
             )
         thin = few(name)
-        if thin is not None and _fell_beyond_noise(thin["before"], thin["after"], thin["n"]):
+        if thin is not None and _fell_beyond_noise(
+            thin["before"], thin["after"], thin["n"], thin["before"] - tolerance
+        ):
             return Verdict(
                 RunStatus.rejected,
                 f"{name}: fell from {thin['before']:.3f} to {thin['after']:.3f} on "
@@ -160,7 +164,9 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
     if (
         thin_kept is not None
         and thin_kept.get("agreement") is not None
-        and _fell_beyond_noise(1.0, float(thin_kept["agreement"]), int(thin_kept["n"]))
+        and _fell_beyond_noise(
+            1.0, float(thin_kept["agreement"]), int(thin_kept["n"]), preserve_min
+        )
     ):
         return Verdict(
             RunStatus.rejected,

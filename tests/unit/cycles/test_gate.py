@@ -154,6 +154,10 @@ def test_a_signal_too_small_to_count_still_vetoes_a_collapse() -> None:
     assert decide(kept_thin, RULE).failed_signal == "preservation"
     kept_ok = signals(preservation={"n": 4, "agreement": 0.75}, environment=env)
     assert decide(kept_ok, RULE).promote
+    # The rule's own knobs bound the veto: a rule that accepts any fall never refuses on it.
+    lenient = {**RULE, "max_regression": 1.0, "preserve_min": 0.0}
+    assert decide(collapse, lenient).promote
+    assert decide(kept_thin, lenient).promote
 
 
 def test_copies_of_a_correction_onto_other_prompts_refuse_beyond_the_parents_rate() -> None:
