@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from app.core.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from app.cycles.stages import CorrectedAnswer
 
 
 def _normal_calls(calls: list[dict[str, Any]] | None) -> list[tuple[Any, Any]]:
@@ -111,18 +114,19 @@ def agreement(
 def copies(
     prompts: Sequence[dict[str, Any]],
     pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
-    corrected: Sequence[dict[str, Any]],
+    corrected: Sequence[CorrectedAnswer],
 ) -> dict[str, Any]:
     """How many of ``prompts`` each side answers with a correction's answer verbatim (the
     same text, or the same tool calls with the same arguments), counting only corrections of
-    *other* conversations (``corrected``: ``{"messages", "answer"}``); ``pairs`` from
+    *other* conversations; ``pairs`` from
     `compare`. Up to five of the candidate's copies the parent did not make are listed."""
     key = lambda m: json.dumps(m, sort_keys=True)  # noqa: E731
+    keyed = [(key(c.messages), c.answer) for c in corrected]
     before = after = 0
     examples: list[dict[str, Any]] = []
     for p, (parent, candidate) in zip(prompts, pairs, strict=True):
         own = key(p["messages"])
-        answers = [c["answer"] for c in corrected if key(c["messages"]) != own]
+        answers = [answer for conversation, answer in keyed if conversation != own]
         parent_copies = any(matches(parent, a) for a in answers)
         candidate_copies = any(matches(candidate, a) for a in answers)
         before += parent_copies

@@ -29,42 +29,21 @@ preservation): a rule with ``max_regression`` 1 or ``preserve_min`` 0 never refu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from app.cycles.schemas import PromotionRule
+from app.cycles.signals import (
+    ScoreSignal,
+    Signals,
+    agreement_upper_bound,
+    copies_allowed,
+    lower_bound,
+)
 from app.models.enums import RunStatus
 
 EVALUATION_SIGNALS = ("held_out", "validation", "preservation", "environment")
 _SCORED = {"held_out": "held-out corrections", "validation": "the validation file's score"}
-CONFIDENCE_Z = 1.2816
-"""One-sided 90%: the z of the bound the preservation check compares with ``preserve_min``."""
-
-
-def _wilson(share: float, n: int, z: float, sign: int) -> float:
-    centre = share + z * z / (2 * n)
-    spread = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
-    return (centre + sign * spread) / (1 + z * z / n)
-
-
-def agreement_upper_bound(agreement: float, n: int, z: float = CONFIDENCE_Z) -> float:
-    """The upper end of the Wilson score interval of a share measured on ``n`` examples."""
-    return 1.0 if n <= 0 else min(1.0, _wilson(agreement, n, z, +1))
-
-
-def lower_bound(share: float, n: int, z: float = CONFIDENCE_Z) -> float:
-    """The lower end of the Wilson score interval of a share measured on ``n`` examples."""
-    return 0.0 if n <= 0 else max(0.0, _wilson(share, n, z, -1))
-
-
-def copies_allowed(parent_copies: int, n: int) -> int:
-    """The most copies a candidate may make among ``n`` prompts: as many as the parent's own
-    rate could reach with 90% confidence (a parent that copies nothing allows 1 from 3
-    prompts on; the first copy of a correction can be a right answer that happens to equal
-    it, "60" to "What is 6 times 10?")."""
-    if n <= 0:
-        return 0
-    return math.floor(n * agreement_upper_bound(parent_copies / n, n) + 1e-9)
 
 
 @dataclass(frozen=True)
@@ -95,63 +74,68 @@ def _fell_beyond_noise(before: float, after: float, n: int, allowed: float) -> b
     return agreement_upper_bound(after, n) < min(lower_bound(before, n), allowed) - 1e-9
 
 
-def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
+def decide(signals: Signals, rule: PromotionRule) -> Verdict:
     """Apply the promotion rule to the measured signals (see the module doc)."""
-    tolerance = float(rule.get("max_regression", 0.01))
-    preserve_min = float(rule.get("preserve_min", 0.95))
-    preserve_floor = preserve_min - float(rule.get("preserve_tolerance", 0.05))
-    enough = int(rule.get("min_examples", 5))
+    tolerance = rule.max_regression
+    preserve_min = rule.preserve_min
+    preserve_floor = preserve_min - rule.preserve_tolerance
+    enough = rule.min_examples
 
-    def measured(name: str) -> dict[str, Any] | None:
-        signal = signals.get(name) or {}
-        return signal if int(signal.get("n", 0)) >= enough else None
+    def counts(name: str) -> bool:
+        signal = getattr(signals, name)
+        return signal is not None and signal.n >= enough
 
-    def few(name: str) -> dict[str, Any] | None:
-        signal = signals.get(name) or {}
-        return signal if 0 < int(signal.get("n", 0)) < enough else None
+    def thin(signal: Any) -> bool:
+        return signal is not None and 0 < signal.n < enough
 
-    for name, what in (*_SCORED.items(), ("environment", "reward")):
-        held = measured(name)
-        if held is not None and held["after"] < held["before"] - tolerance - 1e-9:
-            label = f"{held['name']} reward" if name == "environment" else what
+    scored: list[tuple[str, ScoreSignal | None, str]] = [
+        ("held_out", signals.held_out, _SCORED["held_out"]),
+        ("validation", signals.validation, _SCORED["validation"]),
+        (
+            "environment",
+            signals.environment,
+            f"{signals.environment.name} reward" if signals.environment else "reward",
+        ),
+    ]
+    for name, held, label in scored:
+        if held is None or held.before is None or held.after is None:
+            continue
+        if counts(name) and held.after < held.before - tolerance - 1e-9:
             return Verdict(
                 RunStatus.rejected,
-                f"{name}: {label} fell from {held['before']:.3f} to "
-                f"{held['after']:.3f} (n={held['n']})",
+                f"{name}: {label} fell from {held.before:.3f} to {held.after:.3f} (n={held.n})",
                 name,
             )
-        thin = few(name)
-        if thin is not None and _fell_beyond_noise(
-            thin["before"], thin["after"], thin["n"], thin["before"] - tolerance
+        if thin(held) and _fell_beyond_noise(
+            held.before, held.after, held.n, held.before - tolerance
         ):
             return Verdict(
                 RunStatus.rejected,
-                f"{name}: fell from {thin['before']:.3f} to {thin['after']:.3f} on "
-                f"{thin['n']} examples, beyond their noise (too few to count as evidence, "
-                "enough to refuse)",
+                f"{name}: fell from {held.before:.3f} to {held.after:.3f} on {held.n} "
+                "examples, beyond their noise (too few to count as evidence, enough to refuse)",
                 name,
             )
-    copied = signals.get("copies") or {}
-    if rule.get("refuse_copies", True) and int(copied.get("n", 0)) > 0:
-        allowed = copies_allowed(int(copied["before"]), int(copied["n"]))
-        if int(copied["after"]) > allowed:
+    copied = signals.copies
+    if rule.refuse_copies and copied is not None and copied.n > 0:
+        allowed = copies_allowed(copied.before, copied.n)
+        if copied.after > allowed:
             return Verdict(
                 RunStatus.rejected,
-                f"copies: the candidate answers {copied['after']} of {copied['n']} other "
+                f"copies: the candidate answers {copied.after} of {copied.n} other "
                 f"untouched prompts with a correction's answer verbatim (the parent "
-                f"{copied['before']}; at most {allowed} allowed): it copies the correction "
+                f"{copied.before}; at most {allowed} allowed): it copies the correction "
                 "instead of learning it",
                 "copies",
             )
-    kept = measured("preservation")
-    if kept is not None:
-        agreement = float(kept["agreement"])
-        upper = agreement_upper_bound(agreement, int(kept["n"]))
+    kept = signals.preservation
+    if kept is not None and kept.agreement is not None and counts("preservation"):
+        agreement = kept.agreement
+        upper = agreement_upper_bound(agreement, kept.n)
         if upper < preserve_min - 1e-9 or agreement < preserve_floor - 1e-9:
             return Verdict(
                 RunStatus.rejected,
                 f"preservation: the candidate answers {agreement:.1%} of untouched "
-                f"prompts as the parent does (n={kept['n']}; at most {upper:.1%} with 90% "
+                f"prompts as the parent does (n={kept.n}; at most {upper:.1%} with 90% "
                 f"confidence), below {preserve_min:.0%}"
                 + (
                     ""
@@ -160,22 +144,20 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
                 ),
                 "preservation",
             )
-    thin_kept = few("preservation")
     if (
-        thin_kept is not None
-        and thin_kept.get("agreement") is not None
-        and _fell_beyond_noise(
-            1.0, float(thin_kept["agreement"]), int(thin_kept["n"]), preserve_min
-        )
+        kept is not None
+        and kept.agreement is not None
+        and thin(kept)
+        and _fell_beyond_noise(1.0, kept.agreement, kept.n, preserve_min)
     ):
         return Verdict(
             RunStatus.rejected,
-            f"preservation: the candidate answers {thin_kept['agreement']:.1%} of "
-            f"untouched prompts as the parent does, on {thin_kept['n']} prompts: beyond "
-            "their noise (too few to count as evidence, enough to refuse)",
+            f"preservation: the candidate answers {kept.agreement:.1%} of untouched prompts "
+            f"as the parent does, on {kept.n} prompts: beyond their noise (too few to count "
+            "as evidence, enough to refuse)",
             "preservation",
         )
-    evaluated = [name for name in EVALUATION_SIGNALS if measured(name) is not None]
+    evaluated = [name for name in EVALUATION_SIGNALS if counts(name)]
     if not evaluated:
         return Verdict(
             RunStatus.needs_evaluation,
@@ -184,14 +166,20 @@ def decide(signals: dict[str, dict[str, Any]], rule: dict[str, Any]) -> Verdict:
             "FILE --split eval`), serve some traffic to the agent, or give the agent an "
             "environment; an admin may also promote the candidate with force.",
         )
-    fixes = signals.get("corrections") or {}
-    if rule.get("require_improvement", True) and int(fixes.get("n", 0)) > 0:
-        before, after = fixes["before"], fixes["after"]
+    fixes = signals.corrections
+    if (
+        rule.require_improvement
+        and fixes is not None
+        and fixes.n > 0
+        and fixes.before is not None
+        and fixes.after is not None
+    ):
+        before, after = fixes.before, fixes.after
         if after < before or (after == before and before < 1.0):
             return Verdict(
                 RunStatus.rejected,
                 f"corrections: no improvement on this cycle's corrections "
-                f"({before:.3f} -> {after:.3f}, n={fixes['n']})",
+                f"({before:.3f} -> {after:.3f}, n={fixes.n})",
                 "corrections",
             )
     return Verdict(RunStatus.succeeded, "promoted: no regression on " + ", ".join(evaluated))

@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,6 +22,15 @@ from app.adapters.repository import AdapterVersionRepository
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.errors import NotFound
+from app.cycles.signals import ScoreSignal, Signals
+from app.cycles.stages import (
+    CyclePlan,
+    EnvironmentScore,
+    Job,
+    Payload,
+    Rollouts,
+    Version,
+)
 from app.files import service as files
 from app.fine_tuning import graders
 from app.fine_tuning.repository import FineTuningRepository
@@ -47,15 +57,36 @@ def _target(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def job_plan(
-    session: Session, run: CycleRun, agent: Agent, learning_rate: float
-) -> dict[str, Any] | None:
-    """The changes a fine-tuning job makes to its cycle's plan; None for an ordinary cycle.
+@dataclass(frozen=True)
+class JobPlan:
+    """What a fine-tuning job changes in its cycle's plan (`app.cycles.plan.plan_cycle`)."""
 
-    Under ``covered``, the prompts of its training lines: like corrected prompts, they (and
-    prompts near them) are what the job means to change, so the agent's traffic on them is
-    neither pinned by the KL term nor counted against preservation (prompts near them are
-    held back for the copy check, `app.cycles.untouched`)."""
+    job: Job
+    sft: list[Payload]
+    dpo: list[Payload]
+    mixture: dict[str, float]
+    steps: int
+    lr: float
+    batch_size: int
+    dpo_beta: float
+    seed: int
+    covered: list[list[Payload]]
+    """The prompts of its training lines: like corrected prompts, they (and prompts near
+    them) are what the job means to change, so the agent's traffic on them is neither pinned
+    by the KL term nor counted against preservation (prompts near them are held back for the
+    copy check, `app.cycles.untouched`)."""
+    corrections: list[Payload]
+    """Training lines the ``corrections`` signal measures (a reinforcement job: none; its
+    rollouts' ``measured`` prompts are graded instead)."""
+    validation: list[Payload]
+    counts: dict[str, int]
+    parent: Version | None = None
+    """The job's ``base_version`` when it names one, instead of the live version."""
+    parent_environment: EnvironmentScore | None = None
+
+
+def job_plan(session: Session, run: CycleRun, agent: Agent, learning_rate: float) -> JobPlan | None:
+    """The changes a fine-tuning job makes to its cycle's plan; None for an ordinary cycle."""
     job = FineTuningRepository(session).for_run(run.tenant_id, run.id)
     if job is None:
         return None
@@ -73,50 +104,44 @@ def job_plan(
     measured = rng.sample(rows, min(TRAIN_ROWS_MEASURED, len(rows)))
     validation = rng.sample(validation, min(VALIDATION_ROWS, len(validation)))
     batch = int(hp["batch_size"])
-    steps = steps_for(len(rows), batch, int(hp["n_epochs"]))
-    changes: dict[str, Any] = {
-        "job_id": job.id,
-        "method": kind,
-        "sft": rows if kind == "supervised" else [],
-        "dpo": rows if kind == "dpo" else [],
-        "pg": [],
-        "mixture": {LOSS_OF[kind]: 1.0},
-        "steps": steps,
-        "lr": learning_rate * float(hp["learning_rate_multiplier"]),
-        "batch_size": batch,
-        "dpo_beta": float(hp.get("beta", 0.1)),
-        "seed": job.seed,
-        "stop_margin": None,
-        "promote": bool((agent.settings or {}).get("fine_tuning_promotes", True)),
-        "suffix": job.suffix,
-        "covered": [p["messages"] if kind != "supervised" else p["messages"][:-1] for p in rows],
-        "counts": {
-            "new": len(rows),
-            "replay": 0,
-            "validation": len(validation),
-        },
-    }
+    rollouts = None
     if kind == "reinforcement":
-        samples = max(2, min(16, round(SAMPLES_PER_PROMPT * float(hp["compute_multiplier"]))))
-        changes["rl"] = {
-            "grader": job.method[kind]["grader"],
-            "prompts": rows,
-            "n": samples,
-            "epochs": int(hp["n_epochs"]),  # steps follow the rollout rows, once sampled
-        }
-        changes["new_sft"] = []
-        changes["rl_measured"] = measured
-        changes["validation"] = validation
-    else:
-        changes["new_sft"] = [_target(kind, p) for p in measured]
-        changes["validation"] = [_target(kind, p) for p in validation]
+        rollouts = Rollouts(
+            grader=job.method[kind]["grader"],
+            prompts=rows,
+            n=max(2, min(16, round(SAMPLES_PER_PROMPT * float(hp["compute_multiplier"])))),
+            epochs=int(hp["n_epochs"]),  # steps follow the rollout rows, once sampled
+            measured=measured,
+        )
+    parent = parent_environment = None
     if job.base_version_id is not None:
         base = AdapterVersionRepository(session).get(run.tenant_id, job.base_version_id)
         if base is not None:
-            changes["live"] = (base.id, base.number, base.path)
-            changes["parent_environment"] = (base.metrics or {}).get("environment")
-            run.base_version_id = base.id
-    return changes
+            parent = Version(base.id, base.number, base.path)
+            parent_environment = EnvironmentScore.read((base.metrics or {}).get("environment"))
+    return JobPlan(
+        job=Job(
+            id=job.id,
+            method=kind,
+            suffix=job.suffix,
+            promote=bool((agent.settings or {}).get("fine_tuning_promotes", True)),
+            rollouts=rollouts,
+        ),
+        sft=rows if kind == "supervised" else [],
+        dpo=rows if kind == "dpo" else [],
+        mixture={LOSS_OF[kind]: 1.0},
+        steps=steps_for(len(rows), batch, int(hp["n_epochs"])),
+        lr=learning_rate * float(hp["learning_rate_multiplier"]),
+        batch_size=batch,
+        dpo_beta=float(hp.get("beta", 0.1)),
+        seed=job.seed,
+        covered=[p["messages"] if kind != "supervised" else p["messages"][:-1] for p in rows],
+        corrections=[] if rollouts else [_target(kind, p) for p in measured],
+        validation=validation if rollouts else [_target(kind, p) for p in validation],
+        counts={"new": len(rows), "replay": 0, "validation": len(validation)},
+        parent=parent,
+        parent_environment=parent_environment,
+    )
 
 
 def steps_for(rows: int, batch_size: int, epochs: int) -> int:
@@ -202,14 +227,14 @@ def _play(
     return out
 
 
-def rollouts(engine_url: str, model: str, rl: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
-    """Policy-gradient rows from ``rl["n"]`` samples of every prompt on ``model`` (the parent),
+def rollouts(engine_url: str, model: str, rl: Rollouts) -> tuple[list[Payload], float]:
+    """Policy-gradient rows from ``rl.n`` samples of every prompt on ``model`` (the parent),
     weighted by the group-relative advantage r - mean(r) of their prompt's group (Dr. GRPO,
     Liu et al. 2025: no division by the group's spread, so it stays within [-1, 1]); groups
     whose samples all scored the same carry no signal and are left out. Returns the rows and
     the mean reward of every sample."""
-    n = int(rl["n"])
-    played = _play(engine_url, model, rl["grader"], rl["prompts"], n, 1.0)
+    n = rl.n
+    played = _play(engine_url, model, rl.grader, rl.prompts, n, 1.0)
     rows: list[dict[str, Any]] = []
     for g in range(0, len(played), n):
         group = played[g : g + n]
@@ -236,30 +261,26 @@ def grader_score(
 
 
 # ---- what the gate measures, what the log says ------------------------------------------------
-def job_signals(
-    engine_url: str, parent: str, candidate: str, plan: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
+def job_signals(engine_url: str, parent: str, candidate: str, plan: CyclePlan) -> Signals:
     """A job's own signals: ``validation`` (its validation file), and for a reinforcement job
     ``corrections`` as the grader's score on training prompts (what should improve)."""
     from app.cycles import evaluation
 
-    if plan.get("job_id") is None:
-        return {}
-    rl = plan.get("rl")
+    if plan.job is None:
+        return Signals()
+    rl = plan.job.rollouts
 
-    def measure(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def measure(rows: list[Payload]) -> ScoreSignal:
         if rl:
-            before = grader_score(engine_url, parent, rl["grader"], rows)
-            after = grader_score(engine_url, candidate, rl["grader"], rows)
+            before = grader_score(engine_url, parent, rl.grader, rows)
+            after = grader_score(engine_url, candidate, rl.grader, rows)
         else:
             before = evaluation.score(engine_url, parent, rows)
             after = evaluation.score(engine_url, candidate, rows)
-        return {"n": len(rows), "before": before, "after": after}
+        return ScoreSignal(n=len(rows), before=before, after=after)
 
-    signals = {"validation": measure(plan["validation"])}
-    if rl:
-        signals["corrections"] = measure(plan["rl_measured"])
-    return signals
+    validation = measure(plan.evaluation.validation)
+    return Signals(validation=validation, corrections=measure(rl.measured) if rl else None)
 
 
 def step_event(job_id: uuid.UUID, record: Any, steps: int, method: str) -> None:
@@ -280,21 +301,17 @@ def step_event(job_id: uuid.UUID, record: Any, steps: int, method: str) -> None:
     )
 
 
-def version_note(plan: dict[str, Any]) -> dict[str, Any]:
+def version_note(job: Job) -> dict[str, Any]:
     """What a version trained by a job records about it (shown with the version's metrics)."""
     from app.fine_tuning.protocol import job_public_id
 
-    return {
-        "job": job_public_id(plan["job_id"]),
-        "method": plan["method"],
-        "suffix": plan["suffix"],
-    }
+    return {"job": job_public_id(job.id), "method": job.method, "suffix": job.suffix}
 
 
 def finished(
     job_id: uuid.UUID | None,
     verdict: Any,
-    signals: dict[str, Any],
+    signals: Signals,
     label: str,
     *,
     promoted: bool,
@@ -304,7 +321,12 @@ def finished(
 
     if job_id is None:
         return
-    event(job_id, f"Evaluation: {verdict.reason}", type="metrics", data={"signals": signals})
+    event(
+        job_id,
+        f"Evaluation: {verdict.reason}",
+        type="metrics",
+        data={"signals": signals.record()},
+    )
     if verdict.status == RunStatus.succeeded:
         where = (
             "it is now the agent's live version"

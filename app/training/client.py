@@ -215,43 +215,96 @@ class TrainingFailed(Exception):
     """A training job ended without a trained adapter (its error says why)."""
 
 
+Payload = dict[str, Any]
+"""One training example as stored and as the trainer reads it: a JSON document (a chat, a
+preference pair, a rated token row, or a KL prompt's token ids)."""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A training job's rows by loss: corrections (``sft``), preferences (``dpo``), rated
+    rows (``pg``) and the untouched prompts the KL term keeps (``kl``)."""
+
+    sft: Sequence[Payload] = ()
+    dpo: Sequence[Payload] = ()
+    pg: Sequence[Payload] = ()
+    kl: Sequence[Payload] = ()
+
+    def by_loss(self) -> dict[str, list[Payload]]:
+        return {
+            "sft": list(self.sft),
+            "dpo": list(self.dpo),
+            "pg": list(self.pg),
+            "kl": list(self.kl),
+        }
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What one training job trains: a fresh copy of ``parent_dir`` (or a new adapter of
+    ``lora``'s shape) on ``examples``.
+
+    Each step runs one forward/backward per loss with a non-zero weight (``mixture``, and
+    ``kl_coef`` for ``kl``), then one optimiser step (`trainer.objective`). ``weight`` is the
+    job's fair share of the trainer under contention (`share`). With ``stop_margin`` the job
+    stops before ``steps`` once every SFT row is answered greedily by that margin
+    (`LEARNED_MARGIN`). With ``batch_size`` each step trains on that many rows of each kind,
+    epoch by epoch in an order fixed by ``seed`` (`trainer.objective.step_examples`); without
+    it, on all of them. ``dpo_beta`` is the DPO loss's beta."""
+
+    lora: LoraShape
+    parent_dir: Path | None
+    examples: Examples
+    mixture: dict[str, float]
+    steps: int
+    lr: float
+    kl_coef: float = 0.0
+    weight: float = 1.0
+    stop_margin: float | None = None
+    batch_size: int | None = None
+    dpo_beta: float = 0.1
+    seed: int = 0
+
+    def weighted(self) -> dict[str, int]:
+        """How many rows of each loss there are to learn from (the KL term's rows keep,
+        they teach nothing)."""
+        return {k: len(v) for k, v in self.examples.by_loss().items() if v and k != "kl"}
+
+    def nothing_to_train(self) -> str | None:
+        """Why this request would train nothing, or None: no rows of any loss, or every row
+        of a loss whose weight in the mixture is zero."""
+        rows = self.weighted()
+        if not rows:
+            return "no new training examples"
+        if all(float(self.mixture.get(k, 0.0)) <= 0 for k in rows):
+            return (
+                "nothing to train: every new example has zero weight in the loss mixture ("
+                + ", ".join(
+                    f"{n} {k} at {float(self.mixture.get(k, 0.0)):g}" for k, n in rows.items()
+                )
+                + "); give that loss a weight in the schedule's loss_mixture"
+            )
+        return None
+
+
 def train_adapter(
     adapter_id: str,
-    lora: LoraShape,
-    parent_dir: Path | None,
-    examples: dict[str, Sequence[dict[str, Any]]],
-    mixture: dict[str, float],
-    steps: int,
-    lr: float,
+    request: TrainingRequest,
     *,
     tenant_id: uuid.UUID,
     agent_id: uuid.UUID | None,
     write_to: Path,
-    kl_coef: float = 0.0,
-    weight: float = 1.0,
-    stop_margin: float | None = None,
-    batch_size: int | None = None,
-    dpo_beta: float = 0.1,
-    seed: int = 0,
     on_step: Callable[[TrainStep], None] | None = None,
     on_wait: Callable[[], None] | None = None,
     poll_s: float = 0.25,
 ) -> list[TrainStep]:
-    """Train a fresh copy of ``parent_dir`` (or a new adapter) on the trainer service.
+    """Train ``request`` on the trainer service.
 
     Enqueues a durable ``train`` job, wakes the trainer, follows its step rows (``on_step``
-    for each) and returns once the adapter is written to ``write_to``. ``examples`` maps a loss
-    kind ("sft", "dpo", "pg", "kl") to its payloads; each step runs one forward/backward per
-    kind with a non-zero weight (``mixture``, and ``kl_coef`` for "kl"), then one optimiser
-    step (`trainer.objective`). Raises `TrainingFailed` when the job fails, is
-    cancelled, or no live trainer claims it within ``trainer_wait_s``. ``on_wait`` is called
-    every few seconds while the job is queued or running (the caller's own heartbeat).
-    ``weight`` is the job's fair share of the trainer under contention (its tenant's weight
-    times its agent's, see `share`). With ``stop_margin`` the job stops before ``steps`` once
-    every SFT row is answered greedily by that margin (`LEARNED_MARGIN`). With ``batch_size``
-    each step trains on that many rows of each kind, epoch by epoch in an order fixed by
-    ``seed`` (`trainer.objective.step_examples`); without it, on all of them. ``dpo_beta`` is
-    the DPO loss's beta."""
+    for each) and returns once the adapter is written to ``write_to``. Raises
+    `TrainingFailed` when the job fails, is cancelled, or no live trainer claims it within
+    ``trainer_wait_s``. ``on_wait`` is called every few seconds while the job is queued or
+    running (the caller's own heartbeat)."""
     from app.core.db import unit_of_work
     from app.core.redis import get_redis
     from app.models import TrainingJob
@@ -259,6 +312,7 @@ def train_adapter(
     from app.training import queue
 
     settings = get_settings()
+    lora = request.lora
     payload = {
         "adapter_id": adapter_id,
         "lora": {
@@ -266,24 +320,24 @@ def train_adapter(
             "alpha": lora.alpha,
             "target_modules": list(lora.target_modules),
         },
-        "parent_dir": str(parent_dir) if parent_dir else None,
-        "examples": {k: list(v) for k, v in examples.items()},
-        "mixture": dict(mixture),
-        "steps": steps,
-        "lr": lr,
-        "kl_coef": kl_coef,
-        "stop_margin": stop_margin,
-        "batch_size": batch_size,
-        "dpo_beta": dpo_beta,
-        "seed": seed,
+        "parent_dir": str(request.parent_dir) if request.parent_dir else None,
+        "examples": request.examples.by_loss(),
+        "mixture": dict(request.mixture),
+        "steps": request.steps,
+        "lr": request.lr,
+        "kl_coef": request.kl_coef,
+        "stop_margin": request.stop_margin,
+        "batch_size": request.batch_size,
+        "dpo_beta": request.dpo_beta,
+        "seed": request.seed,
         "write_to": str(write_to),
         "tenant": str(tenant_id),
-        "weight": weight,
+        "weight": request.weight,
         "log_context": log_context(),  # the trainer's lines about this job carry our ids
     }
     with unit_of_work() as session:
         queue.supersede(session, adapter_id)
-        job_id = queue.enqueue(session, tenant_id, agent_id, "train", payload, steps).id
+        job_id = queue.enqueue(session, tenant_id, agent_id, "train", payload, request.steps).id
     redis = get_redis()
     redis.lpush(queue.WAKE_KEY, str(job_id))
     history: list[TrainStep] = []

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.cycles.runner import _plan
+from app.cycles.plan import plan_cycle
 from app.models import AdapterVersion, CycleRun, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, RunStatus
 from tests.helpers import factories
@@ -59,11 +59,12 @@ def test_a_refused_cycles_corrections_are_trained_again_in_full(db: Session) -> 
     db.add_all([refused, rerun])
     db.flush()
 
-    plan = _plan(db, rerun, get_settings())
-    assert plan["counts"]["new"] == 3 and len(plan["sft"]) == 3 and len(plan["new_sft"]) == 3
+    plan = plan_cycle(db, rerun, get_settings())
+    assert plan.counts["new"] == 3 and len(plan.training.examples.sft) == 3
+    assert len(plan.evaluation.corrections) == 3
 
     # Had that cycle's candidate gone live, its corrections would be old: replayed only.
     candidate.status = AdapterStatus.retired
     db.flush()
-    plan = _plan(db, rerun, get_settings())
-    assert plan["counts"]["new"] == 0 and plan["new_sft"] == []
+    plan = plan_cycle(db, rerun, get_settings())
+    assert plan.counts["new"] == 0 and plan.evaluation.corrections == []

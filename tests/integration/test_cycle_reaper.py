@@ -6,6 +6,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -69,14 +70,16 @@ def test_a_slow_cycle_keeps_beating_and_is_never_run_twice(
     get_settings.cache_clear()
     executed: list[uuid.UUID] = []
 
-    def slow_execute(
-        tenant_id: uuid.UUID, run_id: uuid.UUID, plan: object, settings: object
-    ) -> RunStatus:
-        executed.append(run_id)
+    def slow_execute(plan: SimpleNamespace, settings: object) -> RunStatus:
+        executed.append(plan.run_id)
         time.sleep(4.0)
         return RunStatus.succeeded
 
-    monkeypatch.setattr(runner, "_plan", lambda session, run, settings: None)
+    monkeypatch.setattr(
+        runner,
+        "plan_cycle",
+        lambda session, run, settings: SimpleNamespace(run_id=run.id, job=None),
+    )
     monkeypatch.setattr(runner, "_execute", slow_execute)
     queue = f"slow-{uuid.uuid4().hex[:8]}"
     with unit_of_work() as session:

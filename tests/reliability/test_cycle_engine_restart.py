@@ -19,24 +19,37 @@ from app.adapters import service as registry
 from app.core.config import get_settings
 from app.core.errors import EngineUnavailable
 from app.cycles import runner
+from app.cycles.schemas import PromotionRule
+from app.cycles.signals import EnvironmentSignal, Signals
+from app.cycles.stages import Candidate, CyclePlan, EvaluationPlan
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.launcher import EngineProcess, free_port
+from app.training.client import Examples, LoraShape, TrainingRequest
 from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 
 
-def _plan(environment_tasks: int = 4) -> dict[str, Any]:
-    return {
-        "live": None,
-        "new_sft": [],
-        "eval": [],
-        "held_back": [],
-        "near": [],
-        "corrected_answers": [],
-        "rule": {},
-        "environment": "calculator",
-        "environment_tasks": environment_tasks,
-        "parent_environment": None,
-    }
+def _cycle(engine_url: str, environment_tasks: int = 4) -> runner._Cycle:
+    """A cycle with nothing to measure but ``environment_tasks`` calculator tasks."""
+    plan = CyclePlan(
+        tenant_id=uuid.uuid4(),
+        run_id=uuid.uuid4(),
+        agent_id=uuid.uuid4(),
+        tenant_slug="t",
+        agent_name="a",
+        parent=None,
+        training=TrainingRequest(LoraShape(8, 16, ("q_proj",)), None, Examples(), {}, 1, 1e-3),
+        evaluation=EvaluationPlan(
+            rule=PromotionRule(),
+            environment="calculator",
+            environment_tasks=environment_tasks,
+        ),
+        counts={},
+    )
+    return runner._Cycle(plan, get_settings(), engine_url)
+
+
+def _candidate(path: str) -> Candidate:
+    return Candidate(id=uuid.uuid4(), name="t/a@v1", path=path, label="a@v1")
 
 
 @pytest.fixture
@@ -70,9 +83,9 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     engines[0].start()
     engines[0].wait_ready(READY_TIMEOUT_S)
     settings = get_settings()
-    plan = _plan()
+    cycle = _cycle(engine_at)
     candidate = write_identity_adapter(MODEL_DIR, tmp_path / "candidate")
-    assert runner._load_parent(settings, plan) == IDENTITY_ADAPTER
+    assert runner._load_parent(settings, cycle.plan) == IDENTITY_ADAPTER
     registry.load_into_engines(settings, "t/a@v1", str(candidate))
     real, calls = runner._measure, []
     restart: list[threading.Thread] = []
@@ -95,15 +108,7 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
 
     monkeypatch.setattr(runner, "_measure", measure_then_kill)
     try:
-        signals = runner._measure_until_done(
-            uuid.uuid4(),
-            uuid.uuid4(),
-            settings,
-            engine_at,
-            (IDENTITY_ADAPTER, plan),
-            ("t/a@v1", str(candidate)),
-            runner._Clock(),
-        )
+        signals = runner._measure_until_done(cycle, IDENTITY_ADAPTER, _candidate(str(candidate)))
     finally:
         for thread in restart:
             thread.join()
@@ -112,8 +117,8 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     assert len(calls) == 2
     # Measured on the new engine, after both versions were loaded into it again: the same
     # weights, so the same greedy reward.
-    env = signals["environment"]
-    assert env["n"] == 4 and env["before"] == env["after"]
+    env = signals.environment
+    assert env is not None and env.n == 4 and env.before == env.after
 
 
 @pytest.fixture
@@ -124,15 +129,7 @@ def loads_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _measure_stub(engine_url: str) -> object:
     """The retrying evaluation with placeholder versions (`_measure` is patched in these tests)."""
-    return runner._measure_until_done(
-        uuid.uuid4(),
-        uuid.uuid4(),
-        get_settings(),
-        engine_url,
-        ("p", _plan()),
-        ("c", "/x"),
-        runner._Clock(),
-    )
+    return runner._measure_until_done(_cycle(engine_url), "p", _candidate("/x"))
 
 
 def test_evaluation_failures_that_are_not_the_engine_fail_at_once(
@@ -181,9 +178,12 @@ def test_an_engine_down_as_the_candidate_is_published_is_waited_for(
 
     monkeypatch.setattr(runner.registry, "load_into_engines", load)
     monkeypatch.setattr(runner, "_load_parent", lambda settings, plan: loads.append("parent"))
-    monkeypatch.setattr(runner, "_wait_for_engine", lambda _t, _r, url, _s: waits.append(url))
+    monkeypatch.setattr(
+        runner, "_wait_for_engine", lambda cycle, _s: waits.append(cycle.engine_url)
+    )
     monkeypatch.setattr(runner, "_heartbeat", lambda *a, **k: None)
-    monkeypatch.setattr(runner, "_measure", lambda *a, **k: {"environment": {"n": 1}})
-    assert _measure_stub(engine_at) == {"environment": {"n": 1}}
+    measured = Signals(environment=EnvironmentSignal(n=1))
+    monkeypatch.setattr(runner, "_measure", lambda *a, **k: measured)
+    assert _measure_stub(engine_at) is measured
     # Not failed: it waited for the engine, then loaded the parent and the candidate again.
-    assert waits == [engine_at] and loads == ["c", "parent", "c"]
+    assert waits == [engine_at] and loads == ["t/a@v1", "parent", "t/a@v1"]

@@ -67,14 +67,12 @@ def test_cycle_training_runs_on_the_service(
         agent = factories.agent(session, owner)
         tenant_id, agent_id = owner.id, agent.id
     seen: list[int] = []
+    request = trainer_client.TrainingRequest(
+        LORA, None, trainer_client.Examples(sft=EXAMPLES), {"sft": 1.0}, 8, 5e-3
+    )
     history = trainer_client.train_adapter(
         "cycle-test",
-        LORA,
-        None,
-        {"sft": EXAMPLES},
-        {"sft": 1.0},
-        8,
-        5e-3,
+        request,
         tenant_id=tenant_id,
         agent_id=agent_id,
         write_to=tmp_path / "out",
@@ -101,12 +99,9 @@ def test_failed_job_reports_its_error(
     with pytest.raises(trainer_client.TrainingFailed, match="no_such_module"):
         trainer_client.train_adapter(
             "bad",
-            bad,
-            None,
-            {"sft": EXAMPLES},
-            {"sft": 1.0},
-            2,
-            1e-3,
+            trainer_client.TrainingRequest(
+                bad, None, trainer_client.Examples(sft=EXAMPLES), {"sft": 1.0}, 2, 1e-3
+            ),
             tenant_id=tenant_id,
             agent_id=None,
             write_to=tmp_path / "out",

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from app.cycles.gate import agreement_upper_bound, decide
+from typing import Any
+
+from app.cycles import gate
+from app.cycles.gate import agreement_upper_bound
 from app.cycles.schemas import PromotionRule
+from app.cycles.signals import Signals
 from app.models.enums import RunStatus
 
 RULE = PromotionRule().model_dump()
+
+
+def decide(measured: dict[str, Any], rule: dict[str, Any]) -> gate.Verdict:
+    """The gate on signals and a rule written as the JSON they are recorded as."""
+    return gate.decide(Signals.model_validate(measured), PromotionRule(**rule))
 
 
 def signals(**over: dict) -> dict[str, dict]:

@@ -8,6 +8,8 @@ import pytest
 
 from app.core.errors import InvalidRequest
 from app.cycles import gate
+from app.cycles.schemas import PromotionRule
+from app.cycles.signals import ScoreSignal, Signals
 from app.datasets.service import read_file
 from app.fine_tuning.graders import grade, render
 from trainer.objective import step_examples
@@ -110,13 +112,13 @@ def test_batches_go_by_in_seeded_epochs() -> None:
 
 
 def test_the_validation_file_is_a_signal_the_gate_reads() -> None:
-    rule = {"max_regression": 0.01, "min_examples": 5}
-    worse = {"validation": {"n": 6, "before": 0.5, "after": 0.33}}
+    rule = PromotionRule(max_regression=0.01, min_examples=5)
+    worse = Signals(validation=ScoreSignal(n=6, before=0.5, after=0.33))
     verdict = gate.decide(worse, rule)
     assert verdict.status == "rejected" and verdict.failed_signal == "validation"
-    better = {"validation": {"n": 6, "before": 0.5, "after": 0.83}}
+    better = Signals(validation=ScoreSignal(n=6, before=0.5, after=0.83))
     assert gate.decide(better, rule).status == "succeeded"
-    too_few = {"validation": {"n": 4, "before": 0.5, "after": 0.83}}
+    too_few = Signals(validation=ScoreSignal(n=4, before=0.5, after=0.83))
     assert gate.decide(too_few, rule).status == "needs_evaluation"
 
 
