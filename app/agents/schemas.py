@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.cycles.signals import GateRecord, Signals
+
 DEFAULT_MAX_TOKENS = 256
 """A new agent's cap on a completion when a request sets none: a tiny model asked for an
 unbounded answer would otherwise run to the context limit."""
@@ -59,6 +61,10 @@ class VersionOut(BaseModel):
     parent: int | None
     checksum: str
     metrics: dict[str, Any]
+    signals: Signals | None = None
+    """What the gate compared this version with its parent on (versions a cycle made)."""
+    gate: GateRecord | None = None
+    """The gate's verdict on it (versions a cycle made)."""
     created_at: datetime
 
 

@@ -14,6 +14,7 @@ from app.agents.schemas import DEFAULT_MAX_TOKENS, AgentOut, VersionOut
 from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
+from app.cycles.signals import GateRecord, Signals
 from app.models import AdapterVersion, Agent
 from app.tenants.service import check_slug
 
@@ -169,6 +170,8 @@ def list_versions(
             parent=numbers.get(v.parent_id) if v.parent_id else None,
             checksum=v.checksum,
             metrics=v.metrics,
+            signals=Signals.read(v.metrics),
+            gate=GateRecord.read(v.metrics),
             created_at=v.created_at,
         )
         for v in versions

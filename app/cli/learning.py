@@ -12,6 +12,7 @@ import click
 from app.cli import remote as rm
 from app.cli.common import TENANT, readable, scope
 from app.cli.remote import remote
+from app.cycles.signals import CopiesSignal, PreservationSignal, Signals
 
 
 @click.group()
@@ -58,48 +59,51 @@ def _follow(tenant_id: uuid.UUID, run_id: uuid.UUID, timeout_s: float = 3600) ->
                 break
             time.sleep(1)
     click.echo(f"status {status}: {metrics.get('decision', '')} {error or ''}".rstrip())
-    for line in signal_lines(metrics.get("signals") or {}):
+    for line in signal_lines(Signals.read(metrics)):
         click.echo(f"  {line}")
     if status == "failed":
         raise click.ClickException(error or "cycle failed")
 
 
-def signal_lines(signals: dict) -> list[str]:  # type: ignore[type-arg]
-    """One readable line per gate signal: parent before, candidate after, examples; under
-    preservation, the held-back answers that changed (up to five)."""
-    out = []
-    for name, sig in signals.items():
-        n = sig.get("n", 0)
-        if name == "preservation":
-            value = "-" if sig.get("agreement") is None else f"{sig['agreement']:.1%}"
-            bound = sig.get("upper_bound")
-            limit = f"min {sig.get('min', 0):.0%}"
-            if n < sig.get("min_examples", 0):
-                limit += f"; too few to count, under {sig['min_examples']}"
-            elif bound is not None and sig["agreement"] < sig.get("min", 0):
-                limit += f"; with 90% confidence up to {bound:.1%}, which the gate compares"
-                if sig.get("floor") is not None:
-                    limit += f"; refused below {sig['floor']:.0%} whatever the bound"
-            out.append(f"{name:<12} agreement {value} ({limit}), n={n}")
-            out += [
-                f"  changed: {c['prompt']!r}: {c['parent']} -> {c['candidate']}"
-                for c in sig.get("changed") or []
-            ]
+def signal_lines(signals: Signals | None) -> list[str]:
+    """One readable line per gate signal as the API records it (`app.cycles.signals`):
+    parent before, candidate after, examples; under preservation, the held-back answers that
+    changed (up to five), under copies what was copied. Every bound is the recorded one."""
+    out: list[str] = []
+    for name, sig in signals or ():
+        if sig is None:
             continue
-        if name == "copies":
+        if isinstance(sig, PreservationSignal):
+            value = "-" if sig.agreement is None else f"{sig.agreement:.1%}"
+            limit = f"min {sig.min or 0:.0%}"
+            if sig.min_examples is not None and sig.n < sig.min_examples:
+                limit += f"; too few to count, under {sig.min_examples}"
+            elif (
+                sig.upper_bound is not None
+                and sig.agreement is not None
+                and sig.agreement < (sig.min or 0)
+            ):
+                limit += (
+                    f"; with 90% confidence up to {sig.upper_bound:.1%}, which the gate compares"
+                )
+                if sig.floor is not None:
+                    limit += f"; refused below {sig.floor:.0%} whatever the bound"
+            out.append(f"{name:<12} agreement {value} ({limit}), n={sig.n}")
+            out += [f"  changed: {c.prompt!r}: {c.parent} -> {c.candidate}" for c in sig.changed]
+        elif isinstance(sig, CopiesSignal):
             out.append(
-                f"{name:<12} {sig.get('before', 0)} -> {sig.get('after', 0)} of {n} other "
-                f"prompts answered with a correction's answer verbatim ({sig.get('near', 0)} "
-                f"near a correction; at most {sig.get('allowed', 0)} allowed)"
+                f"{name:<12} {sig.before} -> {sig.after} of {sig.n} other prompts answered "
+                f"with a correction's answer verbatim ({sig.near} near a correction; at most "
+                f"{sig.allowed or 0} allowed)"
             )
-            out += [
-                f"  copied: {c['prompt']!r}: {c['parent']} -> {c['candidate']}"
-                for c in sig.get("copied") or []
-            ]
-            continue
-        before, after = sig.get("before"), sig.get("after")
-        shown = "-" if before is None else f"{before:.3f} -> {after:.3f}"
-        out.append(f"{name:<12} {shown}, n={n}")
+            out += [f"  copied: {c.prompt!r}: {c.parent} -> {c.candidate}" for c in sig.copied]
+        else:
+            shown = (
+                "-"
+                if sig.before is None or sig.after is None
+                else f"{sig.before:.3f} -> {sig.after:.3f}"
+            )
+            out.append(f"{name:<12} {shown}, n={sig.n}")
     return out
 
 

@@ -173,6 +173,7 @@ def cycle_run(api: Remote, agent: str, slug: str, wait: bool) -> None:
     if not wait:
         return
     from app.cli.learning import signal_lines
+    from app.cycles.signals import Signals
 
     with click.progressbar(length=100, label="cycle", file=sys.stderr) as bar:
         shown = 0
@@ -185,7 +186,9 @@ def cycle_run(api: Remote, agent: str, slug: str, wait: bool) -> None:
     click.echo(
         f"status {run['status']}: {metrics.get('decision', '')} {run['error'] or ''}".rstrip()
     )
-    for line in signal_lines(metrics.get("signals") or {}):
+    for line in signal_lines(
+        Signals.model_validate(run["signals"]) if run.get("signals") else None
+    ):
         click.echo(f"  {line}")
     if run["status"] == "failed":
         raise click.ClickException(run["error"] or "cycle failed")

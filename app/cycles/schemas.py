@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.cycles.signals import Signals
+
 LOSSES = ("sft", "dpo", "pg")
 """Loss mixture keys: corrections (sft), preferences (dpo), ratings (pg)."""
 
@@ -110,4 +112,6 @@ class CycleRunOut(BaseModel):
     finished_at: datetime | None
     candidate_version: int | None
     metrics: dict[str, Any]
+    signals: Signals | None = None
+    """What the gate compared the candidate with its parent on (null before evaluation)."""
     error: str | None

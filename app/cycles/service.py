@@ -14,6 +14,7 @@ from app.agents.service import get_agent
 from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
 from app.cycles.schemas import CycleRunOut, PromotionRule, ScheduleUpdate
+from app.cycles.signals import Signals
 from app.feedback.repository import FeedbackRepository
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, LearningSchedule
@@ -122,6 +123,7 @@ def runs_out(session: Session, tenant_id: uuid.UUID, runs: Sequence[CycleRun]) -
             finished_at=run.finished_at,
             candidate_version=labels.version(run.candidate_version_id),
             metrics=run.metrics or {},
+            signals=Signals.read(run.metrics),
             error=run.error,
         )
         for run in runs

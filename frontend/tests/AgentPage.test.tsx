@@ -41,6 +41,8 @@ function version(number: number, status: string, metrics: Record<string, unknown
     parent: number > 1 ? number - 1 : null,
     checksum: "abcdef0123456789",
     metrics,
+    // The typed record the gateway reads from the metrics (app/cycles/signals.py).
+    signals: (metrics["signals"] ?? null) as Schemas["Signals"] | null,
     created_at: "2026-12-01T10:00:00Z",
   };
 }
@@ -82,6 +84,7 @@ const RUN: Schemas["CycleRunOut"] = {
     failed_signal: null,
     signals: { corrections: { n: 2, before: 0, after: 1 }, preservation: { n: 3, agreement: 1, min: 0.95 } },
   },
+  signals: { corrections: { n: 2, before: 0, after: 1 }, preservation: { n: 3, agreement: 1, min: 0.95, upper_bound: 1 } },
   error: null,
 };
 

@@ -44,7 +44,7 @@ describe("gate metrics", () => {
   });
 
   it("orders the rows and marks the failed signal", () => {
-    const rows = signalRows(signalsOf(FAILED_METRICS)!, "held_out");
+    const rows = signalRows(signalsOf(FAILED_METRICS.signals)!, "held_out");
     expect(rows.map((r) => [r.name, r.result, r.failed])).toEqual([
       ["corrections", "25% → 100%", false],
       ["held_out", "80% → 60%", true],
@@ -58,7 +58,7 @@ describe("gate metrics", () => {
 
   it("judges preservation below the minimum by the bound the gate compared", () => {
     const row = (agreement: number, upper: number) =>
-      signalRows(signalsOf({ signals: { preservation: { n: 23, agreement, min: 0.95, upper_bound: upper } } })!)[0]!;
+      signalRows(signalsOf({ preservation: { n: 23, agreement, min: 0.95, upper_bound: upper } })!)[0]!;
     const passed = row(21 / 23, 0.9633);
     expect(passed.result).toBe("91.3% (min 95%; up to 96.3% with 90% confidence)");
     expect(passed.meetsMin).toBe(true);
@@ -67,12 +67,9 @@ describe("gate metrics", () => {
     expect(refused.meetsMin).toBe(false);
   });
 
-  it("computes the bound for records made before the cycle stored it, and judges no row the gate did not count", () => {
-    const older = signalRows(signalsOf({ signals: { preservation: { n: 23, agreement: 21 / 23, min: 0.95 } } })!)[0]!;
-    expect(older.result).toBe("91.3% (min 95%; up to 96.3% with 90% confidence)");
-    expect(older.meetsMin).toBe(true);
+  it("judges no row the gate did not count", () => {
     const few = signalRows(
-      signalsOf({ signals: { preservation: { n: 3, agreement: 2 / 3, min: 0.95, min_examples: 5, upper_bound: 0.9 } } })!,
+      signalsOf({ preservation: { n: 3, agreement: 2 / 3, min: 0.95, min_examples: 5, upper_bound: 0.9 } })!,
     )[0]!;
     expect(few.result).toBe("66.7% (min 95%; too few to count, under 5)");
     expect(few.meetsMin).toBeNull();
@@ -83,11 +80,11 @@ describe("copies and the agreement floor", () => {
   it("shows the copies signal as parent → candidate counts against what the gate allows", () => {
     const copied = [{ prompt: "What is 13 times 5?", parent: "65", candidate: "60" }];
     const metrics = { signals: { copies: { n: 19, near: 12, before: 0, after: 12, allowed: 1, copied } } };
-    const row = signalRows(signalsOf(metrics)!, "copies")[0]!;
+    const row = signalRows(signalsOf(metrics.signals)!, "copies")[0]!;
     expect([row.name, row.result, row.meetsMin, row.failed]).toEqual(["copies", "0 → 12 copies (at most 1)", false, true]);
-    const kept = signalRows(signalsOf({ signals: { copies: { n: 19, before: 0, after: 1, allowed: 1, copied: [] } } })!)[0]!;
+    const kept = signalRows(signalsOf({ copies: { n: 19, near: 0, before: 0, after: 1, allowed: 1, copied: [] } })!)[0]!;
     expect(kept.meetsMin).toBe(true);
-    render(<GateSummary metrics={metrics} />);
+    render(<GateSummary metrics={metrics} signals={metrics.signals} />);
     expect(screen.getByTestId("copied-answers").querySelector("summary")!.textContent).toBe(
       "12 of 19 held-back prompts answered with a correction's answer verbatim (the parent: 0)",
     );
@@ -97,7 +94,7 @@ describe("copies and the agreement floor", () => {
 
   it("marks preservation below its floor as refused, whatever the bound", () => {
     const row = signalRows(
-      signalsOf({ signals: { preservation: { n: 17, agreement: 15 / 17, min: 0.95, floor: 0.9, upper_bound: 0.967 } } })!,
+      signalsOf({ preservation: { n: 17, agreement: 15 / 17, min: 0.95, floor: 0.9, upper_bound: 0.967 } })!,
     )[0]!;
     expect(row.result).toBe("88.2% (min 95%; refused below 90%)");
     expect(row.meetsMin).toBe(false);
@@ -110,7 +107,8 @@ describe("ChangedAnswers", () => {
       { prompt: "Zoe buys 8 boxes with 85 cards in each box.", parent: 'final_answer({"answer": 10})', candidate: 'final_answer({"answer": 12})' },
       { prompt: "Tom buys 2 packs of 29 coins.", parent: 'final_answer({"answer": 12})', candidate: 'calculator({"expression": "2*29+94"})' },
     ];
-    render(<GateSummary metrics={{ signals: { preservation: { n: 58, agreement: 54 / 58, min: 0.95, upper_bound: 0.962, changed } } }} />);
+    const signals = { preservation: { n: 58, agreement: 54 / 58, min: 0.95, upper_bound: 0.962, changed } };
+    render(<GateSummary metrics={{ signals }} signals={signals} />);
     const box = screen.getByTestId("changed-answers");
     expect(box.querySelector("summary")!.textContent).toBe("4 of 58 held-back answers changed (first 2 shown)");
     const rows = within(screen.getByRole("table", { name: "Changed answers" })).getAllByRole("row").slice(1);
@@ -118,14 +116,15 @@ describe("ChangedAnswers", () => {
   });
 
   it("shows nothing when every held-back answer was kept", () => {
-    render(<GateSummary metrics={{ signals: { preservation: { n: 40, agreement: 1, min: 0.95, upper_bound: 1, changed: [] } } }} />);
+    const signals = { preservation: { n: 40, agreement: 1, min: 0.95, upper_bound: 1, changed: [] } };
+    render(<GateSummary metrics={{ signals }} signals={signals} />);
     expect(screen.queryByTestId("changed-answers")).toBeNull();
   });
 });
 
 describe("GateSummary", () => {
   it("shows the verdict, the failing signal with its reason, and the signals", () => {
-    render(<GateSummary metrics={FAILED_METRICS} />);
+    render(<GateSummary metrics={FAILED_METRICS} signals={FAILED_METRICS.signals} />);
     const badge = screen.getByText("failed", { selector: "[data-verdict]" });
     expect(badge.getAttribute("data-verdict")).toBe("failed");
     expect(badge.classList.contains("bad")).toBe(true);
@@ -152,17 +151,20 @@ describe("GateSummary", () => {
   });
 
   it("shows needs evaluation, and who forced the promotion", () => {
+    // The bound as the gateway sends it (app/cycles/signals.py): the UI computes none.
+    const signals = {
+      corrections: { n: 0, before: null, after: null },
+      held_out: { n: 0, before: null, after: null },
+      preservation: { n: 2, agreement: 0.5, min: 0.95, upper_bound: 0.8361 },
+    };
     render(
       <GateSummary
         metrics={{
           gate: { verdict: "needs_evaluation", reason: "needs evaluation: no signal has 5 or more examples", failed_signal: null },
-          signals: {
-            corrections: { n: 0, before: null, after: null },
-            held_out: { n: 0, before: null, after: null },
-            preservation: { n: 2, agreement: 0.5, min: 0.95 },
-          },
+          signals,
           forced: { by: "admin@example.com", at: "2026-12-01T10:00:00+00:00", verdict: "needs_evaluation" },
         }}
+        signals={signals}
       />,
     );
     const badge = screen.getByText("needs evaluation", { selector: "[data-verdict]" });
@@ -180,13 +182,14 @@ describe("GateSummary", () => {
     render(
       <GateSummary
         metrics={{ forced: { by: "cli", at: "2026-12-07T10:00:00+00:00", verdict: "failed", action: "roll back" } }}
+        signals={null}
       />,
     );
     expect(screen.getByTestId("forced").textContent).toBe("forced by cli (roll back)");
   });
 
   it("shows nothing for a version without a gate record", () => {
-    const { container } = render(<GateSummary metrics={{ losses: { sft: 0.3 } }} />);
+    const { container } = render(<GateSummary metrics={{ losses: { sft: 0.3 } }} signals={null} />);
     expect(container.innerHTML).toBe("");
   });
 

@@ -1009,6 +1009,28 @@ export interface components {
             purpose: string;
         };
         /**
+         * ChangedAnswer
+         * @description A prompt whose answer the candidate changed: the parent's answer and the candidate's,
+         *     as `name({json arguments})` or text.
+         */
+        ChangedAnswer: {
+            /**
+             * Candidate
+             * @default
+             */
+            candidate: string;
+            /**
+             * Parent
+             * @default
+             */
+            parent: string;
+            /**
+             * Prompt
+             * @default
+             */
+            prompt: string;
+        };
+        /**
          * ChatCompletionRequest
          * @description Every parameter of OpenAI's chat completion request (openai SDK 3.57) plus vLLM's
          *     sampling extras; the OpenAI names the engine cannot act on are accepted and ignored.
@@ -1247,6 +1269,37 @@ export interface components {
             user?: string | null;
         };
         /**
+         * CopiesSignal
+         * @description Held-back prompts (those near a correction first) answered with another
+         *     conversation's corrected answer verbatim, by the parent (before) and the candidate.
+         */
+        CopiesSignal: {
+            /**
+             * After
+             * @default 0
+             */
+            after: number;
+            /** Allowed */
+            allowed?: number | null;
+            /**
+             * Before
+             * @default 0
+             */
+            before: number;
+            /** Copied */
+            copied?: components["schemas"]["ChangedAnswer"][];
+            /**
+             * N
+             * @default 0
+             */
+            n: number;
+            /**
+             * Near
+             * @default 0
+             */
+            near: number;
+        };
+        /**
          * CorrectedMessage
          * @description The assistant message as it should have been: text, tool calls, or both.
          */
@@ -1279,6 +1332,7 @@ export interface components {
             };
             /** Progress */
             progress: number;
+            signals?: components["schemas"]["Signals"] | null;
             /** Started At */
             started_at: string | null;
             /** Status */
@@ -1326,6 +1380,23 @@ export interface components {
              * @enum {string}
              */
             type: "environment";
+        };
+        /**
+         * EnvironmentSignal
+         * @description Mean reward on held-out tasks of the agent's environment.
+         */
+        EnvironmentSignal: {
+            /** After */
+            after?: number | null;
+            /** Before */
+            before?: number | null;
+            /**
+             * N
+             * @default 0
+             */
+            n: number;
+            /** Name */
+            name?: string | null;
         };
         /** EventList */
         EventList: {
@@ -1622,6 +1693,22 @@ export interface components {
             } | null;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * GateRecord
+         * @description The gate's verdict on a candidate: ``passed``, ``failed`` or ``needs_evaluation``,
+         *     why, and the signal that failed (if one did).
+         */
+        GateRecord: {
+            /** Failed Signal */
+            failed_signal?: string | null;
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+            /** Verdict */
+            verdict: string;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -1930,6 +2017,29 @@ export interface components {
             /** Rejected Interaction Id */
             rejected_interaction_id?: string | null;
         };
+        /**
+         * PreservationSignal
+         * @description The share of held-back untouched prompts the candidate answers exactly as its parent.
+         */
+        PreservationSignal: {
+            /** Agreement */
+            agreement?: number | null;
+            /** Changed */
+            changed?: components["schemas"]["ChangedAnswer"][];
+            /** Floor */
+            floor?: number | null;
+            /** Min */
+            min?: number | null;
+            /** Min Examples */
+            min_examples?: number | null;
+            /**
+             * N
+             * @default 0
+             */
+            n: number;
+            /** Upper Bound */
+            upper_bound?: number | null;
+        };
         /** PromoteIn */
         PromoteIn: {
             /**
@@ -2145,6 +2255,35 @@ export interface components {
              */
             steps: number;
         };
+        /**
+         * ScoreSignal
+         * @description A score of the parent (before) and the candidate (after), each in 0..1; null when
+         *     nothing was measured.
+         */
+        ScoreSignal: {
+            /** After */
+            after?: number | null;
+            /** Before */
+            before?: number | null;
+            /**
+             * N
+             * @default 0
+             */
+            n: number;
+        };
+        /**
+         * Signals
+         * @description Every signal the gate compared a candidate with its parent on; a signal the cycle did
+         *     not measure is null.
+         */
+        Signals: {
+            copies?: components["schemas"]["CopiesSignal"] | null;
+            corrections?: components["schemas"]["ScoreSignal"] | null;
+            environment?: components["schemas"]["EnvironmentSignal"] | null;
+            held_out?: components["schemas"]["ScoreSignal"] | null;
+            preservation?: components["schemas"]["PreservationSignal"] | null;
+            validation?: components["schemas"]["ScoreSignal"] | null;
+        };
         /** StreamOptions */
         StreamOptions: {
             /** Include Obfuscation */
@@ -2334,6 +2473,7 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            gate?: components["schemas"]["GateRecord"] | null;
             /**
              * Id
              * Format: uuid
@@ -2349,6 +2489,7 @@ export interface components {
             number: number;
             /** Parent */
             parent: number | null;
+            signals?: components["schemas"]["Signals"] | null;
             /** Source */
             source: string;
             /** Status */

@@ -1,6 +1,7 @@
 // What the promotion gate decided about a candidate: the verdict, the failing signal with the
 // reason, the signals it compared (parent → candidate), and a promotion forced over it.
 import type { ReactNode } from "react";
+import type { Schemas } from "../api/client";
 import { formatTime } from "../lib/format";
 import {
   type ChangedAnswer,
@@ -166,9 +167,9 @@ export function GateReason({
 }
 
 /** A version's gate record (verdict, forced promotion, reason, signals); nothing when it has none. */
-export function GateSummary({ metrics }: { metrics: unknown }) {
+export function GateSummary({ metrics, signals: raw }: { metrics: unknown; signals: Schemas["Signals"] | null | undefined }) {
   const gate = gateOf(metrics);
-  const signals = signalsOf(metrics);
+  const signals = signalsOf(raw);
   const forced = forcedOf(metrics);
   if (!gate && !signals && !forced) return null;
   return (

@@ -1,6 +1,7 @@
-// The promotion gate's record in a version's or a cycle run's metrics (app/cycles/gate.py):
-// the verdict, the signals it compared (parent "before", candidate "after"), and a forced
-// promotion. Metrics are free-form JSON, so everything here is read defensively.
+// The promotion gate's record of a version or a cycle run (app/cycles/gate.py): the verdict, the
+// signals it compared (parent "before", candidate "after": the API's typed `signals`), and a
+// forced promotion (read defensively from the free-form `metrics`).
+import type { Schemas } from "../api/client";
 
 export type Verdict = "passed" | "failed" | "needs_evaluation";
 
@@ -106,10 +107,6 @@ function object(value: unknown): Json | null {
   return value && typeof value === "object" && !Array.isArray(value) ? (value as Json) : null;
 }
 
-function number(value: unknown): number | null {
-  return typeof value === "number" && Number.isFinite(value) ? value : null;
-}
-
 function text(value: unknown): string | null {
   return typeof value === "string" && value ? value : null;
 }
@@ -122,47 +119,46 @@ export function gateOf(metrics: unknown): Gate | null {
   return { verdict, reason: text(gate?.["reason"]) ?? "", failedSignal: text(gate?.["failed_signal"]) };
 }
 
-function answers(value: unknown): ChangedAnswer[] {
-  return (Array.isArray(value) ? value : []).flatMap((c) => {
-    const o = object(c);
-    return o ? [{ prompt: text(o["prompt"]) ?? "", parent: text(o["parent"]) ?? "", candidate: text(o["candidate"]) ?? "" }] : [];
-  });
+function answers(value: Schemas["ChangedAnswer"][] | undefined): ChangedAnswer[] {
+  return (value ?? []).map((c) => ({ prompt: c.prompt ?? "", parent: c.parent ?? "", candidate: c.candidate ?? "" }));
 }
 
-/** The signals in `metrics.signals`, or null when there are none. */
-export function signalsOf(metrics: unknown): Signals | null {
-  const raw = object(object(metrics)?.["signals"]);
+type ApiSignals = Schemas["Signals"];
+
+/** The signals the API returns with a version or a run (`signals`, one schema with the
+ * gateway's: app/cycles/signals.py), for display; null when there are none. Every bound
+ * comes from the gateway: nothing here recomputes the gate's statistics. */
+export function signalsOf(raw: ApiSignals | null | undefined): Signals | null {
   if (!raw) return null;
   const signals: Signals = {};
-  const score = (s: Json): ScoreSignal => ({ n: number(s["n"]) ?? 0, before: number(s["before"]), after: number(s["after"]) });
-  for (const name of SIGNAL_NAMES) {
-    const s = object(raw[name]);
-    if (!s) continue;
-    if (name === "preservation") {
-      signals.preservation = {
-        n: number(s["n"]) ?? 0,
-        agreement: number(s["agreement"]),
-        min: number(s["min"]),
-        upperBound: number(s["upper_bound"]) ?? wilsonUpper(number(s["agreement"]), number(s["n"]) ?? 0),
-        minExamples: number(s["min_examples"]),
-        floor: number(s["floor"]),
-        changed: answers(s["changed"]),
-      };
-    } else if (name === "copies") {
-      signals.copies = {
-        n: number(s["n"]) ?? 0,
-        near: number(s["near"]) ?? 0,
-        before: number(s["before"]) ?? 0,
-        after: number(s["after"]) ?? 0,
-        allowed: number(s["allowed"]),
-        copied: answers(s["copied"]),
-      };
-    } else if (name === "environment") {
-      signals.environment = { ...score(s), name: text(s["name"]) };
-    } else {
-      signals[name] = score(s);
-    }
+  const score = (s: Schemas["ScoreSignal"]): ScoreSignal => ({ n: s.n, before: s.before ?? null, after: s.after ?? null });
+  if (raw.corrections) signals.corrections = score(raw.corrections);
+  if (raw.held_out) signals.held_out = score(raw.held_out);
+  if (raw.validation) signals.validation = score(raw.validation);
+  if (raw.preservation) {
+    const p = raw.preservation;
+    signals.preservation = {
+      n: p.n,
+      agreement: p.agreement ?? null,
+      min: p.min ?? null,
+      upperBound: p.upper_bound ?? null,
+      minExamples: p.min_examples ?? null,
+      floor: p.floor ?? null,
+      changed: answers(p.changed),
+    };
   }
+  if (raw.copies) {
+    const c = raw.copies;
+    signals.copies = {
+      n: c.n,
+      near: c.near ?? 0,
+      before: c.before ?? 0,
+      after: c.after ?? 0,
+      allowed: c.allowed ?? null,
+      copied: answers(c.copied),
+    };
+  }
+  if (raw.environment) signals.environment = { ...score(raw.environment), name: raw.environment.name ?? null };
   return Object.keys(signals).length ? signals : null;
 }
 
@@ -197,17 +193,6 @@ export interface SignalRow {
   /** Preservation: whether the agreement reaches the minimum (null when unmeasured). */
   meetsMin: boolean | null;
   failed: boolean;
-}
-
-/** The upper end of the one-sided 90% Wilson interval of an agreement on `n` prompts, as the
- * gate computes it (app/cycles/gate.agreement_upper_bound), for records made before the cycle
- * stored it. */
-function wilsonUpper(agreement: number | null, n: number): number | null {
-  if (agreement == null || n <= 0) return null;
-  const z = 1.2816;
-  const centre = agreement + (z * z) / (2 * n);
-  const spread = z * Math.sqrt((agreement * (1 - agreement)) / n + (z * z) / (4 * n * n));
-  return Math.min(1, (centre + spread) / (1 + (z * z) / n));
 }
 
 /** Whether the gate counted the signal: it ignores one with fewer than `min_examples` prompts. */

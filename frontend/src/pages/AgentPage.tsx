@@ -117,7 +117,7 @@ function VersionRow({
   });
   const m = v.metrics as Record<string, unknown>;
   const gate = gateOf(m);
-  const signals = signalsOf(m);
+  const signals = signalsOf(v.signals);
   const isLive = v.number === liveNumber;
   const older = liveNumber != null && v.number < liveNumber;
   // A rollback goes through the gate like a promotion: a version that never passed needs force.
@@ -142,7 +142,7 @@ function VersionRow({
       </td>
       <td>{v.parent ? `v${v.parent}` : <span className="muted">base</span>}</td>
       <td className="gate-cell">
-        <GateSummary metrics={m} />
+        <GateSummary metrics={m} signals={v.signals} />
         {!signals && legacy && (
           <div className="small">
             <div data-metric="eval">
@@ -209,7 +209,7 @@ function RunRow({ run }: { run: Run }) {
   const m = run.metrics as Record<string, unknown>;
   const decision = typeof m["decision"] === "string" ? m["decision"] : null;
   const failedSignal = typeof m["failed_signal"] === "string" ? m["failed_signal"] : null;
-  const signals = signalsOf(m);
+  const signals = signalsOf(run.signals);
   return (
     <tr data-run={run.id} data-status={run.status}>
       <td className="mono small">{shortId(run.id)}</td>

@@ -108,7 +108,7 @@ def test_cli_names_the_bound_the_gate_compared_when_agreement_is_below_the_minim
         rate = kept / n
         signal = {"n": n, "agreement": rate, "min": 0.95}
         signal["upper_bound"] = agreement_upper_bound(rate, n)
-        return signal_lines({"preservation": signal})[0]
+        return signal_lines(Signals.model_validate({"preservation": signal}))[0]
 
     assert line(21, 23) == (
         "preservation agreement 91.3% (min 95%; with 90% confidence up to 96.3%, which the gate"
@@ -116,7 +116,7 @@ def test_cli_names_the_bound_the_gate_compared_when_agreement_is_below_the_minim
     )
     assert line(40, 40) == "preservation agreement 100.0% (min 95%), n=40"
     few = {"n": 3, "agreement": 2 / 3, "min": 0.95, "min_examples": 5, "upper_bound": 0.9}
-    assert signal_lines({"preservation": few}) == [
+    assert signal_lines(Signals.model_validate({"preservation": few})) == [
         "preservation agreement 66.7% (min 95%; too few to count, under 5), n=3"
     ]
 
@@ -126,7 +126,7 @@ def test_cli_lists_the_changed_held_back_answers_under_preservation() -> None:
 
     changed = {"prompt": "What is 2+2?", "parent": "4", "candidate": "5"}
     signal = {"n": 40, "agreement": 39 / 40, "min": 0.95, "upper_bound": 1.0, "changed": [changed]}
-    assert signal_lines({"preservation": signal}) == [
+    assert signal_lines(Signals.model_validate({"preservation": signal})) == [
         "preservation agreement 97.5% (min 95%), n=40",
         "  changed: 'What is 2+2?': 4 -> 5",
     ]
@@ -201,7 +201,7 @@ def test_cli_shows_copies_and_what_was_copied() -> None:
 
     copied = {"prompt": "What is 13 times 5?", "parent": "65", "candidate": "60"}
     signal = {"n": 19, "near": 12, "before": 0, "after": 12, "allowed": 1, "copied": [copied]}
-    assert signal_lines({"copies": signal}) == [
+    assert signal_lines(Signals.model_validate({"copies": signal})) == [
         "copies       0 -> 12 of 19 other prompts answered with a correction's answer verbatim"
         " (12 near a correction; at most 1 allowed)",
         "  copied: 'What is 13 times 5?': 65 -> 60",
