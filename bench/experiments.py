@@ -209,13 +209,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _engine(data_dir: Path, n_max: int, name: str) -> Any:
     from app.core.config import REPO_ROOT
-    from app.sampler.launcher import EngineProcess
+    from app.sampler.launcher import EngineProcess, LoraSlots
 
     return EngineProcess(
         REPO_ROOT / "weights" / "clora-tiny",
-        max_loras=max(4, n_max + 1),
-        max_lora_rank=16,
-        max_cpu_loras=4 * n_max + 4,
+        loras=LoraSlots(max_loras=max(4, n_max + 1), max_lora_rank=16, max_cpu_loras=4 * n_max + 4),
         log_path=data_dir / f"{name}.log",
     )
 

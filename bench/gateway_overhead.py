@@ -174,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     from app.core.config import REPO_ROOT, get_settings
     from app.core.db import get_engine, get_sessionmaker
-    from app.sampler.launcher import EngineProcess, free_port
+    from app.sampler.launcher import EngineProcess, LoraSlots, free_port
     from bench.stack import bench_database
 
     data_dir = Path(os.environ.get("CLORA_BENCH_DATA", "/tmp/clora-bench")) / "gateway"
@@ -194,9 +194,7 @@ def main() -> None:
     with bench_database() as db_url:
         engine = EngineProcess(
             REPO_ROOT / "weights" / "clora-tiny",
-            max_loras=9,
-            max_lora_rank=16,
-            max_cpu_loras=16,
+            loras=LoraSlots(max_loras=9, max_lora_rank=16, max_cpu_loras=16),
             log_path=data_dir / "engine.log",
         )
         engine.start()

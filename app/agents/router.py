@@ -18,17 +18,7 @@ def list_agents(actor: CurrentActor, session: SessionDep) -> list[AgentOut]:
 
 @router.post("", response_model=AgentOut, status_code=201)
 def post_agent(body: AgentIn, actor: AdminActor, session: SessionDep) -> AgentOut:
-    agent = service.create_agent(
-        session,
-        actor.tenant_id,
-        body.name,
-        description=body.description,
-        lora_rank=body.lora_rank,
-        lora_alpha=body.lora_alpha,
-        target_modules=body.target_modules,
-        environment=body.environment,
-        default_max_tokens=body.default_max_tokens,
-    )
+    agent = service.create_agent(session, actor.tenant_id, body)
     return service.agent_out(session, agent)
 
 

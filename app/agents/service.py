@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
-from app.agents.schemas import DEFAULT_MAX_TOKENS, AgentOut, VersionOut
+from app.agents.schemas import AgentIn, AgentOut, VersionOut
 from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
@@ -30,18 +30,11 @@ ALLOWED_TARGET_MODULES = {
 
 
 def create_agent(
-    session: Session,
-    tenant_id: uuid.UUID,
-    name: str,
-    *,
-    description: str = "",
-    lora_rank: int = 16,
-    lora_alpha: int = 32,
-    target_modules: list[str] | None = None,
-    max_rank: int | None = None,
-    environment: str | None = None,
-    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    session: Session, tenant_id: uuid.UUID, spec: AgentIn, *, max_rank: int | None = None
 ) -> Agent:
+    """A new agent of the tenant, checked against what the engine serves (``max_rank``: the
+    engine's largest LoRA rank, `engine_max_lora_rank` by default)."""
+    name, lora_rank, environment = spec.name, spec.lora_rank, spec.environment
     repo = AgentRepository(session)
     check_slug(name, "name")
     limit = max_rank or get_settings().engine_max_lora_rank
@@ -51,7 +44,7 @@ def create_agent(
             f"{limit} (CLORA_ENGINE_MAX_LORA_RANK)",
             param="lora_rank",
         )
-    modules = list(target_modules or sorted(ALLOWED_TARGET_MODULES))
+    modules = list(spec.target_modules or sorted(ALLOWED_TARGET_MODULES))
     unknown = set(modules) - ALLOWED_TARGET_MODULES
     if unknown or not modules:
         raise InvalidRequest(
@@ -64,11 +57,11 @@ def create_agent(
     agent = Agent(
         tenant_id=tenant_id,
         name=name,
-        description=description,
+        description=spec.description,
         lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
+        lora_alpha=spec.lora_alpha,
         lora_target_modules=modules,
-        settings={"environment": environment, "default_max_tokens": default_max_tokens},
+        settings={"environment": environment, "default_max_tokens": spec.default_max_tokens},
     )
     return repo.add(agent)
 

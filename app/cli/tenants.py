@@ -65,6 +65,7 @@ def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
     if (api := remote()) is not None:
         click.echo(rm.tenant_agent(api, slug, agent_name, rank))
         return
+    from app.agents.schemas import AgentIn
     from app.agents.service import create_agent
     from app.core.db import unit_of_work
     from app.core.errors import CloraError
@@ -76,7 +77,9 @@ def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
             found = TenantRepository(session).get_by_slug(slug)
             if found is None:
                 raise click.ClickException(f"no tenant {slug!r}")
-            create_agent(session, found.id, agent_name, lora_rank=rank, lora_alpha=2 * rank)
+            create_agent(
+                session, found.id, AgentIn(name=agent_name, lora_rank=rank, lora_alpha=2 * rank)
+            )
     except CloraError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"agent {agent_name} created for {slug}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -10,38 +10,16 @@ from app.deps import CurrentActor, SessionDep
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.feedback.service import Author, create_feedback, to_out
 from app.interactions import service
-from app.interactions.schemas import InteractionOut, InteractionPage
+from app.interactions.schemas import InteractionOut, InteractionPage, InteractionQuery
 
 router = APIRouter(prefix="/api", tags=["operator"])
 
 
 @router.get("/interactions", response_model=InteractionPage)
 def list_interactions(
-    actor: CurrentActor,
-    session: SessionDep,
-    agent: str | None = None,
-    version: int | None = Query(default=None, ge=1, le=2**31 - 1),
-    unrated: bool = False,
-    low_rating: bool = False,
-    has_correction: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0, le=1_000_000),
+    actor: CurrentActor, session: SessionDep, query: Annotated[InteractionQuery, Query()]
 ) -> InteractionPage:
-    return service.search(
-        session,
-        actor.tenant_id,
-        agent=agent,
-        version=version,
-        unrated=unrated,
-        low_rating=low_rating,
-        has_correction=has_correction,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
+    return service.search(session, actor.tenant_id, query)
 
 
 @router.get("/interactions/{interaction_id}", response_model=InteractionOut)

@@ -30,6 +30,22 @@ class InteractionOut(BaseModel):
     )
 
 
+class InteractionQuery(BaseModel):
+    """Which of the tenant's interactions to list, and which page (newest first)."""
+
+    agent: str | None = None
+    """An agent's name."""
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    """A version number (of ``agent``, or of the first agent by name that has it)."""
+    unrated: bool = False
+    low_rating: bool = False
+    has_correction: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class InteractionPage(BaseModel):
     total: int
     items: list[InteractionOut]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -15,30 +14,15 @@ from app.core.errors import NotFound
 from app.feedback.repository import FeedbackRepository
 from app.feedback.service import to_out as feedback_out
 from app.interactions.repository import InteractionFilter, InteractionRepository
-from app.interactions.schemas import InteractionOut, InteractionPage
+from app.interactions.schemas import InteractionOut, InteractionPage, InteractionQuery
 from app.models import Interaction
 from app.models.enums import FeedbackKind
 from app.serving.handler import completion_id, parse_completion_id
 
 
-def search(
-    session: Session,
-    tenant_id: uuid.UUID,
-    *,
-    agent: str | None = None,
-    version: int | None = None,
-    unrated: bool = False,
-    low_rating: bool = False,
-    has_correction: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int,
-    offset: int = 0,
-) -> InteractionPage:
-    """One page of the tenant's interactions, newest first, and how many match in all.
-
-    ``agent`` is an agent's name; ``version`` a version number (of that agent, or of the
-    first agent by name that has it)."""
+def search(session: Session, tenant_id: uuid.UUID, query: InteractionQuery) -> InteractionPage:
+    """One page of the tenant's interactions, newest first, and how many match in all."""
+    agent, version = query.agent, query.version
     agent_id = None
     if agent:
         found = AgentRepository(session).get_by_name(tenant_id, agent)
@@ -51,10 +35,16 @@ def search(
         if version_id is None:
             raise NotFound(f"no version {version}", param="version")
     where = InteractionFilter(
-        agent_id, version_id, unrated, low_rating, has_correction, since, until
+        agent_id,
+        version_id,
+        query.unrated,
+        query.low_rating,
+        query.has_correction,
+        query.since,
+        query.until,
     )
     repository = InteractionRepository(session)
-    rows, total = repository.search(tenant_id, where, limit, offset)
+    rows, total = repository.search(tenant_id, where, query.limit, query.offset)
     items = _outs(session, tenant_id, rows)
     kinds = repository.feedback_kinds(tenant_id, [row.id for row in rows])
     for row, item in zip(rows, items, strict=True):

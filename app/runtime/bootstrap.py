@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.core.config import Settings
 from app.models.enums import Role
@@ -43,9 +44,7 @@ def bootstrap_if_empty(session: Session, settings: Settings) -> BootstrapResult 
     create_agent(
         session,
         tenant.id,
-        DEMO_AGENT,
-        description="Calculator tool-use agent",
-        environment="calculator",
+        AgentIn(name=DEMO_AGENT, description="Calculator tool-use agent", environment="calculator"),
     )
     _, plaintext = create_api_key(session, tenant.id, "demo key")
     return BootstrapResult(settings.admin_email, password, tenant.slug, DEMO_AGENT, plaintext)

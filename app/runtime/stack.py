@@ -136,7 +136,7 @@ class Stack:
     def _add_engine(self, env: dict[str, str], logs: Path) -> None:
         """The embedded vLLM server on the base model, supervised like every other child."""
         from app.sampler.formats import engine_formats
-        from app.sampler.launcher import ENGINE_ENV, EngineProcess
+        from app.sampler.launcher import ENGINE_ENV, EngineProcess, LoraSlots
 
         formats = engine_formats(
             self.settings.base_model_path,
@@ -147,11 +147,13 @@ class Stack:
         )
         engine = EngineProcess(
             model_dir=self.settings.base_model_path,
+            loras=LoraSlots(
+                max_loras=self.settings.engine_max_loras,
+                max_lora_rank=self.settings.engine_max_lora_rank,
+                max_cpu_loras=self.settings.engine_max_cpu_loras,
+            ),
             port=self.settings.engine_port,
             served_model_name=self.settings.served_model_name,
-            max_loras=self.settings.engine_max_loras,
-            max_lora_rank=self.settings.engine_max_lora_rank,
-            max_cpu_loras=self.settings.engine_max_cpu_loras,
             log_path=logs / "engine.log",
             formats=formats,
         )

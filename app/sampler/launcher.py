@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -80,6 +81,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class LoraSlots:
+    """How many adapters the engine serves at once (``max_loras``, in one batch), up to which
+    rank, and how many it caches in host memory (``max_cpu_loras``, at least ``max_loras``;
+    by default ``max_loras``)."""
+
+    max_loras: int = 4
+    max_lora_rank: int = 16
+    max_cpu_loras: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineRuntime:
+    """How the engine process runs: its host, context length, KV-cache block (the unit prefix
+    caching shares), interpreter, extra environment, and arguments appended to the vLLM
+    command line as given."""
+
+    host: str = "127.0.0.1"
+    max_model_len: int = 1024
+    block_size: int = 32
+    python: str = sys.executable
+    env: Mapping[str, str] = field(default_factory=dict)
+    extra_args: Sequence[str] = ()
+
+
 class EngineProcess:
     """One vLLM OpenAI-compatible server subprocess serving a base model and its LoRAs."""
 
@@ -88,40 +114,28 @@ class EngineProcess:
         model_dir: str | Path,
         port: int | None = None,
         served_model_name: str = "clora-tiny",
-        max_loras: int = 4,
-        max_lora_rank: int = 16,
+        loras: LoraSlots = LoraSlots(),
         log_path: str | Path | None = None,
-        extra_args: Sequence[str] = (),
         *,
-        max_cpu_loras: int | None = None,
-        host: str = "127.0.0.1",
-        max_model_len: int = 1024,
-        block_size: int = 32,
-        env: Mapping[str, str] | None = None,
-        python: str = sys.executable,
         formats: EngineFormats | None = None,
+        runtime: EngineRuntime = EngineRuntime(),
     ) -> None:
-        """Configure (not start) the engine; ``port=None`` picks a free port.
-
-        ``max_cpu_loras`` (adapters cached in host memory, at least ``max_loras``) defaults
-        to ``max_loras``; ``block_size`` is the KV-cache block, the unit prefix caching
-        shares; ``extra_args`` are appended to the vLLM command line as given; ``formats``
+        """Configure (not start) the engine; ``port=None`` picks a free port. ``formats``
         (dtype, tool-call and reasoning parsers) default to the model family's choice on this
-        host (`app.sampler.formats`).
-        """
+        host (`app.sampler.formats`)."""
         self.model_dir = Path(model_dir)
-        self.host = host
-        self.port = port if port is not None else free_port(host)
+        self.host = runtime.host
+        self.port = port if port is not None else free_port(self.host)
         self.served_model_name = served_model_name
-        self.max_loras = max_loras
-        self.max_lora_rank = max_lora_rank
-        self.max_cpu_loras = max(max_cpu_loras or max_loras, max_loras)
-        self.max_model_len = max_model_len
-        self.block_size = block_size
+        self.max_loras = loras.max_loras
+        self.max_lora_rank = loras.max_lora_rank
+        self.max_cpu_loras = max(loras.max_cpu_loras or loras.max_loras, loras.max_loras)
+        self.max_model_len = runtime.max_model_len
+        self.block_size = runtime.block_size
         self.log_path = Path(log_path) if log_path else Path(f"/tmp/clora-engine-{self.port}.log")
-        self.extra_args = list(extra_args)
-        self.extra_env = dict(env or {})
-        self.python = python
+        self.extra_args = list(runtime.extra_args)
+        self.extra_env = dict(runtime.env)
+        self.python = runtime.python
         self.formats = formats or engine_formats(self.model_dir)
         self._process: subprocess.Popen[bytes] | None = None
 

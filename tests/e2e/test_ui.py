@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.core.config import REPO_ROOT
 from app.core.db import unit_of_work
@@ -235,8 +236,8 @@ def prepare_story(gateway: Gateway) -> Story:
     tenant B with one of its own, and users of every role."""
     fx = make_tenant("learner", rank=16, alpha=32)
     with unit_of_work() as session:
-        create_agent(session, fx.tenant.id, "helper", lora_rank=8, lora_alpha=8)
-        create_agent(session, fx.tenant.id, "rl", lora_rank=8, lora_alpha=8)
+        create_agent(session, fx.tenant.id, AgentIn(name="helper", lora_rank=8, lora_alpha=8))
+        create_agent(session, fx.tenant.id, AgentIn(name="rl", lora_rank=8, lora_alpha=8))
     other = make_tenant("other-bot")
     operator, admin = _user(fx, Role.operator), _user(fx, Role.admin)
     _user(other, Role.operator)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sampler.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess, LoraSlots
 
 #: The bundled model; CLORA_TEST_MODEL_DIR points the tests at another build of it.
 MODEL_DIR = Path(
@@ -41,10 +41,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     log_path = tmp_path_factory.mktemp("engine") / "vllm.log"
     process = EngineProcess(
         model_dir=MODEL_DIR,
+        loras=LoraSlots(max_loras=4, max_lora_rank=16, max_cpu_loras=8),
         served_model_name=SERVED_MODEL_NAME,
-        max_loras=4,
-        max_lora_rank=16,
-        max_cpu_loras=8,
         log_path=log_path,
     )
     process.start()

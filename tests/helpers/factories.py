@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.models import Agent, Interaction, Tenant
 from app.tenants.service import create_api_key, create_tenant
@@ -16,7 +17,7 @@ def tenant(session: Session, slug: str | None = None) -> Tenant:
 
 
 def agent(session: Session, owner: Tenant, name: str = "assistant") -> Agent:
-    return create_agent(session, owner.id, name)
+    return create_agent(session, owner.id, AgentIn(name=name))
 
 
 def api_key(session: Session, owner: Tenant) -> str:

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from app.adapters.service import adapter_name, load_into_engines, promote, publish
 from app.adapters.storage import copy_from
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.core.config import get_settings
 from app.core.db import unit_of_work
@@ -152,7 +153,9 @@ def make_tenant(agent_name: str = "bot", rank: int = 8, alpha: int = 8) -> Tenan
     defaults were measured with it (docs/LEARNING.md)."""
     with unit_of_work() as session:
         tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}")
-        agent = create_agent(session, tenant.id, agent_name, lora_rank=rank, lora_alpha=alpha)
+        agent = create_agent(
+            session, tenant.id, AgentIn(name=agent_name, lora_rank=rank, lora_alpha=alpha)
+        )
         _, key = create_api_key(session, tenant.id, "test")
     return TenantFixture(tenant, agent, key)
 

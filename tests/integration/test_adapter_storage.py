@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.adapters.service import promote, publish, verify
 from app.adapters.storage import ORPHANS, checksum, copy_from, write_version_folder
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.core.config import get_settings
 from app.core.errors import InvalidRequest
@@ -138,7 +139,7 @@ def test_a_publish_that_died_before_its_commit_does_not_block_the_agent(
     commits. The next publish of that agent takes the same number and succeeds."""
     settings = get_settings().model_copy(update={"data_dir": tmp_path / "data"})
     tenant = create_tenant(db, f"orphan-{uuid.uuid4().hex[:6]}")
-    agent = create_agent(db, tenant.id, "bot")
+    agent = create_agent(db, tenant.id, AgentIn(name="bot"))
     db.flush()
     dying = db.begin_nested()
     publish(db, settings, tenant, agent.id, copy_from(random_adapter(tmp_path / "lost", seed=3)))

@@ -23,7 +23,7 @@ from app.cycles.schemas import PromotionRule
 from app.cycles.signals import EnvironmentSignal, Signals
 from app.cycles.stages import Candidate, CyclePlan, EvaluationPlan
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
-from app.sampler.launcher import EngineProcess, free_port
+from app.sampler.launcher import EngineProcess, LoraSlots, free_port
 from app.training.client import Examples, LoraShape, TrainingRequest
 from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 
@@ -72,10 +72,9 @@ def test_engine_killed_during_evaluation_is_waited_for_and_measured_again(
     def new_engine() -> EngineProcess:
         return EngineProcess(
             model_dir=MODEL_DIR,
+            loras=LoraSlots(max_loras=2, max_lora_rank=16),
             port=port,
             served_model_name=SERVED_MODEL_NAME,
-            max_loras=2,
-            max_lora_rank=16,
             log_path=tmp_path / "engine.log",
         )
 

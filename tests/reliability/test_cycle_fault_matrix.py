@@ -29,12 +29,13 @@ import pytest
 from sqlalchemy import select
 
 from app.adapters import service as registry
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.cycles.schemas import ScheduleUpdate
 from app.cycles.service import update_schedule
 from app.models import AdapterVersion, CycleRun, Feedback, Interaction, TrainingExample, TrainingJob
 from app.models.enums import ExampleKind
-from app.sampler.launcher import EngineProcess, free_port
+from app.sampler.launcher import EngineProcess, LoraSlots, free_port
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 from tests.helpers.figures import record
@@ -73,10 +74,9 @@ class OwnEngine:
     def start(self) -> EngineProcess:
         proc = EngineProcess(
             model_dir=MODEL_DIR,
+            loras=LoraSlots(max_loras=2, max_lora_rank=16),
             port=self.port,
             served_model_name=SERVED_MODEL_NAME,
-            max_loras=2,
-            max_lora_rank=16,
             log_path=self.folder / f"engine-{len(self.procs)}.log",
         )
         proc.start()
@@ -228,10 +228,10 @@ def fault_during_cycle(
     tag = f"{target}-{uuid.uuid4().hex[:6]}"
     with stack.sessions.begin() as session:
         tenant = create_tenant(session, f"m-{tag}")
-        agent = create_agent(session, tenant.id, "bot", lora_rank=8, lora_alpha=8)
+        agent = create_agent(session, tenant.id, AgentIn(name="bot", lora_rank=8, lora_alpha=8))
         # Feedback during the fault goes to a second agent: the cycle under test stays small
         # (a resumed cycle plans again, and would take in every correction compiled by then).
-        side = create_agent(session, tenant.id, "side", lora_rank=8, lora_alpha=8)
+        side = create_agent(session, tenant.id, AgentIn(name="side", lora_rank=8, lora_alpha=8))
         _, key = create_api_key(session, tenant.id, "matrix")
         update_schedule(session, tenant.id, agent.id, ScheduleUpdate(steps=40, learning_rate=3e-4))
         tenant_id, agent_id, side_id = tenant.id, agent.id, side.id

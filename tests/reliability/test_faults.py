@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from app.sampler.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess, LoraSlots
 from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
 from tests.helpers.faults import Traffic, assert_logged_once, drive, make_rig
 from tests.helpers.figures import record
@@ -137,10 +137,9 @@ def test_engine_kill_9_under_load_recovers(
     def new_engine() -> EngineProcess:
         return EngineProcess(
             model_dir=MODEL_DIR,
+            loras=LoraSlots(max_loras=2, max_lora_rank=16),
             port=engine_port,
             served_model_name=SERVED_MODEL_NAME,
-            max_loras=2,
-            max_lora_rank=16,
             log_path=tmp_path / "engine.log",
         )
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.core.db import normalise_url
 from app.models import Interaction
@@ -123,7 +124,7 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
     db = create_engine(normalise_url(url))
     with Session(db) as session, session.begin():
         tenant = create_tenant(session, "outage")
-        create_agent(session, tenant.id, "bot")
+        create_agent(session, tenant.id, AgentIn(name="bot"))
         _, key = create_api_key(session, tenant.id, "k")
     # A Redis of this test's own: a shared database of the machine's Redis was flushed by
     # (and read by) any other suite running beside this one.

@@ -34,6 +34,7 @@ from sqlalchemy import select
 
 from app.adapters.service import adapter_name, load_into_engines, promote, publish
 from app.adapters.storage import copy_from
+from app.agents.schemas import AgentIn
 from app.agents.service import create_agent
 from app.cycles.schemas import ScheduleUpdate
 from app.cycles.service import update_schedule
@@ -76,7 +77,9 @@ def test_soak_chat_from_six_tenants_while_cycles_run_and_versions_go_live(
         with stack.sessions.begin() as session:
             for _ in range(6):
                 tenant = create_tenant(session, f"soak-{uuid.uuid4().hex[:8]}")
-                agent = create_agent(session, tenant.id, "bot", lora_rank=8, lora_alpha=8)
+                agent = create_agent(
+                    session, tenant.id, AgentIn(name="bot", lora_rank=8, lora_alpha=8)
+                )
                 _, key = create_api_key(session, tenant.id, "soak")
                 update_schedule(
                     session, tenant.id, agent.id, ScheduleUpdate(steps=6, learning_rate=1e-3)

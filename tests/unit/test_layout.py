@@ -63,3 +63,23 @@ def test_no_test_module_imports_another() -> None:
         and not (node.module or "").startswith("tests.helpers")
     ]
     assert offenders == []
+
+
+MAX_PARAMETERS = 8
+"""The most parameters a function in app/ takes (``self`` and ``cls`` not counted): more means
+the values belong together in a typed object (`app.cycles.stages`, `LoraSlots`, ...)."""
+
+
+def test_no_function_in_app_takes_more_than_eight_parameters() -> None:
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            args = node.args
+            named = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+            count = len([a for a in named if a.arg not in ("self", "cls")])
+            count += bool(args.vararg) + bool(args.kwarg)
+            if count > MAX_PARAMETERS:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({count})")
+    assert offenders == []
