@@ -23,6 +23,12 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def default_dtype(device: torch.device) -> str:
+    """bfloat16 on CUDA (what real base models are trained and served in), float32 elsewhere
+    (CPU kernels for bfloat16 are slower there, and the bundled model is float32)."""
+    return "bfloat16" if device.type == "cuda" else "float32"
+
+
 class BaseModel:
     """A frozen causal LM whose targetable linears are `MultiLoraLinear` layers."""
 
@@ -84,6 +90,23 @@ class BaseModel:
     def base_parameters(self) -> dict[str, torch.Tensor]:
         """The frozen base weights by name (wrapper prefixes removed), for checks and tests."""
         return {name.replace(".base_layer", ""): p for name, p in self.model.named_parameters()}
+
+    def checkpoint_layers(self) -> int:
+        """Recompute each decoder layer in the backward pass instead of keeping its
+        intermediates (Hugging Face's gradient checkpointing, non-reentrant, so the frozen
+        base needs no input gradients). Only the layers' own switch is set to training: every
+        dropout stays off. Returns the number of checkpointed layers."""
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        self.model.gradient_checkpointing_enable(  # type: ignore[operator]
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        layers = [m for m in self.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for layer in layers:
+            layer.training = True
+        if not layers:
+            raise ValueError(f"{self.model_dir} has no decoder layer to checkpoint")
+        return len(layers)
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """The decoder's last hidden states (R, T, H), what the LM head reads

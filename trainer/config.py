@@ -66,8 +66,14 @@ class TrainerConfig:
     device: str | None = None
     """Torch device of the base model; None picks `cuda` when available, else `cpu`."""
 
-    dtype: str = "float32"
-    """Dtype of the base model and of the adapters' working weights (masters are always fp32)."""
+    dtype: str | None = None
+    """Dtype of the base model and of the adapters' working weights (masters are always fp32);
+    None picks bfloat16 on CUDA and float32 elsewhere."""
+
+    gradient_checkpointing: bool = False
+    """Keep only each decoder layer's input in a training pass and recompute the layer in the
+    backward pass: activation memory per token falls from every layer's intermediates to one
+    hidden state per layer, for about one more forward of compute."""
 
     multiplex: bool = True
     """Share one forward/backward between rows of several adapters; False swaps them one at a

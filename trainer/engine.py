@@ -8,6 +8,7 @@ onto the device, applies AdamW with that adapter's own step count and swaps it b
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ from typing import Protocol
 import torch
 
 from trainer.adapter_store import OPTIMIZER_GROUPS, AdapterState, AdapterStore
-from trainer.base_model import BaseModel, check_adapter_fits, pick_device
+from trainer.base_model import BaseModel, check_adapter_fits, default_dtype, pick_device
 from trainer.batch import Batch
 from trainer.checkpoint import lora_from_meta, read_state, save_state
 from trainer.config import LoraSettings, TrainerConfig
@@ -29,10 +30,11 @@ from trainer.losses import LossSpec, LossTerms, group_advantages, item_units, kl
 from trainer.metrics import RowMetrics, StepMetrics
 from trainer.optim import AdamWParams, adamw_step_, clip_grads_, global_grad_norm
 from trainer.pass_loss import compute_loss, fill_missing, row_metrics
-from trainer.passes import PassPlan, PassTensors, collate_pass, plan_passes
+from trainer.passes import PassPlan, PassTensors, collate_pass, plan_passes, split_plan
 from trainer.peft_io import read_peft_adapter, write_peft_adapter
 
 WorkItem = tuple[str, Batch]
+log = logging.getLogger(__name__)
 
 
 class AdapterPublisher(Protocol):
@@ -55,11 +57,13 @@ class TrainingEngine:
         config: TrainerConfig | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
-        dtype = dtype or self.config.dtype
-        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.device = pick_device(device or self.config.device)
+        dtype = dtype or self.config.dtype or default_dtype(self.device)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         model_dir = base_model_dir or self.config.base_model_dir
         self.base = BaseModel(model_dir, self.device, self.dtype)
+        if self.config.gradient_checkpointing:
+            self.base.checkpoint_layers()
         self.head = LMHead(self.base.output_head(), self.config.logit_chunk_bytes)
         pin = self.config.pin_memory
         pin = self.device.type == "cuda" if pin is None else pin
@@ -73,6 +77,8 @@ class TrainingEngine:
         # rows too (cumulative; the trainer service records each step's share).
         self.passes: Counter[str] = Counter()
         self.shared_passes: Counter[str] = Counter()
+        self.out_of_memory_splits = 0
+        """Passes that ran out of memory and were run again split in two."""
 
     # ---- adapters -------------------------------------------------------------------------
     def create_adapter(
@@ -161,13 +167,39 @@ class TrainingEngine:
             self.merge_below_tokens if self.config.multiplex else 0,
         )
         results: list[list[RowMetrics | None]] = [[None] * len(b) for _, b in items]
+        pending = list(plans)
         with torch.enable_grad():
-            for plan in plans:
-                self._run_pass(plan, items, advantages, scales, loss, results)
+            while pending:
+                plan = pending.pop(0)
+                try:
+                    self._run_pass(plan, items, advantages, scales, loss, results)
+                except torch.OutOfMemoryError:
+                    # A pass adds its gradients to the adapters only once it has run whole, so
+                    # a pass that ran out of memory is run again as two smaller ones; later
+                    # passes are planned at half its size.
+                    halves = split_plan(plan, items)
+                    if len(halves) == 1:
+                        raise
+                    self._free_device_memory()
+                    padded = plan.sequences * plan.max_len
+                    self.max_tokens_per_pass = max(1, min(self.max_tokens_per_pass, padded // 2))
+                    self.out_of_memory_splits += 1
+                    log.warning(
+                        "a pass of %d padded tokens ran out of memory: split in two; passes "
+                        "now hold at most %d tokens",
+                        padded,
+                        self.max_tokens_per_pass,
+                    )
+                    pending[:0] = halves
+                    continue
                 self.passes.update(plan.adapter_ids)
                 if len(plan.adapter_ids) > 1:
                     self.shared_passes.update(plan.adapter_ids)
         return [[m for m in row if m is not None] for row in results]
+
+    def _free_device_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _item_scale(self, adapter_id: str, batch: Batch, loss: LossSpec, weight: float) -> float:
         """Factor on the item's loss sums: its weight, over its own units for a per-call mean."""

@@ -78,6 +78,19 @@ def plan_passes(
     return plans
 
 
+def split_plan(plan: PassPlan, items: Sequence[tuple[str, Batch]]) -> list[PassPlan]:
+    """A pass's rows as two passes of half the rows each, in order (a pass that ran out of
+    memory); a one-row pass cannot be split and is returned as it is."""
+    if len(plan.rows) < 2:
+        return [plan]
+    halves = [PassPlan(), PassPlan()]
+    for k, (i, r) in enumerate(plan.rows):
+        adapter_id, batch = items[i]
+        half = halves[0] if k < len(plan.rows) // 2 else halves[1]
+        half.add(adapter_id, i, r, batch.sequences_per_row(), batch.row_length(r))
+    return halves
+
+
 def _padded(batch: Batch) -> int:
     """Padded tokens of a batch alone: rows x sequences per row x longest row."""
     longest = max(batch.row_length(r) for r in range(len(batch)))

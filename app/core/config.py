@@ -117,6 +117,34 @@ class Settings(BaseSettings):
         description="Fair share of the trainer per tenant slug (JSON object; default 1 each). "
         "Under contention each tenant's trained tokens follow its weight.",
     )
+    trainer_device: str | None = Field(
+        default=None,
+        description="Torch device of the trainer (cuda, cuda:1, cpu); default: cuda when "
+        "there is one, else cpu.",
+    )
+    trainer_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None,
+        description="Dtype of the trainer's base model and adapter working weights (masters "
+        "stay fp32); default: bfloat16 on CUDA, float32 elsewhere.",
+    )
+    trainer_tokens_per_pass: int | None = Field(
+        default=None,
+        ge=16,
+        description="Padded tokens one forward/backward holds (more are split over passes "
+        "whose gradients accumulate); default: 1024 on CPU, 32768 on an accelerator. A pass "
+        "that runs out of memory is split in two and run again.",
+    )
+    trainer_gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute each decoder layer in the backward pass instead of keeping "
+        "its activations (less memory per token, about one more forward of compute).",
+    )
+    trainer_logit_chunk_mb: int = Field(
+        default=256,
+        ge=1,
+        description="fp32 logits the trainer's loss head holds at once (positions are taken "
+        "in chunks of this size and recomputed in the backward pass).",
+    )
     trainer_step_delay_s: float = Field(
         default=0.0, description="Pause after each checkpoint (tests widen the kill window)."
     )

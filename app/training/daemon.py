@@ -74,6 +74,20 @@ class ActiveJob:
     credit: float = 0.0
 
 
+def trainer_config(settings: Settings) -> Any:
+    """The training engine's settings from clora's (`CLORA_TRAINER_*`)."""
+    from trainer.config import TrainerConfig
+
+    return TrainerConfig(
+        base_model_dir=settings.base_model_path,
+        device=settings.trainer_device,
+        dtype=settings.trainer_dtype,
+        max_tokens_per_pass=settings.trainer_tokens_per_pass,
+        gradient_checkpointing=settings.trainer_gradient_checkpointing,
+        logit_chunk_bytes=settings.trainer_logit_chunk_mb * 2**20,
+    )
+
+
 class TrainerDaemon:
     """Claims jobs and trains all of them together on the warm engine; see the module doc.
 
@@ -110,7 +124,7 @@ class TrainerDaemon:
 
         torch.manual_seed(0)
         base = self.settings.base_model_path
-        self.engine = TrainingEngine(base)
+        self.engine = TrainingEngine(base, config=trainer_config(self.settings))
         self.tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
 
     def run_forever(self) -> None:
