@@ -150,6 +150,7 @@ def run(
     max_steps: int,
     seed: int,
     dpo: float = 0.0,
+    sft: float = 1.0,
 ) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -181,12 +182,12 @@ def run(
                 "tools": ENV.tools(),
             }
         ]
-    adapter = f"drift-{seed}-{lr}-{kl_coef}-{len(draw['kl'])}-{dpo}"
+    adapter = f"drift-{seed}-{lr}-{kl_coef}-{len(draw['kl'])}-{dpo}-{sft}"
     engine.create_adapter(adapter, LORA, seed=seed)
     work = ObjectiveWork(
         adapter,
         build_batches(tokenizer, examples),
-        objective_weights({"sft": 1.0, "pg": 1.0, "dpo": dpo}, kl_coef),
+        objective_weights({"sft": sft, "pg": 1.0, "dpo": dpo}, kl_coef),
     )
     started, steps, margin = time.perf_counter(), 0, float("-inf")
     for _ in range(max_steps):
@@ -213,6 +214,7 @@ def run(
         "lr": lr,
         "kl_coef": kl_coef,
         "dpo": dpo,
+        "sft": sft,
         "kl_prompts": len(draw["kl"]),
         "seed": seed,
         "steps": steps,
@@ -263,13 +265,15 @@ def summary(runs: list[dict[str, Any]], decided: list[float]) -> dict[str, Any]:
 
 def table(data: dict[str, Any]) -> str:
     lines = [
-        f"{'lr':>7} {'kl_coef':>7} {'kl rows':>7} {'dpo':>4} {'runs':>4} {'learned':>7} {'steps':>5} "
+        f"{'lr':>7} {'kl_coef':>7} {'kl rows':>7} {'dpo':>4} {'sft':>4} {'runs':>4} {'learned':>7} "
+        f"{'steps':>5} "
         f"{'agreement (mean ± sd, min)':>28} {'changed':>9} {'near ties':>10} changes graded"
     ]
     for key, s in data["settings"].items():
-        lr, kl, rows, dpo = (*key.split(":"), "0")[:4]
+        lr, kl, rows, dpo, sft = (*key.split(":"), "0", "1")[:5]
         lines.append(
-            f"{lr:>7} {kl:>7} {rows:>7} {dpo:>4} {s['runs']:>4} {s['learned']:>7} {s['steps_mean']:>5.1f} "
+            f"{lr:>7} {kl:>7} {rows:>7} {dpo:>4} {sft:>4} {s['runs']:>4} {s['learned']:>7} "
+            f"{s['steps_mean']:>5.1f} "
             f"{s['agreement_mean']:>13.1%} ± {s['agreement_sd']:.1%}, {s['agreement_min']:.1%} "
             f"{s['changed']:>4}/{s['compared']:<4} {s['changed_near_ties']:>4}/{s['changed']:<4} "
             f"{s['change_kinds']}"
@@ -295,10 +299,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     cdf(data["decided_by"], "all held-back answers")
     for key, runs in data["runs"].items():
-        lr, kl, rows, dpo = (*key.split(":"), "0")[:4]
+        lr, kl, rows, dpo, sft = (*key.split(":"), "0", "1")[:5]
         changed = [c["parent_decided_by"] for r in runs for c in r["changed"]]
         if float(kl) > 0 and changed:
-            extra = f", dpo {dpo}" if float(dpo) else ""
+            extra = (f", dpo {dpo}" if float(dpo) else "") + (f", sft {sft}" if sft != "1" else "")
             cdf(changed, f"changed, lr {lr}, kl_coef {kl}, {rows} KL rows{extra}")
     ax.axvline(TIE, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
@@ -317,9 +321,10 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="3e-4:64:64,3e-4:0:64,1e-3:256:64,3e-4:64:128",
-        help="learning_rate:kl_coef:kl_prompts[:dpo_weight], comma-separated (the first is the "
-        "default schedule with a cycle's 64 KL rows; dpo_weight trains the correction's "
-        "preference pair too, corrected over the parent's answer)",
+        help="learning_rate:kl_coef:kl_prompts[:dpo_weight[:sft_weight]], comma-separated (the "
+        "first is the default schedule with a cycle's 64 KL rows; dpo_weight trains the "
+        "correction's preference pair too, corrected over the parent's answer; sft_weight 0 "
+        "trains the pair alone, as a cycle of one operator preference does: no early stop)",
     )
     parser.add_argument("--repeats", type=int, default=4, help="draws of traffic (seeds)")
     parser.add_argument("--max-steps", type=int, default=100)
@@ -329,8 +334,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
     parent = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
     engine = TrainingEngine(MODEL)
-    settings = [(*s.split(":"), "0")[:4] for s in args.settings.split(",")]
-    widest = max(int(rows) for _, _, rows, _ in settings)
+    settings = [(*s.split(":"), "0", "1")[:5] for s in args.settings.split(",")]
+    widest = max(int(rows) for _, _, rows, _, _ in settings)
     draws = [traffic(tokenizer, parent, seed, widest) for seed in range(args.repeats)]
     decided = [g for d in draws for g in d["decided_by"]]
     data: dict[str, Any] = {
@@ -340,8 +345,9 @@ def main() -> None:
         "runs": {},
         "settings": {},
     }
-    for lr, kl, rows, dpo in settings:
-        key = f"{lr}:{kl}:{rows}" + (f":{dpo}" if float(dpo) else "")
+    for lr, kl, rows, dpo, sft in settings:
+        key = f"{lr}:{kl}:{rows}" + (f":{dpo}" if float(dpo) or float(sft) != 1 else "")
+        key += f":{sft}" if float(sft) != 1 else ""
         runs = []
         for seed, draw in enumerate(draws):
             draw = {**draw, "kl": draw["kl"][: int(rows)]}
@@ -355,6 +361,7 @@ def main() -> None:
                     args.max_steps,
                     seed,
                     dpo=float(dpo),
+                    sft=float(sft),
                 )
             )
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "changed"}), flush=True)
