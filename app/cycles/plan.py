@@ -54,6 +54,23 @@ def _payloads(examples: list[TrainingExample], kind: ExampleKind) -> list[dict[s
     return [e.payload for e in examples if e.kind == kind]
 
 
+def preferences_to_train(
+    chosen: list[TrainingExample], train: list[TrainingExample]
+) -> list[dict[str, Any]]:
+    """The preference pairs a cycle trains: every pair but those a correction made (corrected
+    over original). A correction's SFT example already teaches its answer; training its pair
+    with DPO on top changed 6 to 11 points more of the untouched answers and learned nothing
+    more (`bench/results/preservation_drift_dpo.json`, docs/LEARNING.md). The pairs stay
+    stored, for export and fine-tuning files."""
+    corrected = {e.feedback_id for e in train if e.kind == ExampleKind.sft and e.feedback_id}
+    return [
+        e.payload
+        for e in chosen
+        if e.kind == ExampleKind.preference
+        and (e.feedback_id is None or e.feedback_id not in corrected)
+    ]
+
+
 def plan_cycle(session: Session, run: CycleRun, settings: Any) -> CyclePlan:
     """The cycle's plan: the agent's feedback to train on (new since the last cycle that went
     live, plus a replay of older examples), its untouched traffic to keep, and what the gate
@@ -97,7 +114,7 @@ def plan_cycle(session: Session, run: CycleRun, settings: Any) -> CyclePlan:
         parent_dir=None,
         examples=Examples(
             sft=_payloads(chosen, ExampleKind.sft),
-            dpo=_payloads(chosen, ExampleKind.preference),
+            dpo=preferences_to_train(chosen, train),
             pg=_payloads(chosen, ExampleKind.reward),
             kl=untouched.kl_rows,
         ),

@@ -1,4 +1,4 @@
-"""What a cycle plans to train: a refused cycle's corrections stay new for the next cycle."""
+"""What a cycle plans to train: a refused cycle's corrections stay new for the next cycle; a\ncorrection's own preference pair is not trained."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.cycles.plan import plan_cycle
+from app.feedback.compile import compile_feedback
+from app.feedback.schemas import FeedbackCreate
+from app.feedback.service import Author, create_feedback
 from app.models import AdapterVersion, CycleRun, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, RunStatus
+from app.serving.handler import completion_id
 from tests.helpers import factories
 
 
@@ -68,3 +72,39 @@ def test_a_refused_cycles_corrections_are_trained_again_in_full(db: Session) -> 
     db.flush()
     plan = plan_cycle(db, rerun, get_settings())
     assert plan.counts["new"] == 0 and plan.evaluation.corrections == []
+
+
+def test_a_corrections_own_pair_is_not_trained_an_operators_preference_is(db: Session) -> None:
+    """A correction compiles to an SFT example and a pair (corrected over original): the cycle
+    trains the SFT example only. A preference an operator gave trains with DPO."""
+    owner = factories.tenant(db)
+    bot = factories.agent(db, owner)
+    author = Author(tenant_id=owner.id)
+    answer = {"content": "60"}
+    corrected = factories.interaction(db, owner, bot, "What is 12 times 5?")
+    correction, _ = create_feedback(
+        db,
+        author,
+        FeedbackCreate(
+            interaction_id=completion_id(corrected.id), kind="correction", correction=answer
+        ),
+    )
+    preferred = factories.interaction(db, owner, bot, "What is 7 times 3?")
+    preference, _ = create_feedback(
+        db,
+        author,
+        FeedbackCreate(
+            interaction_id=completion_id(preferred.id),
+            kind="preference",
+            preference={"chosen": {"content": "21"}, "rejected": answer},
+        ),
+    )
+    for item in (correction, preference):
+        compile_feedback(db, owner.id, item.id)
+    run = CycleRun(tenant_id=owner.id, agent_id=bot.id, status=RunStatus.running)
+    db.add(run)
+    db.flush()
+    plan = plan_cycle(db, run, get_settings())
+    examples = plan.training.examples
+    assert [e["messages"][-1]["content"] for e in examples.sft] == ["60"]
+    assert [e["chosen"]["content"] for e in examples.dpo] == ["21"]
