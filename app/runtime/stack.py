@@ -132,6 +132,8 @@ class Stack:
                 self.postgres.stop()
             (self.data_dir / RUNTIME_ENV).unlink(missing_ok=True)
             click.echo("stopped")
+        if self.supervisor.failure:
+            raise click.ClickException(self.supervisor.failure)
 
     def _add_engine(self, env: dict[str, str], logs: Path) -> None:
         """The embedded vLLM server on the base model, supervised like every other child."""
