@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.cycles.signals import GateRecord, Signals
+from app.adapters.signals import GateRecord, Signals
 
 DEFAULT_MAX_TOKENS = 256
 """A new agent's cap on a completion when a request sets none: a tiny model asked for an

@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
+from app.adapters.signals import GateRecord, Signals
 from app.agents.repository import AgentRepository
 from app.agents.schemas import AgentIn, AgentOut, VersionOut
 from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
-from app.cycles.signals import GateRecord, Signals
 from app.models import AdapterVersion, Agent
 from app.tenants.service import check_slug
 

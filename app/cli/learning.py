@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
+from app.adapters.signals import CopiesSignal, PreservationSignal, Signals
 from app.cli import remote as rm
 from app.cli.common import TENANT, readable, scope
 from app.cli.remote import remote
-from app.cycles.signals import CopiesSignal, PreservationSignal, Signals
 
 
 @click.group()
@@ -66,7 +66,7 @@ def _follow(tenant_id: uuid.UUID, run_id: uuid.UUID, timeout_s: float = 3600) ->
 
 
 def signal_lines(signals: Signals | None) -> list[str]:
-    """One readable line per gate signal as the API records it (`app.cycles.signals`):
+    """One readable line per gate signal as the API records it (`app.adapters.signals`):
     parent before, candidate after, examples; under preservation, the held-back answers that
     changed (up to five), under copies what was copied. Every bound is the recorded one."""
     out: list[str] = []

@@ -172,8 +172,8 @@ def cycle_run(api: Remote, agent: str, slug: str, wait: bool) -> None:
     click.echo(f"cycle {run['id']} {run['status']}")
     if not wait:
         return
+    from app.adapters.signals import Signals
     from app.cli.learning import signal_lines
-    from app.cycles.signals import Signals
 
     with click.progressbar(length=100, label="cycle", file=sys.stderr) as bar:
         shown = 0

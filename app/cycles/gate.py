@@ -32,14 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.cycles.schemas import PromotionRule
-from app.cycles.signals import (
+from app.adapters.signals import (
     ScoreSignal,
     Signals,
     agreement_upper_bound,
     copies_allowed,
     lower_bound,
 )
+from app.cycles.schemas import PromotionRule
 from app.models.enums import RunStatus
 
 EVALUATION_SIGNALS = ("held_out", "validation", "preservation", "environment")

@@ -17,13 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
-from app.core.config import get_settings
-from app.core.db import unit_of_work
-from app.core.errors import EngineUnavailable
-from app.cycles import evaluation, gate
-from app.cycles.plan import plan_cycle
-from app.cycles.repository import CycleRepository
-from app.cycles.signals import (
+from app.adapters.signals import (
     CopiesSignal,
     EnvironmentSignal,
     PreservationSignal,
@@ -32,6 +26,12 @@ from app.cycles.signals import (
     agreement_upper_bound,
     copies_allowed,
 )
+from app.core.config import get_settings
+from app.core.db import unit_of_work
+from app.core.errors import EngineUnavailable
+from app.cycles import evaluation, gate
+from app.cycles.plan import plan_cycle
+from app.cycles.repository import CycleRepository
 from app.cycles.stages import Candidate, CyclePlan, EnvironmentScore, Payload
 from app.cycles.untouched import near_any
 from app.fine_tuning import cycle as ft

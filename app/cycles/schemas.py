@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.cycles.signals import Signals
+from app.adapters.signals import Signals
 
 LOSSES = ("sft", "dpo", "pg")
 """Loss mixture keys: corrections (sft), preferences (dpo), ratings (pg)."""

@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters.labels import Labels
+from app.adapters.signals import Signals
 from app.agents.service import get_agent
 from app.core.jobs import enqueue
 from app.cycles.repository import CycleRepository
 from app.cycles.schemas import CycleRunOut, PromotionRule, ScheduleUpdate
-from app.cycles.signals import Signals
 from app.feedback.repository import FeedbackRepository
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, LearningSchedule

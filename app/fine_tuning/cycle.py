@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.adapters.repository import AdapterVersionRepository
+from app.adapters.signals import ScoreSignal, Signals
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.errors import NotFound
-from app.cycles.signals import ScoreSignal, Signals
 from app.cycles.stages import (
     CyclePlan,
     EnvironmentScore,

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from app.adapters import service as registry
+from app.adapters.signals import EnvironmentSignal, Signals
 from app.core.config import get_settings
 from app.core.errors import EngineUnavailable
 from app.cycles import runner
 from app.cycles.schemas import PromotionRule
-from app.cycles.signals import EnvironmentSignal, Signals
 from app.cycles.stages import Candidate, CyclePlan, EvaluationPlan
 from app.sampler.identity import IDENTITY_ADAPTER, write_identity_adapter
 from app.sampler.launcher import EngineProcess, LoraSlots, free_port

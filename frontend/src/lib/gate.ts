@@ -126,7 +126,7 @@ function answers(value: Schemas["ChangedAnswer"][] | undefined): ChangedAnswer[]
 type ApiSignals = Schemas["Signals"];
 
 /** The signals the API returns with a version or a run (`signals`, one schema with the
- * gateway's: app/cycles/signals.py), for display; null when there are none. Every bound
+ * gateway's: app/adapters/signals.py), for display; null when there are none. Every bound
  * comes from the gateway: nothing here recomputes the gate's statistics. */
 export function signalsOf(raw: ApiSignals | null | undefined): Signals | null {
   if (!raw) return null;

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.adapters.signals import Signals
 from app.cycles import gate
 from app.cycles.gate import agreement_upper_bound
 from app.cycles.schemas import PromotionRule
-from app.cycles.signals import Signals
 from app.models.enums import RunStatus
 
 RULE = PromotionRule().model_dump()

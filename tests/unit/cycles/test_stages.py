@@ -3,7 +3,7 @@ training request that says when it would train nothing."""
 
 from __future__ import annotations
 
-from app.cycles.signals import Signals, agreement_upper_bound, copies_allowed
+from app.adapters.signals import Signals, agreement_upper_bound, copies_allowed
 from app.training.client import Examples, LoraShape, TrainingRequest
 
 ROW = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from app.adapters.signals import ScoreSignal, Signals
 from app.core.errors import InvalidRequest
 from app.cycles import gate
 from app.cycles.schemas import PromotionRule
-from app.cycles.signals import ScoreSignal, Signals
 from app.datasets.service import read_file
 from app.fine_tuning.graders import grade, render
 from trainer.objective import step_examples
