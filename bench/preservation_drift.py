@@ -48,6 +48,7 @@ from app.cycles.untouched import near as _near  # noqa: E402
 from app.cycles.untouched import words as _words  # noqa: E402
 from app.training.client import LEARNED_MARGIN  # noqa: E402
 from bench.continual import right_first_step  # noqa: E402
+from trainer.batch import Batch  # noqa: E402
 from trainer.bundled.evaluate import greedy_completions  # noqa: E402
 from trainer.config import LoraSettings  # noqa: E402
 from trainer.engine import TrainingEngine  # noqa: E402
@@ -189,6 +190,23 @@ def run(
         build_batches(tokenizer, examples),
         objective_weights({"sft": sft, "pg": 1.0, "dpo": dpo}, kl_coef),
     )
+
+    def pair_gap() -> float | None:
+        """log p(chosen) - log p(rejected) of the correction's pair, answer tokens only."""
+        pair = work.batches.get("dpo")
+        if pair is None:
+            return None
+        sums = []
+        for ids, mask in (
+            (pair.input_ids, pair.loss_mask),
+            (pair.rejected_input_ids, pair.rejected_loss_mask),
+        ):
+            assert ids is not None and mask is not None
+            rows = engine.sample_logprobs(adapter, Batch(input_ids=ids, loss_mask=mask))
+            sums.append(sum(lp for lp, m in zip(rows[0], mask[0], strict=True) if m))
+        return sums[0] - sums[1]
+
+    gap_before = pair_gap()
     started, steps, margin = time.perf_counter(), 0, float("-inf")
     for _ in range(max_steps):
         margin = accumulate_round(engine, [work])[0].get("margin", float("-inf"))
@@ -198,6 +216,7 @@ def run(
         engine.optim_step(adapter, lr, max_grad_norm=1.0)  # as the trainer service steps
         steps += 1
     train_s = time.perf_counter() - started
+    gap_after = pair_gap()
     with tempfile.TemporaryDirectory() as folder:
         engine.save_adapter(adapter, folder)
         engine.drop_adapter(adapter)
@@ -215,6 +234,8 @@ def run(
         "kl_coef": kl_coef,
         "dpo": dpo,
         "sft": sft,
+        "pair_gap_before": gap_before,
+        "pair_gap_after": gap_after,
         "kl_prompts": len(draw["kl"]),
         "seed": seed,
         "steps": steps,
@@ -257,6 +278,11 @@ def summary(runs: list[dict[str, Any]], decided: list[float]) -> dict[str, Any]:
         "compared": sum(r["held_back"] for r in runs),
         "steps_mean": statistics.mean(r["steps"] for r in runs),
         "learned": sum(r["learned"] for r in runs),
+        "pair_gap_moved_mean": (
+            statistics.mean(r["pair_gap_after"] - r["pair_gap_before"] for r in runs)
+            if all(r.get("pair_gap_before") is not None for r in runs)
+            else None
+        ),
         "changed_near_ties": sum(g < TIE for g in changed),
         "change_kinds": dict(Counter(c["kind"] for r in runs for c in r["changed"])),
         "held_back_near_ties_share": sum(g < TIE for g in decided) / max(len(decided), 1),
