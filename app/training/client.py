@@ -90,9 +90,13 @@ def chat_tokens(base_model_path: Path) -> Any:
 def _chat_tokens(path: str) -> Any:
     from transformers import AutoTokenizer
 
+    from app.sampler.formats import engine_formats
     from trainer.envs.tokens import ChatTokens
 
-    return ChatTokens(AutoTokenizer.from_pretrained(path, local_files_only=True))
+    settings = get_settings()
+    # Sampled turns are read with the tool format the engine reads them with.
+    tool_format = engine_formats(Path(path), tool_parser=settings.engine_tool_parser).tool_parser
+    return ChatTokens(AutoTokenizer.from_pretrained(path, local_files_only=True), tool_format)
 
 
 def is_engine_failure(exc: BaseException) -> bool:

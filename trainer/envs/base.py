@@ -75,6 +75,43 @@ def parse_hermes(text: str, turn_index: int) -> tuple[str | None, list[ToolCallT
     return content or None, calls
 
 
+LLAMA_PYTHON_TAG = "<|python_tag|>"
+
+
+def parse_llama3_json(text: str, turn_index: int) -> tuple[str | None, list[ToolCallText]]:
+    """Split model text into (content, tool calls) as vLLM's ``llama3_json`` parser does: a
+    turn that starts with ``<|python_tag|>`` or ``{`` holds JSON calls ``{"name": ...,
+    "parameters": {...}}`` (or ``"arguments"``) separated by ``;``; anything else, or text that
+    cannot be read as calls, stays plain content."""
+    body = text.strip()
+    if body.startswith(LLAMA_PYTHON_TAG):
+        body = body[len(LLAMA_PYTHON_TAG) :].strip()
+    elif not body.startswith("{"):
+        return text, []
+    decoder = json.JSONDecoder()
+    calls: list[ToolCallText] = []
+    rest = body
+    try:
+        while rest:
+            obj, end = decoder.raw_decode(rest)
+            arguments = obj.get("parameters", obj.get("arguments", {}))
+            calls.append(
+                ToolCallText(
+                    id=f"call_{turn_index}_{len(calls)}",
+                    name=obj["name"],
+                    arguments=json.dumps(arguments, ensure_ascii=False),
+                )
+            )
+            rest = rest[end:].strip().removeprefix(";").strip()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return text, []
+    return None, calls
+
+
+TOOL_CALL_PARSERS = {"hermes": parse_hermes, "llama3_json": parse_llama3_json}
+"""Client-side readers of a sampled turn, by vLLM's tool-parser name."""
+
+
 @dataclass
 class AssistantTurn:
     """What the endpoint reported for one assistant turn (token-level data for training).
@@ -157,12 +194,20 @@ class Environment(ABC):
     def reward(self, task: Task, final_answer: Any) -> float:
         """Score a final answer against ``task``; 1.0 means correct."""
 
-    def parse_turn(self, text: str, turn_index: int) -> tuple[str | None, list[ToolCallText]]:
+    def parse_turn(
+        self, text: str, turn_index: int, tool_format: str = "hermes"
+    ) -> tuple[str | None, list[ToolCallText]]:
         """Read one sampled assistant turn as (content, tool calls): how token-level
-        rollouts parse on the client what a chat endpoint's tool parser would. The default
-        reads Hermes ``<tool_call>`` blocks, the format the bundled model's template
-        renders; an environment for a model with another format overrides it."""
-        return parse_hermes(text, turn_index)
+        rollouts parse on the client what the engine's tool parser ``tool_format`` (vLLM's
+        name; `TOOL_CALL_PARSERS`) would. Hermes ``<tool_call>`` blocks by default, the
+        bundled model's format; ``llama3_json`` for Llama 3 models."""
+        parser = TOOL_CALL_PARSERS.get(tool_format)
+        if parser is None:
+            raise ValueError(
+                f"no client-side reader for tool format {tool_format!r}; known: "
+                f"{sorted(TOOL_CALL_PARSERS)}"
+            )
+        return parser(text, turn_index)
 
     def tool_names(self) -> set[str]:
         """Names of every tool offered, including the final-answer tool."""

@@ -43,8 +43,10 @@ _PROBE = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PR
 class ChatTokens:
     """The chat template's token framing for one tokenizer, with its renderings cached."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, tool_format: str = "hermes") -> None:
         self.tokenizer = tokenizer
+        self.tool_format = tool_format
+        """How sampled turns carry tool calls (vLLM's tool-parser name, `Environment.parse_turn`)."""
         self.end_of_turn: int = tokenizer.eos_token_id
         self._prompts: dict[tuple[str, str], list[int]] = {}
         self._after: dict[tuple[tuple[str, str], ...], list[int]] = {}
@@ -224,7 +226,9 @@ class _Rollout:
         if len(logprobs) != len(ids):  # never train on tokens without their sampling logprob
             logprobs = (logprobs + [0.0] * len(ids))[: len(ids)]
         prompt = list(self.ids)
-        content, calls = env.parse_turn(codec.text(ids), len(self.state.assistant_turns))
+        content, calls = env.parse_turn(
+            codec.text(ids), len(self.state.assistant_turns), codec.tool_format
+        )
         ended = bool(ids) and ids[-1] == codec.end_of_turn
         finish = "length" if sample.finish_reason == "length" or not ended else None
         turn = AssistantTurn(

@@ -59,8 +59,10 @@ def test_appended_turns_equal_the_rendered_conversation(codec: ChatTokens) -> No
 class ScriptedEngine:
     """Answers every prompt from a script keyed by how many turns it has seen; records requests."""
 
-    def __init__(self, codec: ChatTokens, turns: list[str]) -> None:
-        self.codec, self.turns, self.requests = codec, turns, []
+    def __init__(
+        self, codec: ChatTokens, turns: list[str], header: str = "<|im_start|>assistant\n"
+    ) -> None:
+        self.codec, self.turns, self.requests, self.header = codec, turns, [], header
 
     async def sample(
         self,
@@ -73,7 +75,7 @@ class ScriptedEngine:
         seed: int | None,
     ) -> list[list[Sample]]:
         self.requests.append((len(prompts), n, seed))
-        header = self.codec.encode("<|im_start|>assistant\n")
+        header = self.codec.encode(self.header)
         out = []
         for prompt in prompts:
             seen = sum(
@@ -178,12 +180,12 @@ LLAMA31_LIKE = (
 )
 
 
-def _family(template: str, eos: str | None = None) -> ChatTokens:
+def _family(template: str, eos: str | None = None, tool_format: str = "hermes") -> ChatTokens:
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     if eos:
         tokenizer.add_special_tokens({"eos_token": eos})
     tokenizer.chat_template = template
-    return ChatTokens(tokenizer)
+    return ChatTokens(tokenizer, tool_format)
 
 
 def test_a_template_that_rewrites_earlier_turns_when_a_tool_answers_still_frames_results() -> None:
@@ -217,3 +219,46 @@ def test_a_llama_style_template_frames_tool_results_as_ipython_turns() -> None:
 def test_a_template_whose_turns_do_not_end_with_the_eos_token_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="end-of-sequence"):
         _family(LLAMA31_LIKE)  # the bundled tokenizer's eos is <|im_end|>, never written here
+
+
+def test_a_llama_episode_reads_its_json_tool_calls_as_the_engine_does() -> None:
+    """Llama 3 calls tools as JSON (``<|python_tag|>`` optional, ``parameters``): with the
+    codec's tool format from the model (`llama3_json`), a token-level episode reads them, calls
+    the calculator and ends with the final answer."""
+    codec = _family(LLAMA31_LIKE, eos="<|eot_id|>", tool_format="llama3_json")
+    task = ENV.tasks("train", 1, seed=4)[0]
+    expression, answer = task.info["expression"], task.answer
+    script = [
+        "<|python_tag|>"
+        + json.dumps({"name": "calculator", "parameters": {"expression": expression}}),
+        json.dumps({"name": "final_answer", "parameters": {"answer": int(answer)}}),
+    ]
+    header = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    engine = ScriptedEngine(codec, script, header=header)
+    episodes = asyncio.run(play(engine, codec, "m", ENV, [task], temperature=1.0))
+    assert episodes[0].correct and episodes[0].used_calculator and episodes[0].turns == 2
+    # The same text read as Hermes is plain content: the format must follow the model.
+    hermes = _family(LLAMA31_LIKE, eos="<|eot_id|>")
+    again = asyncio.run(
+        play(
+            ScriptedEngine(hermes, script, header=header), hermes, "m", ENV, [task], temperature=1.0
+        )
+    )
+    assert not again[0].correct and not again[0].used_calculator
+
+
+def test_the_llama3_json_reader_follows_vllms_parser() -> None:
+    from trainer.envs.base import parse_llama3_json
+
+    content, calls = parse_llama3_json(
+        '{"name": "a", "parameters": {"x": 1}}; {"name": "b", "arguments": {"y": "z"}}', 3
+    )
+    assert content is None
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == [
+        ("call_3_0", "a", {"x": 1}),
+        ("call_3_1", "b", {"y": "z"}),
+    ]
+    assert parse_llama3_json("The answer is 60.", 0) == ("The answer is 60.", [])
+    assert parse_llama3_json('{"name": broken', 0) == ('{"name": broken', [])
+    with pytest.raises(ValueError, match="no client-side reader"):
+        ENV.parse_turn("x", 0, "pythonic")
