@@ -74,9 +74,11 @@ def logout(request: Request, session: SessionDep) -> JSONResponse:
 
 @router.post("/password", response_model=Me)
 def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep) -> JSONResponse:
-    """Change one's own password: every other session of the user ends; this one goes on
-    with a fresh cookie."""
-    service.change_own_password(session, user, body.current_password, body.new_password)
+    """Change one's own password: every other session of the user ends, and every personal
+    access token unless `keep_tokens`; this session goes on with a fresh cookie."""
+    service.change_own_password(
+        session, user, body.current_password, body.new_password, keep_tokens=body.keep_tokens
+    )
     return _signed_in(service.whoami(session, user).model_dump(), user)
 
 

@@ -51,3 +51,5 @@ class TokenOut(BaseModel):
 class PasswordChange(BaseModel):
     current_password: str = Field(min_length=1, max_length=1000)
     new_password: str = Field(min_length=1, max_length=1000)
+    keep_tokens: bool = False
+    """Keep the user's personal access tokens (by default a new password revokes them)."""

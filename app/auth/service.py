@@ -64,10 +64,13 @@ def end_sessions(session: Session, user_id: uuid.UUID, epoch: int) -> None:
         session.flush()
 
 
-def change_own_password(session: Session, user: User, current: str, new: str) -> None:
-    """A signed-in user's new password, given the current one; ends their other sessions."""
+def change_own_password(
+    session: Session, user: User, current: str, new: str, *, keep_tokens: bool = False
+) -> None:
+    """A signed-in user's new password, given the current one; ends their other sessions and
+    revokes their personal access tokens unless ``keep_tokens``."""
     with hash_slot():
         valid = verify_password(user.password_hash, current)
     if not valid:
         raise Unauthenticated("the current password is wrong", param="current_password")
-    set_password(session, user, new)
+    set_password(session, user, new, keep_tokens=keep_tokens)

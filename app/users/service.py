@@ -64,10 +64,16 @@ def list_users(session: Session, tenant_id: uuid.UUID) -> list[User]:
     return UserRepository(session).list(tenant_id)
 
 
-def set_password(session: Session, user: User, password: str) -> None:
-    """A new password; every session of the user ends."""
+def set_password(session: Session, user: User, password: str, *, keep_tokens: bool = False) -> None:
+    """A new password; every session of the user ends, and (unless ``keep_tokens``) every
+    personal access token: a password changed because it leaked must not leave a token the
+    thief minted with it."""
+    from app.users.tokens import revoke_all
+
     user.password_hash = _checked_password(password)
     user.session_epoch += 1
+    if not keep_tokens:
+        revoke_all(session, user.id)
     session.flush()
 
 

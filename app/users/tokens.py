@@ -71,6 +71,16 @@ def revoke(session: Session, user_id: uuid.UUID, token_id: uuid.UUID) -> Persona
     return row
 
 
+def revoke_all(session: Session, user_id: uuid.UUID) -> int:
+    """Revoke every live token of the user (a new password); returns how many."""
+    now = datetime.now(UTC)
+    rows = [t for t in list_tokens(session, user_id) if t.revoked_at is None]
+    for row in rows:
+        row.revoked_at = now
+    session.flush()
+    return len(rows)
+
+
 def authenticate(session: Session, plaintext: str) -> User | None:
     """The enabled user a valid, unrevoked token belongs to; records when it was last used."""
     prefix = _prefix(plaintext)

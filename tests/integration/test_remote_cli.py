@@ -175,3 +175,40 @@ def test_the_cli_mints_a_token_on_the_server_and_refuses_url_for_local_commands(
         main, ["--url", "http://127.0.0.1:9", "--token", token, "cycle", "list"]
     )
     assert unreachable.exit_code != 0 and "cannot reach http://127.0.0.1:9" in unreachable.output
+
+
+def test_a_new_password_revokes_the_users_tokens_unless_asked_to_keep_them(
+    gateway: Gateway,
+) -> None:
+    """A password changed because it leaked must not leave the thief's token alive; an admin's
+    reset of another user's password revokes them too."""
+    fx = make_tenant()
+    email = user(fx, Role.operator)
+    kept, revoked = pat(email), pat(email)
+
+    def works(token: str) -> bool:
+        reply = httpx.get(
+            f"{gateway.url}/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        return reply.status_code == 200
+
+    assert works(kept) and works(revoked)
+    me = Browser(gateway, email)
+    new = "another long password 2"
+    changed = me.post(
+        "/api/auth/password",
+        json={"current_password": PASSWORD, "new_password": new, "keep_tokens": True},
+    )
+    assert changed.status_code == 200 and works(kept) and works(revoked)
+    changed = me.post(
+        "/api/auth/password", json={"current_password": new, "new_password": PASSWORD}
+    )
+    assert changed.status_code == 200
+    assert not works(kept) and not works(revoked)
+    listed = me.get("/api/auth/tokens").json()
+    assert listed and all(t["revoked_at"] is not None for t in listed)
+    fresh = pat(email)
+    admin = Browser(gateway, user(fx, Role.admin))
+    target = next(u for u in admin.get("/api/users").json() if u["email"] == email)
+    reset = admin.post(f"/api/users/{target['id']}/password", json={"password": new})
+    assert reset.status_code == 200 and not works(fresh)
