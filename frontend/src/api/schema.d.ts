@@ -223,8 +223,8 @@ export interface paths {
         put?: never;
         /**
          * Change Password
-         * @description Change one's own password: every other session of the user ends; this one goes on
-         *     with a fresh cookie.
+         * @description Change one's own password: every other session of the user ends, and every personal
+         *     access token unless `keep_tokens`; this session goes on with a fresh cookie.
          */
         post: operations["change_password_api_auth_password_post"];
         delete?: never;
@@ -1999,6 +1999,11 @@ export interface components {
         PasswordChange: {
             /** Current Password */
             current_password: string;
+            /**
+             * Keep Tokens
+             * @default false
+             */
+            keep_tokens: boolean;
             /** New Password */
             new_password: string;
         };
