@@ -105,12 +105,16 @@ export function AccountPage() {
   const { me } = useSession();
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
+  const [keepTokens, setKeepTokens] = useState(false);
+  const [tokensRevoked, setTokensRevoked] = useState(false);
   const [problem, setProblem] = useState<string | null>(null);
   const change = useMutation({
-    mutationFn: () => unwrap(api.POST("/api/auth/password", { body: { current_password: current, new_password: next } })),
+    mutationFn: () =>
+      unwrap(api.POST("/api/auth/password", { body: { current_password: current, new_password: next, keep_tokens: keepTokens } })),
     onSuccess: () => {
       setCurrent("");
       setNext("");
+      setTokensRevoked(!keepTokens);
     },
   });
   const submit = (event: FormEvent) => {
@@ -133,10 +137,18 @@ export function AccountPage() {
         <Field label="New password" htmlFor="new-password" error={problem} hint="your other sessions end">
           <input id="new-password" type="password" autoComplete="new-password" value={next} onChange={(e) => { setNext(e.target.value); setProblem(null); }} />
         </Field>
+        <label className="check">
+          <input type="checkbox" checked={keepTokens} onChange={(e) => setKeepTokens(e.target.checked)} /> Keep my personal access
+          tokens (by default a new password revokes them)
+        </label>
         <button type="submit" className="primary" disabled={change.isPending}>
           {change.isPending ? "Changing…" : "Change password"}
         </button>
-        {change.isSuccess && <p className="good" role="status">Password changed. Your other sessions have ended.</p>}
+        {change.isSuccess && (
+          <p className="good" role="status">
+            Password changed. Your other sessions have ended{tokensRevoked ? " and your personal access tokens were revoked" : ""}.
+          </p>
+        )}
         <ErrorText error={change.error} />
       </form>
       <AccessTokens />
