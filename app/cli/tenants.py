@@ -71,15 +71,17 @@ def tenant_agent(slug: str, agent_name: str, rank: int) -> None:
     from app.core.errors import CloraError
     from app.tenants.repository import TenantRepository
 
+    try:
+        spec = AgentIn(name=agent_name, lora_rank=rank, lora_alpha=2 * rank)
+    except ValueError as exc:  # pydantic's ValidationError: one readable line per field
+        raise click.UsageError(str(exc)) from exc
     attach()
     try:
         with unit_of_work() as session:
             found = TenantRepository(session).get_by_slug(slug)
             if found is None:
                 raise click.ClickException(f"no tenant {slug!r}")
-            create_agent(
-                session, found.id, AgentIn(name=agent_name, lora_rank=rank, lora_alpha=2 * rank)
-            )
+            create_agent(session, found.id, spec)
     except CloraError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"agent {agent_name} created for {slug}")

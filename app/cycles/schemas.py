@@ -65,7 +65,9 @@ class ScheduleUpdate(BaseModel):
     mode: Literal["manual", "cron", "every_k"] = "manual"
     cron: str | None = Field(default=None, max_length=120)
     every_k: int | None = Field(default=None, ge=1, le=100_000)
-    loss_mixture: dict[str, float] = Field(default_factory=lambda: {"sft": 1.0, "pg": 1.0, "dpo": 0.1})
+    loss_mixture: dict[str, float] = Field(
+        default_factory=lambda: {"sft": 1.0, "pg": 1.0, "dpo": 0.1}
+    )
     steps: int = Field(
         default=100,
         ge=1,

@@ -139,7 +139,7 @@ export function AccountPage() {
         </Field>
         <label className="check">
           <input type="checkbox" checked={keepTokens} onChange={(e) => setKeepTokens(e.target.checked)} /> Keep my personal access
-          tokens (by default a new password revokes them)
+          tokens (by default they are revoked)
         </label>
         <button type="submit" className="primary" disabled={change.isPending}>
           {change.isPending ? "Changing…" : "Change password"}
