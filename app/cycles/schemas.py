@@ -66,7 +66,7 @@ class ScheduleUpdate(BaseModel):
     cron: str | None = Field(default=None, max_length=120)
     every_k: int | None = Field(default=None, ge=1, le=100_000)
     loss_mixture: dict[str, float] = Field(
-        default_factory=lambda: {"sft": 1.0, "pg": 1.0, "dpo": 0.1}
+        default_factory=lambda: {"sft": 1.0, "pg": 1.0, "dpo": 0.02}
     )
     steps: int = Field(
         default=100,
