@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     cycle_stale_after_s: float = Field(
         default=120.0, description="A running cycle without heartbeat this long may be taken over."
     )
+    cycle_deadline_base_s: float = Field(
+        default=900.0,
+        description=(
+            "A running cycle's deadline: this, plus cycle_deadline_step_s per training step and "
+            "cycle_deadline_prompt_s per answer its evaluation asks for, plus "
+            "cycle_engine_wait_s. Past it the reaper fails the run and frees the agent."
+        ),
+    )
+    cycle_deadline_step_s: float = Field(default=20.0, ge=0)
+    cycle_deadline_prompt_s: float = Field(default=5.0, ge=0)
     cycle_engine_wait_s: float = Field(
         default=300.0,
         description=(

@@ -23,7 +23,7 @@ from app.cycles.stages import (
 )
 from app.cycles.untouched import split_untouched
 from app.feedback.repository import ExampleRepository
-from app.fine_tuning.cycle import job_plan
+from app.fine_tuning.cycle import job_plan, steps_for
 from app.models import CycleRun, Tenant, TrainingExample
 from app.models.enums import ExampleKind, ExampleSplit
 from app.training.client import (
@@ -48,6 +48,36 @@ def split_examples(
     )
     replay = random.Random(seed).sample(old, min(len(old), max(want, 0)))
     return new, replay
+
+
+EPISODE_TURNS = 4
+"""Answers an environment episode asks for at most (`trainer.envs.runner.DEFAULT_MAX_TURNS`)."""
+
+
+def deadline_s(plan: CyclePlan, settings: Any) -> float:
+    """How long the cycle may run, made from its own work: its training steps (a reinforcement
+    job's, from its rollouts), and the answers its evaluation asks of the parent and the
+    candidate (each check's prompts; each environment task an episode of several turns), each
+    at a generous rate, plus a wait for a lost engine. Past it, the reaper fails the run."""
+    evaluation, steps, sampled = plan.evaluation, plan.training.steps, 0
+    rollouts = plan.job.rollouts if plan.job else None
+    if rollouts is not None:
+        sampled = rollouts.n * len(rollouts.prompts)
+        steps = max(steps, steps_for(sampled, plan.training.batch_size or 1, rollouts.epochs))
+    checked = (
+        len(evaluation.corrections)
+        + len(evaluation.held_out)
+        + len(evaluation.validation)
+        + len(evaluation.held_back)
+        + len(evaluation.near)
+        + EPISODE_TURNS * evaluation.environment_tasks
+    )
+    return (
+        settings.cycle_deadline_base_s
+        + settings.cycle_deadline_step_s * steps
+        + settings.cycle_deadline_prompt_s * (2 * checked + sampled)
+        + settings.cycle_engine_wait_s
+    )
 
 
 def _payloads(examples: list[TrainingExample], kind: ExampleKind) -> list[dict[str, Any]]:

@@ -71,7 +71,13 @@ class CycleRepository(TenantScopedRepository[CycleRun]):
                 (CycleRun.status == RunStatus.queued)
                 | ((CycleRun.status == RunStatus.running) & (CycleRun.heartbeat_at < stale)),
             )
-            .values(status=RunStatus.running, started_at=now, heartbeat_at=now, progress=0.0)
+            .values(
+                status=RunStatus.running,
+                started_at=now,
+                heartbeat_at=now,
+                progress=0.0,
+                deadline_at=None,  # set once planned, from this attempt's own steps
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -89,6 +95,15 @@ class CycleRepository(TenantScopedRepository[CycleRun]):
             select(CycleRun)
             .where(CycleRun.status == RunStatus.queued, last < before)
             .with_for_update(skip_locked=True)  # a cancel holding the row wins; see stale_runs
+        ).all()
+
+    def overdue_runs(self, now: datetime) -> Sequence[CycleRun]:
+        """Across tenants: running cycles past their deadline, locked (skipping a row another
+        transaction holds, as `stale_runs` does)."""
+        return self.session.scalars(
+            select(CycleRun)
+            .where(CycleRun.status == RunStatus.running, CycleRun.deadline_at < now)
+            .with_for_update(skip_locked=True)
         ).all()
 
     def stale_runs(self, before: datetime) -> Sequence[CycleRun]:

@@ -30,7 +30,7 @@ from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.errors import EngineUnavailable
 from app.cycles import evaluation, gate
-from app.cycles.plan import plan_cycle
+from app.cycles.plan import deadline_s, plan_cycle
 from app.cycles.repository import CycleRepository
 from app.cycles.stages import Candidate, CyclePlan, EnvironmentScore, Payload
 from app.cycles.untouched import near_any
@@ -103,6 +103,9 @@ def run_cycle(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
             run = CycleRepository(session).get_run(tenant_id, run_id)
             assert run is not None
             plan = plan_cycle(session, run, settings)
+            allowed = deadline_s(plan, settings)
+            run.deadline_at = datetime.now(UTC) + timedelta(seconds=allowed)
+            run.metrics = {**(run.metrics or {}), "deadline_s": round(allowed)}
     except Exception as exc:  # a plan that cannot be made fails the run, never blocks the agent
         log.exception("cycle %s could not be planned", run_id)
         _fail(tenant_id, run_id, exc)
@@ -138,8 +141,8 @@ def _fail(tenant_id: uuid.UUID, run_id: uuid.UUID, exc: Exception) -> RunStatus:
         run = _locked_run(session, tenant_id, run_id)
         if run is None:
             return RunStatus.failed
-        if run.status == RunStatus.cancelled:
-            return RunStatus.cancelled
+        if run.status != RunStatus.running:  # cancelled, or failed by the reaper at its deadline
+            return RunStatus(run.status)
         run.status = RunStatus.failed
         run.finished_at = datetime.now(UTC)
         run.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -147,9 +150,11 @@ def _fail(tenant_id: uuid.UUID, run_id: uuid.UUID, exc: Exception) -> RunStatus:
 
 
 def _cancelled(tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    """Whether the run is no longer this runner's: cancelled, or failed by the reaper at its
+    deadline (a runner that hung and came back stops at its next check)."""
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
-        return run is None or run.status == RunStatus.cancelled
+        return run is None or run.status != RunStatus.running
 
 
 ANCHOR_TASKS = 32
@@ -194,8 +199,8 @@ def _finish(cycle: _Cycle, status: RunStatus, **metrics: Any) -> RunStatus:
     with unit_of_work() as session:
         run = _locked_run(session, cycle.plan.tenant_id, cycle.plan.run_id)
         assert run is not None
-        if run.status == RunStatus.cancelled:
-            return RunStatus.cancelled
+        if run.status != RunStatus.running:  # cancelled, or failed at its deadline
+            return RunStatus(run.status)
         run.status = status
         run.finished_at = datetime.now(UTC)
         run.progress = 1.0
@@ -354,8 +359,8 @@ def _record(
     with unit_of_work() as session:
         run = _locked_run(session, plan.tenant_id, plan.run_id)
         assert run is not None
-        if run.status == RunStatus.cancelled:  # cancelled while it was evaluated
-            return RunStatus.cancelled
+        if run.status != RunStatus.running:  # cancelled, or failed at its deadline, meanwhile
+            return RunStatus(run.status)
         versions = AdapterVersionRepository(session)
         version = versions.get(plan.tenant_id, candidate.id)
         assert version is not None

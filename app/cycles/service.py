@@ -19,6 +19,7 @@ from app.feedback.repository import FeedbackRepository
 from app.interactions.repository import InteractionRepository
 from app.models import CycleRun, LearningSchedule
 from app.models.enums import RunStatus, ScheduleMode
+from app.training import queue as training_queue
 
 HEARTBEAT_STALE_S = 120
 LISTED_RUNS = 200
@@ -204,6 +205,7 @@ def reap(
     A cycle is never left running forever: it is handed to another worker (whose claim takes
     it over because the heartbeat is stale) or, after ``max_resumes``, marked failed."""
     now = now or datetime.now(UTC)
+    overdue = fail_overdue(session, now)
     stale = CycleRepository(session).stale_runs(now - timedelta(seconds=stale_after_s))
     for run in stale:
         resumed = int((run.metrics or {}).get("resumed", 0))
@@ -228,4 +230,22 @@ def reap(
         }
         options = {"queue": queue} if queue else {}
         enqueue(session, "cycle.run", str(run.tenant_id), str(run.id), **options)
-    return len(stale)
+    return len(stale) + overdue
+
+
+def fail_overdue(session: Session, now: datetime) -> int:
+    """Fail running cycles past their deadline, whatever their heartbeat (a runner that hangs
+    keeps beating from its thread), and stop their training job: the agent is free for the
+    next cycle. A runner that comes back later finds the run no longer its own and stops."""
+    overdue = CycleRepository(session).overdue_runs(now)
+    for run in overdue:
+        allowed = (run.metrics or {}).get("deadline_s")
+        run.status = RunStatus.failed
+        run.finished_at = now
+        run.error = (
+            f"the cycle passed its deadline ({allowed} s from its training steps and the "
+            "answers its evaluation asks for) and was stopped; the agent is free for the next "
+            "cycle (CLORA_CYCLE_DEADLINE_*)"
+        )
+        training_queue.supersede(session, f"cycle-{run.id}")
+    return len(overdue)

@@ -86,6 +86,9 @@ class CycleRun(IdMixin, TimestampMixin, TenantScoped, Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When a running cycle must have ended (`app.cycles.plan.deadline_s`); past it the reaper
+    fails the run, whatever its heartbeat says."""
     base_version_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("adapter_versions.id", ondelete="SET NULL"), default=None
     )

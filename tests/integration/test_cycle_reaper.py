@@ -81,6 +81,7 @@ def test_a_slow_cycle_keeps_beating_and_is_never_run_twice(
         lambda session, run, settings: SimpleNamespace(run_id=run.id, job=None),
     )
     monkeypatch.setattr(runner, "_execute", slow_execute)
+    monkeypatch.setattr(runner, "deadline_s", lambda plan, settings: 3600.0)
     queue = f"slow-{uuid.uuid4().hex[:8]}"
     with unit_of_work() as session:
         owner = factories.tenant(session)
