@@ -17,8 +17,9 @@ Three ways to train (``--modes``):
 - ``drop``: today's cycle. Near prompts are left out of the KL term (and held back for the
   gate's copies check).
 - ``kl_near``: a share of the near prompts stays in the KL term, with the parent's answers.
-- ``push_away``: those near prompts get a preference pair each (DPO, weight ``--push-weight``):
-  the parent's answer over the corrected answer verbatim.
+- ``push_away``: those near prompts get a preference pair each (DPO, weight ``--push-weight``,
+  or the one a mode names: ``push_away@0.1``): the parent's answer over the corrected answer
+  verbatim.
 
 Each run reports whether the correction was learned, how many held near prompts the parent and
 the candidate answer with the corrected answer verbatim (copies), how many the candidate answers
@@ -148,6 +149,7 @@ def run(
         "kl": kl,
     }
     weights = {"sft": 1.0, "pg": 1.0, "dpo": 0.0}
+    mode, _, named_weight = mode.partition("@")
     if mode == "kl_near":
         examples["kl"] = kl + [
             {"prompt_token_ids": p, "completion_token_ids": c}
@@ -166,8 +168,8 @@ def run(
             }
             for t, answer in zip(setup["near_train"], near_answers, strict=True)
         ]
-        weights["dpo"] = args.push_weight
-    adapter = f"copy-{mode}-{seed}-{len(setup['near_held'])}"
+        weights["dpo"] = float(named_weight or args.push_weight)
+    adapter = f"copy-{mode}-{weights['dpo']}-{seed}-{len(setup['near_held'])}"
     engine.create_adapter(adapter, LORA, seed=seed)
     work = ObjectiveWork(
         adapter, build_batches(tokenizer, examples), objective_weights(weights, args.kl_coef)
@@ -209,7 +211,7 @@ def run(
         for a, b in zip(before_far, after_far, strict=True)
     )
     return {
-        "mode": mode,
+        "mode": mode + (f"@{weights['dpo']:g}" if mode == "push_away" else ""),
         "seed": seed,
         "steps": steps,
         "learned": margin >= LEARNED_MARGIN,
@@ -302,6 +304,7 @@ def main() -> None:
     parser.add_argument("--kl-coef", type=float, default=64.0)
     parser.add_argument("--push-weight", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "copy_guard.json")
+    parser.add_argument("--merge", action="store_true", help="add to the runs already in --out")
     args = parser.parse_args()
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
@@ -319,6 +322,8 @@ def main() -> None:
         },
         "runs": {},
     }
+    if args.merge and args.out.exists():
+        data["runs"] = json.loads(args.out.read_text())["runs"]
     for name in args.scenarios.split(","):
         setups = [scenario(name, seed) for seed in range(args.repeats)]
         for mode in args.modes.split(","):
