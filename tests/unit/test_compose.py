@@ -4,10 +4,20 @@ base model and the shared folders the loop passes work through, and recovers on 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import yaml
+from tests.helpers.compose import load
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+SECRETS = {"POSTGRES_PASSWORD": "pw", "CLORA_SECRET_KEY": "secret"}
+
+
+def compose(**variables: str) -> dict[str, Any]:
+    """The file as compose reads it with this `.env` (the required secrets always set)."""
+    return load(FILE, {**SECRETS, **variables})
+
+
+COMPOSE = compose()
 SERVICES = COMPOSE["services"]
 CLORA = [name for name, svc in SERVICES.items() if svc.get("build") and name != "migrate"]
 
@@ -78,3 +88,22 @@ def test_beat_keeps_its_schedule_in_the_data_folder() -> None:
     data = SERVICES["beat"]["environment"]["CLORA_DATA_DIR"]
     (schedule,) = [c.split("=", 1)[1] for c in command if c.startswith("--schedule=")]
     assert schedule.startswith(f"{data}/"), command
+
+
+def test_the_base_model_and_its_tool_format_come_from_dot_env() -> None:
+    """The bundled model and hermes by default; a `.env` naming a Llama 3.1 directory and
+    its tool format changes every mount of the model, the engine's parser and the format the
+    clora services parse rollouts with."""
+    llama = compose(
+        CLORA_BASE_MODEL_HOST_PATH="/models/llama-3.1-8b", CLORA_ENGINE_TOOL_PARSER="llama3_json"
+    )
+    for spec, host, parser in (
+        (COMPOSE, "./weights/clora-tiny", "hermes"),
+        (llama, "/models/llama-3.1-8b", "llama3_json"),
+    ):
+        services = spec["services"]
+        for name in (*CLORA, "vllm"):
+            assert f"{host}:/weights/base:ro" in services[name]["volumes"], name
+        assert f"--tool-call-parser={parser}" in services["vllm"]["command"]
+        for name in CLORA:
+            assert services[name]["environment"]["CLORA_ENGINE_TOOL_PARSER"] == parser
