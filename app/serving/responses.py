@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from app.core.errors import InvalidRequest
 from app.serving.protocol import ChatCompletionRequest
+from app.serving.stream_log import reasoning_of
 
 #: Responses parameters the gateway accepts and does not act on (docs/SERVING.md says why).
 IGNORED_RESPONSES_PARAMETERS = frozenset(
@@ -228,8 +229,11 @@ def history_of(request: dict[str, Any], output: dict[str, Any] | None) -> list[d
 
 
 def output_items(interaction_id: uuid.UUID, message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A chat answer as Responses output items: the text message, then one item per call."""
+    """A chat answer as Responses output items: a thinking model's reasoning, the text
+    message, then one item per call."""
     items: list[dict[str, Any]] = []
+    if (reasoning := reasoning_of(message)) is not None:
+        items.append(reasoning_item(interaction_id, reasoning))
     if message.get("content"):
         items.append(message_item(interaction_id, message["content"]))
     for number, call in enumerate(message.get("tool_calls") or []):
@@ -245,6 +249,18 @@ def output_items(interaction_id: uuid.UUID, message: dict[str, Any]) -> list[dic
             }
         )
     return items
+
+
+def reasoning_item(interaction_id: uuid.UUID, text: str) -> dict[str, Any]:
+    """The reasoning a thinking model gave before its answer (vLLM's reasoning parser), as
+    OpenAI's reasoning output item carries it."""
+    return {
+        "type": "reasoning",
+        "id": f"rs_{interaction_id.hex}",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+        "status": "completed",
+    }
 
 
 def message_item(interaction_id: uuid.UUID, text: str, status: str = "completed") -> dict[str, Any]:

@@ -21,7 +21,14 @@ from app.sampler.pool import EngineResponse
 from app.serving.handler import ChatCompletionHandler
 from app.serving.limits import Slot
 from app.serving.protocol import ServedRequest
-from app.serving.responses import event, message_item, output_items, response_object
+from app.serving.responses import (
+    event,
+    message_item,
+    output_items,
+    reasoning_item,
+    response_object,
+)
+from app.serving.stream_log import reasoning_of
 
 #: How long a lookup waits for a just-answered interaction to reach Postgres (the log is
 #: written behind the answer, so a chained request can arrive before its predecessor's row).
@@ -137,6 +144,7 @@ class ResponseEvents:
         self.sequence = itertools.count()
         self.items: list[dict[str, Any]] = []
         self.text: list[str] | None = None  # the open message's text, while one is open
+        self.reasoning: list[str] | None = None  # the open reasoning item's text
         self.calls: dict[int, int] = {}  # tool-call index -> output index
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
@@ -166,12 +174,60 @@ class ResponseEvents:
         self.usage = chunk.get("usage") or self.usage
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
+            if (reasoning := reasoning_of(delta)) is not None:
+                out.extend(self._reasoning_delta(reasoning))
             if delta.get("content"):
+                out.extend(self._close_reasoning())
                 out.extend(self._text_delta(delta["content"]))
             for call in delta.get("tool_calls") or []:
                 out.extend(self._call_delta(call))
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
         return out
+
+    def _reasoning_delta(self, text: str) -> list[bytes]:
+        """A thinking model's reasoning (vLLM's reasoning parser), as OpenAI streams a
+        reasoning item: added, its text in deltas, done before the answer starts."""
+        out = []
+        if self.reasoning is None:
+            self.reasoning = []
+            self.items.append({**reasoning_item(self.id, ""), "status": "in_progress"})
+            out.append(
+                self.emit(
+                    "response.output_item.added",
+                    output_index=len(self.items) - 1,
+                    item=self.items[-1],
+                )
+            )
+        index = next(i for i, item in enumerate(self.items) if item["type"] == "reasoning")
+        self.reasoning.append(text)
+        out.append(
+            self.emit(
+                "response.reasoning_text.delta",
+                item_id=self.items[index]["id"],
+                output_index=index,
+                content_index=0,
+                delta=text,
+            )
+        )
+        return out
+
+    def _close_reasoning(self) -> list[bytes]:
+        if self.reasoning is None:
+            return []
+        index = next(i for i, item in enumerate(self.items) if item["type"] == "reasoning")
+        item = reasoning_item(self.id, "".join(self.reasoning))
+        self.items[index] = item
+        self.reasoning = None
+        return [
+            self.emit(
+                "response.reasoning_text.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                text=item["content"][0]["text"],
+            ),
+            self.emit("response.output_item.done", output_index=index, item=item),
+        ]
 
     def _text_delta(self, text: str) -> list[bytes]:
         out = []
@@ -237,6 +293,7 @@ class ResponseEvents:
         function = call.get("function") or {}
         number = call.get("index", 0)
         if number not in self.calls:
+            out.extend(self._close_reasoning())
             out.extend(self._close_text())
             self.items.append(
                 {
@@ -270,7 +327,7 @@ class ResponseEvents:
         return out
 
     def finish(self) -> list[bytes]:
-        out = self._close_text()
+        out = self._close_reasoning() + self._close_text()
         for index in self.calls.values():
             item = self.items[index]
             item["status"] = "completed"

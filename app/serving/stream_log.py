@@ -13,8 +13,22 @@ class Accumulator(Protocol):
     def as_response(self) -> dict[str, Any]: ...
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Where vLLM's reasoning parser puts a thinking model's reasoning, in a message or a delta
+(the older name and the newer)."""
+
+
+def reasoning_of(message: dict[str, Any]) -> str | None:
+    """A message's (or delta's) reasoning text, under either name."""
+    for name in REASONING_FIELDS:
+        if message.get(name):
+            return str(message[name])
+    return None
+
+
 class StreamAccumulator:
-    """Collects deltas, tool-call fragments, token ids, logprobs and usage of a stream."""
+    """Collects deltas, reasoning, tool-call fragments, token ids, logprobs and usage of a
+    stream."""
 
     def __init__(self) -> None:
         self.choices: dict[int, dict[str, Any]] = {}
@@ -24,7 +38,14 @@ class StreamAccumulator:
     def _choice(self, index: int) -> dict[str, Any]:
         return self.choices.setdefault(
             index,
-            {"content": [], "tool_calls": {}, "token_ids": [], "logprobs": [], "finish": None},
+            {
+                "content": [],
+                "reasoning": [],
+                "tool_calls": {},
+                "token_ids": [],
+                "logprobs": [],
+                "finish": None,
+            },
         )
 
     def add(self, chunk: dict[str, Any]) -> None:
@@ -37,6 +58,8 @@ class StreamAccumulator:
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 acc["content"].append(delta["content"])
+            if (reasoning := reasoning_of(delta)) is not None:
+                acc["reasoning"].append(reasoning)
             for call in delta.get("tool_calls") or []:
                 slot = acc["tool_calls"].setdefault(
                     call.get("index", 0), {"id": None, "name": "", "arguments": []}
@@ -59,6 +82,8 @@ class StreamAccumulator:
                 "role": "assistant",
                 "content": "".join(acc["content"]) or None,
             }
+            if acc["reasoning"]:
+                message["reasoning_content"] = "".join(acc["reasoning"])
             if acc["tool_calls"]:
                 message["tool_calls"] = [
                     {
