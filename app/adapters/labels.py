@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Labels:
         version_ids: Collection[uuid.UUID | None],
     ) -> Labels:
         return cls(
-            AgentRepository(session).names(tenant_id, set(agent_ids)),
+            AdapterVersionRepository(session).agent_names(tenant_id, set(agent_ids)),
             AdapterVersionRepository(session).numbers(tenant_id, version_ids),
         )
 

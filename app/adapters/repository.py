@@ -24,6 +24,31 @@ class AdapterVersionRepository(TenantScopedRepository[AdapterVersion]):
         )
         return self.session.scalar(query)
 
+    def agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
+        """The agent whose lineage a version belongs to (the versions' side of the agents
+        table: the agents domain builds on this one, not the other way)."""
+        return self.session.scalar(
+            select(Agent).where(Agent.tenant_id == tenant_id, Agent.id == agent_id)
+        )
+
+    def agent_named(self, tenant_id: uuid.UUID, name: str) -> Agent | None:
+        return self.session.scalar(
+            select(Agent).where(Agent.tenant_id == tenant_id, Agent.name == name)
+        )
+
+    def agent_names(
+        self, tenant_id: uuid.UUID, agent_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The names of these agents of the tenant, in one query."""
+        if not agent_ids:
+            return {}
+        rows = self.session.execute(
+            select(Agent.id, Agent.name).where(
+                Agent.tenant_id == tenant_id, Agent.id.in_(agent_ids)
+            )
+        )
+        return {agent_id: name for agent_id, name in rows}
+
     def next_number(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> int:
         query = select(func.max(AdapterVersion.number)).where(
             AdapterVersion.tenant_id == tenant_id, AdapterVersion.agent_id == agent_id

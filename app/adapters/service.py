@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from app.adapters import storage
 from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
 from app.core import generations
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound
@@ -65,7 +64,7 @@ def resolve(session: Session, tenant_id: uuid.UUID, tenant_slug: str, model: str
     match = _PINNED.match(model or "")
     if not match:
         raise _model_not_found(model)
-    agent = AgentRepository(session).get_by_name(tenant_id, match["agent"])
+    agent = AdapterVersionRepository(session).agent_named(tenant_id, match["agent"])
     if agent is None:
         raise _model_not_found(model)
     repo = AdapterVersionRepository(session)

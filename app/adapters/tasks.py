@@ -6,11 +6,12 @@ import uuid
 
 from app.adapters import service as registry
 from app.adapters.repository import AdapterVersionRepository
-from app.agents.repository import AgentRepository
+from app.core.celery_app import get_celery
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.models import Tenant
-from app.runtime.worker import celery_app
+
+celery_app = get_celery()
 
 
 @celery_app.task(
@@ -29,7 +30,7 @@ def load_task(tenant_id: str, version_id: str) -> str:
         if version is None:
             return "gone"
         tenant = session.get(Tenant, version.tenant_id)
-        agent = AgentRepository(session).get(version.tenant_id, version.agent_id)
+        agent = AdapterVersionRepository(session).agent(version.tenant_id, version.agent_id)
         assert tenant is not None and agent is not None
         name = registry.adapter_name(tenant.slug, agent.name, version.number)
         path = version.path

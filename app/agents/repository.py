@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 
 from app.core.repository import TenantScopedRepository
 from app.models import Agent
@@ -18,14 +17,3 @@ class AgentRepository(TenantScopedRepository[Agent]):
     def list(self, tenant_id: uuid.UUID) -> list[Agent]:
         """Every agent of the tenant, by name."""
         return list(self.session.scalars(self.scoped(tenant_id).order_by(Agent.name)))
-
-    def names(self, tenant_id: uuid.UUID, agent_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """The names of these agents of the tenant, in one query."""
-        if not agent_ids:
-            return {}
-        rows = self.session.execute(
-            self.scoped(tenant_id)
-            .with_only_columns(Agent.id, Agent.name)
-            .where(Agent.id.in_(agent_ids))
-        )
-        return {agent_id: name for agent_id, name in rows}

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy.orm import Session
 
 from app.auth.schemas import Me
-from app.auth.throttle import LoginThrottle, hash_slot
+from app.auth.throttle import LoginThrottle
 from app.core.errors import Unauthenticated
-from app.core.security import hash_password, verify_password
+from app.core.security import hash_password, hash_slot, verify_password
 from app.models import User
 from app.tenants.service import get_tenant
 from app.users.repository import UserRepository

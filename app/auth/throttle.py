@@ -8,9 +8,10 @@ allowance a door closes for a delay that doubles with each further failure, up t
 A success opens the email's door from that address again. The same email from another
 address is not held back, so a flood against someone's account never locks them out.
 
-Every password check (argon2, 64 MiB each) also waits for one of ``HASH_SLOTS`` process-wide
-slots, so a flood that gets past the doors (many addresses) still uses at most
-``HASH_SLOTS`` x 64 MiB; a check that waits longer than ``HASH_WAIT_S`` is refused with 429.
+Every password check (argon2, 64 MiB each) also waits for one of the process-wide hashing
+slots (`app.core.security.hash_slot`), so a flood that gets past the doors (many addresses)
+still uses at most ``HASH_SLOTS`` x 64 MiB; a check that waits longer than ``HASH_WAIT_S`` is
+refused with 429.
 With Redis down the doors stay open (sign-in keeps working); the slots still hold.
 """
 
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import redis
 
@@ -33,10 +32,6 @@ FREE_PER_ADDRESS = 100
 WINDOW_S = 15 * 60
 BASE_DELAY_S = 1.0
 MAX_DELAY_S = 15 * 60.0
-HASH_SLOTS = 2
-HASH_WAIT_S = 10.0
-
-_slots = threading.BoundedSemaphore(HASH_SLOTS)
 
 
 def _doors(email: str, address: str) -> list[str]:
@@ -92,14 +87,3 @@ class LoginThrottle:
         pair = _doors(email, address)[0]
         with suppress(redis.RedisError):
             self.redis.delete(f"{pair}:failures", f"{pair}:closed")
-
-
-@contextmanager
-def hash_slot() -> Iterator[None]:
-    """Hold one of the process's password-hashing slots (429 after ``HASH_WAIT_S``)."""
-    if not _slots.acquire(timeout=HASH_WAIT_S):
-        raise RateLimited("sign-in is busy; try again shortly", retry_after_s=1.0)
-    try:
-        yield
-    finally:
-        _slots.release()

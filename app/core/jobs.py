@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from app.core.celery_app import get_celery
+
 log = logging.getLogger(__name__)
 _KEY = "clora_jobs"
 
@@ -22,11 +24,9 @@ def _send_jobs(session: Session) -> None:
     jobs = session.info.pop(_KEY, [])
     if not jobs:
         return
-    from app.runtime.worker import celery_app
-
     for name, args, options in jobs:
         try:
-            celery_app.send_task(name, args=list(args), **options)
+            get_celery().send_task(name, args=list(args), **options)
         except Exception:  # noqa: BLE001 - the data is committed; the sweeper re-sends
             log.exception("could not enqueue %s%s; the periodic sweep will pick it up", name, args)
 

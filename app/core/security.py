@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.core.errors import RateLimited
 
 _password_hasher = PasswordHasher()
 # API keys are long random strings, so a lighter argon2 cost still makes a stolen
@@ -62,3 +67,21 @@ def verify_api_key(key_hash: str, plaintext: str) -> bool:
 def fingerprint(plaintext: str) -> str:
     """A cache key for a verified secret; never logged or stored."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+HASH_SLOTS = 2
+"""Password hashes (argon2, 64 MiB each) a process computes at once: sign-in, a new password."""
+HASH_WAIT_S = 10.0
+
+_slots = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+@contextmanager
+def hash_slot() -> Iterator[None]:
+    """Hold one of the process's password-hashing slots (429 after ``HASH_WAIT_S``)."""
+    if not _slots.acquire(timeout=HASH_WAIT_S):
+        raise RateLimited("sign-in is busy; try again shortly", retry_after_s=1.0)
+    try:
+        yield
+    finally:
+        _slots.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from app.core.celery_app import get_celery
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.logging import bound
@@ -13,9 +14,11 @@ from app.cycles import service
 from app.cycles.runner import CycleGone, run_cycle
 from app.experiments.service import reap_orphans
 from app.fine_tuning.service import start_waiting
-from app.runtime.worker import celery_app
 
 log = logging.getLogger(__name__)
+
+
+celery_app = get_celery()
 
 
 @celery_app.task(name="cycle.run", acks_late=True)
@@ -27,6 +30,16 @@ def run_task(tenant_id: str, run_id: str) -> str:
     except CycleGone:
         log.warning("cycle %s is gone", run_id)
         return "gone"
+
+
+@celery_app.task(name="cycle.after_feedback", acks_late=True)
+def after_feedback_task(tenant_id: str, feedback_id: str) -> bool:
+    """Start a cycle when compiled feedback completes an every-K schedule's count."""
+    with unit_of_work() as session:
+        run = service.maybe_trigger_after_feedback(
+            session, uuid.UUID(tenant_id), uuid.UUID(feedback_id)
+        )
+    return run is not None
 
 
 @celery_app.task(name="cycle.tick")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from app.core.celery_app import get_celery
 from app.core.config import get_settings
 from app.core.logging import bound
 from app.experiments.runner import run_experiments
-from app.runtime.worker import celery_app
+
+celery_app = get_celery()
 
 
 @celery_app.task(name="experiment.run", acks_late=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.serving.protocol import ToolCall
+from app.core.messages import ToolCall
 
 
 class CorrectedMessage(BaseModel):

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.jobs import enqueue
+from app.core.public_ids import completion_id, parse_completion_id
 from app.feedback.repository import FeedbackRepository
 from app.feedback.schemas import FeedbackCreate, FeedbackOut
 from app.models import Feedback, Interaction
 from app.models.enums import FeedbackKind
-from app.serving.handler import completion_id, parse_completion_id
 
 
 @dataclass(frozen=True)

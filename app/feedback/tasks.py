@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import uuid
 
+from app.core.celery_app import get_celery
 from app.core.db import unit_of_work
 from app.core.jobs import enqueue
 from app.core.logging import bound
 from app.feedback.compile import FeedbackGone, compile_feedback
 from app.feedback.repository import FeedbackRepository
-from app.runtime.worker import celery_app
 
 log = logging.getLogger(__name__)
+
+
+celery_app = get_celery()
 
 
 @celery_app.task(
@@ -29,9 +32,9 @@ def compile_task(tenant_id: str, feedback_id: str) -> int:
     try:
         with bound(feedback_id=feedback_id), unit_of_work() as session:
             written = compile_feedback(session, uuid.UUID(tenant_id), uuid.UUID(feedback_id))
-            from app.cycles.service import maybe_trigger_after_feedback
-
-            maybe_trigger_after_feedback(session, uuid.UUID(tenant_id), uuid.UUID(feedback_id))
+            # An every-K schedule counts compiled feedback: the cycles domain decides, once
+            # this commit has made the examples visible (`cycles.tasks.after_feedback_task`).
+            enqueue(session, "cycle.after_feedback", tenant_id, feedback_id)
     except FeedbackGone:
         log.warning("feedback %s is gone; nothing to compile", feedback_id)
         return 0

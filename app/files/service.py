@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from app.core.public_ids import job_public_id
 from app.datasets.service import read_file
 from app.files.protocol import FileObject, parse_id
 from app.files.repository import FileRepository
@@ -111,8 +112,6 @@ def delete(session: Session, tenant_id: uuid.UUID, public_id: str) -> str:
     session.refresh(row, with_for_update=True)  # a job being created on it goes first
     busy = repo.active_jobs_using(tenant_id, row.id)
     if busy:
-        from app.fine_tuning.protocol import job_public_id
-
         raise Conflict(
             f"the file is used by fine-tuning job {job_public_id(busy[0].id)}, which has not "
             "finished; cancel it or wait for it first",

@@ -23,6 +23,7 @@ from app.adapters.signals import ScoreSignal, Signals
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.core.errors import NotFound
+from app.core.public_ids import job_public_id
 from app.cycles.stages import (
     CyclePlan,
     EnvironmentScore,
@@ -303,8 +304,6 @@ def step_event(job_id: uuid.UUID, record: Any, steps: int, method: str) -> None:
 
 def version_note(job: Job) -> dict[str, Any]:
     """What a version trained by a job records about it (shown with the version's metrics)."""
-    from app.fine_tuning.protocol import job_public_id
-
     return {"job": job_public_id(job.id), "method": job.method, "suffix": job.suffix}
 
 

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-JOB_PREFIX = "ftjob-"
 EVENT_PREFIX = "ftevent-"
 CHECKPOINT_PREFIX = "ftckpt-"
 
 Auto = Literal["auto"]
-
-
-def job_public_id(job_id: uuid.UUID) -> str:
-    return f"{JOB_PREFIX}{job_id.hex}"
 
 
 class Hyperparameters(BaseModel):

@@ -16,21 +16,19 @@ from app.adapters.labels import Labels
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.service import resolve
 from app.core.errors import Conflict, InvalidRequest
-from app.core.public_ids import parse_public
+from app.core.public_ids import JOB_PREFIX, job_public_id, parse_public
 from app.cycles.service import start_cycle
 from app.files import service as files
 from app.files.protocol import public_id as file_public_id
 from app.fine_tuning.protocol import (
     CHECKPOINT_PREFIX,
     EVENT_PREFIX,
-    JOB_PREFIX,
     CheckpointOut,
     EventOut,
     JobCreate,
     JobError,
     JobOut,
     Method,
-    job_public_id,
 )
 from app.fine_tuning.repository import EventRepository, FineTuningRepository
 from app.models import CycleRun, FineTuningEvent, FineTuningJob

@@ -11,13 +11,13 @@ from app.adapters.labels import Labels
 from app.adapters.repository import AdapterVersionRepository
 from app.agents.repository import AgentRepository
 from app.core.errors import NotFound
+from app.core.public_ids import completion_id, parse_completion_id
 from app.feedback.repository import FeedbackRepository
 from app.feedback.service import to_out as feedback_out
 from app.interactions.repository import InteractionFilter, InteractionRepository
 from app.interactions.schemas import InteractionOut, InteractionPage, InteractionQuery
 from app.models import Interaction
 from app.models.enums import FeedbackKind
-from app.serving.handler import completion_id, parse_completion_id
 
 
 def search(session: Session, tenant_id: uuid.UUID, query: InteractionQuery) -> InteractionPage:

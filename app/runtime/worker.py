@@ -1,40 +1,14 @@
-"""The Celery application: Redis broker and result backend, dotted task names."""
+"""The Celery worker's process: `celery -A app.runtime.worker worker` (and beat). The
+application itself is `app.core.celery_app`; this module adds what the worker process does
+at start (structured logs, dying with its parent)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
 from celery.signals import beat_embedded_init, setup_logging, worker_process_init
 
-from app.core.config import get_settings
-
-
-def make_celery() -> Celery:
-    settings = get_settings()
-    url = settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("clora", broker=url, backend=url)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_default_queue="clora",
-        broker_connection_retry_on_startup=True,
-        result_expires=3600,
-        # A task whose worker died (kill -9) is delivered again after this long.
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
-        beat_schedule={
-            "feedback-sweep": {"task": "feedback.sweep", "schedule": 30.0},
-            "cycles-tick": {"task": "cycle.tick", "schedule": 15.0},
-        },
-        imports=(
-            "app.feedback.tasks",
-            "app.cycles.tasks",
-            "app.adapters.tasks",
-            "app.experiments.tasks",
-        ),
-    )
-    return app
+from app.core.celery_app import get_celery
 
 
 @setup_logging.connect
@@ -56,4 +30,4 @@ def _die_with_the_worker(**_: Any) -> None:
     die_with_parent()
 
 
-celery_app = make_celery()
+celery_app = get_celery()

@@ -27,28 +27,6 @@ from app.tenants.service import ApiPrincipal
 log = logging.getLogger(__name__)
 
 
-def completion_id(interaction_id: uuid.UUID) -> str:
-    """The id the agent receives, and later sends back with feedback."""
-    return f"chatcmpl-{interaction_id.hex}"
-
-
-#: The id prefixes of the endpoints that log interactions (chat, text completions, responses).
-ID_PREFIXES = ("chatcmpl-", "cmpl-", "resp_")
-
-
-def parse_completion_id(value: str) -> uuid.UUID | None:
-    """The interaction id in any id the gateway handed out (``chatcmpl-``, ``cmpl-``, ``resp_``)."""
-    if not isinstance(value, str):
-        return None
-    prefix = next((p for p in ID_PREFIXES if value.startswith(p)), None)
-    if prefix is None:
-        return None
-    try:
-        return uuid.UUID(hex=value.removeprefix(prefix))
-    except ValueError:
-        return None
-
-
 class ChatCompletionHandler:
     """One request's path through the gateway."""
 

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from app.core.messages import ToolCall
+
 
 class ModelCard(BaseModel):
     id: str
@@ -18,17 +20,6 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
-
-
-class FunctionCall(BaseModel):
-    name: str = Field(min_length=1, max_length=256)
-    arguments: str = Field(max_length=100_000)
-
-
-class ToolCall(BaseModel):
-    id: str = Field(max_length=256)
-    type: Literal["function"] = "function"
-    function: FunctionCall
 
 
 class ChatMessage(BaseModel):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidRequest
-from app.core.security import hash_password
+from app.core.security import hash_password, hash_slot
 from app.models import User
 from app.models.enums import Role
 from app.users.repository import UserRepository
@@ -28,8 +28,6 @@ def _checked_password(password: str) -> str:
         raise InvalidRequest(
             f"password must have at least {MIN_PASSWORD_LENGTH} characters", param="password"
         )
-    from app.auth.throttle import hash_slot
-
     with hash_slot():  # 64 MiB per hash: the same bound as sign-in
         return hash_password(password)
 

@@ -28,11 +28,11 @@ from app.agents.service import create_agent
 from app.core.config import REPO_ROOT
 from app.core.db import unit_of_work
 from app.core.http_errors import install_error_handlers
+from app.core.public_ids import parse_completion_id
 from app.core.security import verify_password
 from app.health.router import router as health_router
 from app.models import AdapterVersion, Agent, CycleRun, Feedback, TrainingExample, User
 from app.models.enums import Role
-from app.serving.handler import parse_completion_id
 from app.users.service import create_user
 from app.web import _static_file, mount_ui
 from tests.helpers.figures import WRITE_FIGURES

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
+from app.core.public_ids import completion_id
 from app.cycles.plan import plan_cycle
 from app.feedback.compile import compile_feedback
 from app.feedback.schemas import FeedbackCreate
 from app.feedback.service import Author, create_feedback
 from app.models import AdapterVersion, CycleRun, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, RunStatus
-from app.serving.handler import completion_id
 from tests.helpers import factories
 
 

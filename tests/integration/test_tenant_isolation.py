@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from app.core.config import get_settings
 from app.core.db import unit_of_work
+from app.core.public_ids import job_public_id
 from app.cycles.schemas import ScheduleUpdate
 from app.cycles.service import update_schedule
 from app.datasets.service import import_examples
@@ -26,7 +27,6 @@ from app.experiments.schemas import ExperimentConfig
 from app.experiments.service import create_experiment
 from app.files.protocol import public_id as file_public_id
 from app.files.service import upload as upload_file
-from app.fine_tuning.protocol import job_public_id
 from app.models import CycleRun, FineTuningJob
 from app.models.base import Base
 from app.models.enums import ExampleSplit, Role, RunStatus

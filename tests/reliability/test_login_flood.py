@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.auth.throttle import BASE_DELAY_S, FREE_FAILURES, HASH_SLOTS
+from app.auth.throttle import BASE_DELAY_S, FREE_FAILURES
 from app.core.db import unit_of_work
+from app.core.security import HASH_SLOTS
 from app.models.enums import Role
 from app.users.service import create_user
 from tests.helpers.database import TEST_REDIS_URL
