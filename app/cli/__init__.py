@@ -6,6 +6,7 @@ import click
 
 from app.cli.bench import bench
 from app.cli.experiments import experiment
+from app.cli.interactions import interactions
 from app.cli.learning import adapter, cycle, dataset
 from app.cli.remote import LOCAL_ONLY, Remote
 from app.cli.stack import migrate, ps, trainer, up
@@ -38,10 +39,23 @@ def main(ctx: click.Context, url: str | None, token: str | None) -> None:
     if ctx.invoked_subcommand in LOCAL_ONLY:
         raise click.UsageError(
             f"`clora {ctx.invoked_subcommand}` runs on the server itself; --url is for the "
-            "admin commands (tenant, user, cycle, adapter, dataset, experiment)"
+            "admin commands (tenant, user, cycle, adapter, dataset, experiment, interactions)"
         )
     ctx.obj = Remote(url, token)
 
 
-for command in (up, ps, trainer, migrate, tenant, user, cycle, adapter, dataset, experiment, bench):
+for command in (
+    up,
+    ps,
+    trainer,
+    migrate,
+    tenant,
+    user,
+    cycle,
+    adapter,
+    dataset,
+    experiment,
+    interactions,
+    bench,
+):
     main.add_command(command)

@@ -301,3 +301,22 @@ def experiment_list(api: Remote, slug: str) -> str:
 def experiment_cancel(api: Remote, experiment_id: str, slug: str) -> str:
     api.call("POST", f"/api/experiments/{experiment_id}/cancel", tenant=api.tenant(slug))
     return "cancelled"
+
+
+# ---- clora interactions ---------------------------------------------------------------------
+def dead_letter_line(at: str, interaction_id: str | None, entry_id: str, error: str) -> str:
+    """One refused record: when, which interaction (or stream entry), and why."""
+    return f"{at}  {interaction_id or 'entry ' + entry_id}  {error}"
+
+
+def interactions_dead_letters(api: Remote, slug: str, limit: int) -> str:
+    rows = api.call(
+        "GET",
+        "/api/interactions/dead-letters",
+        tenant=api.tenant(slug),
+        params={"limit": limit},
+    )
+    lines = [
+        dead_letter_line(r["at"], r["interaction_id"], r["entry_id"], r["error"]) for r in rows
+    ]
+    return "\n".join(lines) or "no interaction record was refused"

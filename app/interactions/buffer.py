@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -69,6 +70,39 @@ def _insert(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None
     with sessions() as session, session.begin():
         for same in shapes.values():
             session.execute(_INSERT, same)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One entry the database refused for good, as it was logged, with the reason."""
+
+    entry_id: str
+    at: datetime
+    error: str
+    record: str
+    """The record as logged (decoded with replacement characters, cut at 2,000)."""
+    tenant_id: uuid.UUID | None
+    interaction_id: uuid.UUID | None
+
+
+def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    raw = fields.get(b"r", b"")
+    tenant_id = interaction_id = None
+    try:
+        parsed = jsonio.loads(raw)
+        tenant_id = uuid.UUID(str(parsed.get("tenant_id")))
+        interaction_id = uuid.UUID(str(parsed.get("id")))
+    except Exception:  # noqa: BLE001 - an entry that is no record still gets listed
+        pass
+    milliseconds = int(entry_id.split(b"-")[0])
+    return DeadLetter(
+        entry_id=entry_id.decode(),
+        at=datetime.fromtimestamp(milliseconds / 1000, UTC),
+        error=fields.get(b"error", b"").decode("utf-8", "replace"),
+        record=raw.decode("utf-8", "replace")[:2000],
+        tenant_id=tenant_id,
+        interaction_id=interaction_id,
+    )
 
 
 class InteractionBuffer:
@@ -163,6 +197,11 @@ class InteractionBuffer:
     def dead_letters(self) -> int:
         """How many refused entries wait on the dead-letter stream for an operator."""
         return int(self.redis.xlen(DEAD_LETTER))
+
+    def dead_entries(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` entries on the dead-letter stream, newest first."""
+        entries: Any = self.redis.xrevrange(DEAD_LETTER, count=limit)
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
 
     def drain_all(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
         total = 0

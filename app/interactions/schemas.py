@@ -49,3 +49,17 @@ class InteractionQuery(BaseModel):
 class InteractionPage(BaseModel):
     total: int
     items: list[InteractionOut]
+
+
+class DeadLetterOut(BaseModel):
+    """An interaction record the database refused for good, set aside so the rows behind it
+    landed (`app.interactions.buffer`)."""
+
+    entry_id: str
+    at: datetime
+    error: str
+    """Why it was refused (the encoder's or the database's error)."""
+    interaction_id: str | None
+    """The completion id the agent received, when the record could be read."""
+    record: str
+    """The record as logged (cut at 2,000 characters)."""

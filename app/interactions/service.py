@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import redis
 from sqlalchemy.orm import Session
 
 from app.adapters.labels import Labels
@@ -14,8 +15,14 @@ from app.core.errors import NotFound
 from app.core.public_ids import completion_id, parse_completion_id
 from app.feedback.repository import FeedbackRepository
 from app.feedback.service import to_out as feedback_out
+from app.interactions.buffer import DeadLetter, InteractionBuffer
 from app.interactions.repository import InteractionFilter, InteractionRepository
-from app.interactions.schemas import InteractionOut, InteractionPage, InteractionQuery
+from app.interactions.schemas import (
+    DeadLetterOut,
+    InteractionOut,
+    InteractionPage,
+    InteractionQuery,
+)
 from app.models import Interaction
 from app.models.enums import FeedbackKind
 
@@ -91,3 +98,26 @@ def _outs(
         )
         for row in rows
     ]
+
+
+DEAD_LETTERS_SCANNED = 1000
+"""The newest set-aside entries a listing reads (each tenant sees its own among them)."""
+
+
+def dead_letter_out(entry: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(
+        entry_id=entry.entry_id,
+        at=entry.at,
+        error=entry.error,
+        interaction_id=completion_id(entry.interaction_id) if entry.interaction_id else None,
+        record=entry.record,
+    )
+
+
+def dead_letters(
+    client: redis.Redis, tenant_id: uuid.UUID | None, limit: int = 100
+) -> list[DeadLetter]:
+    """The newest records the database refused, of one tenant (None: every tenant's, and
+    entries that are no record at all), newest first."""
+    found = InteractionBuffer(client, "reader").dead_entries(DEAD_LETTERS_SCANNED)
+    return [e for e in found if tenant_id is None or e.tenant_id == tenant_id][:limit]

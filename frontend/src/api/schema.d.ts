@@ -455,6 +455,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/interactions/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Dead Letters
+         * @description The tenant's interaction records the database refused for good (newest first): set
+         *     aside with the reason, so that the records behind them landed.
+         */
+        get: operations["list_dead_letters_api_interactions_dead_letters_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/keys": {
         parameters: {
             query?: never;
@@ -1339,6 +1360,26 @@ export interface components {
             status: string;
             /** Trigger */
             trigger: string;
+        };
+        /**
+         * DeadLetterOut
+         * @description An interaction record the database refused for good, set aside so the rows behind it
+         *     landed (`app.interactions.buffer`).
+         */
+        DeadLetterOut: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Entry Id */
+            entry_id: string;
+            /** Error */
+            error: string;
+            /** Interaction Id */
+            interaction_id: string | null;
+            /** Record */
+            record: string;
         };
         /** DpoHyperparameters */
         DpoHyperparameters: {
@@ -3360,6 +3401,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InteractionOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_dead_letters_api_interactions_dead_letters_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetterOut"][];
                 };
             };
             /** @description Validation Error */
