@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from app.cli import main
 from app.core.db import unit_of_work
 from app.core.public_ids import completion_id
 from app.interactions.buffer import DEAD_LETTER, STREAM
-from app.models import Interaction
+from app.models import Interaction, User
 from app.models.enums import Role
+from app.users import tokens
 from tests.helpers.browser import Browser, user
 from tests.helpers.gateway import Gateway, make_tenant
 
@@ -35,7 +37,9 @@ def _record(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
-def test_refused_records_are_listed_with_their_reason(gateway: Gateway) -> None:
+def test_refused_records_are_listed_with_their_reason(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fx, other = make_tenant(), make_tenant()
     buffer = gateway.app.state.gateway.buffer
     good = _record(fx.tenant.id, fx.agent.id)
@@ -47,7 +51,8 @@ def test_refused_records_are_listed_with_their_reason(gateway: Gateway) -> None:
     gateway.drain()
     with unit_of_work() as session:
         assert session.get(Interaction, good["id"]) is not None  # the rows around it landed
-    admin = Browser(gateway, user(fx, Role.admin))
+    email = user(fx, Role.admin)
+    admin = Browser(gateway, email)
     listed = admin.get("/api/interactions/dead-letters")
     assert listed.status_code == 200, listed.text
     rows = listed.json()
@@ -70,3 +75,14 @@ def test_refused_records_are_listed_with_their_reason(gateway: Gateway) -> None:
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
     line = next(x for x in metrics.splitlines() if x.startswith("clora_interaction_dead_letters"))
     assert float(line.split()[-1]) == buffer.redis.xlen(DEAD_LETTER)
+
+    # From an admin's machine, through the API with a personal access token (no database).
+    with unit_of_work() as session:
+        token = tokens.mint(session, session.query(User).filter_by(email=email).one(), "t")[1]
+    monkeypatch.setenv("CLORA_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    remote = CliRunner().invoke(
+        main, ["--url", gateway.url, "--token", token, "interactions", "dead-letters"]
+    )
+    assert remote.exit_code == 0, remote.output
+    assert completion_id(orphan["id"]) in remote.output and "foreign key" in remote.output
+    assert completion_id(elsewhere["id"]) not in remote.output
