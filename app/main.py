@@ -93,7 +93,10 @@ def create_app() -> FastAPI:
         current = get_settings()
         token = current.metrics_token.get_secret_value() if current.metrics_token else None
         host = request.client.host if request.client else None
-        if not metrics.may_scrape(host, request.headers.get("authorization", ""), token):
+        forwarded = any(h in request.headers for h in ("x-forwarded-for", "forwarded"))
+        if not metrics.may_scrape(
+            host, request.headers.get("authorization", ""), token, forwarded=forwarded
+        ):
             raise Unauthenticated(
                 "/metrics needs 'Authorization: Bearer <CLORA_METRICS_TOKEN>' "
                 "(without a token set, it answers only this host)"

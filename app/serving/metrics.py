@@ -35,9 +35,14 @@ DEAD_LETTERS = Gauge(
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def may_scrape(client_host: str | None, authorization: str, token: str | None) -> bool:
-    """Whether a caller may read /metrics: the bearer token when one is set, else loopback."""
+def may_scrape(
+    client_host: str | None, authorization: str, token: str | None, forwarded: bool = False
+) -> bool:
+    """Whether a caller may read /metrics: the bearer token when one is set, else a caller on
+    this host that came straight in. A request that carries proxy headers (``forwarded``) came
+    through a proxy or says it did: the address uvicorn took from them is the caller's word,
+    so with ``FORWARDED_ALLOW_IPS=*`` a header naming 127.0.0.1 would open it to anyone."""
     if token:
         scheme, _, given = authorization.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
-    return client_host in LOOPBACK
+    return client_host in LOOPBACK and not forwarded

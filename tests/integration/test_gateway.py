@@ -329,6 +329,9 @@ def test_metrics_answer_this_host_only_and_their_labels_stay_bounded(
         f"{gateway.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
     )
     assert remote.status_code == 401 and "CLORA_METRICS_TOKEN" in remote.json()["error"]["message"]
+    for header in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}):
+        spoofed = httpx.get(f"{gateway.url}/metrics", headers=header, timeout=10)
+        assert spoofed.status_code == 401, header  # a header naming this host is no proof
     from pydantic import SecretStr
 
     from app.core.config import get_settings

@@ -18,3 +18,9 @@ def test_without_a_token_only_this_host() -> None:
     assert may_scrape("::1", "", None)
     assert not may_scrape("203.0.113.9", "", None)
     assert not may_scrape(None, "", None)
+
+
+def test_a_forwarded_request_is_never_this_host_without_the_token() -> None:
+    """Proxy headers are the caller's word: "X-Forwarded-For: 127.0.0.1" must not open it."""
+    assert not may_scrape("127.0.0.1", "", None, forwarded=True)
+    assert may_scrape("127.0.0.1", "Bearer s3cret", "s3cret", forwarded=True)
