@@ -110,6 +110,16 @@ class Actor:
 
 
 def current_user(request: Request, session: SessionDep) -> User:
+    """The signed-in user (`_signed_in`). Every write counts against the user's own budget
+    too (`tenant_write_limit_per_minute`), so the calls no tenant scopes (a token, a password,
+    a tenant of a platform admin's) are limited as well."""
+    user = _signed_in(request, session)
+    if request.method not in SAFE_METHODS:
+        check_writes(get_redis(), user.id, get_settings().tenant_write_limit_per_minute)
+    return user
+
+
+def _signed_in(request: Request, session: Session) -> User:
     """The signed-in user: a personal access token (``Authorization: Bearer clorapat_...``,
     no CSRF: it is not a cookie), else the session cookie (writes need the CSRF header)."""
     bearer = bearer_key(request)

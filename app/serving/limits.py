@@ -112,6 +112,7 @@ def _refuse_over(count: int, limit: int, what: str) -> None:
         )
 
 
-def check_writes(client: redis.Redis, tenant_id: uuid.UUID, per_minute: int) -> None:
-    """The tenant's budget of writes (feedback, and every non-GET /api call) per minute."""
-    per_minute_window(client, f"clora:writes:{tenant_id}", per_minute, "writes")
+def check_writes(client: redis.Redis, owner_id: uuid.UUID, per_minute: int) -> None:
+    """A budget of writes per minute: a tenant's (feedback, and every non-GET /api call in
+    it), or a signed-in user's (every non-GET /api call of theirs)."""
+    per_minute_window(client, f"clora:writes:{owner_id}", per_minute, "writes")

@@ -198,6 +198,39 @@ def test_writes_are_rate_limited_per_tenant(gateway: Gateway) -> None:
     assert elsewhere.status_code == 201
 
 
+def test_writes_no_tenant_scopes_are_rate_limited_per_user(gateway: Gateway) -> None:
+    """Personal access tokens, one's own password and a platform admin's tenants: each user's
+    writes have a budget of their own (the same per-minute limit), and another user goes on."""
+    from app.core.config import get_settings
+
+    fx = make_tenant()
+    operator = Browser(gateway, user(fx, Role.operator))
+    platform = Browser(gateway, user(None, Role.platform_admin))
+    colleague = Browser(gateway, user(fx, Role.operator))
+    settings = get_settings()
+    was = settings.tenant_write_limit_per_minute
+    if time.time() % 60 > 45:  # one minute's window for the whole test
+        time.sleep(61 - time.time() % 60)
+    settings.tenant_write_limit_per_minute = 3
+    try:
+        tokens = [operator.post("/api/auth/tokens", json={"name": f"t{i}"}) for i in range(4)]
+        password = operator.post(
+            "/api/auth/password", json={"current_password": "x" * 12, "new_password": "y" * 12}
+        )
+        tenants = [
+            platform.post("/api/tenants", json={"slug": f"w-{uuid.uuid4().hex[:8]}"})
+            for _ in range(4)
+        ]
+        other = colleague.post("/api/auth/tokens", json={"name": "mine"})
+    finally:
+        settings.tenant_write_limit_per_minute = was
+    assert [t.status_code for t in tokens] == [201, 201, 201, 429]
+    assert "3 writes per minute" in tokens[3].json()["error"]["message"]
+    assert password.status_code == 429
+    assert [t.status_code for t in tenants] == [201, 201, 201, 429]
+    assert other.status_code == 201
+
+
 def test_cookie_secure_follows_the_setting(gateway: Gateway) -> None:
     """Secure cookies in production by default; CLORA_COOKIE_SECURE forces either way (a
     plain-HTTP lab sets it false, a TLS front in development true)."""
