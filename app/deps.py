@@ -155,6 +155,15 @@ def _signed_in(request: Request, session: Session) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+def platform_admin(user: CurrentUser) -> User:
+    if user.role != Role.platform_admin:
+        raise Forbidden("this needs a platform admin")
+    return user
+
+
+PlatformAdmin = Annotated[User, Depends(platform_admin)]
+
+
 def current_actor(request: Request, user: CurrentUser, session: SessionDep) -> Actor:
     """The user's own tenant; a platform admin names one with ``?tenant=<slug>``."""
     repo = TenantRepository(session)

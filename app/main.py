@@ -27,6 +27,7 @@ from app.serving import metrics
 from app.serving.router import router as serving_router
 from app.serving.state import GatewayState
 from app.tenants.router import router as tenants_router
+from app.users.router import platform_router as platform_admins_router
 from app.users.router import router as users_router
 from app.web import mount_ui
 
@@ -85,6 +86,7 @@ def create_app() -> FastAPI:
         cycles_router,
         experiments_router,
         users_router,
+        platform_admins_router,
     ):
         app.include_router(router)
 

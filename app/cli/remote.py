@@ -158,6 +158,14 @@ def user_change(api: Remote, slug: str, email: str, what: str, **change: Any) ->
     return f"user {email} {what}"
 
 
+def platform_admin_change(api: Remote, email: str, what: str, disabled: bool) -> str:
+    found = [r for r in api.call("GET", "/api/platform-admins") if r["email"] == email]
+    if not found:
+        raise click.ClickException(f"no platform admin {email!r} (a tenant's user: --tenant)")
+    api.call("PATCH", f"/api/platform-admins/{found[0]['id']}", body={"disabled": disabled})
+    return f"platform admin {email} {what}"
+
+
 def user_reset_password(api: Remote, slug: str, email: str, password: str) -> str:
     slug = api.tenant(slug)
     target = _user_id(api, slug, email)

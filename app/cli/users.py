@@ -117,19 +117,46 @@ def user_set_role(email: str, role: str, slug: str) -> None:
     _change(slug, email, f"is now {role}", role=Role(role))
 
 
+def _platform_admin(email: str, disabled: bool) -> None:
+    """Disable or enable a platform admin (no tenant); never the last enabled one."""
+    what = "disabled; their sessions ended" if disabled else "enabled"
+    if (api := remote()) is not None:
+        click.echo(rm.platform_admin_change(api, email, what, disabled))
+        return
+    from app.models.enums import Role
+    from app.users.repository import UserRepository
+    from app.users.service import set_platform_admin_disabled
+
+    def work(session: Any) -> str:
+        found = UserRepository(session).get_by_email(email)
+        if found is None or found.role != Role.platform_admin:
+            raise click.ClickException(f"no platform admin {email!r} (a tenant's user: --tenant)")
+        set_platform_admin_disabled(session, None, found.id, disabled)
+        return f"platform admin {email} {what}"
+
+    click.echo(_in_one_transaction(work))
+
+
 @user.command("disable")
 @click.argument("email")
-@click.option("--tenant", "slug", required=True)
-def user_disable(email: str, slug: str) -> None:
-    """Disable a user; their sessions end at once."""
+@click.option("--tenant", "slug", default=None, help="The user's tenant (none: a platform admin).")
+def user_disable(email: str, slug: str | None) -> None:
+    """Disable a user; their sessions end at once. Without --tenant, a platform admin (never
+    the last enabled one)."""
+    if slug is None:
+        _platform_admin(email, disabled=True)
+        return
     _change(slug, email, "disabled; their sessions ended", disabled=True)
 
 
 @user.command("enable")
 @click.argument("email")
-@click.option("--tenant", "slug", required=True)
-def user_enable(email: str, slug: str) -> None:
-    """Enable a disabled user again."""
+@click.option("--tenant", "slug", default=None, help="The user's tenant (none: a platform admin).")
+def user_enable(email: str, slug: str | None) -> None:
+    """Enable a disabled user again (without --tenant, a platform admin)."""
+    if slug is None:
+        _platform_admin(email, disabled=False)
+        return
     _change(slug, email, "enabled", disabled=False)
 
 

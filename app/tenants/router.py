@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from app.core.errors import Forbidden
-from app.deps import AdminActor, CurrentUser, SessionDep
-from app.models.enums import Role
+from app.deps import AdminActor, PlatformAdmin, SessionDep
 from app.tenants import service
 from app.tenants.schemas import KeyIn, KeyOut, TenantIn, TenantOut
 
 router = APIRouter(prefix="/api", tags=["admin"])
-
-
-def platform_admin(user: CurrentUser) -> None:
-    if user.role != Role.platform_admin:
-        raise Forbidden("this needs a platform admin")
-
-
-PlatformAdmin = Annotated[None, Depends(platform_admin)]
 
 
 @router.get("/tenants", response_model=list[TenantOut])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,14 @@ class UserRepository:
     def list(self, tenant_id: uuid.UUID) -> list[User]:
         query = select(User).where(User.tenant_id == tenant_id).order_by(User.email)
         return list(self.session.scalars(query))
+
+    def platform_admins(self) -> Sequence[User]:
+        """Every platform admin, row-locked in id order: two admins disabling each other at
+        once take turns, so the second sees the first's change."""
+        query = (
+            select(User).where(User.role == Role.platform_admin).order_by(User.id).with_for_update()
+        )
+        return self.session.scalars(query).all()
 
     def any_platform_admin(self) -> bool:
         query = select(User.id).where(User.role == Role.platform_admin).limit(1)

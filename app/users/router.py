@@ -6,9 +6,16 @@ import uuid
 
 from fastapi import APIRouter
 
-from app.deps import AdminActor, SessionDep
+from app.deps import AdminActor, PlatformAdmin, SessionDep
 from app.users import service
-from app.users.schemas import PasswordReset, UserCreate, UserOut, UserUpdate
+from app.users.repository import UserRepository
+from app.users.schemas import (
+    PasswordReset,
+    PlatformAdminUpdate,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 
 router = APIRouter(prefix="/api/users", tags=["admin"])
 
@@ -42,3 +49,23 @@ def reset_password(
 ) -> UserOut:
     """Set a user's password; their sessions end."""
     return UserOut.of(service.reset_password(session, actor.tenant_id, user_id, body.password))
+
+
+platform_router = APIRouter(prefix="/api/platform-admins", tags=["admin"])
+
+
+@platform_router.get("", response_model=list[UserOut])
+def list_platform_admins(actor: PlatformAdmin, session: SessionDep) -> list[UserOut]:
+    """The platform admins (platform admins only)."""
+    return [UserOut.of(u) for u in UserRepository(session).platform_admins()]
+
+
+@platform_router.patch("/{user_id}", response_model=UserOut)
+def update_platform_admin(
+    user_id: uuid.UUID, body: PlatformAdminUpdate, actor: PlatformAdmin, session: SessionDep
+) -> UserOut:
+    """Disable a platform admin (their sessions and tokens stop at once) or enable them; not
+    oneself, and never the last enabled one."""
+    return UserOut.of(
+        service.set_platform_admin_disabled(session, actor.id, user_id, body.disabled)
+    )

@@ -44,3 +44,7 @@ class UserOut(BaseModel):
             disabled=user.disabled_at is not None,
             created_at=user.created_at,
         )
+
+
+class PlatformAdminUpdate(BaseModel):
+    disabled: bool

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, InvalidRequest
+from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.security import hash_password, hash_slot
 from app.models import User
 from app.models.enums import Role
@@ -112,4 +112,31 @@ def reset_password(
     """An admin sets a tenant user's password; that user's sessions end."""
     user = UserRepository(session).get_or_404(tenant_id, user_id)
     set_password(session, user, password)
+    return user
+
+
+def set_platform_admin_disabled(
+    session: Session, acting_user_id: uuid.UUID | None, user_id: uuid.UUID, disabled: bool
+) -> User:
+    """Disable a platform admin (their sessions and tokens stop at once) or enable them again.
+    Never oneself (another platform admin must; ``acting_user_id`` is None for the CLI on the
+    server), and never the last enabled one: the platform would have no one to run it."""
+    admins = UserRepository(session).platform_admins()
+    user = next((u for u in admins if u.id == user_id), None)
+    if user is None:
+        raise NotFound("no platform admin with this id", param="user_id")
+    if disabled and user.id == acting_user_id:
+        raise Conflict("you cannot disable yourself; another platform admin can", param="user_id")
+    others = [u for u in admins if u.id != user.id and u.disabled_at is None]
+    if disabled and user.disabled_at is None and not others:
+        raise Conflict(
+            "this is the last enabled platform admin; create or enable another first",
+            param="user_id",
+        )
+    if disabled and user.disabled_at is None:
+        user.disabled_at = datetime.now(UTC)
+        user.session_epoch += 1
+    elif not disabled:
+        user.disabled_at = None
+    session.flush()
     return user

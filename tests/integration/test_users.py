@@ -147,3 +147,57 @@ def test_the_cli_manages_users(gateway: Gateway) -> None:
     assert Browser(gateway, email, NEW).login.status_code == 200
     missing = runner.invoke(main, ["user", "disable", "nobody@example.test", "--tenant", slug])
     assert missing.exit_code != 0 and "no user 'nobody@example.test'" in missing.output
+
+
+def test_platform_admins_can_be_disabled_but_never_the_last_one(gateway: Gateway) -> None:
+    """A platform admin disables another (sessions and tokens stop at once) and enables them
+    again; nobody disables themselves, and the last enabled platform admin stays."""
+    from app.core.db import unit_of_work
+    from app.models import User
+    from app.users import tokens
+    from app.users.repository import UserRepository
+    from app.users.service import set_platform_admin_disabled
+
+    a_email, b_email = user(None, Role.platform_admin), user(None, Role.platform_admin)
+    a, b = Browser(gateway, a_email), Browser(gateway, b_email)
+    with unit_of_work() as session:
+        a_id = session.query(User).filter_by(email=a_email).one().id
+        b_row = session.query(User).filter_by(email=b_email).one()
+        b_id, b_token = b_row.id, tokens.mint(session, b_row, "laptop")[1]
+    by_token = {"Authorization": f"Bearer {b_token}"}
+    assert httpx.get(f"{gateway.url}/api/tenants", headers=by_token).status_code == 200
+    listed = {r["email"] for r in a.get("/api/platform-admins").json()}
+    assert {a_email, b_email} <= listed
+    off = a.patch(f"/api/platform-admins/{b_id}", json={"disabled": True})
+    assert off.status_code == 200 and off.json()["disabled"] is True
+    assert b.get("/api/tenants").status_code == 401
+    assert httpx.get(f"{gateway.url}/api/tenants", headers=by_token).status_code == 401
+    myself = a.patch(f"/api/platform-admins/{a_id}", json={"disabled": True})
+    assert myself.status_code == 409 and "yourself" in myself.json()["error"]["message"]
+    assert a.patch(f"/api/platform-admins/{b_id}", json={"disabled": False}).status_code == 200
+    assert Browser(gateway, b_email).get("/api/tenants").status_code == 200
+    fx = make_tenant()
+    assert Browser(gateway, user(fx, Role.admin)).get("/api/platform-admins").status_code == 403
+
+    # Only a left enabled: the CLI on the server (no acting user) cannot disable a.
+    with unit_of_work() as session:
+        others = [
+            u.id
+            for u in UserRepository(session).platform_admins()
+            if u.email != a_email and u.disabled_at is None
+        ]
+        for other in others:
+            set_platform_admin_disabled(session, None, other, True)
+    try:
+        refused = CliRunner().invoke(main, ["user", "disable", a_email])
+        assert refused.exit_code == 1 and "last enabled platform admin" in refused.output
+        assert a.get("/api/tenants").status_code == 200
+        again = CliRunner().invoke(main, ["user", "enable", b_email])
+        assert again.exit_code == 0, again.output
+        done = CliRunner().invoke(main, ["user", "disable", a_email])
+        assert done.exit_code == 0 and "disabled" in done.output, done.output
+        assert a.get("/api/tenants").status_code == 401
+    finally:
+        with unit_of_work() as session:
+            for other in others:
+                set_platform_admin_disabled(session, None, other, False)

@@ -511,6 +511,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/platform-admins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Platform Admins
+         * @description The platform admins (platform admins only).
+         */
+        get: operations["list_platform_admins_api_platform_admins_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/platform-admins/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Platform Admin
+         * @description Disable a platform admin (their sessions and tokens stop at once) or enable them; not
+         *     oneself, and never the last enabled one.
+         */
+        patch: operations["update_platform_admin_api_platform_admins__user_id__patch"];
+        trace?: never;
+    };
     "/api/tenants": {
         parameters: {
             query?: never;
@@ -2053,6 +2094,11 @@ export interface components {
             /** Password */
             password: string;
         };
+        /** PlatformAdminUpdate */
+        PlatformAdminUpdate: {
+            /** Disabled */
+            disabled: boolean;
+        };
         /**
          * Preference
          * @description Which of two outputs is better: another interaction, or an explicit pair of messages.
@@ -3515,6 +3561,61 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_platform_admins_api_platform_admins_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserOut"][];
+                };
+            };
+        };
+    };
+    update_platform_admin_api_platform_admins__user_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlatformAdminUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserOut"];
+                };
             };
             /** @description Validation Error */
             422: {
