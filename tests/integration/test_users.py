@@ -201,3 +201,49 @@ def test_platform_admins_can_be_disabled_but_never_the_last_one(gateway: Gateway
         with unit_of_work() as session:
             for other in others:
                 set_platform_admin_disabled(session, None, other, False)
+
+
+def test_two_platform_admins_disabling_each_other_at_once_leave_one(gateway: Gateway) -> None:
+    """The last-admin rule holds under a race: both rows are locked, so the second disable
+    sees the first and is refused."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.core.db import unit_of_work
+    from app.core.errors import Conflict
+    from app.users.repository import UserRepository
+    from app.users.service import set_platform_admin_disabled
+
+    emails = [user(None, Role.platform_admin), user(None, Role.platform_admin)]
+    with unit_of_work() as session:
+        admins = UserRepository(session).platform_admins()
+        ids = {u.email: u.id for u in admins}
+        others = [u.id for u in admins if u.email not in emails and u.disabled_at is None]
+        for other in others:
+            set_platform_admin_disabled(session, None, other, True)
+    start = threading.Barrier(2)
+
+    def disable(acting: str, target: str) -> str:
+        start.wait()
+        try:
+            with unit_of_work() as session:
+                set_platform_admin_disabled(session, ids[acting], ids[target], True)
+        except Conflict as exc:
+            return exc.message
+        return "disabled"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(disable, emails[0], emails[1])
+            second = pool.submit(disable, emails[1], emails[0])
+            outcomes = sorted([first.result(timeout=30), second.result(timeout=30)])
+        print(outcomes)  # shown on failure
+        assert outcomes[0] == "disabled" and "last enabled platform admin" in outcomes[1]
+        with unit_of_work() as session:
+            left = [u for u in UserRepository(session).platform_admins() if u.disabled_at is None]
+            assert [u.email for u in left if u.email in emails] != []
+            assert len(left) == 1
+    finally:
+        with unit_of_work() as session:
+            for other in others:
+                set_platform_admin_disabled(session, None, other, False)
