@@ -169,6 +169,20 @@ class Settings(BaseSettings):
         description="Largest file `POST /v1/files` takes (bytes); other requests stay within "
         "max_request_bytes.",
     )
+    tenant_file_bytes: int = Field(
+        default=2_000_000_000,
+        ge=1_000,
+        description="Bytes of uploaded files a tenant may keep at once (413 past it: delete "
+        "files first).",
+    )
+    tenant_uploads_per_hour: int = Field(
+        default=200, ge=1, description="Files a tenant may upload in an hour (429 past it)."
+    )
+    tenant_max_active_jobs: int = Field(
+        default=4,
+        ge=1,
+        description="Fine-tuning jobs a tenant may have queued or running at once (429 past it).",
+    )
     cookie_secure: bool | None = Field(
         default=None,
         description="Mark the UI's cookies Secure (HTTPS only). Default: in production only. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
 from app.core.repository import TenantScopedRepository
@@ -22,6 +22,11 @@ class FileRepository(TenantScopedRepository[TenantFile]):
             .where(TenantFile.id == file_id)
             .options(undefer(TenantFile.content))
         )
+
+    def stored_bytes(self, tenant_id: uuid.UUID) -> int:
+        """The bytes the tenant's files hold."""
+        total = func.coalesce(func.sum(TenantFile.size), 0)
+        return int(self.session.scalar(self.scoped(tenant_id).with_only_columns(total)) or 0)
 
     def active_jobs_using(self, tenant_id: uuid.UUID, file_id: uuid.UUID) -> list[FineTuningJob]:
         """The tenant's unfinished fine-tuning jobs that name the file (training or

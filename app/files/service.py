@@ -7,12 +7,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from app.core.public_ids import job_public_id
+from app.core.redis import get_redis
 from app.datasets.service import read_file
 from app.files.protocol import FileObject, parse_id
 from app.files.repository import FileRepository
-from app.models import TenantFile
+from app.models import Tenant, TenantFile
+from app.serving.limits import per_hour_window
 
 PURPOSES = ("fine-tune",)
 """The purposes a file may be uploaded for (what the platform can use it for)."""
@@ -32,7 +35,8 @@ def upload(
     *,
     max_bytes: int,
 ) -> TenantFile:
-    """Validate the whole file (every line of one format), then keep it."""
+    """Validate the whole file (every line of one format), then keep it, within the tenant's
+    quotas (`tenant_file_bytes` kept at once, `tenant_uploads_per_hour`)."""
     if purpose not in PURPOSES:
         raise InvalidRequest(
             f"purpose '{purpose}' is not supported here; use one of {list(PURPOSES)}",
@@ -45,6 +49,7 @@ def upload(
         fmt, payloads = read_file(content)
     except InvalidRequest as exc:
         raise InvalidFile(f"Invalid file format: {exc.message}", param="file") from exc
+    _within_quota(session, tenant_id, len(content))
     row = TenantFile(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
@@ -56,6 +61,28 @@ def upload(
         content=content,
     )
     return FileRepository(session).add(row)
+
+
+def _within_quota(session: Session, tenant_id: uuid.UUID, size: int) -> None:
+    """Refuse an upload past the tenant's uploads this hour (429, counted in Redis whether or
+    not the files are kept) or its stored bytes (413; the tenant's row is locked first, so
+    concurrent uploads are summed one after another)."""
+    settings = get_settings()
+    per_hour_window(
+        get_redis(),
+        f"clora:uploads:{tenant_id}",
+        settings.tenant_uploads_per_hour,
+        "uploads (CLORA_TENANT_UPLOADS_PER_HOUR)",
+    )
+    session.get(Tenant, tenant_id, with_for_update=True)
+    stored = FileRepository(session).stored_bytes(tenant_id)
+    if stored + size > settings.tenant_file_bytes:
+        raise PayloadTooLarge(
+            f"the tenant's files would hold {stored + size} bytes, over its quota of "
+            f"{settings.tenant_file_bytes} (CLORA_TENANT_FILE_BYTES); delete files it no longer "
+            "needs first",
+            param="file",
+        )
 
 
 def get(

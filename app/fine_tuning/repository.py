@@ -5,14 +5,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.core.repository import TenantScopedRepository
 from app.models import CycleRun, FineTuningEvent, FineTuningJob
+from app.models.enums import ACTIVE_RUN_STATUSES
 
 
 class FineTuningRepository(TenantScopedRepository[FineTuningJob]):
     model = FineTuningJob
+
+    def active_count(self, tenant_id: uuid.UUID) -> int:
+        """The tenant's jobs waiting for their cycle, or with a cycle queued or running."""
+        query = (
+            select(func.count())
+            .select_from(FineTuningJob)
+            .outerjoin(CycleRun, CycleRun.id == FineTuningJob.cycle_run_id)
+            .where(FineTuningJob.tenant_id == tenant_id)
+            .where(
+                (CycleRun.id.is_(None) & FineTuningJob.cancelled_at.is_(None))
+                | CycleRun.status.in_(ACTIVE_RUN_STATUSES)
+            )
+        )
+        return int(self.session.scalar(query) or 0)
 
     def for_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> FineTuningJob | None:
         """The job a cycle run runs, if it runs one."""

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from app.adapters.labels import Labels
 from app.adapters.repository import AdapterVersionRepository
 from app.adapters.service import resolve
-from app.core.errors import Conflict, InvalidRequest
+from app.core.config import get_settings
+from app.core.errors import Conflict, InvalidRequest, RateLimited
 from app.core.public_ids import JOB_PREFIX, job_public_id, parse_public
 from app.cycles.service import start_cycle
 from app.files import service as files
@@ -31,7 +32,7 @@ from app.fine_tuning.protocol import (
     Method,
 )
 from app.fine_tuning.repository import EventRepository, FineTuningRepository
-from app.models import CycleRun, FineTuningEvent, FineTuningJob
+from app.models import CycleRun, FineTuningEvent, FineTuningJob, Tenant
 from app.models.enums import ACTIVE_RUN_STATUSES, RunStatus
 from app.tenants.service import ApiPrincipal
 from app.training.client import environment_names
@@ -165,6 +166,7 @@ def create_job(session: Session, tenant: ApiPrincipal, body: JobCreate) -> FineT
                     "grader rewards the final answer against",
                     param=param,
                 )
+    _within_job_quota(session, tenant.tenant_id)
     seed = body.seed if body.seed is not None else random.randrange(2**31)
     job = FineTuningRepository(session).add(
         FineTuningJob(
@@ -236,6 +238,20 @@ def get_job(session: Session, tenant_id: uuid.UUID, public: str) -> FineTuningJo
     return FineTuningRepository(session).get_or_404(
         tenant_id, job_id, what=f"fine-tuning job: {public}", param="fine_tuning_job_id"
     )
+
+
+def _within_job_quota(session: Session, tenant_id: uuid.UUID) -> None:
+    """Refuse a job past the tenant's jobs queued or running at once (429); the tenant's row
+    is locked first, so concurrent creates are counted one after another."""
+    session.get(Tenant, tenant_id, with_for_update=True)
+    limit = get_settings().tenant_max_active_jobs
+    active = FineTuningRepository(session).active_count(tenant_id)
+    if active >= limit:
+        raise RateLimited(
+            f"the tenant has {active} fine-tuning jobs queued or running, its limit "
+            "(CLORA_TENANT_MAX_ACTIVE_JOBS); wait for one to end or cancel one",
+            retry_after_s=30.0,
+        )
 
 
 def status_of(job: FineTuningJob, run: CycleRun | None) -> str:

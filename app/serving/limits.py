@@ -112,6 +112,24 @@ def _refuse_over(count: int, limit: int, what: str) -> None:
         )
 
 
+def per_hour_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
+    """Count one more in this hour's window under ``prefix``; 429 past ``limit``, with the
+    seconds to the next hour. With Redis unreachable the request is admitted."""
+    hour = int(time.time() // 3600)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(f"{prefix}:h{hour}")
+        pipe.expire(f"{prefix}:h{hour}", 7200)
+        count = int(pipe.execute()[0])
+    except redis.RedisError:
+        log.warning("rate limiter unavailable; admitting request")
+        return
+    if count > limit:
+        raise RateLimited(
+            f"limit of {limit} {what} per hour reached", retry_after_s=3600 - time.time() % 3600
+        )
+
+
 def check_writes(client: redis.Redis, owner_id: uuid.UUID, per_minute: int) -> None:
     """A budget of writes per minute: a tenant's (feedback, and every non-GET /api call in
     it), or a signed-in user's (every non-GET /api call of theirs)."""

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from app.deps import AdminActor, PlatformAdmin, SessionDep
 from app.users import service
-from app.users.repository import UserRepository
 from app.users.schemas import (
     PasswordReset,
     PlatformAdminUpdate,
@@ -57,7 +56,7 @@ platform_router = APIRouter(prefix="/api/platform-admins", tags=["admin"])
 @platform_router.get("", response_model=list[UserOut])
 def list_platform_admins(actor: PlatformAdmin, session: SessionDep) -> list[UserOut]:
     """The platform admins (platform admins only)."""
-    return [UserOut.of(u) for u in UserRepository(session).platform_admins()]
+    return [UserOut.of(u) for u in service.platform_admins(session)]
 
 
 @platform_router.patch("/{user_id}", response_model=UserOut)

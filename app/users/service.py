@@ -8,6 +8,7 @@ every session of that user on the server (``User.session_epoch``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -113,6 +114,11 @@ def reset_password(
     user = UserRepository(session).get_or_404(tenant_id, user_id)
     set_password(session, user, password)
     return user
+
+
+def platform_admins(session: Session) -> Sequence[User]:
+    """Every platform admin, disabled ones too."""
+    return UserRepository(session).platform_admins()
 
 
 def set_platform_admin_disabled(

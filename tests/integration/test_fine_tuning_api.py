@@ -193,3 +193,60 @@ def test_another_tenants_files_jobs_and_models_are_not_found(
     assert other.files.list().data[0].id != chat
     assert owner.fine_tuning.jobs.retrieve(job.id).status == "queued"  # not cancelled by them
     assert len(held_cycles) == 1  # their refused create queued nothing
+
+
+@pytest.fixture
+def quotas() -> object:
+    """The settings the quotas read, put back after the test."""
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    kept = (
+        settings.tenant_file_bytes,
+        settings.tenant_uploads_per_hour,
+        settings.tenant_max_active_jobs,
+    )
+    yield settings
+    (
+        settings.tenant_file_bytes,
+        settings.tenant_uploads_per_hour,
+        settings.tenant_max_active_jobs,
+    ) = kept
+
+
+def test_files_have_a_tenant_quota_of_bytes_and_uploads(gateway: Gateway, quotas: object) -> None:
+    fx = make_tenant("quota")
+    client = fx.client(gateway)
+    quotas.tenant_file_bytes = int(2.5 * len(CHAT))  # type: ignore[attr-defined]
+    kept = [upload(client, CHAT), upload(client, CHAT)]
+    with pytest.raises(openai.APIStatusError) as over:
+        upload(client, CHAT)
+    assert over.value.status_code == 413
+    assert "CLORA_TENANT_FILE_BYTES" in over.value.message and over.value.body["param"] == "file"  # type: ignore[index]
+    client.files.delete(kept[0])  # room again
+    kept.append(upload(client, CHAT))
+    other = make_tenant("quota").client(gateway)
+    upload(other, CHAT)  # another tenant's quota is its own
+    quotas.tenant_file_bytes = 10**9  # type: ignore[attr-defined]
+    quotas.tenant_uploads_per_hour = 4  # type: ignore[attr-defined]
+    with pytest.raises(openai.RateLimitError) as busy:
+        upload(client, CHAT)  # 4 uploads this hour already: the deleted and the refused count
+    assert "CLORA_TENANT_UPLOADS_PER_HOUR" in busy.value.message
+    assert len(client.files.list().data) == 2
+
+
+def test_a_tenant_has_a_quota_of_jobs_queued_or_running(
+    gateway: Gateway, held_cycles: list[tuple], quotas: object
+) -> None:
+    fx = make_tenant("jobs")
+    client = fx.client(gateway)
+    chat = upload(client, CHAT)
+    quotas.tenant_max_active_jobs = 2  # type: ignore[attr-defined]
+    first = client.fine_tuning.jobs.create(model="jobs", training_file=chat)
+    client.fine_tuning.jobs.create(model="jobs", training_file=chat)  # waits for the first
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.fine_tuning.jobs.create(model="jobs", training_file=chat)
+    assert "CLORA_TENANT_MAX_ACTIVE_JOBS" in refused.value.message
+    client.fine_tuning.jobs.cancel(first.id)
+    third = client.fine_tuning.jobs.create(model="jobs", training_file=chat)
+    assert third.status == "queued"
