@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,8 +29,11 @@ from tests.helpers import factories
 
 
 def test_a_hung_cycle_fails_at_its_deadline_and_frees_its_agent(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch, trainer_service: object
 ) -> None:
+    """(With the suite's trainer service running, as in a full run: the training job this
+    cycle holds must not be one it can claim; a first version of this test left it queued
+    and the trainer failed it before the reaper could cancel it.)"""
     from app.cycles import runner
 
     release = threading.Event()
@@ -64,6 +68,12 @@ def test_a_hung_cycle_fails_at_its_deadline_and_frees_its_agent(
         tenant_id, agent_id, run_id = owner.id, agent.id, run.id
         job = queue.enqueue(
             session, tenant_id, agent_id, "train", {"adapter_id": f"cycle-{run_id}"}, 100
+        )
+        # Held by a trainer elsewhere, beating: the suite's own trainer service never claims it.
+        job.status, job.claimed_by, job.heartbeat_at = (
+            RunStatus.running,
+            "a-trainer-elsewhere",
+            datetime.now(UTC),
         )
         job_id = job.id
     with ThreadPoolExecutor(1) as pool:
