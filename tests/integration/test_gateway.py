@@ -17,7 +17,13 @@ from app.core.db import unit_of_work
 from app.models import AdapterVersion, Interaction
 from app.sampler.launcher import EngineProcess
 from tests.helpers.adapters import random_adapter
-from tests.helpers.gateway import Gateway, TenantFixture, make_tenant, publish_live
+from tests.helpers.gateway import (
+    Gateway,
+    TenantFixture,
+    logged_interaction,
+    make_tenant,
+    publish_live,
+)
 from trainer.envs import CalculatorEnvironment
 
 pytestmark = pytest.mark.slow
@@ -26,14 +32,12 @@ ENV = CalculatorEnvironment()
 
 
 def interaction_row(gateway: Gateway, completion_id: str) -> Interaction:
-    gateway.drain()
+    """The answer's row, waiting for it: the gateway's own drain loop may have taken the
+    record from the stream and not yet committed it when the test drains (a single drain
+    found nothing once, in a fresh-clone run)."""
     import uuid
 
-    with unit_of_work() as session:
-        row = session.get(Interaction, uuid.UUID(hex=completion_id.removeprefix("chatcmpl-")))
-        assert row is not None, "interaction was not logged"
-        session.expunge(row)
-        return row
+    return logged_interaction(gateway, uuid.UUID(hex=completion_id.removeprefix("chatcmpl-")))
 
 
 def calculator_messages(seed: int = 3) -> list[dict]:
