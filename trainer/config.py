@@ -101,3 +101,14 @@ class TrainerConfig:
 
     pin_memory: bool | None = None
     """Keep adapter state in pinned host memory; None pins exactly when the device is CUDA."""
+
+    memory_budget_bytes: int | None = None
+    """Device memory the trainer may use (weights, loss head, activations). When
+    `max_tokens_per_pass` is unset, the tokens per pass are derived from it and the model's
+    shape (`trainer.memory`). None: on CUDA, what the engine's share leaves of the GPU; on the
+    CPU, no budget (1024 tokens a pass)."""
+
+    engine_gpu_share: float = 0.0
+    """The share of this GPU's memory the engine takes (vLLM's ``--gpu-memory-utilization``
+    when both share one GPU; 0 when the engine has its own). A budget beyond what it leaves is
+    refused at startup."""

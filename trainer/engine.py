@@ -27,6 +27,7 @@ from trainer.errors import AdapterMismatchError, InvalidBatchError, NonFiniteErr
 from trainer.head import LMHead
 from trainer.lora import init_lora_weights
 from trainer.losses import LossSpec, LossTerms, group_advantages, item_units, kl_terms
+from trainer.memory import Shape, bytes_per_token, tokens_per_pass, trainer_share
 from trainer.metrics import RowMetrics, StepMetrics
 from trainer.optim import AdamWParams, adamw_step_, clip_grads_, global_grad_norm
 from trainer.pass_loss import compute_loss, fill_missing, row_metrics
@@ -60,6 +61,12 @@ class TrainingEngine:
         self.device = pick_device(device or self.config.device)
         dtype = dtype or self.config.dtype or default_dtype(self.device)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.memory_budget = self.config.memory_budget_bytes
+        if self.device.type == "cuda":  # refused before the weights take the GPU
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            self.memory_budget = trainer_share(
+                total, self.config.engine_gpu_share, self.memory_budget
+            )
         model_dir = base_model_dir or self.config.base_model_dir
         self.base = BaseModel(model_dir, self.device, self.dtype)
         if self.config.gradient_checkpointing:
@@ -70,7 +77,11 @@ class TrainingEngine:
         self.store = AdapterStore(self.device, self.dtype, pin_memory=pin)
         # Padded tokens one forward/backward may hold (see TrainerConfig.max_tokens_per_pass).
         cpu = self.device.type == "cpu"
-        self.max_tokens_per_pass = self.config.max_tokens_per_pass or (1024 if cpu else 32768)
+        self.max_tokens_per_pass = self.config.max_tokens_per_pass or (
+            self._tokens_within_budget(self.memory_budget)
+            if self.memory_budget
+            else (1024 if cpu else 32768)
+        )
         merge = self.config.merge_below_tokens
         self.merge_below_tokens = merge or (384 if cpu else self.max_tokens_per_pass)
         # Per adapter: passes its rows went through, and how many of them held other adapters'
@@ -79,6 +90,21 @@ class TrainingEngine:
         self.shared_passes: Counter[str] = Counter()
         self.out_of_memory_splits = 0
         """Passes that ran out of memory and were run again split in two."""
+
+    def _tokens_within_budget(self, budget: int) -> int:
+        """Tokens a pass may hold within ``budget`` bytes (`trainer.memory`)."""
+        config = self.base.model.config
+        per_token = bytes_per_token(
+            Shape.of(config),
+            self.dtype.itemsize,
+            checkpointing=self.config.gradient_checkpointing,
+            row_tokens=min(int(getattr(config, "max_position_embeddings", 2048)), 2048),
+            full_attention=self.device.type == "cpu",
+        )
+        weights = sum(p.numel() * p.element_size() for p in self.base.model.parameters())
+        return tokens_per_pass(
+            budget, weights, self.config.logit_chunk_bytes, per_token, self.head.vocab
+        )
 
     # ---- adapters -------------------------------------------------------------------------
     def create_adapter(

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +144,22 @@ class Settings(BaseSettings):
         "whose gradients accumulate); default: 1024 on CPU, 32768 on an accelerator. A pass "
         "that runs out of memory is split in two and run again.",
     )
+    trainer_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Device memory (GiB) the trainer may use: its tokens per pass are derived "
+        "from it and the base model's shape unless CLORA_TRAINER_TOKENS_PER_PASS is set. "
+        "Default: on CUDA what CLORA_ENGINE_GPU_SHARE leaves of the GPU; on the CPU none. A "
+        "budget that cannot hold the model and a pass, or that does not fit beside the "
+        "engine's share, is refused at startup.",
+    )
+    engine_gpu_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="The share of the trainer's GPU the engine takes (vLLM's "
+        "--gpu-memory-utilization when both share one GPU; 0 when the engine has its own).",
+    )
     trainer_gradient_checkpointing: bool = Field(
         default=False,
         description="Recompute each decoder layer in the backward pass instead of keeping "
@@ -199,6 +215,12 @@ class Settings(BaseSettings):
         default=300,
         description="Feedback and /api writes (non-GET) a tenant may make per minute.",
     )
+
+    @field_validator("trainer_memory_gb", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """docker-compose passes an unset `.env` variable as an empty string."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -85,6 +85,10 @@ def trainer_config(settings: Settings) -> Any:
         max_tokens_per_pass=settings.trainer_tokens_per_pass,
         gradient_checkpointing=settings.trainer_gradient_checkpointing,
         logit_chunk_bytes=settings.trainer_logit_chunk_mb * 2**20,
+        memory_budget_bytes=(
+            int(settings.trainer_memory_gb * 2**30) if settings.trainer_memory_gb else None
+        ),
+        engine_gpu_share=settings.engine_gpu_share,
     )
 
 
