@@ -77,9 +77,10 @@ def test_vllm_is_pinned_with_the_gpu_extra_and_shares_the_gpu_with_the_trainer()
     assert 0 < float(flags["gpu-memory-utilization"]) < 1  # the rest is the trainer's
     # The trainer knows the engine's share (it refuses a budget beyond what is left), from the
     # same `.env` variable.
-    assert SERVICES["trainer"]["environment"]["CLORA_ENGINE_GPU_SHARE"] == flags[
-        "gpu-memory-utilization"
-    ]
+    assert (
+        SERVICES["trainer"]["environment"]["CLORA_ENGINE_GPU_SHARE"]
+        == flags["gpu-memory-utilization"]
+    )
     shared = compose(CLORA_ENGINE_GPU_SHARE="0.45")["services"]
     assert "--gpu-memory-utilization=0.45" in shared["vllm"]["command"]
     assert shared["trainer"]["environment"]["CLORA_ENGINE_GPU_SHARE"] == "0.45"
