@@ -91,18 +91,24 @@ def add_count(pipe: redis.client.Pipeline, key: str) -> None:
     pipe.expire(key, WINDOW_TTL_S)
 
 
-def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
-    """Count one more in this minute's window under ``prefix`` (Redis, so every replica
-    shares it); 429 past ``limit``. With Redis unreachable the request is admitted."""
-    key = window_key(prefix)
+def _count_in_window(client: redis.Redis, key: str, ttl_s: int) -> int | None:
+    """One more in the window ``key`` (Redis, so every replica shares it); its count, or None
+    with Redis unreachable (the request is then admitted)."""
     try:
         pipe = client.pipeline(transaction=False)
-        add_count(pipe, key)
-        count = int(pipe.execute()[0])
+        pipe.incr(key)
+        pipe.expire(key, ttl_s)
+        return int(pipe.execute()[0])
     except redis.RedisError:
         log.warning("rate limiter unavailable; admitting request")
-        return
-    _refuse_over(count, limit, what)
+        return None
+
+
+def per_minute_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
+    """Count one more in this minute's window under ``prefix``; 429 past ``limit``."""
+    count = _count_in_window(client, window_key(prefix), WINDOW_TTL_S)
+    if count is not None:
+        _refuse_over(count, limit, what)
 
 
 def _refuse_over(count: int, limit: int, what: str) -> None:
@@ -114,17 +120,9 @@ def _refuse_over(count: int, limit: int, what: str) -> None:
 
 def per_hour_window(client: redis.Redis, prefix: str, limit: int, what: str) -> None:
     """Count one more in this hour's window under ``prefix``; 429 past ``limit``, with the
-    seconds to the next hour. With Redis unreachable the request is admitted."""
-    hour = int(time.time() // 3600)
-    try:
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(f"{prefix}:h{hour}")
-        pipe.expire(f"{prefix}:h{hour}", 7200)
-        count = int(pipe.execute()[0])
-    except redis.RedisError:
-        log.warning("rate limiter unavailable; admitting request")
-        return
-    if count > limit:
+    seconds to the next hour."""
+    count = _count_in_window(client, f"{prefix}:h{int(time.time() // 3600)}", 7200)
+    if count is not None and count > limit:
         raise RateLimited(
             f"limit of {limit} {what} per hour reached", retry_after_s=3600 - time.time() % 3600
         )

@@ -38,13 +38,11 @@ class UserRepository:
         query = select(User).where(User.tenant_id == tenant_id).order_by(User.email)
         return list(self.session.scalars(query))
 
-    def platform_admins(self) -> Sequence[User]:
-        """Every platform admin, row-locked in id order: two admins disabling each other at
-        once take turns, so the second sees the first's change."""
-        query = (
-            select(User).where(User.role == Role.platform_admin).order_by(User.id).with_for_update()
-        )
-        return self.session.scalars(query).all()
+    def platform_admins(self, *, lock: bool = False) -> Sequence[User]:
+        """Every platform admin in id order; with ``lock``, row-locked: two admins disabling
+        each other at once take turns, so the second sees the first's change."""
+        query = select(User).where(User.role == Role.platform_admin).order_by(User.id)
+        return self.session.scalars(query.with_for_update() if lock else query).all()
 
     def any_platform_admin(self) -> bool:
         query = select(User.id).where(User.role == Role.platform_admin).limit(1)

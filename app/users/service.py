@@ -127,7 +127,7 @@ def set_platform_admin_disabled(
     """Disable a platform admin (their sessions and tokens stop at once) or enable them again.
     Never oneself (another platform admin must; ``acting_user_id`` is None for the CLI on the
     server), and never the last enabled one: the platform would have no one to run it."""
-    admins = UserRepository(session).platform_admins()
+    admins = UserRepository(session).platform_admins(lock=True)
     user = next((u for u in admins if u.id == user_id), None)
     if user is None:
         raise NotFound("no platform admin with this id", param="user_id")
