@@ -89,8 +89,11 @@ def start_gateway(settings_env: dict[str, str]) -> Gateway:
     raise RuntimeError("gateway did not start")
 
 
-def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`uvicorn app.main:app` as its own process; returns once /healthz answers."""
+def start_gateway_process(
+    env: dict[str, str], port: int, log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`uvicorn app.main:app` as its own process (in ``cwd``, whose `app` it then imports);
+    returns once /healthz answers."""
     cmd = [
         sys.executable,
         "-m",
@@ -102,7 +105,7 @@ def start_gateway_process(env: dict[str, str], port: int, log: Path) -> subproce
         str(port),
         "--no-access-log",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -21,7 +21,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -29,7 +28,7 @@ import httpx
 import pytest
 
 from tests.helpers.database import TEST_REDIS_URL, create_database, drop_database
-from tests.helpers.gateway import free_port
+from tests.helpers.gateway import free_port, start_gateway_process
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -175,34 +174,8 @@ def served(image: Path, database_url: str) -> None:
     )
     assert Path(model.stdout.strip()).joinpath("config.json").is_file(), model.stdout
     port = free_port()
-    log = (image.parent / "gateway.log").open("w")
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=image,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    gateway = start_gateway_process(env, port, image.parent / "gateway.log", cwd=image)
     try:
-        deadline, health = time.monotonic() + 60, None
-        while time.monotonic() < deadline and gateway.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        assert health is not None and health.status_code == 200, (
-            image.parent / "gateway.log"
-        ).read_text()[-3000:]
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200 and '<div id="root">' in page.text, page.text[:300]
         script = page.text.split('src="', 1)[1].split('"', 1)[0]
