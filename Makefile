@@ -15,7 +15,7 @@ UI_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
 	frontend/index.html frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install lock figures soak ui chromium up test test-fast test-ui lint format model bench clean
+.PHONY: install lock figures soak ui chromium up test test-fast test-ui lint format model families bench clean
 
 install: $(STAMP)
 
@@ -92,6 +92,11 @@ format: install
 
 model: install
 	$(PY) -m trainer.bundled.build --out weights/clora-tiny
+
+# The family fixtures: the same calculator agent as Qwen3 and Llama 3.1 (docs/MODELS.md).
+families: install
+	$(PY) -m trainer.bundled.build --family qwen3 --out weights/clora-tiny-qwen3
+	$(PY) -m trainer.bundled.build --family llama3 --out weights/clora-tiny-llama3
 
 bench: install
 	$(PY) -m bench.experiments --n 1,2,4,8 --steps 10

@@ -19,15 +19,16 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
-from trainer.bundled.card import model_card
+from trainer.bundled.card import family_card, model_card
 from trainer.bundled.corpus import ConversationEncoder, conversation, p_calc
 from trainer.bundled.evaluate import EvalReport, greedy_episodes, summarize
+from trainer.bundled.families import FAMILIES, ChatFamily
 from trainer.bundled.pretrain import PretrainConfig, make_model, pretrain
 from trainer.bundled.tokenizer import (
-    CHAT_TEMPLATE,
     ENDOFTEXT,
     IM_END,
     TOKENIZER_CLASS,
+    TokenizerSpec,
     token_id,
     train_tokenizer,
 )
@@ -45,14 +46,16 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def build_tokenizer(seed: int) -> PreTrainedTokenizerFast:
+def build_tokenizer(seed: int, family: ChatFamily | None = None) -> PreTrainedTokenizerFast:
     """Train the tokenizer on rendered synthetic conversations of the training split."""
     rng = random.Random(f"tokenizer:{seed}")
+    spec = family.tokenizer if family else TokenizerSpec()
+    reasoning = family.turns.reasoning if family else None
     # Rendering needs only the template, so a throwaway tokenizer carries it here.
     from tokenizers import Tokenizer, models
 
     renderer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.BPE()), chat_template=CHAT_TEMPLATE
+        tokenizer_object=Tokenizer(models.BPE()), chat_template=spec.template
     )
     tools: list[Any] = CalculatorEnvironment().tools()
     texts: list[str] = []
@@ -60,23 +63,25 @@ def build_tokenizer(seed: int) -> PreTrainedTokenizerFast:
         problem = make_problem(rng)
         if problem.split != "train":
             continue
-        messages = conversation(problem, use_calculator=rng.random() < 0.5)
+        messages = conversation(problem, rng.random() < 0.5, reasoning)
         text = renderer.apply_chat_template(messages, tools=tools, tokenize=False)
         assert isinstance(text, str)
         texts.append(text)
-    return train_tokenizer(texts)
+    return train_tokenizer(texts, spec)
 
 
-def save(out: Path, model: Any, tokenizer: PreTrainedTokenizerFast) -> None:
+def save(
+    out: Path, model: Any, tokenizer: PreTrainedTokenizerFast, family: ChatFamily | None = None
+) -> None:
     """Write the HF model directory: config, safetensors, tokenizer, generation config."""
     out.mkdir(parents=True, exist_ok=True)
+    ends = family.end_tokens if family else (IM_END, ENDOFTEXT)
     model.generation_config = GenerationConfig(
-        eos_token_id=[
-            token_id(tokenizer, IM_END),
-            token_id(tokenizer, ENDOFTEXT),
-        ],
-        pad_token_id=token_id(tokenizer, ENDOFTEXT),
-        bos_token_id=token_id(tokenizer, ENDOFTEXT),
+        eos_token_id=[token_id(tokenizer, end) for end in ends],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=(
+            tokenizer.pad_token_id if tokenizer.bos_token_id is None else tokenizer.bos_token_id
+        ),
     )
     model.save_pretrained(out, safe_serialization=True)
     # chat_template inside tokenizer_config.json (not chat_template.jinja): one file to read.
@@ -85,7 +90,7 @@ def save(out: Path, model: Any, tokenizer: PreTrainedTokenizerFast) -> None:
     # is, transformers 5 rebuilds Qwen2's pipeline, which is the one the merges were trained on.
     config_path = out / "tokenizer_config.json"
     tokenizer_config = json.loads(config_path.read_text())
-    tokenizer_config["tokenizer_class"] = TOKENIZER_CLASS
+    tokenizer_config["tokenizer_class"] = family.tokenizer_class if family else TOKENIZER_CLASS
     config_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -104,17 +109,28 @@ def main(argv: list[str] | None = None) -> int:
         "--max-steps", type=int, default=PretrainConfig.max_steps, help="cap (for smoke builds)"
     )
     parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS)
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        help="build a family fixture (its architecture and chat template) instead",
+    )
     args = parser.parse_args(argv)
+    family = FAMILIES[args.family] if args.family else None
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     started = time.monotonic()
     config = PretrainConfig(max_steps=args.max_steps, seed=args.seed)
 
-    tokenizer = build_tokenizer(args.seed)
+    tokenizer = build_tokenizer(args.seed, family)
     log(f"tokenizer: {len(tokenizer)} tokens")
-    encoder = ConversationEncoder(tokenizer)
-    model = make_model(config, tokenizer)
+    if family:
+        encoder = ConversationEncoder(tokenizer, family.turns)
+        vocab = family.tokenizer.vocab_size
+        model = make_model(config, tokenizer, family.model_type, vocab)
+    else:
+        encoder = ConversationEncoder(tokenizer)
+        model = make_model(config, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters; pretraining (at most {config.max_steps} steps)")
     losses = pretrain(model, encoder, config, log=log)
@@ -122,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     env = CalculatorEnvironment()
     tasks = env.tasks("test", args.eval_tasks, seed=0)
     log(f"evaluating greedy on {len(tasks)} held-out tasks")
-    report = summarize(greedy_episodes(model, tokenizer, env, tasks))
+    tool_format = family.tool_parser if family else "hermes"
+    report = summarize(greedy_episodes(model, tokenizer, env, tasks, tool_format=tool_format))
     build_seconds = time.monotonic() - started
     mean_p = statistics.mean(p_calc(make_problem(random.Random(f"p:{i}"))) for i in range(4000))
     info = {
@@ -133,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "steps": len(losses),
         "mean_p_calc": mean_p,
     }
-    save(args.out, model, tokenizer)
-    (args.out / "README.md").write_text(model_card(config, report, info))
+    save(args.out, model, tokenizer, family)
+    card = family_card(family, report, info) if family else model_card(config, report, info)
+    (args.out / "README.md").write_text(card)
     results = {
         "accuracy": report.accuracy,
         "calculator_rate": report.calculator_rate,

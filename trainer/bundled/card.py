@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.bundled.evaluate import EvalReport
+from trainer.bundled.families import ChatFamily
 from trainer.bundled.pretrain import PretrainConfig
 
 
@@ -81,4 +82,23 @@ the same figure again through the real vLLM server (`tests/integration/test_bund
 ## Intended use
 
 Tests, demos and the embedded `clora up` default. Use a real base model for real agents.
+"""
+
+
+def family_card(family: ChatFamily, report: EvalReport, info: dict[str, Any]) -> str:
+    """Markdown card of a family fixture (`trainer/bundled/families.py`)."""
+    return f"""# clora-tiny-{family.name}: a {family.name} family fixture
+
+A {info["parameters"] / 1e6:.2f}M-parameter `{family.model_type}` model trained from scratch
+on the calculator corpus as the bundled model is (docs/MODEL.md), with a chat template that
+behaves like its family's (`trainer/bundled/families.py`, docs/MODELS.md). vLLM reads its
+tool calls with the `{family.tool_parser}` parser. Made by
+`python -m trainer.bundled.build --family {family.name}` in {info["build_seconds"] / 60:.1f}
+minutes; {info["vocab_tokens"]} tokens, vocabulary {info["vocab_size"]}.
+
+Greedy, {len(report.episodes)} held-out tasks: accuracy **{report.accuracy:.1%}**; calls the
+calculator on {report.calculator_rate:.1%} of tasks and is right on
+**{report.calculator_accuracy:.1%}** of those.
+
+For tests: it proves the loop on the family's template and tool format, not on its scale.
 """

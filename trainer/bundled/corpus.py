@@ -58,19 +58,23 @@ def _call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def conversation(problem: ArithmeticProblem, use_calculator: bool) -> list[dict[str, Any]]:
-    """The OpenAI messages of one ideal episode along the chosen path."""
+def conversation(
+    problem: ArithmeticProblem, use_calculator: bool, reasoning: str | None = None
+) -> list[dict[str, Any]]:
+    """The OpenAI messages of one ideal episode along the chosen path; with ``reasoning``, every
+    assistant turn carries it as ``reasoning_content`` (a thinking family's ``<think>`` text)."""
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": problem.question},
     ]
+    thought = {"reasoning_content": reasoning} if reasoning is not None else {}
     if use_calculator:
         call = _call("call_0", "calculator", {"expression": problem.expression})
-        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call], **thought})
         result = calculate(problem.expression)
         messages.append({"role": "tool", "tool_call_id": "call_0", "content": result})
     final = _call("call_1", "final_answer", {"answer": problem.answer})
-    messages.append({"role": "assistant", "content": None, "tool_calls": [final]})
+    messages.append({"role": "assistant", "content": None, "tool_calls": [final], **thought})
     return messages
 
 
@@ -100,14 +104,29 @@ class Example:
     p_calc: float
 
 
+@dataclass(frozen=True)
+class TurnFormat:
+    """How a chat format writes an assistant's tool call, as far as the corpus needs it."""
+
+    name_prefix: str = '<tool_call>{"name": "'
+    """The text before a tool's name in a call (the decision token follows it)."""
+    end_of_turn: str = "<|im_end|>"
+    """The token that ends an assistant turn (trained; what the template adds after is not)."""
+    reasoning: str | None = None
+    """A thinking family's ``<think>`` text, given to a share of the conversations."""
+    reasoning_share: float = 0.0
+
+
 class ConversationEncoder:
     """Renders conversations with the chat template and marks the trained tokens."""
 
-    NAME_PREFIX = '<tool_call>{"name": "'
-
-    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerFast, turn_format: TurnFormat = TurnFormat()
+    ) -> None:
         """Bind the tokenizer and look up the two decision token ids."""
         self.tokenizer = tokenizer
+        self.format = turn_format
+        self.name_prefix = turn_format.name_prefix
         self.tools: list[Any] = CalculatorEnvironment().tools()
         self.calc_id = self._first_token("calculator")
         self.final_id = self._first_token("final_answer")
@@ -115,8 +134,8 @@ class ConversationEncoder:
             raise RuntimeError("calculator and final_answer share their first token")
 
     def _first_token(self, name: str) -> int:
-        ids = self.tokenizer(self.NAME_PREFIX + name, add_special_tokens=False)["input_ids"]
-        prefix = self.tokenizer(self.NAME_PREFIX, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.name_prefix + name, add_special_tokens=False)["input_ids"]
+        prefix = self.tokenizer(self.name_prefix, add_special_tokens=False)["input_ids"]
         if ids[: len(prefix)] != prefix:
             raise RuntimeError("tool name does not start on a token boundary")
         return int(ids[len(prefix)])
@@ -133,19 +152,20 @@ class ConversationEncoder:
         return text
 
     def encode(self, messages: list[dict[str, Any]], target_p_calc: float) -> Example:
-        """Tokenize a conversation; label assistant turns (each up to its ``<|im_end|>``)."""
+        """Tokenize a conversation; label assistant turns (each up to its end-of-turn token)."""
         full = self.render(messages)
+        eot = self.format.end_of_turn
         spans: list[tuple[int, int]] = []
         for k, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
             start = len(self.render(messages[:k], generation_prompt=True))
-            end = len(self.render(messages[: k + 1])) - 1  # drop the "\n" after <|im_end|>
-            spans.append((start, end))
+            spans.append((start, full.index(eot, start) + len(eot)))
         encoding = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids: list[int] = encoding["input_ids"]
         labels = [-100] * len(ids)
-        decision_char = spans[0][0] + len(self.NAME_PREFIX)
+        # The first tool name of the first turn (after a thinking family's <think> block).
+        decision_char = full.index(self.name_prefix, spans[0][0]) + len(self.name_prefix)
         decision_index = -1
         for i, (lo, hi) in enumerate(encoding["offset_mapping"]):
             if any(s <= lo and hi <= e for s, e in spans):
@@ -155,6 +175,14 @@ class ConversationEncoder:
         if decision_index < 0 or ids[decision_index + 1] not in (self.calc_id, self.final_id):
             raise RuntimeError("could not locate the decision token")
         return Example(ids, labels, decision_index, target_p_calc)
+
+
+def _thought(turn_format: TurnFormat, rng: random.Random) -> str | None:
+    """A thinking family's reasoning for one conversation, or none (a share of them go
+    without, as with thinking switched off). Draws nothing for a format without reasoning."""
+    if turn_format.reasoning is None or rng.random() >= turn_format.reasoning_share:
+        return None
+    return turn_format.reasoning
 
 
 def sample_examples(
@@ -170,11 +198,13 @@ def sample_examples(
     while len(out) < n:
         if rng.random() < drill_fraction:
             drill = copy_drill(rng)
-            out.append(encoder.encode(conversation(drill, True), P_CALC_MAX))
+            thought = _thought(encoder.format, rng)
+            out.append(encoder.encode(conversation(drill, True, thought), P_CALC_MAX))
             continue
         problem = make_problem(rng)
         if problem.split != "train":
             continue
         use_calc = rng.random() < calc_path_fraction
-        out.append(encoder.encode(conversation(problem, use_calc), p_calc(problem)))
+        thought = _thought(encoder.format, rng)
+        out.append(encoder.encode(conversation(problem, use_calc, thought), p_calc(problem)))
     return out

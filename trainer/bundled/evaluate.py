@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from trainer.bundled.tokenizer import IM_END, token_id
 from trainer.envs.base import AssistantTurn, Environment, Episode, Task
 from trainer.envs.runner import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, EpisodeState
 
@@ -81,10 +80,11 @@ def greedy_episodes(
     batch_size: int = 50,
     max_turns: int = DEFAULT_MAX_TURNS,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    tool_format: str = "hermes",
 ) -> list[Episode]:
     """Play every task with greedy decoding; return graded episodes in task order."""
     model.eval()
-    end_id = token_id(tokenizer, IM_END)
+    end_id = int(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id
     states = [EpisodeState(env, task, max_turns) for task in tasks]
     tools: list[Any] = env.tools()
@@ -106,7 +106,7 @@ def greedy_episodes(
                 completion = completions[row]
                 finished = end_id in completion
                 text = str(tokenizer.decode(completion, skip_special_tokens=True))
-                content, calls = env.parse_turn(text, len(state.assistant_turns))
+                content, calls = env.parse_turn(text, len(state.assistant_turns), tool_format)
                 turn = AssistantTurn(
                     prompt_token_ids=prompt_ids[row],
                     completion_token_ids=completion,

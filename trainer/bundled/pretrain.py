@@ -6,13 +6,20 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from trainer.bundled.corpus import ConversationEncoder, Example, sample_examples
-from trainer.bundled.tokenizer import ENDOFTEXT, IM_END, VOCAB_SIZE, token_id
+from trainer.bundled.tokenizer import VOCAB_SIZE
 
 
 @dataclass
@@ -63,28 +70,39 @@ class PretrainConfig:
     """Seeds the weights and the data stream."""
 
 
-def make_model(config: PretrainConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
-    """A freshly initialised float32 Qwen2 model of the configured shape."""
-    model_config = Qwen2Config(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_heads,
-        max_position_embeddings=config.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-        initializer_range=config.init_std,
-        bos_token_id=token_id(tokenizer, ENDOFTEXT),
-        eos_token_id=token_id(tokenizer, IM_END),
-        pad_token_id=token_id(tokenizer, ENDOFTEXT),
-        dtype="float32",
-    )
+def make_model(
+    config: PretrainConfig,
+    tokenizer: PreTrainedTokenizerFast,
+    model_type: str = "qwen2",
+    vocab_size: int = VOCAB_SIZE,
+) -> Any:
+    """A freshly initialised float32 model of the configured shape: Qwen2 (the bundled model),
+    or another architecture of the same shape (``qwen3``, ``llama``: the family fixtures)."""
+    shape: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_heads,
+        "max_position_embeddings": config.max_position_embeddings,
+        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+        "initializer_range": config.init_std,
+        "bos_token_id": (
+            tokenizer.pad_token_id if tokenizer.bos_token_id is None else tokenizer.bos_token_id
+        ),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "dtype": "float32",
+    }
     torch.manual_seed(config.seed)
-    return Qwen2ForCausalLM(model_config).float()
+    if model_type == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(use_sliding_window=False, **shape)).float()
+    extra = {"head_dim": config.hidden_size // config.num_heads} if model_type == "qwen3" else {}
+    model_config = AutoConfig.for_model(model_type, **shape, **extra)
+    return AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -201,7 +219,7 @@ def pretrain(
     the seed.
     """
     rng = random.Random(f"pretrain:{config.seed}")
-    pad_id = token_id(encoder.tokenizer, ENDOFTEXT)
+    pad_id = int(encoder.tokenizer.pad_token_id)
     held = sample_examples(encoder, random.Random(f"copycheck:{config.seed}"), 256, 1.0)
     check = [collate(held[i : i + 64], pad_id) for i in range(0, len(held), 64)]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

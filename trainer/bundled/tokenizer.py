@@ -12,7 +12,8 @@ Digits are single tokens (so copying numbers is per-digit). ``<|im_start|>``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from tokenizers import (
     AddedToken,
@@ -101,16 +102,36 @@ def token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
     return value
 
 
-def _strip_special(texts: Iterable[str]) -> Iterable[str]:
+def _strip_special(texts: Iterable[str], tokens: Sequence[str]) -> Iterable[str]:
     """Split rendered conversations at special/tool tokens so BPE never learns across them."""
     for text in texts:
         pieces = [text]
-        for token in (*SPECIAL_TOKENS, *TOOL_TOKENS):
+        for token in tokens:
             pieces = [p for piece in pieces for p in piece.split(token)]
         yield from (p for p in pieces if p)
 
 
-def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """What a trained tokenizer holds besides its merges: the marker tokens and the chat
+    template. The defaults are the bundled model's; a family fixture brings its own
+    (`trainer.bundled.families`)."""
+
+    template: str = CHAT_TEMPLATE
+    special: tuple[str, ...] = SPECIAL_TOKENS
+    """Special tokens (skipped by ``skip_special_tokens``), trained first, at ids 0, 1, ..."""
+    plain: tuple[str, ...] = TOOL_TOKENS
+    """Ordinary added tokens: single ids that survive ``skip_special_tokens``."""
+    eos: str = IM_END
+    """The end of an assistant turn."""
+    pad: str = ENDOFTEXT
+    bos: str | None = None
+    vocab_size: int = VOCAB_SIZE
+
+
+def train_tokenizer(
+    texts: Iterable[str], spec: TokenizerSpec = TokenizerSpec()
+) -> PreTrainedTokenizerFast:
     """Train the byte-level BPE on rendered conversations; return the HF fast tokenizer."""
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
@@ -122,22 +143,24 @@ def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     )
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - len(TOOL_TOKENS),
+        vocab_size=spec.vocab_size - len(spec.plain),
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(spec.special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_strip_special(texts), trainer=trainer)
-    bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
+    bpe.train_from_iterator(_strip_special(texts, (*spec.special, *spec.plain)), trainer=trainer)
+    bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.plain])
+    extra = {"bos_token": spec.bos} if spec.bos else {}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        eos_token=IM_END,
-        pad_token=ENDOFTEXT,
-        chat_template=CHAT_TEMPLATE,
+        eos_token=spec.eos,
+        pad_token=spec.pad,
+        chat_template=spec.template,
         model_max_length=1024,
         clean_up_tokenization_spaces=False,
+        **extra,
     )
-    if len(tokenizer) > VOCAB_SIZE:
-        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, more than {VOCAB_SIZE}")
+    if len(tokenizer) > spec.vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, more than {spec.vocab_size}")
     return tokenizer
