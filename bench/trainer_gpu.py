@@ -13,8 +13,9 @@ For LoRA ranks 16 and 32 and N = 1, 2, 4, 8 adapters, one round steps every adap
 Two workloads: small (8 rows of 256 tokens per adapter, a learning cycle's size) and RL-sized
 (64 rows of 512 tokens). Times are medians of wall seconds per round, the device synchronised,
 the two modes interleaved; the speed-up is sequential / multiplexed. Peak device memory and
-the swap share are recorded. A wall-clock budget (--budget-s, 420 s) stops the grid early and
-writes what was measured. Writes bench/results/trainer_gpu.json.
+the swap share are recorded. A cell that runs out of device memory (even after the trainer's own
+split-and-retry) is recorded as such and the grid goes on. A wall-clock budget (--budget-s,
+420 s) stops the grid early and writes what was measured. Writes bench/results/trainer_gpu.json.
 
     python bench/trainer_gpu.py                       # on the GPU host
     python bench/trainer_gpu.py --device cpu --tiny   # a smoke run of the same code on CPU
@@ -170,7 +171,22 @@ def main() -> None:
                 ]
                 if args.device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                t = timed_rounds(engines, work, args.rounds)
+                try:
+                    t = timed_rounds(engines, work, args.rounds)
+                except torch.OutOfMemoryError as error:  # recorded; the other cells go on
+                    del work
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+                    results.append(
+                        {
+                            "rank": rank,
+                            "workload": kind,
+                            "adapters": n,
+                            "out_of_memory": str(error)[:300],
+                        }
+                    )
+                    print(f"rank {rank:>2} {kind:<5} N={n}: out of memory", flush=True)
+                    continue
                 seq, mux = t[False], t[True]
                 row = {
                     "rank": rank,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,3 +33,32 @@ def test_trainer_gpu_script_measures_both_modes_and_writes_its_results(tmp_path:
     for r in rows:
         assert r["sequential_s"] > 0 and r["multiplexed_s"] > 0
         assert r["speedup"] == r["sequential_s"] / r["multiplexed_s"]
+
+
+def test_a_cell_that_runs_out_of_memory_is_recorded_and_the_grid_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One cell's out-of-memory error (injected: this CPU never runs out) is written as that
+    cell's result, and the cells after it are still measured."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from bench import trainer_gpu
+
+    measure = trainer_gpu.timed_rounds
+
+    def first_cell_runs_out(engines, work, rounds):  # type: ignore[no-untyped-def]
+        if len(work) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return measure(engines, work, rounds)
+
+    monkeypatch.setattr(trainer_gpu, "timed_rounds", first_cell_runs_out)
+    out = tmp_path / "trainer_gpu.json"
+    argv = ["trainer_gpu.py", "--device", "cpu", "--tiny", "--ranks", "16", "--adapters", "1"]
+    argv += ["2", "--workloads", "small", "--rounds", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    trainer_gpu.main()
+    rows = json.loads(out.read_text())["results"]
+    assert [r["adapters"] for r in rows] == [1, 2]
+    assert "injected" in rows[0]["out_of_memory"] and "speedup" not in rows[0]
+    assert rows[1]["speedup"] > 0 and "out_of_memory" not in rows[1]
