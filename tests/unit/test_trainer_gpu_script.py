@@ -62,3 +62,21 @@ def test_a_cell_that_runs_out_of_memory_is_recorded_and_the_grid_goes_on(
     assert [r["adapters"] for r in rows] == [1, 2]
     assert "injected" in rows[0]["out_of_memory"] and "speedup" not in rows[0]
     assert rows[1]["speedup"] > 0 and "out_of_memory" not in rows[1]
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_cycle_trains_an_adapter_peft_loads(tmp_path: Path) -> None:
+    """bench/gpu_cycle.py's whole code path on CPU (2 steps): the cycle's objective on the
+    Qwen3 real-vocabulary fixture, an adapter that peft loads and that changes the logits."""
+    out = tmp_path / "gpu_cycle.json"
+    cmd = [sys.executable, str(REPO / "bench" / "gpu_cycle.py"), "--device", "cpu"]
+    done = subprocess.run(
+        [*cmd, "--steps", "2", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    print(data)
+    assert data["steps"] == 2 and data["meta"]["tokens_per_pass"] > 0
+    assert set(data["loss_first"]) >= {"sft", "dpo", "kl"}
+    assert data["loss_last"]["sft"] < data["loss_first"]["sft"]
+    assert data["adapter_logit_change"] > 0
