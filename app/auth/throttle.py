@@ -6,7 +6,14 @@ the email (``FREE_PER_ADDRESS``, larger: many people may share an address). Past
 allowance a door closes for a delay that doubles with each further failure, up to
 ``MAX_DELAY_S``; a closed door answers 429 with ``Retry-After`` before any hash is computed.
 A success opens the email's door from that address again. The same email from another
-address is not held back, so a flood against someone's account never locks them out.
+address is not held back by that door.
+
+A third door watches the account whatever the address (``FREE_PER_ACCOUNT`` failures within
+the window): a flood spread over many addresses, each under its own allowance, closes it, and
+then every address is refused before any hash, except the addresses this account signed in
+from before (``KNOWN_FOR_S``, 30 days): a distributed flood cannot guess on, and cannot lock
+the owner out where they usually sign in. From a new address during such a flood the owner
+waits like everyone else.
 
 Every password check (argon2, 64 MiB each) also waits for one of the process-wide hashing
 slots (`app.core.security.hash_slot`), so a flood that gets past the doors (many addresses)
@@ -29,14 +36,24 @@ log = logging.getLogger(__name__)
 
 FREE_FAILURES = 5
 FREE_PER_ADDRESS = 100
+FREE_PER_ACCOUNT = 20
+KNOWN_FOR_S = 30 * 24 * 3600
 WINDOW_S = 15 * 60
 BASE_DELAY_S = 1.0
 MAX_DELAY_S = 15 * 60.0
 
 
+def _who(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
 def _doors(email: str, address: str) -> list[str]:
-    who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    who = _who(email)
     return [f"clora:login:{address}:{who}", f"clora:login:{address}"]
+
+
+def _account(email: str) -> str:
+    return f"clora:login:account:{_who(email)}"
 
 
 def delay_after(failures: int) -> float:
@@ -57,6 +74,10 @@ class LoginThrottle:
         """Refuse with 429 while either door is closed."""
         try:
             waits = [self.redis.pttl(f"{door}:closed") for door in _doors(email, address)]
+            account = _account(email)
+            closed = self.redis.pttl(f"{account}:closed")
+            if closed > 0 and not self.redis.sismember(f"{account}:known", address):
+                waits.append(closed)
         except redis.RedisError:
             log.warning("sign-in throttle unavailable; admitting the attempt")
             return
@@ -71,8 +92,13 @@ class LoginThrottle:
     def failed(self, email: str, address: str) -> None:
         """Count a failure on both doors and close each one that is over its allowance."""
         pair, per_address = _doors(email, address)
+        doors = (
+            (pair, FREE_FAILURES),
+            (per_address, self.free_per_address),
+            (_account(email), FREE_PER_ACCOUNT),
+        )
         try:
-            for door, free in ((pair, FREE_FAILURES), (per_address, self.free_per_address)):
+            for door, free in doors:
                 pipe = self.redis.pipeline()
                 pipe.incr(f"{door}:failures")
                 pipe.expire(f"{door}:failures", WINDOW_S)
@@ -84,6 +110,11 @@ class LoginThrottle:
             log.warning("sign-in throttle unavailable; failure not counted")
 
     def succeeded(self, email: str, address: str) -> None:
-        pair = _doors(email, address)[0]
+        """Open the email's door from this address, and know the address for the account."""
+        pair, known = _doors(email, address)[0], f"{_account(email)}:known"
         with suppress(redis.RedisError):
-            self.redis.delete(f"{pair}:failures", f"{pair}:closed")
+            pipe = self.redis.pipeline()
+            pipe.delete(f"{pair}:failures", f"{pair}:closed")
+            pipe.sadd(known, address)
+            pipe.expire(known, KNOWN_FOR_S)
+            pipe.execute()
