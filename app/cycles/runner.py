@@ -149,12 +149,11 @@ def _fail(tenant_id: uuid.UUID, run_id: uuid.UUID, exc: Exception) -> RunStatus:
     return RunStatus.failed
 
 
-def _cancelled(tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
-    """Whether the run is no longer this runner's: cancelled, or failed by the reaper at its
-    deadline (a runner that hung and came back stops at its next check)."""
+def _status(tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus:
+    """The run's status now (a run that is gone counts as cancelled)."""
     with unit_of_work() as session:
         run = CycleRepository(session).get_run(tenant_id, run_id)
-        return run is None or run.status != RunStatus.running
+        return RunStatus.cancelled if run is None else RunStatus(run.status)
 
 
 ANCHOR_TASKS = 32
@@ -187,8 +186,13 @@ class _Cycle:
     def beat(self, progress: float | None, **metrics: Any) -> None:
         _heartbeat(self.plan.tenant_id, self.plan.run_id, progress, **metrics)
 
+    def status(self) -> RunStatus:
+        return _status(self.plan.tenant_id, self.plan.run_id)
+
     def cancelled(self) -> bool:
-        return _cancelled(self.plan.tenant_id, self.plan.run_id)
+        """Whether the run is no longer this runner's: cancelled, or failed by the reaper at
+        its deadline (a runner that hung and came back stops at its next check)."""
+        return self.status() != RunStatus.running
 
     def event(self, message: str, **kw: Any) -> None:
         """A line in the fine-tuning job's log, when the cycle runs one."""
@@ -222,11 +226,11 @@ def _execute(plan: CyclePlan, settings: Any) -> RunStatus:
         return _finish(cycle, RunStatus.rejected, **plan.counts, reason=reason, decision=reason)
     cycle.event(f"Fine-tuning job started: {plan.training.steps} steps")
     plan = cycle.plan = _anchor(cycle, plan, parent_name)
-    if cycle.cancelled():  # cancelled before training began
-        return RunStatus.cancelled
+    if cycle.cancelled():  # cancelled (or failed at its deadline) before training began
+        return cycle.status()
     history, staging = _train(cycle)
     if cycle.cancelled():  # cancelled as training ended: nothing is published
-        return RunStatus.cancelled
+        return cycle.status()
     candidate = _publish(cycle, staging)
     signals = _measure_until_done(cycle, parent_name, candidate)
     verdict = gate.decide(signals, plan.evaluation.rule)

@@ -38,14 +38,16 @@ def test_a_hung_cycle_fails_at_its_deadline_and_frees_its_agent(
 
     release = threading.Event()
     late: list[RunStatus] = []
+    checked: list[RunStatus | None] = []
 
     def hung(plan: Any, settings: Any) -> RunStatus:
         """A runner stuck in a step (its heartbeat thread beats on), that comes back later and
         writes its result as the real last step does."""
         release.wait(120)
-        late.append(
-            runner._finish(runner._Cycle(plan, settings, "http://engine"), RunStatus.succeeded)
-        )
+        cycle = runner._Cycle(plan, settings, "http://engine")
+        # The check between stages names what became of the run (not always "cancelled").
+        checked.append(cycle.status() if cycle.cancelled() else None)
+        late.append(runner._finish(cycle, RunStatus.succeeded))
         return late[-1]
 
     monkeypatch.setattr(
@@ -110,6 +112,7 @@ def test_a_hung_cycle_fails_at_its_deadline_and_frees_its_agent(
             release.set()
         assert runner_done.result(timeout=60) == RunStatus.failed
     assert late == [RunStatus.failed]  # the late runner found the run no longer its own
+    assert checked == [RunStatus.failed]
     with unit_of_work() as session:
         row = session.get(CycleRun, run_id)
         assert (
