@@ -75,6 +75,7 @@ class Stack:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.supervisor.request_stop)
         signal.signal(signal.SIGINT, self.supervisor.request_stop)
+        _check_no_leftovers(self.data_dir / "children.pid")
         _check_port_free(self.settings.host, self.settings.port, "CLORA_PORT")
         if self.with_engine and not self.settings.engine_urls:
             # A second stack's gateway would otherwise talk to the first stack's engine.
@@ -198,10 +199,68 @@ def _check_port_free(host: str, port: int, setting: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
+            holders = listeners(port)
+            named = "; ".join(f"pid {pid}: {command}" for pid, command in holders)
+            stop = (
+                f"stop it (kill {' '.join(str(pid) for pid, _ in holders)})"
+                if holders
+                else ("stop it")
+            )
             raise ConfigError(
-                f"port {port} on {host} is in use ({exc.strerror}): another clora up, or an "
-                f"orphan of one, is still running; stop it, or set {setting}"
+                f"port {port} on {host} is in use ({exc.strerror})"
+                + (f", held by {named}" if named else "")
+                + f": another clora up, or an orphan of one, is still running; {stop}, or set "
+                f"{setting}"
             ) from exc
+
+
+def _check_no_leftovers(pid_file: Path) -> None:
+    """Refuse to start while children of an earlier `clora up` on this data dir still run
+    (they die with it within seconds; one that did not would hold the ports and the data),
+    naming them and what to do. A pid in the file that was taken by a newer process since it
+    was written is not one of them."""
+    import psutil
+
+    if not pid_file.is_file():
+        return
+    written = pid_file.stat().st_mtime
+    alive = []
+    for line in pid_file.read_text().splitlines():
+        if len(line.split()) != 2:
+            continue
+        name, pid = line.split()[0], int(line.split()[1])
+        try:
+            if psutil.Process(pid).create_time() <= written + 1:
+                alive.append((name, pid))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    if alive:
+        named = ", ".join(f"{name} (pid {pid})" for name, pid in alive)
+        pids = " ".join(str(pid) for _, pid in alive)
+        raise ConfigError(
+            f"processes of an earlier clora up on {pid_file.parent} are still running: {named}; "
+            f"stop them (kill {pids}) and start again"
+        )
+
+
+def listeners(port: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each process listening on ``port`` that this user may see."""
+    import psutil
+
+    found: dict[int, str] = {}
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return []
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None or conn.pid in found:
+                continue
+            try:
+                found[conn.pid] = " ".join(psutil.Process(conn.pid).cmdline())[:160]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                found[conn.pid] = "?"
+    return sorted(found.items())
 
 
 def _has_accelerator() -> bool:

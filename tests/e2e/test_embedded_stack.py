@@ -152,6 +152,38 @@ def test_kill_9_of_up_takes_its_children_down_and_a_taken_port_is_named(tmp_path
         )
     assert second.returncode != 0
     assert f"port {port}" in second.stderr and "in use" in second.stderr, second.stderr
+    # The process holding it is named (here this test's own socket), and what to do.
+    assert f"pid {os.getpid()}" in second.stderr and f"kill {os.getpid()}" in second.stderr
+
+
+def test_children_of_an_earlier_up_still_running_are_named_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """A child of an earlier `clora up` on this data dir that outlived it (listed in its
+    children.pid, started before the list was written) stops a new `clora up` at once, named
+    with its pid and what to do; a listed pid that is no longer running does not."""
+    data_dir = tmp_path / "clora-data"
+    data_dir.mkdir()
+    orphan = subprocess.Popen(["sleep", "120"])
+    try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        time.sleep(1.1)  # the list is written after its children started
+        (data_dir / "children.pid").write_text(f"worker {gone.pid}\ngateway {orphan.pid}\n")
+        second = subprocess.run(
+            [*CLORA, "up", "--no-engine", "--redis-port", str(_free_port())],
+            env=_env(data_dir, _free_port()),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert second.returncode != 0
+    assert f"gateway (pid {orphan.pid})" in second.stderr, second.stderr
+    assert f"kill {orphan.pid}" in second.stderr and f"pid {gone.pid}" not in second.stderr
+    assert not (data_dir / "postgres").exists()  # nothing was started
 
 
 def _assert_children_stop(children: list[int], port: int) -> None:
