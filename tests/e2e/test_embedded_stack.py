@@ -168,7 +168,6 @@ def test_children_of_an_earlier_up_still_running_are_named_before_anything_start
     try:
         gone = subprocess.Popen(["true"])
         gone.wait()
-        time.sleep(1.1)  # the list is written after its children started
         (data_dir / "children.pid").write_text(f"worker {gone.pid}\ngateway {orphan.pid}\n")
         second = subprocess.run(
             [*CLORA, "up", "--no-engine", "--redis-port", str(_free_port())],
