@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from app.core.config import ConfigError
@@ -38,14 +39,25 @@ class EmbeddedPostgres:
             return
         from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
+        postmaster = _postmaster(self.pgdata)
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
         except subprocess.CalledProcessError:
             log.warning("embedded postgres was already stopped")
+        if postmaster is not None:  # pg_ctl returns when the pid file goes, a moment before
+            psutil.wait_procs([postmaster], timeout=10)
         # pgserver caches one handle per data dir; drop it so a later start() really starts.
         type(self._server)._instances.pop(self.pgdata, None)
         atexit.unregister(self._server._cleanup)
         self._server = None
+
+
+def _postmaster(pgdata: Path) -> psutil.Process | None:
+    """The running postmaster of ``pgdata`` (its pid is the first line of postmaster.pid)."""
+    try:
+        return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
 
 
 class EmbeddedRedis:

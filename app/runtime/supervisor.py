@@ -10,6 +10,7 @@ and the last lines of its log."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -94,16 +95,32 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM to the child's process group; SIGKILL to what is left of it after
+        ``grace_s``. Returns once the whole group is gone, not only its leader (a Celery
+        worker's pool processes outlive their parent by a moment)."""
+        if self.process is None:
             return
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        if not _group_gone(self.process, group, deadline):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            _group_gone(self.process, group, time.monotonic() + 5)
+
+
+def _group_gone(leader: subprocess.Popen[bytes], group: int, deadline: float) -> bool:
+    """Wait until no process of ``group`` is left (reaping the leader), up to ``deadline``."""
+    while True:
+        leader.poll()
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            os.killpg(group, 0)
         except ProcessLookupError:
-            pass
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 class Supervisor:
