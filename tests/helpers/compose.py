@@ -240,10 +240,14 @@ class Topology:
             command = shlex.split(command)
         if name == "vllm":
             args = [a for a in command or [] if not a.startswith("--gpu-memory-utilization")]
+            # The service's own entrypoint script, with this checkout's Python for the image's.
+            shell, flag, script, script_name = spec["entrypoint"]
+            python = str(REPO / ".venv" / "bin" / "python")
             return [
-                str(REPO / ".venv" / "bin" / "python"),
-                "-m",
-                "vllm.entrypoints.openai.api_server",
+                shell,
+                flag,
+                script.replace("python3 -m vllm", f"{python} -m vllm"),
+                script_name,
                 *args,
                 *CPU_ENGINE_ARGS,
                 f"--host={service.address}",

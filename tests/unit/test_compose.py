@@ -116,3 +116,25 @@ def test_the_base_model_and_its_tool_format_come_from_dot_env() -> None:
         assert f"--tool-call-parser={parser}" in services["vllm"]["command"]
         for name in CLORA:
             assert services[name]["environment"]["CLORA_ENGINE_TOOL_PARSER"] == parser
+
+
+def test_the_reasoning_parser_comes_from_dot_env_and_is_left_out_when_empty() -> None:
+    """The vllm service's entrypoint script, run by a shell with the service's environment and
+    arguments (the server replaced by printf): the flag appears only when `.env` names a parser
+    (vLLM refuses an empty one)."""
+    import subprocess
+
+    for parser in ("", "qwen3"):
+        vllm = compose(CLORA_ENGINE_REASONING_PARSER=parser)["services"]["vllm"]
+        shell, flag, script, name = vllm["entrypoint"]
+        server = "exec python3 -m vllm.entrypoints.openai.api_server"
+        assert script.startswith(server)
+        printed = subprocess.run(
+            [shell, flag, script.replace(server, "printf '%s\\n'"), name, *vllm["command"]],
+            env={"PATH": "/usr/bin:/bin", **vllm["environment"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        extra = [f"--reasoning-parser={parser}"] if parser else []
+        assert printed == [*vllm["command"], *extra], parser
