@@ -35,6 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.trainer_gpu import qwen3_model  # noqa: E402
 from trainer.bundled.fixtures import make_real_vocab_model  # noqa: E402
 from trainer.config import LoraSettings, TrainerConfig  # noqa: E402
 from trainer.engine import TrainingEngine  # noqa: E402
@@ -80,22 +81,8 @@ def cycle_examples() -> dict[str, list[dict[str, Any]]]:
 
 def qwen3_06b(path: Path) -> Path:
     """A random model of Qwen3-0.6B's shape (bf16), with the fixture's tokenizer."""
-    from transformers import AutoModelForCausalLM, Qwen3Config
-
     make_real_vocab_model(path, "qwen3")  # the tokenizer (and a config this replaces)
-    config = Qwen3Config(
-        vocab_size=151_936,
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(path)
+    qwen3_model(path, tiny=False)
     return path
 
 

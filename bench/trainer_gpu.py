@@ -47,7 +47,8 @@ WORKLOADS = {"small": (8, 256), "rl": (64, 512)}  # rows per adapter, longest ro
 
 
 def qwen3_model(path: Path, tiny: bool) -> dict[str, Any]:
-    """Save a randomly initialised Qwen3-shaped model (Qwen2 where transformers lacks Qwen3)."""
+    """Save a randomly initialised Qwen3-shaped model (Qwen2 where transformers lacks Qwen3):
+    Qwen3-0.6B's shape, or a tiny one."""
     import transformers
 
     shape: dict[str, Any] = (
@@ -58,6 +59,7 @@ def qwen3_model(path: Path, tiny: bool) -> dict[str, Any]:
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
+            "head_dim": 32,
         }
         if tiny
         else {  # Qwen3-0.6B's shape
@@ -67,15 +69,14 @@ def qwen3_model(path: Path, tiny: bool) -> dict[str, Any]:
             "num_hidden_layers": 28,
             "num_attention_heads": 16,
             "num_key_value_heads": 8,
+            "head_dim": 128,
         }
     )
     family = "Qwen3" if hasattr(transformers, "Qwen3Config") else "Qwen2"
     config_cls = getattr(transformers, f"{family}Config")
     model_cls = getattr(transformers, f"{family}ForCausalLM")
-    extra = {"head_dim": shape["hidden_size"] // shape["num_attention_heads"]}
-    config = config_cls(
-        **shape, **(extra if family == "Qwen3" else {}), max_position_embeddings=4096
-    )
+    fields = shape if family == "Qwen3" else {k: v for k, v in shape.items() if k != "head_dim"}
+    config = config_cls(**fields, max_position_embeddings=4096, tie_word_embeddings=True)
     torch.manual_seed(0)
     model = model_cls(config).to(torch.bfloat16)
     model.save_pretrained(path)

@@ -20,7 +20,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,13 +29,12 @@ from transformers import AutoTokenizer
 
 from tests.helpers.up import Up, clora_up
 from trainer.batch import encode_chat
-from trainer.bundled.families import FAMILIES
+from trainer.bundled.families import FAMILIES, family_dir
 from trainer.envs import CalculatorEnvironment
 from trainer.envs.tokens import ChatTokens, CompletionsEngine, play
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 ENGINE_MODEL = "clora-base"
 ENV = CalculatorEnvironment()
 ASK = [
@@ -61,12 +59,12 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Up]]:
     family = str(request.param)
-    with clora_up(tmp_path_factory.mktemp(family), WEIGHTS / f"clora-tiny-{family}") as up:
+    with clora_up(tmp_path_factory.mktemp(family), family_dir(family)) as up:
         yield family, up
 
 
 def _tokenizer(family: str) -> Any:
-    return AutoTokenizer.from_pretrained(WEIGHTS / f"clora-tiny-{family}", local_files_only=True)
+    return AutoTokenizer.from_pretrained(family_dir(family), local_files_only=True)
 
 
 def _reasoning(part: Any) -> str | None:

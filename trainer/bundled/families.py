@@ -39,6 +39,7 @@ family's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from trainer.bundled.corpus import TurnFormat
 from trainer.bundled.tokenizer import TokenizerSpec
@@ -218,3 +219,8 @@ LLAMA3 = ChatFamily(
 )
 
 FAMILIES = {family.name: family for family in (QWEN3, LLAMA3)}
+
+
+def family_dir(name: str) -> Path:
+    """Where a family's fixture is shipped: ``weights/clora-tiny-<name>``."""
+    return Path(__file__).resolve().parents[2] / "weights" / f"clora-tiny-{name}"

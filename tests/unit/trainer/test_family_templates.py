@@ -4,23 +4,21 @@ and the trainer and the rollouts frame them as the engine is given them."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from transformers import AutoTokenizer
 
 from trainer.batch import encode_chat
-from trainer.bundled.families import FAMILIES
+from trainer.bundled.families import FAMILIES, family_dir
 from trainer.envs import CalculatorEnvironment
 from trainer.envs.tokens import ChatTokens
 
-WEIGHTS = Path(__file__).resolve().parents[3] / "weights"
 ENV = CalculatorEnvironment()
 
 
 def _tokenizer(family: str) -> Any:
-    return AutoTokenizer.from_pretrained(WEIGHTS / f"clora-tiny-{family}", local_files_only=True)
+    return AutoTokenizer.from_pretrained(family_dir(family), local_files_only=True)
 
 
 def _call(name: str, arguments: dict[str, Any], reasoning: str | None = None) -> dict[str, Any]:
@@ -99,7 +97,7 @@ def test_llama31_dates_its_system_header_and_answers_tools_in_ipython_turns() ->
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_the_fixture_is_its_familys_shape(family: str) -> None:
     spec = FAMILIES[family]
-    directory = WEIGHTS / f"clora-tiny-{family}"
+    directory = family_dir(family)
     config = json.loads((directory / "config.json").read_text())
     tokenizer = _tokenizer(family)
     assert config["model_type"] == spec.model_type
