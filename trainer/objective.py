@@ -4,12 +4,16 @@ One step of a cycle adds, for one adapter (see docs/LEARNING.md):
 
     L = w_sft * mean SFT(corrections) + w_dpo * mean DPO(preferences)
         + w_pg * mean clipped-PG(ratings) + kl_coef * mean KL(parent || adapter)(untouched traffic)
+        + w_away * mean DPO(served answer over a correction's answer, on prompts near it)
 
 Each term is its own mean (`LossSpec(reduction="call")`), so a weight of 1 gives a loss the same
 gradient scale alone or mixed, and the gradient of the mixture is the weighted sum of the
 single-loss gradients. The KL term runs on the agent's own recent traffic that no feedback
 touched (and, for an agent with an environment, the parent's answers to environment tasks); its
-reference is the parent version, pinned when the adapter is created from it.
+reference is the parent version, pinned when the adapter is created from it. The ``away`` term is
+the DPO loss on its own rows and weight: untouched prompts near a correction, each preferring the
+answer it was served over the correction's answer verbatim, so that the correction is learned
+without being copied onto its neighbours (`app.cycles.untouched.away_pairs`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from trainer.batch import Batch, encode_chat
 from trainer.engine import TrainingEngine
 from trainer.losses import LossSpec
 
-OBJECTIVE_KINDS = ("sft", "dpo", "pg", "kl")
+OBJECTIVE_KINDS = ("sft", "dpo", "pg", "kl", "away")
 """Loss kinds a cycle's objective may hold, in the order a step runs them."""
 
 
@@ -104,7 +108,9 @@ def kl_batch(tokenizer: Any, payloads: Sequence[Mapping[str, Any]]) -> Batch:
     return Batch(input_ids=[r[0] for r in rows], loss_mask=[r[1] for r in rows])
 
 
-BUILDERS = {"sft": sft_batch, "dpo": dpo_batch, "pg": pg_batch, "kl": kl_batch}
+BUILDERS = {"sft": sft_batch, "dpo": dpo_batch, "pg": pg_batch, "kl": kl_batch, "away": dpo_batch}
+LOSS_OF = {"away": "dpo"}
+"""The loss a kind's rows take where it is not the kind's own name."""
 
 
 def build_batches(
@@ -142,8 +148,9 @@ def step_examples(
 
 
 def objective_weights(mixture: Mapping[str, float], kl_coef: float) -> dict[str, float]:
-    """The weight of each term: the schedule's loss mixture, and `kl_coef` for the KL term."""
-    weights = {kind: float(mixture.get(kind, 0.0)) for kind in ("sft", "dpo", "pg")}
+    """The weight of each term: the schedule's loss mixture (``away`` among them), and
+    `kl_coef` for the KL term."""
+    weights = {kind: float(mixture.get(kind, 0.0)) for kind in ("sft", "dpo", "pg", "away")}
     weights["kl"] = float(kl_coef)
     return weights
 
@@ -177,10 +184,11 @@ def accumulate_round(
             i for i, w in enumerate(work) if kind in w.batches and w.weights.get(kind, 0.0) > 0
         ]
         # Rows share a pass only under one loss spec: DPO rows by beta, ratings by proximal.
+        loss = LOSS_OF.get(kind, kind)
         specs = sorted(
             {
                 (
-                    work[i].dpo_beta if kind == "dpo" else 0.1,
+                    work[i].dpo_beta if loss == "dpo" else 0.1,
                     work[i].pg_proximal if kind == "pg" else "sampler",
                 )
                 for i in chosen
@@ -190,10 +198,10 @@ def accumulate_round(
             group = [
                 i
                 for i in chosen
-                if (kind != "dpo" or work[i].dpo_beta == beta)
+                if (loss != "dpo" or work[i].dpo_beta == beta)
                 and (kind != "pg" or work[i].pg_proximal == proximal)
             ]
-            spec = LossSpec(kind=kind, reduction="call", dpo_beta=beta, proximal=proximal)  # type: ignore[arg-type]
+            spec = LossSpec(kind=loss, reduction="call", dpo_beta=beta, proximal=proximal)  # type: ignore[arg-type]
             items = [(work[i].adapter_id, work[i].batches[kind]) for i in group]
             weights = [float(work[i].weights[kind]) for i in group]
             for i, rows in zip(group, engine.forward_backward(items, spec, weights), strict=True):

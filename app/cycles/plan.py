@@ -21,7 +21,7 @@ from app.cycles.stages import (
     EvaluationPlan,
     Version,
 )
-from app.cycles.untouched import split_untouched
+from app.cycles.untouched import away_pairs, split_untouched
 from app.feedback.repository import ExampleRepository
 from app.fine_tuning.cycle import job_plan, steps_for
 from app.models import CycleRun, Tenant, TrainingExample
@@ -147,8 +147,9 @@ def plan_cycle(session: Session, run: CycleRun, settings: Any) -> CyclePlan:
             dpo=preferences_to_train(chosen, train),
             pg=_payloads(chosen, ExampleKind.reward),
             kl=untouched.kl_rows,
+            away=away_pairs(untouched.near_train, corrections),
         ),
-        mixture=dict(schedule.loss_mixture),
+        mixture={**schedule.loss_mixture, "away": schedule.copy_guard},
         steps=schedule.steps,
         lr=schedule.learning_rate,
         kl_coef=schedule.kl_coef,
@@ -176,13 +177,14 @@ def plan_cycle(session: Session, run: CycleRun, settings: Any) -> CyclePlan:
         "preserve_held_back": len(untouched.held_back),
         "preserve_near_corrections": untouched.near_seen,
         "preserve_near_held_back": len(untouched.near),
+        "away_pairs": len(training.examples.away),
     }
     if job is not None:
         # A job trains its file's lines with its method's loss alone; what to keep (the KL
         # term) and every gate signal stay, and its validation file adds one.
         training = replace(
             training,
-            examples=replace(training.examples, sft=job.sft, dpo=job.dpo, pg=[]),
+            examples=replace(training.examples, sft=job.sft, dpo=job.dpo, pg=[], away=[]),
             mixture=job.mixture,
             steps=job.steps,
             lr=job.lr,

@@ -78,6 +78,14 @@ class ScheduleUpdate(BaseModel):
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0)
     replay_share: float = Field(default=0.5, ge=0.0, le=1.0)
     kl_coef: float = Field(default=64.0, ge=0.0, le=1000.0)
+    copy_guard: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the pairs that train untouched prompts near a correction away "
+        "from its answer verbatim (each prompt's served answer preferred, DPO); 0 turns them "
+        "off (see docs/LEARNING.md).",
+    )
     promotion_rule: PromotionRule = Field(default_factory=PromotionRule)
 
     @field_validator("loss_mixture")

@@ -26,7 +26,14 @@ LISTED_RUNS = 200
 """The most runs the API lists, newest first."""
 
 
-CHOSEN_FIELDS = ("loss_mixture", "steps", "learning_rate", "replay_share", "kl_coef")
+CHOSEN_FIELDS = (
+    "loss_mixture",
+    "steps",
+    "learning_rate",
+    "replay_share",
+    "kl_coef",
+    "copy_guard",
+)
 """Schedule settings stored only when an admin chose a value other than the default."""
 
 

@@ -3,7 +3,9 @@
 A cycle reads the newest `PRESERVE_WINDOW` interactions no feedback touched and splits them:
 - prompts near a correction (its template, numbers and names aside: `NEAR_CORRECTION`) are
   the ones a correction means to change, and the ones it can spread to as a copy. They are
-  never pinned by the KL term; up to `PRESERVE_NEAR` of them are held back for the gate's
+  never pinned by the KL term. Half of them by id (up to `PRESERVE_NEAR_TRAIN`) train away
+  from the copy: the parent's logged answer preferred over the nearest correction's answer
+  verbatim (`away_pairs`); the other half (up to `PRESERVE_NEAR`) are held back for the gate's
   copy check (`app.cycles.evaluation.copies`);
 - of the others, a fixed third (by id) is held back for the agreement check, and the rest
   (up to `PRESERVE_TRAIN`) train the KL-to-parent term with the parent's logged tokens.
@@ -19,6 +21,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.cycles.evaluation import matches
+from app.feedback.compile import assistant_message
 from app.interactions.repository import InteractionRepository
 
 PRESERVE_TRAIN = 64
@@ -31,6 +35,9 @@ changes in 16 prompts but only 6 in 64 (its Wilson bound), so at a 2.9% change r
 candidate is refused in about 8% of cycles with 16 prompts and 1% with 64."""
 PRESERVE_NEAR = 32
 """Untouched prompts near a correction held back for the copy check, newest first."""
+PRESERVE_NEAR_TRAIN = 16
+"""Untouched prompts near a correction that train away from its answer verbatim, newest first
+(`bench/copy_guard.py` measured 16 of them)."""
 PRESERVE_WINDOW = 3 * PRESERVE_HOLDBACK
 """The newest untouched interactions a cycle reads: a third of them (by id) is held back."""
 
@@ -51,6 +58,9 @@ class UntouchedSplit:
     """Prompts (``{"messages", "tools"}``) for the agreement check."""
     near: list[dict[str, Any]] = field(default_factory=list)
     """Prompts near a correction (``{"messages", "tools"}``) for the copy check."""
+    near_train: list[dict[str, Any]] = field(default_factory=list)
+    """Prompts near a correction with the answer they were served (``{"messages", "tools",
+    "output"}``), to train away from the copy."""
     near_seen: int = 0
     """Untouched prompts near a correction in the window (held back or not)."""
 
@@ -100,7 +110,11 @@ def split_untouched(
         prompt = {"messages": messages, "tools": request.get("tools")}
         if near(words(messages), near_words):
             split.near_seen += 1
-            if len(split.near) < PRESERVE_NEAR:
+            # A fixed split by id, as below: even ids train away from the copy, odd ones
+            # (and even ones once the training side is full) are checked.
+            if row.id.int % 2 == 0 and len(split.near_train) < PRESERVE_NEAR_TRAIN:
+                split.near_train.append({**prompt, "output": assistant_message(row.output or {})})
+            elif len(split.near) < PRESERVE_NEAR:
                 split.near.append(prompt)
             continue
         # A fixed split by id: an interaction stays on its side from cycle to cycle.
@@ -114,3 +128,35 @@ def split_untouched(
                 }
             )
     return split
+
+
+def away_pairs(
+    near_train: list[dict[str, Any]], corrections: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One preference pair for each near prompt: the answer it was served over the answer of
+    the correction whose prompt it is nearest (most words shared), verbatim. A prompt whose
+    served answer already is that answer, or is empty, gives no pair."""
+    keyed = [(words(c["messages"][:-1]), c["messages"][-1]) for c in corrections]
+    pairs = []
+    for prompt in near_train:
+        prompt_words = words(prompt["messages"])
+        overlap = [
+            (len(prompt_words & w) / max(1, len(prompt_words | w)), answer)
+            for w, answer in keyed
+            if near(prompt_words, [w])
+        ]
+        if not overlap:
+            continue
+        answer = max(overlap, key=lambda o: o[0])[1]
+        served = prompt["output"]
+        if not (served.get("content") or served.get("tool_calls")) or matches(served, answer):
+            continue
+        pairs.append(
+            {
+                "messages": prompt["messages"],
+                "tools": prompt["tools"],
+                "chosen": served,
+                "rejected": answer,
+            }
+        )
+    return pairs

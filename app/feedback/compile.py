@@ -35,7 +35,8 @@ def _prompt(interaction: Interaction) -> tuple[list[dict[str, Any]], list[dict[s
     return list(request.get("messages", [])), request.get("tools")
 
 
-def _assistant(message: dict[str, Any]) -> dict[str, Any]:
+def assistant_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message as examples store it: its text and tool calls, nothing else."""
     out: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
     if message.get("tool_calls"):
         out["tool_calls"] = message["tool_calls"]
@@ -82,7 +83,7 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
         raise FeedbackGone(f"interaction of {feedback_id}")
     messages, tools = _prompt(interaction)
     output, token_ids, logprobs = _chosen(interaction, feedback.payload.get("choice_index", 0))
-    original = _assistant(output)
+    original = assistant_message(output)
     provenance = dict(
         tenant_id=tenant_id,
         agent_id=interaction.agent_id,
@@ -93,7 +94,7 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
     )
     rows: list[TrainingExample] = []
     if feedback.kind == FeedbackKind.correction:
-        corrected = _assistant(feedback.payload["correction"])
+        corrected = assistant_message(feedback.payload["correction"])
         split = _correction_split(session, feedback, interaction.agent_id)
         rows.append(
             TrainingExample(
@@ -122,9 +123,12 @@ def compile_feedback(session: Session, tenant_id: uuid.UUID, feedback_id: uuid.U
             other = feedback_repo.interaction(tenant_id, uuid.UUID(pref["rejected_interaction_id"]))
             if other is None:
                 raise FeedbackGone("rejected interaction")
-            chosen, rejected = original, _assistant(other.output or {})
+            chosen, rejected = original, assistant_message(other.output or {})
         else:
-            chosen, rejected = _assistant(pref["chosen"]), _assistant(pref["rejected"])
+            chosen, rejected = (
+                assistant_message(pref["chosen"]),
+                assistant_message(pref["rejected"]),
+            )
         rows.append(
             TrainingExample(
                 kind=ExampleKind.preference,

@@ -59,6 +59,7 @@ class LearningSchedule(IdMixin, TimestampMixin, TenantScoped, Base):
     learning_rate: Mapped[float | None] = mapped_column(default=None)
     replay_share: Mapped[float | None] = mapped_column(default=None)
     kl_coef: Mapped[float | None] = mapped_column(default=None)
+    copy_guard: Mapped[float | None] = mapped_column(default=None)
     promotion_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
 

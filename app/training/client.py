@@ -227,12 +227,15 @@ preference pair, a rated token row, or a KL prompt's token ids)."""
 @dataclass(frozen=True)
 class Examples:
     """A training job's rows by loss: corrections (``sft``), preferences (``dpo``), rated
-    rows (``pg``) and the untouched prompts the KL term keeps (``kl``)."""
+    rows (``pg``), and two guards: the untouched prompts the KL term keeps (``kl``) and the
+    pairs that train prompts near a correction away from its answer verbatim (``away``, a
+    DPO loss of its own weight)."""
 
     sft: Sequence[Payload] = ()
     dpo: Sequence[Payload] = ()
     pg: Sequence[Payload] = ()
     kl: Sequence[Payload] = ()
+    away: Sequence[Payload] = ()
 
     def by_loss(self) -> dict[str, list[Payload]]:
         return {
@@ -240,7 +243,13 @@ class Examples:
             "dpo": list(self.dpo),
             "pg": list(self.pg),
             "kl": list(self.kl),
+            "away": list(self.away),
         }
+
+
+GUARDS = ("kl", "away")
+"""Loss kinds that keep the parent's behaviour rather than teach: rows of them alone are
+nothing to train."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +258,8 @@ class TrainingRequest:
     ``lora``'s shape) on ``examples``.
 
     Each step runs one forward/backward per loss with a non-zero weight (``mixture``, and
-    ``kl_coef`` for ``kl``), then one optimiser step (`trainer.objective`). ``weight`` is the
+    ``kl_coef`` for ``kl``, ``away`` in the mixture for the pairs away from a copy), then one
+    optimiser step (`trainer.objective`). ``weight`` is the
     job's fair share of the trainer under contention (`share`). With ``stop_margin`` the job
     stops before ``steps`` once every SFT row is answered greedily by that margin
     (`LEARNED_MARGIN`). With ``batch_size`` each step trains on that many rows of each kind,
@@ -270,9 +280,9 @@ class TrainingRequest:
     seed: int = 0
 
     def weighted(self) -> dict[str, int]:
-        """How many rows of each loss there are to learn from (the KL term's rows keep,
-        they teach nothing)."""
-        return {k: len(v) for k, v in self.examples.by_loss().items() if v and k != "kl"}
+        """How many rows of each loss there are to learn from (the guards' rows keep, they
+        teach nothing)."""
+        return {k: len(v) for k, v in self.examples.by_loss().items() if v and k not in GUARDS}
 
     def nothing_to_train(self) -> str | None:
         """Why this request would train nothing, or None: no rows of any loss, or every row

@@ -97,6 +97,7 @@ const SCHEDULE: Schemas["ScheduleUpdate"] = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
+  copy_guard: 0.1,
   promotion_rule: { max_regression: 0.01, require_improvement: true, refuse_copies: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 

@@ -14,6 +14,7 @@ const SCHEDULE: Schedule = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
+  copy_guard: 0.1,
   promotion_rule: { max_regression: 0, require_improvement: true, refuse_copies: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 
@@ -29,12 +30,14 @@ describe("ScheduleEditor", () => {
     render(<ScheduleEditor schedule={SCHEDULE} onSave={onSave} />);
     await replace("Steps", "50");
     await replace("Learning rate", "0.003");
+    await replace("Copy guard", "0");
     await userEvent.click(screen.getByLabelText(/Promote only when/));
     await userEvent.click(screen.getByRole("button", { name: "Save schedule" }));
     expect(onSave).toHaveBeenCalledWith({
       ...SCHEDULE,
       steps: 50,
       learning_rate: 0.003,
+      copy_guard: 0,
       promotion_rule: { ...SCHEDULE.promotion_rule!, require_improvement: false },
     });
     expect(await screen.findByText("Saved.")).toBeTruthy();

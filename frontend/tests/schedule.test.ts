@@ -20,6 +20,7 @@ const SCHEDULE: Schedule = {
   learning_rate: 0.001,
   replay_share: 0.5,
   kl_coef: 0,
+  copy_guard: 0.1,
   promotion_rule: { max_regression: 0, require_improvement: true, refuse_copies: true, preserve_min: 0.95, preserve_tolerance: 0.05, min_examples: 5, environment_tasks: 200 },
 };
 
@@ -91,13 +92,15 @@ describe("validateSchedule", () => {
       learningRate: "0",
       replayShare: "1.5",
       klCoef: "x",
+      copyGuard: "11",
       maxRegression: "2",
     };
     const { errors, value } = validateSchedule(form);
     expect(value).toBeUndefined();
     expect(Object.keys(errors).sort()).toEqual(
-      ["everyK", "klCoef", "learningRate", "maxRegression", "replayShare", "sft", "steps"].sort(),
+      ["copyGuard", "everyK", "klCoef", "learningRate", "maxRegression", "replayShare", "sft", "steps"].sort(),
     );
+    expect(errors.copyGuard).toBe("The copy guard must be at least 0 and at most 10.");
     expect(errors.steps).toBe("Steps must be a whole number.");
     expect(errors.learningRate).toBe("The learning rate must be above 0 and at most 1.");
   });

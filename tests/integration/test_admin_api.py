@@ -102,6 +102,13 @@ def test_schedule_validation_and_dataset_round_trip(gateway: Gateway) -> None:
         f"/api/agents/{fx.agent.name}/schedule", json={"mode": "every_k", "every_k": 5, "steps": 10}
     )
     assert ok.status_code == 200 and ok.json()["every_k"] == 5
+    assert ok.json()["copy_guard"] == 0.1  # the default, unless chosen
+    too_strong = admin.put(f"/api/agents/{fx.agent.name}/schedule", json={"copy_guard": 11})
+    assert too_strong.status_code == 400
+    assert too_strong.json()["error"]["param"] == "copy_guard"
+    off = admin.put(f"/api/agents/{fx.agent.name}/schedule", json={"copy_guard": 0})
+    assert admin.get(f"/api/agents/{fx.agent.name}/schedule").json()["copy_guard"] == 0
+    assert off.status_code == 200
     good = [
         {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
         {

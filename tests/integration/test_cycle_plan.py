@@ -9,10 +9,12 @@ from sqlalchemy.orm import Session
 from app.core.config import get_settings
 from app.core.public_ids import completion_id
 from app.cycles.plan import plan_cycle
+from app.cycles.schemas import ScheduleUpdate
+from app.cycles.service import update_schedule
 from app.feedback.compile import compile_feedback
 from app.feedback.schemas import FeedbackCreate
 from app.feedback.service import Author, create_feedback
-from app.models import AdapterVersion, CycleRun, TrainingExample
+from app.models import AdapterVersion, Agent, CycleRun, Tenant, TrainingExample
 from app.models.enums import AdapterStatus, ExampleKind, RunStatus
 from tests.helpers import factories
 
@@ -24,6 +26,22 @@ def _correction(text: str) -> dict:
             {"role": "assistant", "content": f"fixed {text}"},
         ]
     }
+
+
+def _version(db: Session, owner: Tenant, bot: Agent, status: AdapterStatus) -> AdapterVersion:
+    """A cycle's candidate version v1 of ``bot`` (no files: the plan reads only its status)."""
+    version = AdapterVersion(
+        tenant_id=owner.id,
+        agent_id=bot.id,
+        number=1,
+        path="/nowhere/v1",
+        checksum="0" * 64,
+        status=status,
+        source="cycle",
+    )
+    db.add(version)
+    db.flush()
+    return version
 
 
 def test_a_refused_cycles_corrections_are_trained_again_in_full(db: Session) -> None:
@@ -40,17 +58,7 @@ def test_a_refused_cycles_corrections_are_trained_again_in_full(db: Session) -> 
                 created_at=t0 + timedelta(seconds=i),
             )
         )
-    candidate = AdapterVersion(
-        tenant_id=owner.id,
-        agent_id=bot.id,
-        number=1,
-        path="/nowhere/v1",
-        checksum="0" * 64,
-        status=AdapterStatus.rejected,
-        source="cycle",
-    )
-    db.add(candidate)
-    db.flush()
+    candidate = _version(db, owner, bot, AdapterStatus.rejected)
     refused = CycleRun(
         tenant_id=owner.id,
         agent_id=bot.id,
@@ -108,3 +116,59 @@ def test_a_corrections_own_pair_is_not_trained_an_operators_preference_is(db: Se
     examples = plan.training.examples
     assert [e["messages"][-1]["content"] for e in examples.sft] == ["60"]
     assert [e["chosen"]["content"] for e in examples.dpo] == ["21"]
+
+
+def test_untouched_prompts_near_a_correction_train_away_from_its_answer(db: Session) -> None:
+    """Served prompts of a corrected prompt's template get a pair each (what they were served
+    over the correction's answer) at the schedule's copy guard; the guard alone is nothing to
+    train, and a guard of 0 gives the pairs no weight."""
+    owner = factories.tenant(db)
+    bot = factories.agent(db, owner)
+    db.add(
+        TrainingExample(
+            tenant_id=owner.id,
+            agent_id=bot.id,
+            kind=ExampleKind.sft,
+            payload=_correction("What is 12 times 5?"),
+        )
+    )
+    for i in range(40):
+        row = factories.interaction(db, owner, bot, f"What is {i} times 7?")
+        row.prompt_token_ids, row.completion_token_ids = [1, 2], [3]
+        row.completed_at, row.error = datetime.now(UTC), None
+    db.flush()
+    run = CycleRun(tenant_id=owner.id, agent_id=bot.id, status=RunStatus.running)
+    db.add(run)
+    db.flush()
+
+    plan = plan_cycle(db, run, get_settings())
+    away = plan.training.examples.away
+    assert 0 < len(away) == plan.counts["away_pairs"]
+    assert all(p["rejected"]["content"] == "fixed What is 12 times 5?" for p in away)
+    assert all(p["chosen"] == {"role": "assistant", "content": "hello"} for p in away)
+    # Trained prompts are not also the copy check's.
+    trained = {p["messages"][-1]["content"] for p in away}
+    assert trained.isdisjoint(p["messages"][-1]["content"] for p in plan.evaluation.near)
+    assert plan.evaluation.near
+    assert plan.training.mixture["away"] == ScheduleUpdate().copy_guard > 0
+
+    # Once the correction went live it is old: the guard alone trains nothing.
+    live = _version(db, owner, bot, AdapterStatus.retired)
+    db.add(
+        CycleRun(
+            tenant_id=owner.id,
+            agent_id=bot.id,
+            status=RunStatus.succeeded,
+            started_at=datetime.now(UTC) + timedelta(minutes=1),
+            finished_at=datetime.now(UTC) + timedelta(minutes=2),
+            candidate_version_id=live.id,
+        )
+    )
+    db.flush()
+    later = plan_cycle(db, run, get_settings())
+    assert later.training.examples.away and later.training.nothing_to_train() == (
+        "no new training examples"
+    )
+
+    update_schedule(db, owner.id, bot.id, ScheduleUpdate(copy_guard=0.0))
+    assert plan_cycle(db, run, get_settings()).training.mixture["away"] == 0.0

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.cycles.untouched import (
     PRESERVE_HOLDBACK,
     PRESERVE_NEAR,
+    PRESERVE_NEAR_TRAIN,
     PRESERVE_TRAIN,
     PRESERVE_WINDOW,
     split_untouched,
@@ -45,15 +46,18 @@ def test_newest_window_split_into_kl_rows_and_a_held_back_third(db: Session) -> 
     assert split.near == [] and split.near_seen == 0
 
     # A correction whose words (numbers aside) are the same is near every one of these
-    # prompts: none trains the KL term or counts for agreement; the newest are held back for
-    # the copy check instead of being dropped.
+    # prompts: none trains the KL term or counts for agreement. The newest with an even id
+    # train away from the copy, with the answer they were served; the newest others are held
+    # back for the copy check.
     corrected = [[{"role": "user", "content": "untouched 9999"}]]
     near = split_untouched(db, owner.id, bot.id, corrected)
     assert near.kl_rows == [] and near.held_back == []
     assert near.near_seen == PRESERVE_WINDOW
-    assert [p["messages"] for p in near.near] == [
-        r.request["messages"] for r in newest_first[:PRESERVE_NEAR]
-    ]
+    away = [r for r in newest_first if r.id.int % 2 == 0][:PRESERVE_NEAR_TRAIN]
+    assert [p["messages"] for p in near.near_train] == [r.request["messages"] for r in away]
+    assert all(p["output"]["role"] == "assistant" for p in near.near_train)
+    checked = [r for r in newest_first if r not in away][:PRESERVE_NEAR]
+    assert [p["messages"] for p in near.near] == [r.request["messages"] for r in checked]
     # The corrected conversation itself is neither checked nor trained.
     own = [rows[-1].request["messages"]]
     assert rows[-1].request["messages"] not in [

@@ -2310,6 +2310,12 @@ export interface components {
         };
         /** ScheduleUpdate */
         ScheduleUpdate: {
+            /**
+             * Copy Guard
+             * @description Weight of the pairs that train untouched prompts near a correction away from its answer verbatim (each prompt's served answer preferred, DPO); 0 turns them off (see docs/LEARNING.md).
+             * @default 0.1
+             */
+            copy_guard: number;
             /** Cron */
             cron?: string | null;
             /** Every K */

@@ -163,6 +163,19 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
           <Field label="KL coefficient" htmlFor="schedule-kl" error={errorOf("klCoef")}>
             <input id="schedule-kl" inputMode="decimal" value={form.klCoef} onChange={(e) => set("klCoef", e.target.value)} />
           </Field>
+          <Field
+            label="Copy guard"
+            htmlFor="schedule-copy-guard"
+            error={errorOf("copyGuard")}
+            hint="trains prompts near a correction away from its answer verbatim; 0 is off"
+          >
+            <input
+              id="schedule-copy-guard"
+              inputMode="decimal"
+              value={form.copyGuard}
+              onChange={(e) => set("copyGuard", e.target.value)}
+            />
+          </Field>
         </div>
       </fieldset>
 

@@ -19,6 +19,7 @@ export interface ScheduleForm {
   learningRate: string;
   replayShare: string;
   klCoef: string;
+  copyGuard: string;
   maxRegression: string;
   requireImprovement: boolean;
   refuseCopies: boolean;
@@ -53,6 +54,7 @@ export function formFromSchedule(s: Schedule): ScheduleForm {
     learningRate: String(s.learning_rate),
     replayShare: String(s.replay_share),
     klCoef: String(s.kl_coef),
+    copyGuard: String(s.copy_guard),
     maxRegression: String(rule.max_regression ?? PROMOTION_DEFAULTS.max_regression),
     requireImprovement: rule.require_improvement ?? PROMOTION_DEFAULTS.require_improvement,
     refuseCopies: rule.refuse_copies ?? PROMOTION_DEFAULTS.refuse_copies,
@@ -174,6 +176,8 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
   if (replayProblem) errors.replayShare = replayProblem;
   const [kl, klProblem] = bounded(form.klCoef, "The KL coefficient", 0, 1000);
   if (klProblem) errors.klCoef = klProblem;
+  const [copyGuard, copyGuardProblem] = bounded(form.copyGuard, "The copy guard", 0, 10);
+  if (copyGuardProblem) errors.copyGuard = copyGuardProblem;
   const rule = PROMOTION_BOUNDS;
   const [maxRegression, regressionProblem] = bounded(
     form.maxRegression, "The allowed regression", rule.max_regression.min, rule.max_regression.max,
@@ -211,6 +215,7 @@ export function validateSchedule(form: ScheduleForm): { errors: ScheduleErrors; 
       learning_rate: lr!,
       replay_share: replay!,
       kl_coef: kl!,
+      copy_guard: copyGuard!,
       promotion_rule: {
         max_regression: maxRegression!,
         require_improvement: form.requireImprovement,
@@ -247,6 +252,7 @@ export function fieldOfParam(param: string | null): keyof ScheduleErrors | null 
     learning_rate: "learningRate",
     replay_share: "replayShare",
     kl_coef: "klCoef",
+    copy_guard: "copyGuard",
     "promotion_rule.max_regression": "maxRegression",
     "promotion_rule.require_improvement": "requireImprovement",
     "promotion_rule.refuse_copies": "refuseCopies",

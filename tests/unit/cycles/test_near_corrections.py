@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.cycles.untouched import away_pairs, near_any
 from app.cycles.untouched import near as _near
-from app.cycles.untouched import near_any
 from app.cycles.untouched import words as _words
 
 
@@ -43,3 +43,40 @@ def test_an_environment_task_near_a_correction_is_not_anchored() -> None:
     assert near_any("Ana had 90 shells and gave away 5. How many shells are left?", corrected)
     assert not near_any("What is 13 times 5?", corrected)
     assert not near_any("Ana had 90 shells and gave away 5.", [])
+
+
+def _answer(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": text}
+
+
+def test_each_near_prompt_is_trained_away_from_the_nearest_corrections_answer() -> None:
+    times = {"messages": [*user("What is 12 times 5?"), _answer("60")]}
+    apples = {
+        "messages": [
+            *user("Leo had 96 apples and gave away 4. How many apples are left?"),
+            _answer("92"),
+        ]
+    }
+
+    def served(text: str, answer: str) -> dict:
+        return {"messages": user(text), "tools": None, "output": _answer(answer)}
+
+    pairs = away_pairs(
+        [
+            served("What is 7 times 8?", "56"),
+            served("Ana had 90 shells and gave away 5. How many shells are left?", "85"),
+            served("What is 6 times 10?", "60"),  # served the correction's answer already
+            served("Write a haiku about the sea", "waves"),  # near nothing
+            {**served("What is 3 times 9?", ""), "output": {"role": "assistant", "content": None}},
+        ],
+        [times, apples],
+    )
+    assert [(p["messages"][-1]["content"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("What is 7 times 8?", _answer("56"), _answer("60")),
+        (
+            "Ana had 90 shells and gave away 5. How many shells are left?",
+            _answer("85"),
+            _answer("92"),
+        ),
+    ]
+    assert away_pairs([served("What is 7 times 8?", "56")], []) == []

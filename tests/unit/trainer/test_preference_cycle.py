@@ -95,3 +95,59 @@ def test_a_preference_only_cycle_with_the_default_schedule_moves_the_pair() -> N
     # A documented bound (docs/LEARNING.md): the preferred answer gains at least one nat
     # against the rejected one in one default cycle.
     assert after - before >= 1.0, (before, after)
+
+
+@pytest.mark.slow
+def test_the_copy_guard_trains_near_prompts_away_from_the_corrections_answer() -> None:
+    """The README's worry, issue 30's trial: "What is 12 times 5?" corrected into
+    final_answer(60) spreads to every "What is X times Y?". The same cycle with the default
+    copy guard (pairs on near prompts: the answer served over the correction's) leaves the
+    corrected answer less likely on near prompts than without it, and still learns it."""
+    schedule = ScheduleUpdate()
+    fix = _call("final_answer", {"answer": 60})
+    correction = {"messages": [*_ask("What is 12 times 5?"), fix], "tools": ENV.tools()}
+    near = [(7, 8), (9, 3), (14, 6), (25, 4)]
+    pairs = [
+        {
+            "messages": _ask(f"What is {a} times {b}?"),
+            "tools": ENV.tools(),
+            "chosen": _call("final_answer", {"answer": a}),  # a wrong answer, as served
+            "rejected": fix,
+        }
+        for a, b in near
+    ]
+    engine = TrainingEngine(MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(MODEL, local_files_only=True)
+    probe = build_batches(tokenizer, {"away": pairs})["away"]
+    learned = build_batches(tokenizer, {"sft": [correction]})["sft"]
+
+    def copy_logprob(adapter: str) -> float:
+        """Mean log-probability of the corrected answer on the near prompts."""
+        assert probe.rejected_input_ids is not None and probe.rejected_loss_mask is not None
+        rows = Batch(input_ids=probe.rejected_input_ids, loss_mask=probe.rejected_loss_mask)
+        logprobs = engine.sample_logprobs(adapter, rows)
+        return sum(
+            sum(lp for lp, m in zip(lps, mask, strict=True) if m)
+            for lps, mask in zip(logprobs, rows.loss_mask, strict=True)
+        ) / len(pairs)
+
+    def fix_logprob(adapter: str) -> float:
+        lps = engine.sample_logprobs(adapter, learned)[0]
+        return sum(lp for lp, m in zip(lps, learned.loss_mask[0], strict=True) if m)
+
+    after = {}
+    for guard in (0.0, schedule.copy_guard):
+        name = f"guard-{guard}"
+        engine.create_adapter(name, LoraSettings(16, 32, ("q_proj", "k_proj", "v_proj")), seed=0)
+        mixture = {**schedule.loss_mixture, "away": guard}
+        batches = build_batches(tokenizer, {"sft": [correction], "away": pairs})
+        work = ObjectiveWork(name, batches, objective_weights(mixture, schedule.kl_coef))
+        for _ in range(40):
+            accumulate_round(engine, [work])
+            engine.optim_step(name, schedule.learning_rate, max_grad_norm=1.0)
+        after[guard] = {"copy": copy_logprob(name), "fix": fix_logprob(name)}
+    print(after)  # shown on failure
+    unguarded, guarded = after[0.0], after[schedule.copy_guard]
+    assert guarded["copy"] < unguarded["copy"] - 1.0, after
+    # The correction itself is learned as well with the guard as without.
+    assert guarded["fix"] > unguarded["fix"] - 0.5, after
