@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -74,8 +75,37 @@ class EngineTimeoutError(EngineStartError):
     """The engine was still not ready when the timeout ran out."""
 
 
+SERVER_PORTS = 12_000
+"""How many ports below the kernel's ephemeral range `free_port` picks from."""
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux's default range starts at
+    32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
+    """A TCP port that is free right now on ``host``, for a server that binds it later.
+
+    It comes from just below the kernel's ephemeral range: a port from inside it (``bind(0)``)
+    can be handed to any outgoing connection in the seconds before the server binds it (a
+    gateway lost its port that way while a second test suite ran beside it, and died with
+    EADDRINUSE). It is drawn at random, so two processes choosing at once rarely choose alike."""
+    high = _ephemeral_low()
+    ports = range(max(1024, high - SERVER_PORTS), high)
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.choice(ports)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

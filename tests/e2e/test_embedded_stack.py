@@ -16,17 +16,12 @@ import httpx
 import psutil
 import pytest
 
+from app.sampler.launcher import free_port
 from tests.helpers.engine import READY_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 
 CLORA = [sys.executable, "-m", "app.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(data_dir: Path, port: int) -> dict[str, str]:
@@ -82,7 +77,7 @@ def _owned_pids(data_dir: Path) -> list[int]:
 
 def test_up_persists_rows_and_stops_children(tmp_path: Path) -> None:
     data_dir = tmp_path / "clora-data"
-    port, redis_port = _free_port(), _free_port()
+    port, redis_port = free_port(), free_port()
 
     proc, lines = _start(data_dir, port, redis_port)
     output = "".join(lines)
@@ -131,7 +126,7 @@ def test_kill_9_of_up_takes_its_children_down_and_a_taken_port_is_named(tmp_path
     """kill -9 of `clora up` leaves no orphan serving (each child is told to stop when its
     parent dies); `clora up` on a port still taken says so instead of dying five times."""
     data_dir = tmp_path / "clora-data"
-    port, redis_port = _free_port(), _free_port()
+    port, redis_port = free_port(), free_port()
     proc, _ = _start(data_dir, port, redis_port)
     children = [
         int(line.split()[1]) for line in (data_dir / "children.pid").read_text().split("\n") if line
@@ -148,7 +143,7 @@ def test_kill_9_of_up_takes_its_children_down_and_a_taken_port_is_named(tmp_path
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         second = subprocess.run(
-            [*CLORA, "up", "--no-engine", "--redis-port", str(_free_port())],
+            [*CLORA, "up", "--no-engine", "--redis-port", str(free_port())],
             env=_env(tmp_path / "other", port),
             capture_output=True,
             text=True,
@@ -174,8 +169,8 @@ def test_children_of_an_earlier_up_still_running_are_named_before_anything_start
         gone.wait()
         (data_dir / "children.pid").write_text(f"worker {gone.pid}\ngateway {orphan.pid}\n")
         second = subprocess.run(
-            [*CLORA, "up", "--no-engine", "--redis-port", str(_free_port())],
-            env=_env(data_dir, _free_port()),
+            [*CLORA, "up", "--no-engine", "--redis-port", str(free_port())],
+            env=_env(data_dir, free_port()),
             capture_output=True,
             text=True,
             timeout=120,
@@ -201,13 +196,13 @@ def _assert_children_stop(children: list[int], port: int) -> None:
 def test_a_taken_engine_port_is_named_before_anything_starts(tmp_path: Path) -> None:
     """A second `clora up` whose engine port is taken (by the first stack's engine, say) stops
     at once and names the setting, instead of serving from the other stack's engine."""
-    engine_port = _free_port()
+    engine_port = free_port()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", engine_port))
         squatter.listen()
-        env = {**_env(tmp_path / "second", _free_port()), "CLORA_ENGINE_PORT": str(engine_port)}
+        env = {**_env(tmp_path / "second", free_port()), "CLORA_ENGINE_PORT": str(engine_port)}
         second = subprocess.run(
-            [*CLORA, "up", "--redis-port", str(_free_port())],
+            [*CLORA, "up", "--redis-port", str(free_port())],
             env=env,
             capture_output=True,
             text=True,

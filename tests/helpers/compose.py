@@ -12,9 +12,9 @@ Docker would run it, as closely as a mount namespace allows:
   the service's ``volumes``: a named volume is a folder of this run shared by every service
   that mounts it, a bind mount is the host folder, ``:ro`` is read-only. A service that reads
   a path it does not mount finds nothing there, as in a container.
-- **Network.** Each service gets its own loopback address (127.0.0.N) and a private
-  ``/etc/hosts`` that names every service, so ``postgres:5432`` and ``http://vllm:8000`` in
-  the environment reach the right process unchanged. Listening on ``0.0.0.0`` in a container
+- **Network.** Each service gets its own loopback address (127.A.B.N, in a block drawn for
+  each topology) and a private ``/etc/hosts`` that names every service, so ``postgres:5432``
+  and ``http://vllm:8000`` in the environment reach the right process unchanged. Listening on ``0.0.0.0`` in a container
   is listening on the service's own address here, and ``localhost`` in a health check is that
   address too.
 - **Images that are not clora's** are stood in for: ``postgres:16`` by a pgserver instance
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shlex
 import socket
@@ -120,10 +121,13 @@ class Topology:
     _closers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # A loopback block of this topology's own (all of 127/8 is the loopback): two suites
+        # running the compose test at once each bound vllm:8000 on 127.0.0.N before.
+        block = "127.{}.{}".format(*random.SystemRandom().sample(range(1, 255), 2))
         for i, (name, spec) in enumerate(self.compose["services"].items()):
             root = self.folder / "roots" / name
             self.services[name] = Service(
-                name, spec, f"127.0.0.{10 + i}", root, self.folder / f"{name}.log"
+                name, spec, f"{block}.{10 + i}", root, self.folder / f"{name}.log"
             )
         self.hosts = self.folder / "hosts"
         self.hosts.write_text(

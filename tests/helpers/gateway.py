@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +26,9 @@ from app.agents.service import create_agent
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.models import AdapterVersion, Agent, Interaction, Tenant
-from app.sampler.launcher import EngineProcess
+from app.sampler.launcher import EngineProcess, free_port
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.engine import MODEL_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
