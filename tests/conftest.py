@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from tests.helpers.database import TEST_REDIS_URL, create_database, drop_database
+
+# Each checkout's suite keeps its temporary folders under a root of its own. pytest makes the
+# shared /tmp/pytest-of-<user> private again (chmod go-rwx) at the start of every session,
+# while an embedded Postgres (pgserver, running as its own user) reaches its data dir only
+# through that folder: a second suite starting on the machine cut the first one's stacks off
+# from their databases (PANIC: could not open pg_control: Permission denied).
+TEMP_ROOT = Path(__file__).resolve().parents[1] / ".pytest-tmp"
+TEMP_ROOT.mkdir(exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 # Every fixture module, for every tier (pytest only takes pytest_plugins in the root conftest).
 pytest_plugins = [
