@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +14,16 @@ from sqlalchemy.orm import Session
 
 from tests.helpers.database import TEST_REDIS_URL, create_database, drop_database
 
-# Each checkout's suite keeps its temporary folders under a root of its own. pytest makes the
-# shared /tmp/pytest-of-<user> private again (chmod go-rwx) at the start of every session,
-# while an embedded Postgres (pgserver, running as its own user) reaches its data dir only
-# through that folder: a second suite starting on the machine cut the first one's stacks off
-# from their databases (PANIC: could not open pg_control: Permission denied).
-TEMP_ROOT = Path(__file__).resolve().parents[1] / ".pytest-tmp"
+# Each checkout's suite keeps its temporary folders under a root of its own, outside the
+# checkout (the compose topology mounts the checkout into its services). pytest makes the shared
+# /tmp/pytest-of-<user> private again (chmod go-rwx) at the start of every session, while an
+# embedded Postgres (pgserver, running as its own user) reaches its data dir only through that
+# folder: a second suite starting on the machine cut the first one's stacks off from their
+# databases (PANIC: could not open pg_control: Permission denied).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+TEMP_ROOT = Path(tempfile.gettempdir()) / (
+    "clora-tests-" + hashlib.sha1(str(_CHECKOUT).encode()).hexdigest()[:10]
+)
 TEMP_ROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
