@@ -52,7 +52,9 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
     """The issue's trial: 20 "What is X times Y?" and 20 word problems served untouched, one
     "What is 12 times 5?" corrected into final_answer(60), one cycle with the default
     schedule. Whatever the cycle decides, the live agent must not answer 60 to other
-    prompts of the template; the test measures that itself on 12 prompts nobody served."""
+    prompts of the template; the test measures that itself on 12 prompts nobody served. With
+    the copy guard the candidate mostly does not copy (0 of 21 held-back near prompts in one
+    run), and the gate may still refuse it on another signal or find nothing to compare."""
     fx = make_tenant("copyguard", rank=16, alpha=32)
     rng = random.Random(30)
     seen: set[tuple[int, int]] = {(12, 5)}
@@ -94,7 +96,9 @@ def test_an_agent_without_environment_never_goes_live_copying_a_correction(
         fixed = as_dict(_ask(gateway, fx, CORRECTED).choices[0].message)
         assert says(fixed, "60"), fixed
         assert copies["after"] <= copies["allowed"], copies
-    else:  # refused, and the signal that saw the copy is named
-        assert run.status == "rejected" and live is None, run.metrics["decision"]
-        assert run.metrics["failed_signal"] == "copies", run.metrics["decision"]
-        assert copies["after"] > copies["allowed"] and copies["copied"], copies
+    else:  # nothing went live; a refusal names its signal, a copy refusal shows the copies
+        assert run.status in ("rejected", "needs_evaluation") and live is None, run.metrics
+        if run.status == "rejected":
+            assert run.metrics["failed_signal"], run.metrics["decision"]
+        if run.metrics.get("failed_signal") == "copies":
+            assert copies["after"] > copies["allowed"] and copies["copied"], copies
