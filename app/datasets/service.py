@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -197,15 +197,18 @@ def import_examples(
     lines: Iterable[str],
     split: ExampleSplit,
 ) -> int:
-    """Validate the whole file, then add its examples (golden examples when split is eval)."""
+    """Validate the whole file, then add its examples (golden examples when split is eval).
+
+    Each line is stamped a microsecond after the one before, so examples list (and export) in
+    the file's order: with one timestamp for all, Postgres returned them in any order."""
     parsed = parse_lines(lines)
     repo = ExampleRepository(session)
     now = datetime.now(UTC)
-    for kind, payload in parsed:
+    for line, (kind, payload) in enumerate(parsed):
         repo.insert_once(
             TrainingExample(
                 id=uuid.uuid4(),
-                created_at=now,
+                created_at=now + timedelta(microseconds=line),
                 tenant_id=tenant_id,
                 agent_id=agent_id,
                 kind=kind,

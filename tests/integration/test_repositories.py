@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from itertools import pairwise
+
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -10,8 +13,10 @@ from sqlalchemy.orm import Session
 from app.agents.repository import AgentRepository
 from app.agents.schemas import AgentIn
 from app.core.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from app.datasets.service import export_examples, import_examples
+from app.feedback.repository import ExampleRepository
 from app.models import AdapterVersion, ApiKey, CycleRun
-from app.models.enums import RunStatus
+from app.models.enums import ExampleSplit, RunStatus
 from app.tenants import service as tenants
 from app.tenants.repository import ApiKeyRepository
 from tests.helpers import factories
@@ -163,3 +168,31 @@ def test_untouched_interactions_are_answered_ones_no_feedback_touches(db: Sessio
     db.flush()
     rows = InteractionRepository(db).untouched(owner.id, bot.id, limit=10)
     assert [r.id for r in rows] == [plain.id]
+
+
+def test_an_imported_file_exports_in_its_own_order(db: Session) -> None:
+    """Examples imported in one call list in the file's order (CI once exported a two-line
+    file swapped: every line had had the same timestamp)."""
+    owner = factories.tenant(db)
+    agent = factories.agent(db, owner, "ordered")
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": f"q{i}"},
+                    {"role": "assistant", "content": f"a{i}"},
+                ]
+            }
+        )
+        for i in range(120)
+    ]
+    import_examples(db, owner.id, agent.id, lines, ExampleSplit.eval)
+    exported = [
+        json.loads(line)["messages"][0]["content"]
+        for line in export_examples(db, owner.id, agent.id, ExampleSplit.eval)
+    ]
+    assert exported == [f"q{i}" for i in range(120)]
+    # The order may not rest on where Postgres happened to put the rows: a busy table fills
+    # earlier pages' free space first, and ties then come back in any order.
+    stamps = [e.created_at for e in ExampleRepository(db).for_agent(owner.id, agent.id)]
+    assert all(a < b for a, b in pairwise(stamps))
