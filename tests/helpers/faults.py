@@ -37,6 +37,17 @@ def gateway_env(database_url: str, redis_url: str, engine_url: str, data: Path) 
     return env
 
 
+async def answered(
+    times: list[float], at_least: int, since: float, minimum_s: float, limit_s: float = 60
+) -> None:
+    """Let traffic run ``minimum_s``, then on until ``at_least`` of the answers timed in
+    ``times`` came back after ``since``, up to ``limit_s`` from ``since``: traffic measured in
+    answers, not seconds (a loaded engine answers a few a second, a quiet one dozens)."""
+    await asyncio.sleep(minimum_s)
+    while sum(t >= since for t in times) < at_least and time.monotonic() < since + limit_s:
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Traffic:
     """What the clients saw: completion ids that succeeded, failures with their time."""
@@ -97,15 +108,10 @@ async def drive(
                 traffic.failures.append((time.monotonic(), f"stream: {exc.message}"))
                 await asyncio.sleep(0.2)
 
-    async def served(since: float) -> None:
-        await asyncio.sleep(3)
-        while sum(t >= since for t in traffic.ok_at) < 3 and time.monotonic() < since + 60:
-            await asyncio.sleep(0.1)
-
     loops = [asyncio.create_task(client_loop(n)) for n in range(4)]
-    await served(time.monotonic())
+    await answered(traffic.ok_at, 3, time.monotonic(), 3)
     await fault()
-    await served(time.monotonic())
+    await answered(traffic.ok_at, 3, time.monotonic(), 3)
     stop.set()
     await asyncio.gather(*loops)
 

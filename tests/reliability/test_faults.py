@@ -22,7 +22,7 @@ import redis as redis_lib
 
 from app.sampler.launcher import EngineProcess, LoraSlots
 from tests.helpers.engine import MODEL_DIR, READY_TIMEOUT_S, SERVED_MODEL_NAME
-from tests.helpers.faults import Traffic, drive, logged, make_rig
+from tests.helpers.faults import Traffic, answered, drive, logged, make_rig
 from tests.helpers.figures import record
 from tests.helpers.gateway import free_port, start_gateway_process
 
@@ -93,12 +93,7 @@ def test_redis_outage_under_load_fails_nothing_and_loses_nothing(
     async def fault() -> None:
         await asyncio.to_thread(server.stop if how == "stop" else kill)
         marks["down"] = time.monotonic()
-        await asyncio.sleep(4)
-        # ... and on until it was served through (a loaded engine answers a few a second)
-        while sum(t >= marks["down"] for t in traffic.ok_at) < 2:
-            if time.monotonic() > marks["down"] + 60:
-                break
-            await asyncio.sleep(0.1)
+        await answered(traffic.ok_at, 2, marks["down"], 4)  # down until served through
         await asyncio.to_thread(server.start)
         marks["up"] = time.monotonic()
 

@@ -26,6 +26,7 @@ from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.adapters import random_adapter
 from tests.helpers.engine import MODEL_DIR
+from tests.helpers.faults import answered
 from tests.helpers.figures import record
 from tests.helpers.gateway import (
     Gateway,
@@ -164,14 +165,6 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
             except openai.OpenAIError as exc:
                 failures.append(repr(exc))
 
-    async def served(at_least: int, since: float, minimum_s: float) -> None:
-        """Let the traffic run ``minimum_s``, then on until ``at_least`` answers came back
-        after ``since`` (a loaded engine answers a few a second, a quiet one dozens), up to
-        a minute."""
-        await asyncio.sleep(minimum_s)
-        while sum(t >= since for t in served_at) < at_least and time.monotonic() < since + 60:
-            await asyncio.sleep(0.1)
-
     def landed_after(accepted: list[str], since: float) -> float:
         """Seconds from ``since`` until every one of ``accepted`` has its row (-1: not in 30 s)."""
         want = {uuid.UUID(hex=i.removeprefix("chatcmpl-")) for i in accepted}
@@ -190,16 +183,17 @@ def test_postgres_outage_under_load_loses_nothing(engine: EngineProcess, tmp_pat
     async def run() -> None:
         stop = asyncio.Event()
         loops = [asyncio.create_task(client_loop(n, stop)) for n in range(4)]
-        await served(3, time.monotonic(), 2)
+        await answered(served_at, 3, time.monotonic(), 2)
         await asyncio.to_thread(pg.stop)
         marks["down"] = time.monotonic()
-        await served(3, marks["down"], 4)  # the outage lasts until it was served through
+        # The outage lasts until it was served through.
+        await answered(served_at, 3, marks["down"], 4)
         await asyncio.to_thread(pg.start)
         marks["up"] = time.monotonic()
         # Recovery: from Postgres's return until every answer accepted so far has its row,
         # watched while the traffic goes on (not after the test's own tail of traffic).
         landing = asyncio.create_task(asyncio.to_thread(landed_after, list(ids), marks["up"]))
-        await served(3, marks["up"], 2)
+        await answered(served_at, 3, marks["up"], 2)
         stop.set()
         await asyncio.gather(*loops)
         marks["recovery_s"] = await landing
