@@ -58,7 +58,6 @@ from openai import OpenAI
 
 from trainer.envs import CalculatorEnvironment
 from trainer.envs.base import Task
-from trainer.envs.calculator import parse_answer
 
 ENV = CalculatorEnvironment()
 RESULTS = Path(__file__).parent / "results"
@@ -206,18 +205,10 @@ def as_target(message: dict[str, Any]) -> tuple[str, Any]:
 
 def right_first_step(task: Task, brief: str) -> bool:
     """Whether a first step, as the gate reports it (``name({json arguments})``), leads straight
-    to the task's answer: a final answer equal to it, or a calculator call that computes it."""
+    to the task's answer (`Environment.first_step_right`, which the gate itself grades by)."""
     name, _, rest = brief.partition("(")
-    try:
-        args = json.loads(rest[:-1])
-    except ValueError:
-        return False
-    if name == "final_answer" and isinstance(args, dict):
-        return ENV.reward(task, args.get("answer")) == 1.0
-    if name == "calculator" and isinstance(args, dict):
-        result = parse_answer(ENV.execute_tool("calculator", args))
-        return result is not None and result == parse_answer(task.answer)
-    return False
+    call = {"function": {"name": name, "arguments": rest[:-1]}}
+    return ENV.first_step_right(task, {"role": "assistant", "tool_calls": [call]})
 
 
 def kinds_of_change(changed: list[dict[str, Any]], tasks: list[Task]) -> dict[str, int]:

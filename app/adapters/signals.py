@@ -73,10 +73,15 @@ class ChangedAnswer(BaseModel):
     prompt: str = ""
     parent: str = ""
     candidate: str = ""
+    kind: str | None = None
+    """Where the agent's environment graded the prompt: ``right->wrong``, ``wrong->wrong``,
+    ``wrong->right`` or ``right->right``; None where it did not."""
 
 
 class PreservationSignal(_Signal):
-    """The share of held-back untouched prompts the candidate answers exactly as its parent."""
+    """The share of held-back untouched prompts whose answer the candidate kept: exactly the
+    parent's, or (where the agent's environment grades the prompt) not a right answer turned
+    wrong."""
 
     agreement: float | None = None
     min: float | None = None
@@ -89,7 +94,12 @@ class PreservationSignal(_Signal):
     """The most the agreement could be with 90% confidence: what the gate compares with
     ``min`` (computed here for records that lack it)."""
     changed: list[ChangedAnswer] = Field(default_factory=list)
-    """Up to five held-back prompts answered differently."""
+    """Up to five held-back prompts answered differently (those that count first)."""
+    graded: int | None = None
+    """How many of the ``n`` prompts the agent's environment graded (None: no environment)."""
+    no_worse: int | None = None
+    """Changed answers counted as kept: graded, and not a right answer turned wrong (None:
+    no environment)."""
 
     @model_validator(mode="after")
     def _bound(self) -> PreservationSignal:

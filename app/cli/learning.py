@@ -88,8 +88,17 @@ def signal_lines(signals: Signals | None) -> list[str]:
                 )
                 if sig.floor is not None:
                     limit += f"; refused below {sig.floor:.0%} whatever the bound"
-            out.append(f"{name:<12} agreement {value} ({limit}), n={sig.n}")
-            out += [f"  changed: {c.prompt!r}: {c.parent} -> {c.candidate}" for c in sig.changed]
+            graded = ""
+            if sig.graded:
+                graded = f", {sig.graded} graded by the environment"
+                if sig.no_worse:
+                    graded += f" ({sig.no_worse} changed but no worse, counted as kept)"
+            out.append(f"{name:<12} agreement {value} ({limit}), n={sig.n}{graded}")
+            out += [
+                f"  changed: {c.prompt!r}: {c.parent} -> {c.candidate}"
+                + (f" ({c.kind})" if c.kind else "")
+                for c in sig.changed
+            ]
         elif isinstance(sig, CopiesSignal):
             out.append(
                 f"{name:<12} {sig.before} -> {sig.after} of {sig.n} other prompts answered "

@@ -87,28 +87,52 @@ def _user_text(messages: list[dict[str, Any]]) -> str:
     return str(next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""))
 
 
+#: A changed answer the environment graded, as ``parent->candidate``: ``right->wrong`` is
+#: the only change that counts against agreement on a graded prompt.
+WORSE = "right->wrong"
+
+
 def agreement(
-    prompts: Sequence[dict[str, Any]], pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]
-) -> tuple[float | None, list[dict[str, Any]]]:
-    """Share of prompts the candidate answers exactly as the parent does (same tool calls and
-    arguments, or the same text; ``pairs`` from `compare`), and up to five of the prompts
-    where they differ (last user message, parent's answer, candidate's answer)."""
+    prompts: Sequence[dict[str, Any]],
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    grades: Sequence[tuple[bool, bool] | None] | None = None,
+) -> tuple[float | None, list[dict[str, Any]], int]:
+    """Share of prompts whose answer the candidate kept (``pairs`` from `compare`), up to
+    five of the prompts where it changed (last user message, parent's answer, candidate's
+    answer, and for a graded prompt the change's kind, ``right->wrong`` first), and how many
+    changed answers count as kept because the environment graded them no worse.
+
+    An answer is kept when it is the parent's exactly (same tool calls and arguments, or the
+    same text). Where the agent's environment grades a prompt (``grades``: whether the
+    parent's and the candidate's answers are right first steps, None where it cannot), a
+    change counts against agreement only when it turns a right answer wrong: a wrong answer
+    turned into another wrong one, or into a right one, breaks nothing."""
     if not prompts:
-        return None, []
-    same = 0
+        return None, [], 0
+    grades = grades if grades is not None else [None] * len(prompts)
+    kept = no_worse = 0
     changed: list[dict[str, Any]] = []
-    for p, (before, after) in zip(prompts, pairs, strict=True):
+    for p, (before, after), grade in zip(prompts, pairs, grades, strict=True):
         if matches(after, before):
-            same += 1
-        elif len(changed) < 5:
-            changed.append(
-                {
-                    "prompt": _user_text(p["messages"])[:200],
-                    "parent": brief(before),
-                    "candidate": brief(after),
-                }
-            )
-    return same / len(prompts), changed
+            kept += 1
+            continue
+        kind: str | None = None
+        if grade is not None:
+            kind = "->".join("right" if ok else "wrong" for ok in grade)
+            if kind != WORSE:
+                kept += 1
+                no_worse += 1
+        changed.append(
+            {
+                "prompt": _user_text(p["messages"])[:200],
+                "parent": brief(before),
+                "candidate": brief(after),
+                "kind": kind,
+            }
+        )
+    counted = [c for c in changed if c["kind"] in (None, WORSE)]
+    shown = (counted + [c for c in changed if c not in counted])[:5]
+    return kept / len(prompts), shown, no_worse
 
 
 def copies(

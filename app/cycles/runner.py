@@ -491,7 +491,12 @@ def _measure(cycle: _Cycle, parent: str, candidate: str) -> Signals:
     cycle.clock.lap("evaluate_corrections")
     held, near = planned.held_back, planned.near
     pairs = evaluation.compare(engine_url, parent, candidate, held + near)
-    rate, changed = evaluation.agreement(held, pairs[: len(held)])
+    grades = (
+        trainer_client.grade_first_steps(planned.environment, held, pairs[: len(held)])
+        if planned.environment
+        else None
+    )
+    rate, changed, no_worse = evaluation.agreement(held, pairs[: len(held)], grades)
     copied = evaluation.copies(held + near, pairs, planned.corrected)
     signals.copies = CopiesSignal(
         **copied, near=len(near), allowed=copies_allowed(copied["before"], copied["n"])
@@ -506,6 +511,8 @@ def _measure(cycle: _Cycle, parent: str, candidate: str) -> Signals:
         # What the gate compares with `min`: the most the agreement could be (90% confidence).
         upper_bound=None if rate is None else agreement_upper_bound(rate, len(held)),
         changed=changed,
+        graded=None if grades is None else sum(g is not None for g in grades),
+        no_worse=None if grades is None else no_worse,
     )
     cycle.beat(0.85)
     cycle.clock.lap("evaluate_preservation")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,29 @@ def get_environment(name: str) -> Any:
     from trainer.envs import get_environment as lookup
 
     return lookup(name)
+
+
+def grade_first_steps(
+    environment: str,
+    prompts: Sequence[Mapping[str, Any]],
+    pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+) -> list[tuple[bool, bool] | None]:
+    """For each prompt (``{"messages", ...}``) that poses one of ``environment``'s tasks:
+    whether the first and the second answer of its pair (the parent's and the candidate's)
+    lead straight to the task's answer (`Environment.first_step_right`); None for a prompt
+    the environment cannot grade."""
+    from trainer.envs import get_environment as lookup
+
+    env = lookup(environment)
+    out: list[tuple[bool, bool] | None] = []
+    for prompt, (before, after) in zip(prompts, pairs, strict=True):
+        task = env.task_of(prompt["messages"])
+        out.append(
+            None
+            if task is None
+            else (env.first_step_right(task, before), env.first_step_right(task, after))
+        )
+    return out
 
 
 def file_task(index: int, prompt: str, answer: str) -> Any:

@@ -115,6 +115,24 @@ describe("ChangedAnswers", () => {
     expect(rows.map(cells)).toEqual(changed.map((c) => [c.prompt, c.parent, c.candidate]));
   });
 
+  it("counts graded changes that are no worse, and says how each was graded", () => {
+    const changed = [
+      { prompt: "Zoe buys 6 boxes with 11 apples in each box.", parent: 'calculator({"expression": "6*11"})', candidate: 'final_answer({"answer": 12})', kind: "right->wrong" },
+      { prompt: "Zoe buys 92 boxes with 63 coins in each box.", parent: 'final_answer({"answer": 120})', candidate: 'final_answer({"answer": 122})', kind: "wrong->wrong" },
+    ];
+    // 13 prompts, 2 changed, 1 of them no worse: agreement 12/13.
+    const signals = { preservation: { n: 13, agreement: 12 / 13, min: 0.95, upper_bound: 0.99, changed, graded: 13, no_worse: 1 } };
+    render(<GateSummary metrics={{ signals }} signals={signals} />);
+    expect(screen.getByTestId("changed-answers").querySelector("summary")!.textContent).toBe(
+      "2 of 13 held-back answers changed; 1 of them no worse by the environment's grading, counted as kept",
+    );
+    const rows = within(screen.getByRole("table", { name: "Changed answers" })).getAllByRole("row").slice(1);
+    expect(rows.map(cells).map((r) => r[2])).toEqual([
+      'final_answer({"answer": 12}) (right → wrong)',
+      'final_answer({"answer": 122}) (wrong → wrong)',
+    ]);
+  });
+
   it("shows nothing when every held-back answer was kept", () => {
     const signals = { preservation: { n: 40, agreement: 1, min: 0.95, upper_bound: 1, changed: [] } };
     render(<GateSummary metrics={{ signals }} signals={signals} />);

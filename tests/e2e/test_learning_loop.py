@@ -354,6 +354,9 @@ def test_readme_flow_never_breaks_the_agent(
     # The gate had evidence to decide on: the environment's 60 tasks always; the held-back
     # untouched prompts count too when five or more of the served ones were logged in time.
     assert env["n"] == 60, signals
+    if kept["n"]:  # the traffic is the environment's tasks: it grades every held-back prompt
+        assert kept["graded"] == kept["n"], kept
+        assert all(c["kind"] for c in kept["changed"]), kept
     after = _ask(gateway, fx, README_PROMPT)
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from trainer.envs.safe_math import CalculatorError, evaluate
 
 Split = Literal["train", "test"]
 
@@ -224,3 +227,53 @@ def sample_problems(
         seen.add(problem.problem_id)
         out.append(problem)
     return out
+
+
+# ---- reading a problem back from its question ------------------------------------------------
+_DIGITS = re.compile(r"\d+")
+_NAME_OR_ITEM = re.compile(rf"\b({'|'.join(NAMES + ITEMS)})\b")
+
+
+def _skeleton(question: str) -> str:
+    """A question with its numbers, name and item blanked: one per template."""
+    return _DIGITS.sub("#", _NAME_OR_ITEM.sub("_", question))
+
+
+def _skeletons() -> dict[str, tuple[str, str]]:
+    """Each template's question skeleton -> (template, expression skeleton). Built from one
+    drawn problem per template; every template puts its numbers into the expression in the
+    question's order (checked here, and over many problems in the tests)."""
+    rng = random.Random("skeletons")
+    out: dict[str, tuple[str, str]] = {}
+    for template in TEMPLATES:
+        problem = make_problem(rng, template)
+        in_question = [int(n) for n in _DIGITS.findall(problem.question)]
+        in_expression = [int(n) for n in _DIGITS.findall(problem.expression)]
+        assert in_question == in_expression == list(problem.numbers), template
+        out[_skeleton(problem.question)] = (template, _DIGITS.sub("#", problem.expression))
+    assert len(out) == len(TEMPLATES), "two templates read alike"
+    return out
+
+
+_SKELETONS = _skeletons()
+
+
+def problem_from_question(question: str) -> ArithmeticProblem | None:
+    """The problem a question poses, when it is one of these templates' questions exactly
+    (numbers, name and item free) with a whole answer; None for any other text."""
+    found = _SKELETONS.get(_skeleton(question.strip()))
+    if found is None:
+        return None
+    template, expression = found
+    numbers = tuple(int(n) for n in _DIGITS.findall(question))
+    filled = iter(str(n) for n in numbers)
+    expression = re.sub("#", lambda _: next(filled), expression)
+    try:
+        answer = evaluate(expression)
+    except CalculatorError:  # "among 0 friends"
+        return None
+    if answer.denominator != 1:
+        return None
+    return ArithmeticProblem(
+        template, TEMPLATES[template][0], numbers, question.strip(), expression, int(answer)
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -164,6 +164,21 @@ class Episode:
     """The whole episode as tokens (token-level rollouts only, `trainer.envs.tokens`)."""
 
 
+def first_call(message: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """An assistant message's first tool call as (name, parsed arguments); (None, None) when
+    it calls no tool. Arguments that are not JSON come back as their text."""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return None, None
+    function = calls[0].get("function") or {}
+    raw = function.get("arguments")
+    try:
+        args = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        args = raw
+    return function.get("name"), args
+
+
 class Environment(ABC):
     """A verifiable tool-use task family: tasks, tools, tool execution and reward."""
 
@@ -208,6 +223,24 @@ class Environment(ABC):
                 f"{sorted(TOOL_CALL_PARSERS)}"
             )
         return parser(text, turn_index)
+
+    def task_of(self, messages: Sequence[Mapping[str, Any]]) -> Task | None:
+        """The task a served conversation poses, when it is one of this environment's tasks
+        at its first step (a system prompt or not, one user message, no answer yet) and the
+        environment can tell: the learning gate then grades the held-back traffic it
+        compares (`first_step_right`). None, the default, leaves the conversation ungraded."""
+        return None
+
+    def first_step_right(self, task: Task, message: Mapping[str, Any]) -> bool:
+        """Whether an assistant message, as the first step of ``task``'s episode, leads
+        straight to its answer. By default: its first tool call is the final-answer tool with
+        an answer the reward scores 1.0."""
+        name, args = first_call(message)
+        return (
+            name == self.final_answer_tool
+            and isinstance(args, dict)
+            and self.reward(task, args.get(self.final_answer_argument)) == 1.0
+        )
 
     def tool_names(self) -> set[str]:
         """Names of every tool offered, including the final-answer tool."""

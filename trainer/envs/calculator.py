@@ -7,13 +7,18 @@ final answer equals the ground truth, else 0.0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from trainer.envs.arithmetic_tasks import TEMPLATES, ArithmeticProblem, sample_problems
-from trainer.envs.base import Environment, Split, Task
+from trainer.envs.arithmetic_tasks import (
+    TEMPLATES,
+    ArithmeticProblem,
+    problem_from_question,
+    sample_problems,
+)
+from trainer.envs.base import Environment, Split, Task, first_call
 from trainer.envs.safe_math import calculate
 
 SYSTEM_PROMPT = "Solve the problem. Use the calculator for arithmetic, then call final_answer."
@@ -114,3 +119,23 @@ class CalculatorEnvironment(Environment):
         """1.0 when the final answer equals the ground truth numerically, else 0.0."""
         given = parse_answer(final_answer)
         return 1.0 if given is not None and given == Fraction(task.answer) else 0.0
+
+    def task_of(self, messages: Sequence[Mapping[str, Any]]) -> Task | None:
+        """The problem a conversation poses, when its one user message is one of these
+        templates' questions and nothing has been answered yet."""
+        roles = [m.get("role") for m in messages]
+        if roles not in (["user"], ["system", "user"]):
+            return None
+        content = messages[-1].get("content")
+        problem = problem_from_question(content) if isinstance(content, str) else None
+        if problem is None or (self.templates and problem.template not in self.templates):
+            return None
+        return problem_to_task(problem)
+
+    def first_step_right(self, task: Task, message: Mapping[str, Any]) -> bool:
+        """The final answer, or a calculator call whose result is the answer."""
+        name, args = first_call(message)
+        if name == "calculator" and isinstance(args, Mapping) and "expression" in args:
+            result = parse_answer(calculate(args["expression"]))
+            return result is not None and result == Fraction(task.answer)
+        return super().first_step_right(task, message)

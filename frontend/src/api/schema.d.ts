@@ -1081,6 +1081,8 @@ export interface components {
              * @default
              */
             candidate: string;
+            /** Kind */
+            kind?: string | null;
             /**
              * Parent
              * @default
@@ -2111,7 +2113,9 @@ export interface components {
         };
         /**
          * PreservationSignal
-         * @description The share of held-back untouched prompts the candidate answers exactly as its parent.
+         * @description The share of held-back untouched prompts whose answer the candidate kept: exactly the
+         *     parent's, or (where the agent's environment grades the prompt) not a right answer turned
+         *     wrong.
          */
         PreservationSignal: {
             /** Agreement */
@@ -2120,6 +2124,8 @@ export interface components {
             changed?: components["schemas"]["ChangedAnswer"][];
             /** Floor */
             floor?: number | null;
+            /** Graded */
+            graded?: number | null;
             /** Min */
             min?: number | null;
             /** Min Examples */
@@ -2129,6 +2135,8 @@ export interface components {
              * @default 0
              */
             n: number;
+            /** No Worse */
+            no_worse?: number | null;
             /** Upper Bound */
             upper_bound?: number | null;
         };

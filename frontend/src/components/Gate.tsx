@@ -87,13 +87,15 @@ export function SignalsTable({ signals, failed = null }: { signals: Signals; fai
 export function ChangedAnswers({ signals }: { signals: Signals }) {
   const p = signals.preservation;
   const c = signals.copies;
-  const changedCount = p && (p.agreement == null ? p.changed.length : Math.round((1 - p.agreement) * p.n));
+  const changedCount =
+    p && (p.agreement == null ? p.changed.length : Math.round((1 - p.agreement) * p.n) + p.noWorse);
   return (
     <>
       {p && p.changed.length > 0 && changedCount != null && (
         <AnswerPairs testId="changed-answers" label="Changed answers" answers={p.changed}>
           {changedCount} of {p.n} held-back answers changed
           {changedCount > p.changed.length ? ` (first ${p.changed.length} shown)` : ""}
+          {p.noWorse > 0 ? `; ${p.noWorse} of them no worse by the environment's grading, counted as kept` : ""}
         </AnswerPairs>
       )}
       {c && c.copied.length > 0 && (
@@ -136,6 +138,7 @@ function AnswerPairs({
               </td>
               <td>
                 <code>{a.candidate}</code>
+                {a.kind && <span className="muted"> ({a.kind.replace("->", " → ")})</span>}
               </td>
             </tr>
           ))}

@@ -18,7 +18,8 @@ export interface ScoreSignal {
   after: number | null;
 }
 
-/** The share of held-back untouched prompts the candidate answers exactly as its parent. */
+/** The share of held-back untouched prompts whose answer the candidate kept: the parent's exactly, or,
+ * where the agent's environment grades the prompt, not a right answer turned wrong. */
 export interface PreservationSignal {
   n: number;
   agreement: number | null;
@@ -31,12 +32,18 @@ export interface PreservationSignal {
   floor: number | null;
   /** Up to five held-back prompts answered differently: the parent's answer and the candidate's. */
   changed: ChangedAnswer[];
+  /** How many prompts the agent's environment graded (null: no environment). */
+  graded: number | null;
+  /** Changed answers counted as kept: graded, and not a right answer turned wrong (0 without an environment). */
+  noWorse: number;
 }
 
 export interface ChangedAnswer {
   prompt: string;
   parent: string;
   candidate: string;
+  /** Where the environment graded the prompt: "right->wrong", "wrong->wrong", ...; null where not. */
+  kind: string | null;
 }
 
 /** Held-back prompts answered with another conversation's corrected answer verbatim. */
@@ -120,7 +127,12 @@ export function gateOf(metrics: unknown): Gate | null {
 }
 
 function answers(value: Schemas["ChangedAnswer"][] | undefined): ChangedAnswer[] {
-  return (value ?? []).map((c) => ({ prompt: c.prompt ?? "", parent: c.parent ?? "", candidate: c.candidate ?? "" }));
+  return (value ?? []).map((c) => ({
+    prompt: c.prompt ?? "",
+    parent: c.parent ?? "",
+    candidate: c.candidate ?? "",
+    kind: c.kind ?? null,
+  }));
 }
 
 type ApiSignals = Schemas["Signals"];
@@ -145,6 +157,8 @@ export function signalsOf(raw: ApiSignals | null | undefined): Signals | null {
       minExamples: p.min_examples ?? null,
       floor: p.floor ?? null,
       changed: answers(p.changed),
+      graded: p.graded ?? null,
+      noWorse: p.no_worse ?? 0,
     };
   }
   if (raw.copies) {

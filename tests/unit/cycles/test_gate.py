@@ -206,3 +206,62 @@ def test_cli_shows_copies_and_what_was_copied() -> None:
         " (12 near a correction; at most 1 allowed)",
         "  copied: 'What is 13 times 5?': 65 -> 60",
     ]
+
+
+def _answer(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+def test_on_prompts_the_environment_grades_only_a_right_answer_turned_wrong_counts() -> None:
+    """Agreement keeps a changed answer the environment grades no worse (wrong to another
+    wrong, or to right), counts a right one turned wrong and any ungraded change, and lists
+    the changes that count first. The README flow's false refusal was two wrong answers
+    turned into two other wrong ones (bench/results/continual.json, readme)."""
+    from app.cycles.evaluation import agreement
+
+    prompts = [{"messages": [{"role": "user", "content": f"q{i}"}]} for i in range(6)]
+    pairs = [
+        (_answer("a"), _answer("a")),  # kept
+        (_answer("10"), _answer("12")),  # wrong -> wrong
+        (_answer("7"), _answer("8")),  # wrong -> right
+        (_answer("60"), _answer("61")),  # right -> wrong
+        (_answer("x"), _answer("y")),  # ungraded
+        (_answer("5"), _answer("5")),  # kept
+    ]
+    grades = [(True, True), (False, False), (False, True), (True, False), None, (False, False)]
+    rate, changed, no_worse = agreement(prompts, pairs, grades)
+    assert (rate, no_worse) == (4 / 6, 2)
+    assert [(c["prompt"], c["kind"]) for c in changed] == [
+        ("q3", "right->wrong"),
+        ("q4", None),
+        ("q1", "wrong->wrong"),
+        ("q2", "wrong->right"),
+    ]
+    # Without an environment every change counts, as before.
+    assert agreement(prompts, pairs)[0] == 2 / 6
+    assert agreement(prompts, pairs)[2] == 0
+
+
+def test_cli_says_how_many_prompts_the_environment_graded_and_how_each_change_was() -> None:
+    from app.cli.learning import signal_lines
+
+    changed = {
+        "prompt": "Zoe buys 92 boxes",
+        "parent": "120",
+        "candidate": "122",
+        "kind": "wrong->wrong",
+    }
+    signal = {
+        "n": 13,
+        "agreement": 1.0,
+        "min": 0.95,
+        "upper_bound": 1.0,
+        "changed": [changed],
+        "graded": 13,
+        "no_worse": 1,
+    }
+    assert signal_lines(Signals.model_validate({"preservation": signal})) == [
+        "preservation agreement 100.0% (min 95%), n=13, 13 graded by the environment"
+        " (1 changed but no worse, counted as kept)",
+        "  changed: 'Zoe buys 92 boxes': 120 -> 122 (wrong->wrong)",
+    ]

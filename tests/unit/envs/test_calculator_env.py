@@ -7,7 +7,12 @@ import time
 import pytest
 
 from trainer.envs import CalculatorEnvironment, UnknownEnvironmentError, get_environment
-from trainer.envs.arithmetic_tasks import TEMPLATES, sample_problems, split_of
+from trainer.envs.arithmetic_tasks import (
+    TEMPLATES,
+    problem_from_question,
+    sample_problems,
+    split_of,
+)
 from trainer.envs.base import AssistantTurn
 from trainer.envs.runner import EpisodeState, ToolCallText
 from trainer.envs.safe_math import calculate
@@ -212,3 +217,73 @@ def test_episode_turn_limit_and_length() -> None:
     truncated = _state()
     truncated.record('<tool_call>{"name": "calcul', [], _turn("length"))
     assert truncated.episode().finish_reason == "length"
+
+
+def test_a_question_reads_back_as_the_problem_it_poses() -> None:
+    """Every template's question, in either split, reads back to its numbers, expression and
+    answer (what lets the learning gate grade held-back traffic); any other text does not."""
+    env = CalculatorEnvironment()
+    for split in ("train", "test"):
+        for problem in sample_problems(split, 200, seed=7):
+            assert problem_from_question(problem.question) == problem
+            task = env.task_of(
+                [{"role": "system", "content": "x"}, {"role": "user", "content": problem.question}]
+            )
+            assert task is not None and task.answer == str(problem.answer)
+    other = [
+        "What is 12 times 5?",
+        "Tom has 3 apples and gets 4 more. How many apples does Tom have now? Explain.",
+        "Tom shares 5 apples equally among 0 friends. How many apples does each friend get?",
+        "Tom shares 7 apples equally among 2 friends. How many apples does each friend get?",
+    ]
+    assert [problem_from_question(q) for q in other] == [None] * len(other)
+    question = sample_problems("train", 1, seed=1)[0].question
+    answered = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "1"},
+        {"role": "user", "content": question},
+    ]
+    assert env.task_of(answered) is None  # not a first step
+    assert (
+        CalculatorEnvironment(templates=("add",)).task_of(
+            [{"role": "user", "content": "Tom had 9 pens and gave away 4. How many pens are left?"}]
+        )
+        is None
+    )  # a template this environment does not pose
+
+
+def _step(name: str, arguments: str) -> dict:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
+    }
+
+
+def test_a_first_step_is_right_when_it_leads_straight_to_the_answer() -> None:
+    env = CalculatorEnvironment()
+    task = env.task_of(
+        [
+            {
+                "role": "user",
+                "content": "Mia buys 12 boxes with 5 pens in each box. How many pens is that?",
+            }
+        ]
+    )
+    assert task is not None and task.answer == "60"
+    right = [
+        _step("calculator", '{"expression": "12*5"}'),
+        _step("calculator", '{"expression": "5*12"}'),
+        _step("final_answer", '{"answer": 60}'),
+    ]
+    wrong = [
+        _step("calculator", '{"expression": "12+5"}'),
+        _step("final_answer", '{"answer": 61}'),
+        _step("calculator", "not json"),
+        _step("calculator", '{"expression": "12/0"}'),
+        {"role": "assistant", "content": "60"},  # text is no step of an episode
+    ]
+    assert [env.first_step_right(task, m) for m in right] == [True] * 3
+    assert [env.first_step_right(task, m) for m in wrong] == [False] * 5
