@@ -275,6 +275,11 @@ def readme_flow(
         "preservation": signals.get("preservation", {}).get("agreement"),
         "preservation_n": signals.get("preservation", {}).get("n"),
         "preservation_changed": signals.get("preservation", {}).get("changed"),
+        # How many held-back prompts the environment graded, and how many changed answers it
+        # counted as kept (no worse): the exact-match agreement of the same run is
+        # preservation - no_worse / n, so both rules are read off one run.
+        "preservation_graded": signals.get("preservation", {}).get("graded"),
+        "preservation_no_worse": signals.get("preservation", {}).get("no_worse"),
         "preservation_change_kinds": kinds_of_change(
             signals.get("preservation", {}).get("changed") or [], served
         ),
@@ -531,6 +536,9 @@ def table(data: dict[str, Any]) -> str:
             f"  env accuracy parent: {mean_sd([r['env_before'] for r in runs if r['env_before'] is not None])}",
             f"  env accuracy new:    {mean_sd([r['env_after'] for r in runs if r['env_after'] is not None])}",
             f"  preservation agreement: {mean_sd([r['preservation'] for r in runs if r['preservation'] is not None])}",
+            f"  held-back prompts graded by the environment: {sum(r.get('preservation_graded') or 0 for r in runs)}"
+            f" of {sum(r['preservation_n'] or 0 for r in runs)}; changed but no worse (kept): "
+            f"{sum(r.get('preservation_no_worse') or 0 for r in runs)}",
             f"  near prompts answered '60': {sum(r['near_answer_60'] for r in runs)}",
             f"  cycle seconds: {mean_sd([r['cycle_s'] for r in runs])}",
         ]

@@ -82,3 +82,35 @@ def test_a_stable_child_has_its_count_reset_and_a_crash_loop_stops_with_a_reason
     assert "fatal: no such model" in supervisor.failure
     supervisor.stop_all()
     assert not steady.alive
+
+
+def test_a_child_that_will_not_stop_is_killed_at_the_deadline_with_what_it_forked(
+    tmp_path: Path,
+) -> None:
+    """Warm shutdown has a deadline: a Celery worker finishing a long cycle (here a child that
+    ignores SIGTERM, as a busy worker's pool does, and has forked a process of its own) gets
+    `grace_s`, then its whole process group is killed; `stop` returns once none of it is left."""
+    import os
+    import signal
+    import time
+
+    marker = tmp_path / "grandchild.pid"
+    script = f"trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > {marker}; sleep 60' & sleep 60"
+    child = Child("worker", ["sh", "-c", script], {}, tmp_path / "worker.log")
+    child.start()
+    deadline = time.monotonic() + 10
+    while not (marker.is_file() and marker.read_text().strip()):
+        assert time.monotonic() < deadline, "the grandchild never started"
+        time.sleep(0.05)
+    grandchild = int(marker.read_text())
+    started = time.monotonic()
+    child.stop(grace_s=1.0)
+    took = time.monotonic() - started
+    assert child.process is not None and child.process.returncode == -signal.SIGKILL
+    try:
+        os.kill(grandchild, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the worker's own child outlived the deadline"
+    assert 1.0 <= took < 6, took  # the grace, then the kill (5 s at most for the group to go)
