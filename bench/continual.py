@@ -204,11 +204,11 @@ def as_target(message: dict[str, Any]) -> tuple[str, Any]:
 
 
 def right_first_step(task: Task, brief: str) -> bool:
-    """Whether a first step, as the gate reports it (``name({json arguments})``), leads straight
-    to the task's answer (`Environment.first_step_right`, which the gate itself grades by)."""
+    """Whether a first step, as the gate reports it (``name({json arguments})``), is right
+    (`Environment.grade_first_step`, which the gate itself grades by; text is not)."""
     name, _, rest = brief.partition("(")
     call = {"function": {"name": name, "arguments": rest[:-1]}}
-    return ENV.first_step_right(task, {"role": "assistant", "tool_calls": [call]})
+    return ENV.grade_first_step(task, {"role": "assistant", "tool_calls": [call]}) is True
 
 
 def kinds_of_change(changed: list[dict[str, Any]], tasks: list[Task]) -> dict[str, int]:

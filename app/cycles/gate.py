@@ -10,8 +10,9 @@ Signals (each with its number of examples ``n``):
   parent. It fails when the candidate's count exceeds what the parent's own rate allows at
   90% confidence (`copies_allowed`: with a parent that copies nothing, 2 copies among 3 or
   more prompts fail);
-- ``preservation``: on held-back untouched traffic, the share of prompts where the candidate's
-  greedy answer equals the parent's (what must not change). It fails when the agreement
+- ``preservation``: on held-back untouched traffic, the share of prompts whose answer the
+  candidate kept (what must not change): its greedy answer equals the parent's, or, where the
+  agent's environment grades the prompt, a changed answer is not a right one turned wrong. It fails when the agreement
   measured is below ``preserve_min - preserve_tolerance`` (90% at the defaults), or when even
   the upper end of its one-sided 90% Wilson interval is below ``preserve_min``. At the
   defaults 16 of 17 passes, 15 of 17 (88%) fails, 29 of 32 (91%) passes, 58 of 64 (91%)
@@ -134,8 +135,8 @@ def decide(signals: Signals, rule: PromotionRule) -> Verdict:
         if upper < preserve_min - 1e-9 or agreement < preserve_floor - 1e-9:
             return Verdict(
                 RunStatus.rejected,
-                f"preservation: the candidate answers {agreement:.1%} of untouched "
-                f"prompts as the parent does (n={kept.n}; at most {upper:.1%} with 90% "
+                f"preservation: the candidate keeps {agreement:.1%} of untouched "
+                f"prompts' answers (n={kept.n}; at most {upper:.1%} with 90% "
                 f"confidence), below {preserve_min:.0%}"
                 + (
                     ""
@@ -152,9 +153,9 @@ def decide(signals: Signals, rule: PromotionRule) -> Verdict:
     ):
         return Verdict(
             RunStatus.rejected,
-            f"preservation: the candidate answers {kept.agreement:.1%} of untouched prompts "
-            f"as the parent does, on {kept.n} prompts: beyond their noise (too few to count "
-            "as evidence, enough to refuse)",
+            f"preservation: the candidate keeps {kept.agreement:.1%} of untouched prompts' "
+            f"answers, on {kept.n} prompts: beyond their noise (too few to count as "
+            "evidence, enough to refuse)",
             "preservation",
         )
     evaluated = [name for name in EVALUATION_SIGNALS if counts(name)]

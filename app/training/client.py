@@ -10,6 +10,7 @@ token-level episodes through the engine with the base model's tokenizer only.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 
 from app.core.config import get_settings
 from app.core.logging import context as log_context
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,31 @@ def grade_first_steps(
     prompts: Sequence[Mapping[str, Any]],
     pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
 ) -> list[tuple[bool, bool] | None]:
-    """For each prompt (``{"messages", ...}``) that poses one of ``environment``'s tasks:
-    whether the first and the second answer of its pair (the parent's and the candidate's)
-    lead straight to the task's answer (`Environment.first_step_right`); None for a prompt
-    the environment cannot grade."""
+    """For each prompt (``{"messages", "tools"}``) that poses one of ``environment``'s tasks
+    with the environment's tools offered: whether the first and the second answer of its pair
+    (the parent's and the candidate's) are right first steps (`Environment.grade_first_step`).
+    None where either cannot be graded, and for any prompt whose grading fails: an odd prompt
+    leaves its answers ungraded, it never fails the cycle."""
     from trainer.envs import get_environment as lookup
 
     env = lookup(environment)
+    tools = env.tool_names()
     out: list[tuple[bool, bool] | None] = []
     for prompt, (before, after) in zip(prompts, pairs, strict=True):
-        task = env.task_of(prompt["messages"])
-        out.append(
-            None
-            if task is None
-            else (env.first_step_right(task, before), env.first_step_right(task, after))
-        )
+        grade: tuple[bool, bool] | None = None
+        try:
+            offered = {t["function"]["name"] for t in prompt.get("tools") or []}
+            task = env.task_of(prompt["messages"]) if tools <= offered else None
+            if task is not None:
+                parent, candidate = (
+                    env.grade_first_step(task, before),
+                    env.grade_first_step(task, after),
+                )
+                if parent is not None and candidate is not None:
+                    grade = (parent, candidate)
+        except Exception:  # noqa: BLE001 - an odd prompt stays ungraded
+            log.warning("could not grade a held-back prompt", exc_info=True)
+        out.append(grade)
     return out
 
 

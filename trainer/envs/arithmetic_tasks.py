@@ -230,13 +230,16 @@ def sample_problems(
 
 
 # ---- reading a problem back from its question ------------------------------------------------
-_DIGITS = re.compile(r"\d+")
-_NAME_OR_ITEM = re.compile(rf"\b({'|'.join(NAMES + ITEMS)})\b")
+_DIGITS = re.compile(r"[0-9]+")
+_NAME = re.compile(rf"\b({'|'.join(NAMES)})\b")
+_ITEM = re.compile(rf"\b({'|'.join(ITEMS)})\b")
+#: Longer numbers than any template draws are not its questions (and stay cheap to read).
+_MAX_DIGITS = 6
 
 
 def _skeleton(question: str) -> str:
     """A question with its numbers, name and item blanked: one per template."""
-    return _DIGITS.sub("#", _NAME_OR_ITEM.sub("_", question))
+    return _DIGITS.sub("#", _ITEM.sub("_i", _NAME.sub("_n", question)))
 
 
 def _skeletons() -> dict[str, tuple[str, str]]:
@@ -260,12 +263,22 @@ _SKELETONS = _skeletons()
 
 def problem_from_question(question: str) -> ArithmeticProblem | None:
     """The problem a question poses, when it is one of these templates' questions exactly
-    (numbers, name and item free) with a whole answer; None for any other text."""
-    found = _SKELETONS.get(_skeleton(question.strip()))
+    (one name and one item throughout, numbers free) with a whole answer; None for any other
+    text."""
+    question = question.strip()
+    found = _SKELETONS.get(_skeleton(question))
     if found is None:
         return None
     template, expression = found
-    numbers = tuple(int(n) for n in _DIGITS.findall(question))
+    digits = _DIGITS.findall(question)
+    if (
+        len(set(_NAME.findall(question))) != 1
+        or len(set(_ITEM.findall(question))) > 1
+        or len(digits) != expression.count("#")  # a "#" of the question's own
+        or any(len(d) > _MAX_DIGITS for d in digits)
+    ):
+        return None
+    numbers = tuple(int(d) for d in digits)
     filled = iter(str(n) for n in numbers)
     expression = re.sub("#", lambda _: next(filled), expression)
     try:
@@ -275,5 +288,5 @@ def problem_from_question(question: str) -> ArithmeticProblem | None:
     if answer.denominator != 1:
         return None
     return ArithmeticProblem(
-        template, TEMPLATES[template][0], numbers, question.strip(), expression, int(answer)
+        template, TEMPLATES[template][0], numbers, question, expression, int(answer)
     )

@@ -164,19 +164,21 @@ class Episode:
     """The whole episode as tokens (token-level rollouts only, `trainer.envs.tokens`)."""
 
 
-def first_call(message: Mapping[str, Any]) -> tuple[str | None, Any]:
-    """An assistant message's first tool call as (name, parsed arguments); (None, None) when
-    it calls no tool. Arguments that are not JSON come back as their text."""
-    calls = message.get("tool_calls") or []
-    if not calls:
-        return None, None
-    function = calls[0].get("function") or {}
+def single_call(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """An assistant message that makes exactly one tool call with a JSON object for arguments,
+    as (name, arguments); None for anything else (text, several calls, malformed)."""
+    calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+    if not isinstance(calls, list) or len(calls) != 1 or not isinstance(calls[0], Mapping):
+        return None
+    function = calls[0].get("function")
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        return None
     raw = function.get("arguments")
     try:
         args = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError:
-        args = raw
-    return function.get("name"), args
+        return None
+    return (function["name"], args) if isinstance(args, dict) else None
 
 
 class Environment(ABC):
@@ -226,21 +228,20 @@ class Environment(ABC):
 
     def task_of(self, messages: Sequence[Mapping[str, Any]]) -> Task | None:
         """The task a served conversation poses, when it is one of this environment's tasks
-        at its first step (a system prompt or not, one user message, no answer yet) and the
-        environment can tell: the learning gate then grades the held-back traffic it
-        compares (`first_step_right`). None, the default, leaves the conversation ungraded."""
+        at its first step (one user message, no answer yet) and the environment can tell:
+        the learning gate then grades the held-back traffic it compares
+        (`grade_first_step`). None, the default, leaves the conversation ungraded."""
         return None
 
-    def first_step_right(self, task: Task, message: Mapping[str, Any]) -> bool:
-        """Whether an assistant message, as the first step of ``task``'s episode, leads
-        straight to its answer. By default: its first tool call is the final-answer tool with
-        an answer the reward scores 1.0."""
-        name, args = first_call(message)
-        return (
-            name == self.final_answer_tool
-            and isinstance(args, dict)
-            and self.reward(task, args.get(self.final_answer_argument)) == 1.0
-        )
+    def grade_first_step(self, task: Task, message: Mapping[str, Any]) -> bool | None:
+        """Whether an assistant message, as the first step of ``task``'s episode, is right:
+        True or False where the environment can tell, None where it cannot (text, several
+        calls, a tool it does not know). By default only a final answer is graded: right
+        when the reward scores it 1.0."""
+        call = single_call(message)
+        if call is None or call[0] != self.final_answer_tool:
+            return None
+        return self.reward(task, call[1].get(self.final_answer_argument)) == 1.0
 
     def tool_names(self) -> set[str]:
         """Names of every tool offered, including the final-answer tool."""

@@ -7,6 +7,8 @@ final answer equals the ground truth, else 0.0.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -18,8 +20,8 @@ from trainer.envs.arithmetic_tasks import (
     problem_from_question,
     sample_problems,
 )
-from trainer.envs.base import Environment, Split, Task, first_call
-from trainer.envs.safe_math import calculate
+from trainer.envs.base import Environment, Split, Task, single_call
+from trainer.envs.safe_math import CalculatorError, calculate, evaluate
 
 SYSTEM_PROMPT = "Solve the problem. Use the calculator for arithmetic, then call final_answer."
 
@@ -121,10 +123,15 @@ class CalculatorEnvironment(Environment):
         return 1.0 if given is not None and given == Fraction(task.answer) else 0.0
 
     def task_of(self, messages: Sequence[Mapping[str, Any]]) -> Task | None:
-        """The problem a conversation poses, when its one user message is one of these
-        templates' questions and nothing has been answered yet."""
+        """The problem a conversation poses, when it is this environment's system prompt (or
+        none) and one user message that is one of these templates' questions."""
+        if not all(isinstance(m, Mapping) for m in messages):
+            return None
         roles = [m.get("role") for m in messages]
-        if roles not in (["user"], ["system", "user"]):
+        if roles == ["system", "user"]:
+            if messages[0].get("content") != self.system_prompt:
+                return None
+        elif roles != ["user"]:
             return None
         content = messages[-1].get("content")
         problem = problem_from_question(content) if isinstance(content, str) else None
@@ -132,10 +139,28 @@ class CalculatorEnvironment(Environment):
             return None
         return problem_to_task(problem)
 
-    def first_step_right(self, task: Task, message: Mapping[str, Any]) -> bool:
-        """The final answer, or a calculator call whose result is the answer."""
-        name, args = first_call(message)
-        if name == "calculator" and isinstance(args, Mapping) and "expression" in args:
-            result = parse_answer(calculate(args["expression"]))
-            return result is not None and result == Fraction(task.answer)
-        return super().first_step_right(task, message)
+    def grade_first_step(self, task: Task, message: Mapping[str, Any]) -> bool | None:
+        """A final answer as the reward grades it; a calculator call is right when it
+        computes the answer or a step on the way to it (``3*4`` for ``3*4+5``), wrong when
+        it computes anything else or fails."""
+        call = single_call(message)
+        if call is None or call[0] != "calculator":
+            return super().grade_first_step(task, message)
+        expression = call[1].get("expression")
+        if not isinstance(expression, str):
+            return False
+        result = parse_answer(calculate(expression))
+        return result is not None and result in _steps(task)
+
+
+def _steps(task: Task) -> set[Fraction]:
+    """The answer and every intermediate value of the task's expression (each operation's
+    result), exactly."""
+    expression = (task.info or {}).get("expression")
+    values = {Fraction(task.answer)}
+    if isinstance(expression, str):
+        for node in ast.walk(ast.parse(expression, mode="eval")):
+            if isinstance(node, ast.BinOp):
+                with contextlib.suppress(CalculatorError):
+                    values.add(evaluate(ast.unparse(node)))
+    return values

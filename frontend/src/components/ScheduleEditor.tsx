@@ -199,7 +199,7 @@ export function ScheduleEditor({ schedule, onSave, saving = false, serverError =
             label="Least agreement with the parent on untouched prompts"
             htmlFor="schedule-preserve-min"
             error={errorOf("preserveMin")}
-            hint={`share of held-back prompts answered exactly as before, ${range(rule.preserve_min)}`}
+            hint={`share of held-back prompts whose answer was kept, ${range(rule.preserve_min)}`}
           >
             <input
               id="schedule-preserve-min"

@@ -103,7 +103,7 @@ const SIGNAL_HINTS: Record<SignalName, string> = {
   corrections: "this cycle's corrected prompts answered as corrected",
   held_out: "held-out corrections and golden examples",
   validation: "a fine-tuning job's validation file, answered as its lines answer (or its grader's score)",
-  preservation: "held-back untouched prompts answered exactly as the parent does",
+  preservation: "held-back untouched prompts whose answer was kept (or, graded by the environment, is no worse)",
   copies: "held-back prompts (those near a correction first) answered with another prompt's correction verbatim",
   environment: "mean reward on held-out environment tasks",
 };

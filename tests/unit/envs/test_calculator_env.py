@@ -14,6 +14,7 @@ from trainer.envs.arithmetic_tasks import (
     split_of,
 )
 from trainer.envs.base import AssistantTurn
+from trainer.envs.calculator import problem_to_task
 from trainer.envs.runner import EpisodeState, ToolCallText
 from trainer.envs.safe_math import calculate
 
@@ -226,33 +227,35 @@ def test_a_question_reads_back_as_the_problem_it_poses() -> None:
     for split in ("train", "test"):
         for problem in sample_problems(split, 200, seed=7):
             assert problem_from_question(problem.question) == problem
-            task = env.task_of(
-                [{"role": "system", "content": "x"}, {"role": "user", "content": problem.question}]
-            )
+            conversation = env.initial_messages(problem_to_task(problem))
+            task = env.task_of(conversation)
             assert task is not None and task.answer == str(problem.answer)
     other = [
         "What is 12 times 5?",
         "Tom has 3 apples and gets 4 more. How many apples does Tom have now? Explain.",
         "Tom shares 5 apples equally among 0 friends. How many apples does each friend get?",
         "Tom shares 7 apples equally among 2 friends. How many apples does each friend get?",
+        "Tom has # apples and gets 5 more. How many apples does Tom have now?",
+        "Tom has 3 apples and gets 4 more. How many apples does Ana have now?",
+        "Tom has 3 apples and gets 4 more. How many pens does Tom have now?",
+        f"Tom has {'9' * 5000} apples and gets 4 more. How many apples does Tom have now?",
+        "Tom has \u0663 apples and gets 4 more. How many apples does Tom have now?",
     ]
     assert [problem_from_question(q) for q in other] == [None] * len(other)
     question = sample_problems("train", 1, seed=1)[0].question
-    answered = [
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": "1"},
-        {"role": "user", "content": question},
+    not_first_steps = [
+        [{"role": "user", "content": question}, {"role": "assistant", "content": "1"}],
+        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": question}],
+        [{"role": "user", "content": None}],
+        ["not a message"],
     ]
-    assert env.task_of(answered) is None  # not a first step
-    assert (
-        CalculatorEnvironment(templates=("add",)).task_of(
-            [{"role": "user", "content": "Tom had 9 pens and gave away 4. How many pens are left?"}]
-        )
-        is None
-    )  # a template this environment does not pose
+    assert [env.task_of(m) for m in not_first_steps] == [None] * 4  # type: ignore[arg-type]
+    assert env.task_of([{"role": "user", "content": question}]) is not None
+    sub = [{"role": "user", "content": "Tom had 9 pens and gave away 4. How many pens are left?"}]
+    assert CalculatorEnvironment(templates=("add",)).task_of(sub) is None  # not its template
 
 
-def _step(name: str, arguments: str) -> dict:
+def _step(name: str, arguments: object) -> dict:
     return {
         "role": "assistant",
         "content": None,
@@ -262,28 +265,33 @@ def _step(name: str, arguments: str) -> dict:
     }
 
 
-def test_a_first_step_is_right_when_it_leads_straight_to_the_answer() -> None:
+def test_a_first_step_is_graded_only_where_the_environment_can_tell() -> None:
     env = CalculatorEnvironment()
-    task = env.task_of(
-        [
-            {
-                "role": "user",
-                "content": "Mia buys 12 boxes with 5 pens in each box. How many pens is that?",
-            }
-        ]
-    )
-    assert task is not None and task.answer == "60"
+    question = "Mia buys 12 packs of 5 pens and already had 7. How many pens does Mia have now?"
+    task = env.task_of([{"role": "user", "content": question}])
+    assert task is not None and task.answer == "67"
     right = [
-        _step("calculator", '{"expression": "12*5"}'),
-        _step("calculator", '{"expression": "5*12"}'),
-        _step("final_answer", '{"answer": 60}'),
+        _step("calculator", '{"expression": "12*5+7"}'),
+        _step("calculator", '{"expression": "12*5"}'),  # a step on the way
+        _step("calculator", {"expression": "5*12"}),  # arguments as an object
+        _step("final_answer", '{"answer": 67}'),
     ]
     wrong = [
         _step("calculator", '{"expression": "12+5"}'),
-        _step("final_answer", '{"answer": 61}'),
-        _step("calculator", "not json"),
         _step("calculator", '{"expression": "12/0"}'),
-        {"role": "assistant", "content": "60"},  # text is no step of an episode
+        _step("calculator", '{"expr": "12*5"}'),
+        _step("final_answer", '{"answer": 61}'),
     ]
-    assert [env.first_step_right(task, m) for m in right] == [True] * 3
-    assert [env.first_step_right(task, m) for m in wrong] == [False] * 5
+    two = _step("calculator", '{"expression": "12*5"}')
+    two["tool_calls"] = two["tool_calls"] * 2
+    ungraded = [
+        {"role": "assistant", "content": "67"},  # text: the environment cannot tell
+        _step("calculator", "not json"),
+        _step("calculator", "[1, 2]"),
+        _step("search", '{"q": "12*5"}'),
+        two,
+        {"role": "assistant", "tool_calls": [None]},
+    ]
+    assert [env.grade_first_step(task, m) for m in right] == [True] * 4
+    assert [env.grade_first_step(task, m) for m in wrong] == [False] * 4
+    assert [env.grade_first_step(task, m) for m in ungraded] == [None] * 6
