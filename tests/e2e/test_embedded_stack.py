@@ -88,6 +88,12 @@ def test_up_persists_rows_and_stops_children(tmp_path: Path) -> None:
         int(line.split()[1]) for line in (data_dir / "children.pid").read_text().split("\n") if line
     ]
     assert children and _owned_pids(data_dir)
+    # The gateway runs with two malloc arenas (GATEWAY_ENV); the other children as started.
+    named = dict(line.split() for line in (data_dir / "children.pid").read_text().splitlines())
+    environ = Path(f"/proc/{named['gateway']}/environ").read_bytes().split(b"\0")
+    assert b"MALLOC_ARENA_MAX=2" in environ
+    worker = Path(f"/proc/{named['worker']}/environ").read_bytes().split(b"\0")
+    assert (b"MALLOC_ARENA_MAX=2" in worker) == (os.environ.get("MALLOC_ARENA_MAX") == "2")
     created = subprocess.run(
         [*CLORA, "tenant", "create", "acme"],
         env=_env(data_dir, port),

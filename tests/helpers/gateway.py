@@ -26,6 +26,7 @@ from app.agents.service import create_agent
 from app.core.config import get_settings
 from app.core.db import unit_of_work
 from app.models import AdapterVersion, Agent, Interaction, Tenant
+from app.runtime.stack import GATEWAY_ENV
 from app.sampler.launcher import EngineProcess, free_port
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.engine import MODEL_DIR
@@ -98,7 +99,13 @@ def start_gateway_process(
         str(port),
         "--no-access-log",
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd,
+        env={**GATEWAY_ENV, **env},  # as `clora up` and compose run it
+        cwd=cwd,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -138,3 +138,13 @@ def test_the_reasoning_parser_comes_from_dot_env_and_is_left_out_when_empty() ->
         ).stdout.splitlines()
         extra = [f"--reasoning-parser={parser}"] if parser else []
         assert printed == [*vllm["command"], *extra], parser
+
+
+def test_the_gateway_runs_with_the_malloc_arenas_clora_up_gives_it() -> None:
+    """The gateway gets the same environment as every clora service, plus the arena limit
+    `clora up` gives its gateway (`GATEWAY_ENV`: its thread pool's memory stays flat)."""
+    from app.runtime.stack import GATEWAY_ENV
+
+    gateway, worker = SERVICES["gateway"]["environment"], SERVICES["worker"]["environment"]
+    assert {k: gateway.get(k) for k in GATEWAY_ENV} == GATEWAY_ENV
+    assert {k: v for k, v in gateway.items() if k not in GATEWAY_ENV} == worker
