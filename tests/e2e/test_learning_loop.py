@@ -28,6 +28,7 @@ from tests.helpers.learning import (
     as_dict,
     calculator_call,
     correct,
+    decided_by,
     first_call,
     golden,
     greedy,
@@ -40,6 +41,9 @@ from tests.helpers.learning import (
 from tests.helpers.worker import start_worker, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
+
+#: Nats by which a golden answer must have been decided at every token (see its use).
+GOLDEN_MARGIN = 0.5
 
 
 def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) -> None:
@@ -56,15 +60,27 @@ def test_correction_is_learned_and_promoted(gateway: Gateway, worker: object) ->
         if first_call(as_dict((r := greedy(gateway, fx, prompt(s))).choices[0].message))
         != calculator_call(s)["tool_calls"][0]["function"]
     )
-    # Golden examples: tasks the live version already gets right; they must stay right.
-    golden_seeds = [
-        s
-        for s in range(100, 160)
-        if s != wrong_seed
-        and first_call(as_dict(greedy(gateway, fx, prompt(s)).choices[0].message))
-        == calculator_call(s)["tool_calls"][0]["function"]
-    ][:5]
-    assert len(golden_seeds) == 5  # enough for the held-out signal to count (min_examples)
+    # Golden examples: tasks the live version already gets right, and not by a near tie; they
+    # must stay right. A learned correction with the KL term changes about 2% of untouched
+    # answers, and every one measured had been decided by less than 0.3 nats at some token
+    # (docs/LEARNING.md, "What a correction changes on untouched traffic"): a golden decided
+    # by less would test the toy model's near ties, not the loop (one such flipped in a full
+    # run, refusing the candidate on held_out 5 -> 4).
+    golden_seeds, margins = [], {}
+    for s in range(100, 200):
+        answer = greedy(gateway, fx, prompt(s), logprobs=True, top_logprobs=2)
+        right = (
+            first_call(as_dict(answer.choices[0].message))
+            == calculator_call(s)["tool_calls"][0]["function"]
+        )
+        if s != wrong_seed and right:
+            margins[s] = decided_by(answer)
+            if margins[s] >= GOLDEN_MARGIN:
+                golden_seeds.append(s)
+        if len(golden_seeds) == 5:
+            break
+    # Enough for the held-out signal to count (min_examples).
+    assert len(golden_seeds) == 5, margins
     golden(gateway, fx, golden_seeds)
     # No anchor examples: the KL term keeps the agent's untouched traffic (the scan above).
     target = calculator_call(wrong_seed)

@@ -1,7 +1,9 @@
 """One base model for training across the whole stack: after an RL experiment started from
 the API ran on `clora up`, the trainer service maps the base model's weights and neither the
 gateway nor the Celery worker does (training there would load them through transformers,
-which keeps the file mapped)."""
+which keeps the file mapped). Then the same stack is killed with -9 and started again on its
+data dir: every answer it gave before is in the log (one stack start for both, to keep the
+suite's time)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from app.runtime.processes import stack_memory
@@ -20,7 +23,9 @@ pytestmark = pytest.mark.slow
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "clora-tiny"
 
 
-def test_only_the_trainer_holds_the_base_model_after_an_experiment(tmp_path: Path) -> None:
+def test_only_the_trainer_holds_the_base_model_after_an_experiment_and_a_kill_loses_nothing(
+    tmp_path: Path,
+) -> None:
     with clora_up(tmp_path) as up:
         deadline = time.monotonic() + 400
         password = re.search(r"@clora\.local / (\S+)", up.log.read_text())
@@ -46,3 +51,40 @@ def test_only_the_trainer_holds_the_base_model_after_an_experiment(tmp_path: Pat
         assert not held["worker"].holds_base_weights, held["worker"]
         ps = up.cli("ps")
         assert re.search(r"^worker .* no$", ps, re.M), ps
+
+        # kill -9 of `clora up` with the engine on, right after its last answer: its children
+        # go with it (the engine and Redis included), and a new `clora up` on the same data
+        # dir finds every answer given before (the records reach Redis's append-only log
+        # before the answer does, and the gateway drains them into Postgres on start).
+        client = up.client()
+        served = [
+            client.chat.completions.create(
+                model="calculator",
+                messages=[{"role": "user", "content": f"before the kill {i}"}],
+                max_tokens=4,
+            ).id
+            for i in range(6)
+        ]
+        children = [
+            int(line.split()[1])
+            for line in (up.data_dir / "children.pid").read_text().splitlines()
+            if line
+        ]
+        up.process.kill()
+        up.process.wait(10)
+        gone_by = time.monotonic() + 60  # as test_embedded_stack waits for them
+        while any(psutil.pid_exists(pid) for pid in children):
+            assert time.monotonic() < gone_by, "a child of the killed stack lived on"
+            time.sleep(0.2)
+    with clora_up(tmp_path, engine=False, key=up.key) as again:
+        http = httpx.Client(base_url=again.base, timeout=60)
+        http.post("/api/auth/login", json=login).raise_for_status()
+        http.headers["x-clora-tenant"] = "demo"
+        found_by = time.monotonic() + 60
+        missing = served
+        while missing and time.monotonic() < found_by:
+            missing = [i for i in served if http.get(f"/api/interactions/{i}").status_code != 200]
+            time.sleep(0.5)
+        assert missing == [], f"{len(missing)} of {len(served)} answers given before the kill lost"
+        logged = http.get(f"/api/interactions/{served[-1]}").json()
+        assert "before the kill 5" in str(logged["request"]), logged

@@ -26,10 +26,30 @@ def prompt(seed: int) -> list[dict]:
     return ENV.initial_messages(ENV.tasks("test", 1, seed=seed)[0])
 
 
-def greedy(gateway: Gateway, fx: TenantFixture, messages: list[dict], model: str | None = None):  # type: ignore[no-untyped-def]
+def greedy(
+    gateway: Gateway, fx: TenantFixture, messages: list[dict], model: str | None = None, **extra
+):  # type: ignore[no-untyped-def]
     return fx.client(gateway).chat.completions.create(
-        model=model or fx.agent.name, messages=messages, tools=TOOLS, temperature=0, max_tokens=64
+        model=model or fx.agent.name,
+        messages=messages,
+        tools=TOOLS,
+        temperature=0,
+        max_tokens=64,
+        **extra,
     )
+
+
+def decided_by(completion) -> float:  # type: ignore[no-untyped-def]
+    """The smallest gap, in nats, between the token a greedy answer chose and the runner-up,
+    over all its tokens (asked with ``logprobs=True, top_logprobs=2``): how close the answer
+    came to being another one."""
+    gaps = [
+        top[0].logprob - top[1].logprob
+        for token in completion.choices[0].logprobs.content
+        if len(top := token.top_logprobs) >= 2
+    ]
+    assert gaps, "the engine returned no runner-up tokens"
+    return min(gaps)
 
 
 def as_dict(message) -> dict:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ class Up:
     env: dict[str, str]
     log: Path
     """What `clora up` printed (the banner: URLs, the API key, the admin's password)."""
+    process: subprocess.Popen[str]
 
     @property
     def data_dir(self) -> Path:
@@ -69,9 +70,12 @@ class Up:
 
 
 @contextmanager
-def clora_up(folder: Path, base_model: Path | None = None) -> Iterator[Up]:
+def clora_up(
+    folder: Path, base_model: Path | None = None, *, engine: bool = True, key: str | None = None
+) -> Iterator[Up]:
     """Start `clora up` on a fresh data dir under ``folder`` (on ``base_model`` when given) and
-    wait until it is ready."""
+    wait until it is ready. Again on the data dir of an earlier start: pass the ``key`` that
+    start printed (credentials are shown once); ``engine=False`` starts it without one."""
     port, engine_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLORA_")}
     env.update(
@@ -82,10 +86,11 @@ def clora_up(folder: Path, base_model: Path | None = None) -> Iterator[Up]:
     )
     if base_model is not None:
         env["CLORA_BASE_MODEL_PATH"] = str(base_model)
-    log = folder / "up.log"
+    log = folder / ("up.log" if key is None else f"up-{time.monotonic_ns()}.log")
+    argv = [*CLORA, "up", "--redis-port", str(free_port())] + ([] if engine else ["--no-engine"])
     with log.open("w") as out:  # a file, not a pipe: nobody reads a pipe while tests run
         up = subprocess.Popen(
-            [*CLORA, "up", "--redis-port", str(free_port())],
+            argv,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -98,7 +103,8 @@ def clora_up(folder: Path, base_model: Path | None = None) -> Iterator[Up]:
             assert up.poll() is None, "clora up exited early:\n" + log.read_text()
             assert time.monotonic() < deadline, "clora up printed no banner:\n" + log.read_text()
             time.sleep(0.5)
-        key = re.search(r"API key\s+(\S+)", log.read_text())
+        printed = re.search(r"API key\s+(\S+)", log.read_text())
+        key = key or (printed.group(1) if printed else None)
         assert key, log.read_text()
         while time.monotonic() < deadline:
             try:
@@ -110,7 +116,7 @@ def clora_up(folder: Path, base_model: Path | None = None) -> Iterator[Up]:
             time.sleep(1)
         else:
             raise AssertionError("the stack never became ready")
-        yield Up(base, f"http://127.0.0.1:{engine_port}", key.group(1), env, log)
+        yield Up(base, f"http://127.0.0.1:{engine_port}", key, env, log, up)
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=120)
