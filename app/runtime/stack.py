@@ -241,7 +241,10 @@ def _check_no_leftovers(pid_file: Path) -> None:
             continue
         name, pid = line.split()[0], int(line.split()[1])
         try:
-            if psutil.Process(pid).create_time() <= written + 1:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue  # dead, not yet reaped by whoever inherited it
+            if process.create_time() <= written + 1:
                 alive.append((name, pid))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

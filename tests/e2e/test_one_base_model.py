@@ -7,6 +7,7 @@ suite's time)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -53,9 +54,9 @@ def test_only_the_trainer_holds_the_base_model_after_an_experiment_and_a_kill_lo
         assert re.search(r"^worker .* no$", ps, re.M), ps
 
         # kill -9 of `clora up` with the engine on, right after its last answer: its children
-        # go with it (the engine and Redis included), and a new `clora up` on the same data
-        # dir finds every answer given before (the records reach Redis's append-only log
-        # before the answer does, and the gateway drains them into Postgres on start).
+        # go with it (the engine and the embedded Redis included; the embedded Postgres is
+        # pgserver's server, which outlives it and the next `clora up` attaches to), and a new
+        # `clora up` on the same data dir finds every answer given before.
         client = up.client()
         served = [
             client.chat.completions.create(
@@ -65,17 +66,23 @@ def test_only_the_trainer_holds_the_base_model_after_an_experiment_and_a_kill_lo
             ).id
             for i in range(6)
         ]
-        children = [
-            int(line.split()[1])
+        stack = [
+            psutil.Process(int(line.split()[1]))
             for line in (up.data_dir / "children.pid").read_text().splitlines()
             if line
-        ]
+        ] + _redis_of(up.data_dir)
         up.process.kill()
         up.process.wait(10)
-        gone_by = time.monotonic() + 60  # as test_embedded_stack waits for them
-        while any(psutil.pid_exists(pid) for pid in children):
-            assert time.monotonic() < gone_by, "a child of the killed stack lived on"
-            time.sleep(0.2)
+        try:
+            gone_by = time.monotonic() + 60  # as test_embedded_stack waits for them
+            while not all(_gone(p) for p in stack):
+                assert time.monotonic() < gone_by, (
+                    f"lived on: {[p.pid for p in stack if not _gone(p)]}"
+                )
+                time.sleep(0.2)
+        except BaseException:
+            _kill_all_of(up.data_dir)  # Postgres and whatever lived on: not left to the session
+            raise
     with clora_up(tmp_path, engine=False, key=up.key) as again:
         http = httpx.Client(base_url=again.base, timeout=60)
         http.post("/api/auth/login", json=login).raise_for_status()
@@ -88,3 +95,28 @@ def test_only_the_trainer_holds_the_base_model_after_an_experiment_and_a_kill_lo
         assert missing == [], f"{len(missing)} of {len(served)} answers given before the kill lost"
         logged = http.get(f"/api/interactions/{served[-1]}").json()
         assert "before the kill 5" in str(logged["request"]), logged
+
+
+def _redis_of(data_dir: Path) -> list[psutil.Process]:
+    """The embedded Redis of the stack on ``data_dir`` (not a supervised child)."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "redis-server" in " ".join(p.info["cmdline"] or [])
+        and str(data_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def _gone(process: psutil.Process) -> bool:
+    """Exited (a zombie not yet reaped by whoever inherited it counts as exited)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _kill_all_of(data_dir: Path) -> None:
+    for p in psutil.process_iter(["cmdline"]):
+        if str(data_dir) in " ".join(p.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
