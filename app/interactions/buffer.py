@@ -11,6 +11,7 @@ stream ``clora:interactions:dead`` with the error, so it never blocks the rows b
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,10 @@ class InteractionBuffer:
         self.redis = client
         self.consumer = consumer
         self._group_ready = False
+        # One drain at a time in this process: the drain loop and an explicit drain (a flush,
+        # a test) read the same consumer's pending entries, and both would write, or set
+        # aside, the same entry (a dead letter listed twice, seen in a loaded run).
+        self._draining = threading.Lock()
 
     def append(self, record: dict[str, Any]) -> None:
         self.redis.xadd(STREAM, {"r": jsonio.dumps(record)})  # UUIDs, ISO datetimes as str
@@ -131,14 +136,15 @@ class InteractionBuffer:
 
     def drain_once(self, sessions: sessionmaker[Session], batch: int = 500) -> int:
         """Move up to ``batch`` entries into Postgres; returns how many were written."""
-        try:
-            return self._drain_once(sessions, batch)
-        except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis lost the group (restarted without persistence, or flushed): make it again.
-            self._group_ready = False
-            return self._drain_once(sessions, batch)
+        with self._draining:
+            try:
+                return self._drain_once(sessions, batch)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the group (restarted without persistence, or flushed): again.
+                self._group_ready = False
+                return self._drain_once(sessions, batch)
 
     def _drain_once(self, sessions: sessionmaker[Session], batch: int) -> int:
         self._ensure_group()

@@ -131,6 +131,35 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(  # type: ig
     assert str(orphan["id"]) in fields[b"r"].decode() and b"foreign key" in fields[b"error"]
 
 
+def test_two_drains_at_once_set_each_refused_row_aside_once(  # type: ignore[no-untyped-def]
+    database_url: str, sql_engine, redis_client
+) -> None:
+    """The drain loop and an explicit drain in one process read the same consumer's pending
+    entries: without one drain at a time, both set a refused row aside (a loaded run listed
+    a dead letter twice)."""
+    import threading
+
+    with unit_of_work() as session:
+        owner = factories.tenant(session)
+        bot = factories.agent(session, owner)
+        tenant_id, agent_id = owner.id, bot.id
+    buffer = InteractionBuffer(redis_client, "test-consumer")
+    for _ in range(60):
+        buffer.append(_record(tenant_id, agent_id))
+        buffer.append(_record(tenant_id, uuid.uuid4()))  # refused: no such agent
+    sessions = sessionmaker(bind=sql_engine)
+    drains = [threading.Thread(target=buffer.drain_all, args=(sessions, 7)) for _ in range(3)]
+    for drain in drains:
+        drain.start()
+    for drain in drains:
+        drain.join(60)
+    assert buffer.depth() == 0
+    assert redis_client.xlen(DEAD_LETTER) == 60
+    with unit_of_work() as session:
+        stored = session.scalars(select(Interaction.id).where(Interaction.agent_id == agent_id))
+        assert len(list(stored)) == 60
+
+
 def test_rows_the_encoder_or_the_database_refuse_are_set_aside_and_block_nothing(  # type: ignore[no-untyped-def]
     database_url: str, sql_engine, redis_client
 ) -> None:
