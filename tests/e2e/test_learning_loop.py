@@ -299,6 +299,21 @@ def _ask(gateway: Gateway, fx: TenantFixture, text: str):  # type: ignore[no-unt
     return greedy(gateway, fx, messages)
 
 
+def _gradable(brief: str) -> bool:
+    """Whether an answer, as the gate's report shows it (`name({json arguments})` or text), is
+    one call the calculator environment grades: `calculator` or `final_answer` with a JSON
+    object for arguments. A report cut at 200 characters is taken as gradable."""
+    name, _, rest = brief.partition("(")
+    if name not in ("calculator", "final_answer") or not rest.endswith(")"):
+        return False
+    if len(brief) >= 200:
+        return True
+    try:
+        return isinstance(json.loads(rest[:-1]), dict)
+    except json.JSONDecodeError:  # several calls ("; ") or a malformed argument string
+        return False
+
+
 def _traffic(gateway: Gateway, fx: TenantFixture, n: int, seed: int) -> None:
     """Untouched traffic: questions nobody gives feedback on."""
     for task in ENV.tasks("train", n, seed=seed):
@@ -370,9 +385,14 @@ def test_readme_flow_never_breaks_the_agent(
     # The gate had evidence to decide on: the environment's 60 tasks always; the held-back
     # untouched prompts count too when five or more of the served ones were logged in time.
     assert env["n"] == 60, signals
-    if kept["n"]:  # the traffic is the environment's tasks: it grades every held-back prompt
-        assert kept["graded"] == kept["n"], kept
-        assert all(c["kind"] for c in kept["changed"]), kept
+    print({"preservation": kept})
+    if kept["n"]:  # the traffic is the environment's tasks: the environment grades them
+        # Every prompt whose two answers are each one gradable call is graded; the tiny
+        # model sometimes answers in text or with a malformed call, which stays ungraded.
+        assert kept["graded"] >= 1, kept
+        for change in kept["changed"]:
+            both = _gradable(change["parent"]) and _gradable(change["candidate"])
+            assert (change["kind"] is not None) == both, change
     after = _ask(gateway, fx, README_PROMPT)
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}

@@ -201,3 +201,34 @@ def make_rig(database_url: str, engine_url: str, tmp_path: Path) -> Rig:
     redis_url = server.start()
     env = gateway_env(database_url, redis_url, engine_url, tmp_path / "data")
     return Rig(make_tenant("bot"), server, redis_url, free_port(), env)
+
+
+def where_everything_waits() -> str:
+    """Every thread's stack and every running event loop's tasks in this process: what a test
+    prints when a request hangs, so the next failure names the line it waited on."""
+    import gc
+    import sys
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        out.append(f"--- thread {names.get(ident, ident)}")
+        out.extend(line.rstrip() for line in traceback.format_stack(frame, limit=12))
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    for loop in loops:
+        if not loop.is_running():
+            continue
+        for _ in range(3):  # the set of tasks may change under us: another thread runs it
+            try:
+                tasks = list(asyncio.all_tasks(loop))
+                break
+            except RuntimeError:
+                tasks = []
+        out.append(f"--- loop {id(loop):#x}: {len(tasks)} tasks")
+        for task in tasks:
+            out.append(f"task {task.get_name()}:")
+            for frame in task.get_stack(limit=8):
+                out.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+    return "\n".join(out)

@@ -26,7 +26,7 @@ from app.sampler.launcher import EngineProcess
 from app.tenants.service import create_api_key, create_tenant
 from tests.helpers.adapters import random_adapter
 from tests.helpers.engine import MODEL_DIR
-from tests.helpers.faults import answered
+from tests.helpers.faults import answered, where_everything_waits
 from tests.helpers.figures import record
 from tests.helpers.gateway import (
     Gateway,
@@ -73,6 +73,7 @@ def test_hot_swap_under_load(gateway: Gateway, engine: EngineProcess, tmp_path: 
             version = await asyncio.to_thread(publish_live, fx, sources[i % 3])
             name = f"{fx.tenant.slug}/{fx.agent.name}@v{version.number}"
             published[name] = version.created_at
+            answers_before = len(results)
             try:
                 check = await (
                     fx.async_client(gateway)
@@ -89,9 +90,12 @@ def test_hot_swap_under_load(gateway: Gateway, engine: EngineProcess, tmp_path: 
                 state = gateway.app.state.gateway
                 loaded = sorted(n for r in state.pool.replicas for n in r.loaded)
                 pytest.fail(
-                    f"the request checking {name} got no answer in 120 s ({failures}); the "
-                    f"gateway's loaded adapters {loaded}, in flight {dict(state.in_flight)}; "
-                    f"engine log:\n{engine.log_tail(40)}"
+                    f"the request checking {name} got no answer in 120 s ({failures}), while "
+                    f"the clients had {len(results) - answers_before} answers; the "
+                    f"gateway's loaded adapters {loaded}, in flight {dict(state.in_flight)}, "
+                    f"tenant slots held {state.limits.active(fx.tenant.id)}; engine log:\n"
+                    f"{engine.log_tail(40)}\nwhere every thread and task waits:\n"
+                    f"{where_everything_waits()}"
                 )
             assert check.system_fingerprint == name
             confirmed.append((datetime.now(UTC), version.number))
