@@ -204,38 +204,33 @@ def as_target(message: dict[str, Any]) -> tuple[str, Any]:
 
 
 def right_first_step(task: Task, brief: str) -> bool:
-    """Whether a first step, as the gate reports it (``name({json arguments})``), is right
-    (`Environment.grade_first_step`, which the gate itself grades by; text is not)."""
-    name, _, rest = brief.partition("(")
-    call = {"function": {"name": name, "arguments": rest[:-1]}}
-    return ENV.grade_first_step(task, {"role": "assistant", "tool_calls": [call]}) is True
+    """Whether a first step, as the gate reports it (``name({json arguments})``, several
+    joined by ``; ``, or text), is right (`Environment.grade_first_step`, which the gate
+    itself grades by)."""
+    return ENV.grade_first_step(task, message_of(brief)) is True
 
 
-def kinds_of_change(changed: list[dict[str, Any]], tasks: list[Task]) -> dict[str, int]:
-    """The preservation check's changed answers (it lists up to five) graded against the
-    tasks the traffic came from: ``wrong->right``, ``wrong->wrong``, ``right->wrong``, ..."""
-    by_prompt = {t.prompt: t for t in tasks}
-    kinds: Counter[str] = Counter()
-    for c in changed:
-        task = by_prompt.get(c["prompt"])
-        if task is None:
-            kinds["ungraded"] += 1
-            continue
-        before, after = (
-            "right" if right_first_step(task, c[side]) else "wrong"
-            for side in ("parent", "candidate")
-        )
-        kinds[f"{before}->{after}"] += 1
-    return dict(kinds)
+def message_of(brief: str) -> dict[str, Any]:
+    """The assistant message a gate report's answer stands for."""
+    calls = []
+    for part in brief.split("; "):
+        call = re.fullmatch(r"([A-Za-z_]\w*)\((.*)\)", part, re.DOTALL)
+        if call is None:
+            return {"role": "assistant", "content": brief}
+        calls.append({"function": {"name": call[1], "arguments": call[2]}})
+    return {"role": "assistant", "tool_calls": calls}
 
 
-def traffic(client: OpenAI, n: int, seed: int) -> list[Task]:
-    """Untouched traffic: environment-style questions nobody gives feedback on (returned, so
-    that what the gate reports changed can be graded against them)."""
-    tasks = ENV.tasks("train", n, seed=seed)
-    for task in tasks:
+def kinds_of_change(changed: list[dict[str, Any]]) -> dict[str, int]:
+    """The preservation check's changed answers (it lists up to five) by the kind the gate
+    gave them: ``wrong->right``, ``wrong->wrong``, ``right->wrong``, ... or ``ungraded``."""
+    return dict(Counter(c.get("kind") or "ungraded" for c in changed))
+
+
+def traffic(client: OpenAI, n: int, seed: int) -> None:
+    """Untouched traffic: environment-style questions nobody gives feedback on."""
+    for task in ENV.tasks("train", n, seed=seed):
         ask(client, messages(task.prompt))
-    return tasks
 
 
 # ---- scenarios -----------------------------------------------------------------------------------
@@ -247,7 +242,7 @@ def readme_flow(
     client = OpenAI(base_url=f"{base}/v1", api_key=key)
     if schedule:
         admin.schedule(slug, **schedule)
-    served = traffic(client, untouched, seed=1000 + seed)
+    traffic(client, untouched, seed=1000 + seed)
     wrong = ask(client, messages(README_PROMPT))
     before = first_call(wrong.choices[0].message)
     target = call("calculator", expression=README_FIX)
@@ -281,7 +276,7 @@ def readme_flow(
         "preservation_graded": signals.get("preservation", {}).get("graded"),
         "preservation_no_worse": signals.get("preservation", {}).get("no_worse"),
         "preservation_change_kinds": kinds_of_change(
-            signals.get("preservation", {}).get("changed") or [], served
+            signals.get("preservation", {}).get("changed") or []
         ),
         "corrections_signal": signals.get("corrections"),
         "near": {p: v for p, v in near.items()},

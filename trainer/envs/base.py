@@ -164,13 +164,15 @@ class Episode:
     """The whole episode as tokens (token-level rollouts only, `trainer.envs.tokens`)."""
 
 
-def single_call(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """An assistant message that makes exactly one tool call with a JSON object for arguments,
-    as (name, arguments); None for anything else (text, several calls, malformed)."""
+def message_calls(message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]] | None]:
+    """An assistant message's tool calls as (name, arguments), in order; None for a call the
+    episode runner could not run (no name, arguments that are not a JSON object)."""
     calls = message.get("tool_calls") if isinstance(message, Mapping) else None
-    if not isinstance(calls, list) or len(calls) != 1 or not isinstance(calls[0], Mapping):
-        return None
-    function = calls[0].get("function")
+    return [_call(c) for c in calls] if isinstance(calls, list) else []
+
+
+def _call(call: Any) -> tuple[str, dict[str, Any]] | None:
+    function = call.get("function") if isinstance(call, Mapping) else None
     if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
         return None
     raw = function.get("arguments")
@@ -235,13 +237,39 @@ class Environment(ABC):
 
     def grade_first_step(self, task: Task, message: Mapping[str, Any]) -> bool | None:
         """Whether an assistant message, as the first step of ``task``'s episode, is right:
-        True or False where the environment can tell, None where it cannot (text, several
-        calls, a tool it does not know). By default only a final answer is graded: right
-        when the reward scores it 1.0."""
-        call = single_call(message)
-        if call is None or call[0] != self.final_answer_tool:
-            return None
-        return self.reward(task, call[1].get(self.final_answer_argument)) == 1.0
+        True or False where the environment can tell, None where it cannot. It follows the
+        episode runner's first turn (`trainer.envs.runner`): a call it could not run (a tool
+        not offered, arguments that are not a JSON object) is wrong; a final answer is right
+        when the reward scores it 1.0 (calls before it count for nothing); other tool calls
+        are right when each is (`grade_tool_step`). Text goes to `grade_text`."""
+        calls = message_calls(message)
+        if not calls:
+            content = message.get("content") if isinstance(message, Mapping) else None
+            return self.grade_text(task, content) if isinstance(content, str) else None
+        steps: list[bool | None] = []
+        for call in calls:
+            if call is None or call[0] not in self.tool_names():
+                return False
+            name, args = call
+            if name == self.final_answer_tool:
+                if self.final_answer_argument not in args:
+                    return False
+                return self.reward(task, args[self.final_answer_argument]) == 1.0
+            steps.append(self.grade_tool_step(task, name, args))
+        if False in steps:
+            return False
+        return True if all(steps) else None
+
+    def grade_tool_step(self, task: Task, name: str, args: Mapping[str, Any]) -> bool | None:
+        """Whether one call of a tool other than the final answer is a right step towards
+        ``task``'s answer; None, the default, where the environment cannot tell."""
+        return None
+
+    def grade_text(self, task: Task, text: str) -> bool | None:
+        """Whether a text answer to ``task`` is right, read as the user would read it; None,
+        the default, where the environment cannot tell (an episode ends on text with no
+        reward, but a customer's reader may well have been answered)."""
+        return None
 
     def tool_names(self) -> set[str]:
         """Names of every tool offered, including the final-answer tool."""

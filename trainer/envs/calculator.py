@@ -20,7 +20,7 @@ from trainer.envs.arithmetic_tasks import (
     problem_from_question,
     sample_problems,
 )
-from trainer.envs.base import Environment, Split, Task, single_call
+from trainer.envs.base import Environment, Split, Task
 from trainer.envs.safe_math import CalculatorError, calculate, evaluate
 
 SYSTEM_PROMPT = "Solve the problem. Use the calculator for arithmetic, then call final_answer."
@@ -139,18 +139,21 @@ class CalculatorEnvironment(Environment):
             return None
         return problem_to_task(problem)
 
-    def grade_first_step(self, task: Task, message: Mapping[str, Any]) -> bool | None:
-        """A final answer as the reward grades it; a calculator call is right when it
-        computes the answer or a step on the way to it (``3*4`` for ``3*4+5``), wrong when
-        it computes anything else or fails."""
-        call = single_call(message)
-        if call is None or call[0] != "calculator":
-            return super().grade_first_step(task, message)
-        expression = call[1].get("expression")
+    def grade_tool_step(self, task: Task, name: str, args: Mapping[str, Any]) -> bool | None:
+        """A calculator call is right when it computes the answer or a step on the way to it
+        (``3*4`` for ``3*4+5``), wrong when it computes anything else or fails."""
+        expression = args.get("expression")
         if not isinstance(expression, str):
             return False
         result = parse_answer(calculate(expression))
         return result is not None and result in _steps(task)
+
+    def grade_text(self, task: Task, text: str) -> bool | None:
+        """A text answer that is one number (``"67"``, ``"$1,234."``) is right when it is the
+        answer; prose is not graded."""
+        if parse_answer(text) is None:
+            return None
+        return self.reward(task, text) == 1.0
 
 
 def _steps(task: Task) -> set[Fraction]:

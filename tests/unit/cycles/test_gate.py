@@ -269,7 +269,7 @@ def test_cli_says_how_many_prompts_the_environment_graded_and_how_each_change_wa
 
 def test_the_gate_grades_only_its_environments_tasks_asked_with_its_tools() -> None:
     """`grade_first_steps` grades a held-back prompt only where the environment poses it with
-    its own tools and can grade both answers; a text answer, a prompt served without the
+    its own tools and can grade both answers; prose, a prompt served without the
     tools, or a prompt whose grading fails stay ungraded (every change counts there), and
     never fail the cycle."""
     from app.training.client import grade_first_steps
@@ -288,7 +288,20 @@ def test_the_gate_grades_only_its_environments_tasks_asked_with_its_tools() -> N
         "role": "assistant",
         "tool_calls": [{"function": {"name": "final_answer", "arguments": '{"answer": -1}'}}],
     }
-    text = {"role": "assistant", "content": task.answer}
-    prompts = [asked, asked, {**asked, "tools": None}, {"messages": None, "tools": env.tools()}]
-    pairs = [(right, wrong), (text, wrong), (right, wrong), (right, wrong)]
-    assert grade_first_steps("calculator", prompts, pairs) == [(True, False), None, None, None]
+    number = {"role": "assistant", "content": task.answer}
+    prose = {"role": "assistant", "content": f"The answer is {task.answer}, I think."}
+    prompts = [
+        asked,
+        asked,
+        asked,
+        {**asked, "tools": None},
+        {"messages": None, "tools": env.tools()},
+    ]
+    pairs = [(right, wrong), (number, wrong), (prose, wrong), (right, wrong), (right, wrong)]
+    assert grade_first_steps("calculator", prompts, pairs) == [
+        (True, False),
+        (True, False),
+        None,
+        None,
+        None,
+    ]

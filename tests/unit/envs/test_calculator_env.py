@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -265,33 +266,55 @@ def _step(name: str, arguments: object) -> dict:
     }
 
 
-def test_a_first_step_is_graded_only_where_the_environment_can_tell() -> None:
+def test_a_first_step_is_graded_as_the_episode_runner_would_play_it() -> None:
+    """Right or wrong as the episode's first turn would go (`trainer.envs.runner`): a call the
+    runner could not run is wrong, a final answer is graded by the reward (calls before it
+    count for nothing), calculator calls are right when each computes a step of the answer;
+    a number in text is read as the answer, prose is not graded."""
     env = CalculatorEnvironment()
     question = "Mia buys 12 packs of 5 pens and already had 7. How many pens does Mia have now?"
     task = env.task_of([{"role": "user", "content": question}])
     assert task is not None and task.answer == "67"
+
+    def calls(*steps: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "assistant", "tool_calls": [s["tool_calls"][0] for s in steps]}
+
     right = [
         _step("calculator", '{"expression": "12*5+7"}'),
         _step("calculator", '{"expression": "12*5"}'),  # a step on the way
         _step("calculator", {"expression": "5*12"}),  # arguments as an object
         _step("final_answer", '{"answer": 67}'),
+        calls(
+            _step("calculator", '{"expression": "12*5"}'),
+            _step("calculator", '{"expression": "60+7"}'),
+        ),
+        calls(
+            _step("calculator", '{"expression": "1+1"}'), _step("final_answer", '{"answer": "67"}')
+        ),
+        {"role": "assistant", "content": " $67. "},
     ]
     wrong = [
         _step("calculator", '{"expression": "12+5"}'),
         _step("calculator", '{"expression": "12/0"}'),
         _step("calculator", '{"expr": "12*5"}'),
         _step("final_answer", '{"answer": 61}'),
-    ]
-    two = _step("calculator", '{"expression": "12*5"}')
-    two["tool_calls"] = two["tool_calls"] * 2
-    ungraded = [
-        {"role": "assistant", "content": "67"},  # text: the environment cannot tell
+        _step("final_answer", '{"value": 67}'),  # the runner ends this one "malformed"
         _step("calculator", "not json"),
         _step("calculator", "[1, 2]"),
-        _step("search", '{"q": "12*5"}'),
-        two,
+        _step("search", '{"q": "12*5"}'),  # a tool the environment does not offer
         {"role": "assistant", "tool_calls": [None]},
+        calls(
+            _step("calculator", '{"expression": "12*5"}'),
+            _step("calculator", '{"expression": "2+2"}'),
+        ),
+        calls(_step("final_answer", '{"answer": 61}'), _step("final_answer", '{"answer": 67}')),
+        {"role": "assistant", "content": "61"},
     ]
-    assert [env.grade_first_step(task, m) for m in right] == [True] * 4
-    assert [env.grade_first_step(task, m) for m in wrong] == [False] * 4
-    assert [env.grade_first_step(task, m) for m in ungraded] == [None] * 6
+    ungraded = [
+        {"role": "assistant", "content": "Mia has sixty-seven pens."},  # prose
+        {"role": "assistant", "content": None},
+        "not a message",
+    ]
+    assert [env.grade_first_step(task, m) for m in right] == [True] * len(right)
+    assert [env.grade_first_step(task, m) for m in wrong] == [False] * len(wrong)
+    assert [env.grade_first_step(task, m) for m in ungraded] == [None] * len(ungraded)  # type: ignore[arg-type]
