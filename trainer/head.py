@@ -4,9 +4,16 @@ A real vocabulary makes the head the biggest tensor of a pass: at Qwen3's 151,93
 position's fp32 logits take 0.6 MB, and the whole-pass logits plus their fp32 copies (log-softmax,
 the greedy margin's scatter, the KL's two distributions) grew the trainer by 2.3 MB a token. Here
 every quantity a loss reads from the head is computed from the decoder's last hidden states a
-chunk of positions at a time, and each chunk's logits are recomputed in the backward pass
-instead of kept (activation checkpointing, the idea behind fused linear cross-entropy, Wijmans
-et al. 2024 "Cut Your Losses in Large-Vocabulary Language Models"):
+chunk of positions at a time, and no chunk's logits outlive it (the idea behind fused linear
+cross-entropy, Wijmans et al. 2024 "Cut Your Losses in Large-Vocabulary Language Models").
+
+Each differentiable quantity is one number per position that depends on that position's hidden
+state only, so its gradient is one hidden-sized vector per position: `_PerPosition` computes
+it in the forward pass, chunk by chunk, while the chunk's logits are at hand, and keeps only
+that (positions x hidden) tensor; the backward pass scales it by the incoming gradient. Two
+matrix products with the head per chunk, as the whole-pass computation makes (recomputing the
+logits in the backward pass, activation checkpointing, made three and was 20% slower at
+Llama 3's vocabulary). Where the head's own weight trains, chunks fall back to checkpointing.
 
 - `token_logprobs`: log p(x_t | x_<t) at the positions a loss reads (differentiable);
 - `greedy_margin`: how surely greedy decoding gives each target (no gradient);
@@ -17,6 +24,8 @@ Results equal the whole-pass computation to float tolerance (`tests/unit/trainer
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +49,24 @@ class LMHead:
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.weight, self.bias).float()  # (M, V)
 
-    def _picked(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self._logits(hidden)  # (M, V)
-        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
-        return picked - torch.logsumexp(logits, dim=-1)  # (M,)
+    def _per_position(
+        self,
+        value_of_logits: Callable[..., torch.Tensor],
+        grad_of_logits: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+        hidden: torch.Tensor,
+        *extras: torch.Tensor,
+    ) -> torch.Tensor:
+        """A value per position from the logits at ``hidden`` (M, H), over chunks of
+        positions: ``value_of_logits(logits, *extras) -> (M,)``, differentiable, and
+        ``grad_of_logits(logits, *extras) -> (value, d value / d logits)``, the same value
+        with its gradient in the logits. Differentiable in ``hidden`` when it requires grad."""
+        grad = torch.is_grad_enabled() and hidden.requires_grad
+        if not grad or self.weight.requires_grad or hidden.shape[0] == 0:
+            return self._chunked(
+                lambda h, *e: value_of_logits(self._logits(h), *e), hidden, *extras
+            )
+        out: torch.Tensor = _PerPosition.apply(self, grad_of_logits, hidden, *extras)
+        return out
 
     def _chunked(self, fn, *tensors: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
         """``fn`` over chunks of the positions of ``tensors`` (first dimension), concatenated;
@@ -73,7 +96,9 @@ class LMHead:
         if mask is not None:
             wanted = mask[:, 1:] > 0  # (N, T-1): position t predicts token t + 1
         at = wanted.nonzero(as_tuple=True)
-        picked = self._chunked(self._picked, hidden[:, :-1][at], input_ids[:, 1:][at])  # (M,)
+        picked = self._per_position(  # (M,)
+            _logprob, _logprob_and_grad, hidden[:, :-1][at], input_ids[:, 1:][at]
+        )
         out = torch.zeros(n, t - 1, dtype=torch.float32, device=hidden.device)
         out = out.index_put(at, picked)  # (N, T-1)
         return F.pad(out, (1, 0))  # (N, T)
@@ -103,9 +128,64 @@ class LMHead:
         """KL(ref || pi) over the vocabulary at each of M positions, from the policy's and
         the reference's hidden states there (both (M, H)); (M,)."""
 
-        def kl(h: torch.Tensor, ref_h: torch.Tensor) -> torch.Tensor:
-            logp = torch.log_softmax(self._logits(h), dim=-1)  # (M, V)
+        def kl(logits: torch.Tensor, ref_h: torch.Tensor) -> torch.Tensor:
+            logp = torch.log_softmax(logits, dim=-1)  # (M, V)
             ref_logp = torch.log_softmax(self._logits(ref_h), dim=-1)  # (M, V)
             return (ref_logp.exp() * (ref_logp - logp)).sum(dim=-1)  # (M,)
 
-        return self._chunked(kl, hidden, ref_hidden.detach())
+        def kl_and_grad(
+            logits: torch.Tensor, ref_h: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            logp = torch.log_softmax(logits, dim=-1)  # (M, V)
+            ref_logp = torch.log_softmax(self._logits(ref_h), dim=-1)  # (M, V)
+            ref_p = ref_logp.exp()
+            value = (ref_p * (ref_logp - logp)).sum(dim=-1)  # (M,)
+            del ref_logp
+            return value, logp.exp_().sub_(ref_p)  # d KL / d logits = pi - ref, in place
+
+        return self._per_position(kl, kl_and_grad, hidden, ref_hidden.detach())
+
+
+def _logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position (M,)."""
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def _logprob_and_grad(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) at each position, and its gradient in the logits: onehot - softmax."""
+    logp = torch.log_softmax(logits, dim=-1)  # (M, V)
+    value = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+    grad = logp.exp_().neg_()  # (M, V): -softmax, in place of logp
+    grad.scatter_add_(-1, targets.unsqueeze(-1), torch.ones_like(value).unsqueeze(-1))
+    return value, grad
+
+
+class _PerPosition(torch.autograd.Function):
+    """A value per position from the head's logits, whose gradient in the position's hidden
+    state, ``d value / d logits @ W``, is computed in the forward pass a chunk at a time."""
+
+    @staticmethod
+    def forward(
+        ctx, head: LMHead, grad_of_logits, hidden: torch.Tensor, *extras: torch.Tensor
+    ) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
+        values, grads = [], []
+        with torch.no_grad():
+            for start in range(0, hidden.shape[0], head.chunk):
+                stop = start + head.chunk
+                piece = [e[start:stop] for e in extras]
+                value, d_logits = grad_of_logits(head._logits(hidden[start:stop]), *piece)
+                values.append(value)
+                grads.append(d_logits.to(head.weight.dtype) @ head.weight)  # (m, H)
+                del d_logits
+        ctx.save_for_backward(torch.cat(grads).to(hidden.dtype))
+        ctx.extras = len(extras)
+        return torch.cat(values)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        (d_hidden,) = ctx.saved_tensors
+        grad = grad_out.unsqueeze(-1).to(d_hidden.dtype) * d_hidden
+        return (None, None, grad) + (None,) * ctx.extras

@@ -23,14 +23,19 @@ from trainer.head import LMHead
 from trainer.losses import LossSpec, distribution_kl, greedy_margin, token_logprobs
 
 
-def _head(vocab: int, hidden: int, chunk_positions: int) -> tuple[nn.Linear, LMHead]:
+def _head(
+    vocab: int, hidden: int, chunk_positions: int, trains: bool = False
+) -> tuple[nn.Linear, LMHead]:
     torch.manual_seed(0)
-    linear = nn.Linear(hidden, vocab, bias=False)
+    linear = nn.Linear(hidden, vocab, bias=False).requires_grad_(trains)
     return linear, LMHead(linear, chunk_bytes=chunk_positions * 4 * vocab)
 
 
-def test_chunked_logprobs_margin_and_kl_equal_the_whole_computation() -> None:
-    linear, head = _head(vocab=97, hidden=16, chunk_positions=3)
+@pytest.mark.parametrize("head_trains", [False, True], ids=["frozen head", "head trains"])
+def test_chunked_logprobs_margin_and_kl_equal_the_whole_computation(head_trains: bool) -> None:
+    """With the head frozen (as under LoRA) each position's gradient is computed in the
+    forward pass; where the head's weight trains, chunks are recomputed (checkpointing)."""
+    linear, head = _head(vocab=97, hidden=16, chunk_positions=3, trains=head_trains)
     assert head.chunk == 3
     hidden = torch.randn(2, 9, 16, requires_grad=True)  # (N, T, H)
     ids = torch.randint(0, 97, (2, 9))
