@@ -303,10 +303,14 @@ class TrainingEngine:
                 per_pos = self.head.forward_kl(hidden[:, :-1][trained], ref_hidden)  # (M,)
                 terms = kl_terms(per_pos, row_of, len(plan.rows))
             else:
-                logp = self.head.token_logprobs(hidden, t.input_ids, t.loss_mask)  # (N, T)
+                if loss.kind == "sft":  # and how surely greedy decoding gives each target
+                    logp, margin = self.head.token_logprobs_and_margin(
+                        hidden, t.input_ids, t.loss_mask
+                    )
+                else:
+                    logp = self.head.token_logprobs(hidden, t.input_ids, t.loss_mask)  # (N, T)
                 terms = compute_loss(loss, logp, t, ref)
-                if loss.kind == "sft":  # how surely greedy decoding gives each target
-                    margin = self.head.greedy_margin(hidden, t.input_ids, t.loss_mask)
+                if loss.kind == "sft":
                     terms.metrics["margin"] = margin
             with warnings.catch_warnings():
                 # The leaves are strided views of flat_grad's twin; accumulating into them in

@@ -103,6 +103,34 @@ class LMHead:
         out = out.index_put(at, picked)  # (N, T-1)
         return F.pad(out, (1, 0))  # (N, T)
 
+    def token_logprobs_and_margin(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`token_logprobs` at the masked positions and `greedy_margin`, the margin read from
+        the same projection of each chunk where the gradient is taken in the forward pass (an
+        SFT pass then projects each position once, as the whole-pass computation did)."""
+        gaps: list[torch.Tensor] = []
+
+        def with_gap(
+            logits: torch.Tensor, targets: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            gaps.append(_gap(logits, targets))
+            return _logprob_and_grad(logits, targets)
+
+        wanted = mask[:, 1:] > 0  # (N, T-1)
+        at = wanted.nonzero(as_tuple=True)
+        picked = self._per_position(  # (M,)
+            _logprob, with_gap, hidden[:, :-1][at], input_ids[:, 1:][at]
+        )
+        out = torch.zeros(wanted.shape, dtype=torch.float32, device=hidden.device)
+        logp = F.pad(out.index_put(at, picked), (1, 0))  # (N, T)
+        if not gaps and picked.numel():  # the gradient was not taken in the forward pass
+            return logp, self.greedy_margin(hidden, input_ids, mask)
+        margin = torch.full(wanted.shape, float("inf"), device=hidden.device)  # (N, T-1)
+        if gaps:
+            margin = margin.index_put(at, torch.cat(gaps))
+        return logp, margin.amin(dim=1)  # (N, T), (N,)
+
     def greedy_margin(
         self, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
@@ -113,10 +141,7 @@ class LMHead:
         at = wanted.nonzero(as_tuple=True)
 
         def gap(h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            logits = self._logits(h)  # (M, V)
-            picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
-            rival = logits.scatter(-1, targets.unsqueeze(-1), float("-inf")).amax(dim=-1)
-            return picked - rival  # (M,)
+            return _gap(self._logits(h), targets)
 
         with torch.no_grad():
             gaps = self._chunked(gap, hidden[:, :-1][at].detach(), input_ids[:, 1:][at])
@@ -144,6 +169,15 @@ class LMHead:
             return value, logp.exp_().sub_(ref_p)  # d KL / d logits = pi - ref, in place
 
         return self._per_position(kl, kl_and_grad, hidden, ref_hidden.detach())
+
+
+def _gap(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How far each target's logit is above the best other token's (M,): negative where
+    greedy decoding picks another token."""
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+    top = logits.topk(2, dim=-1)  # (M, 2): the best, and the best after it
+    rival = torch.where(top.indices[:, 0] == targets, top.values[:, 1], top.values[:, 0])
+    return (picked - rival).detach()
 
 
 def _logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,14 @@ def test_chunked_logprobs_margin_and_kl_equal_the_whole_computation(head_trains:
         head.greedy_margin(hidden, ids, mask), greedy_margin(linear(hidden), ids, mask)
     )
     assert head.greedy_margin(hidden, ids, torch.zeros_like(mask)).isinf().all()
+    # Both from one projection of each chunk (the SFT pass), equal to the two apart.
+    logp, margin = head.token_logprobs_and_margin(hidden, ids, mask)
+    torch.testing.assert_close(logp * mask, whole * mask)
+    torch.testing.assert_close(margin, greedy_margin(linear(hidden), ids, mask))
+    (g_both,) = torch.autograd.grad((logp * mask).sum(), hidden)
+    torch.testing.assert_close(g_both, g_chunk)
+    tie = torch.zeros(1, 2, 16, requires_grad=True)  # every logit equal: greedy is a tie
+    assert head.token_logprobs_and_margin(tie, ids[:1, :2], mask[:1, :2] + 1)[1].item() == 0.0
 
     ref = torch.randn(7, 16)
     at = hidden[0, :7]
