@@ -382,11 +382,13 @@ def test_readme_flow_never_breaks_the_agent(
     assert env["n"] == 60, signals
     print({"preservation": kept})
     if kept["n"]:  # the traffic is the environment's tasks: the environment grades them
-        # Every prompt whose two answers are calls or numbers is graded; prose is not.
+        # Every prompt the environment poses (the near prompts asked above are not its
+        # templates) whose two answers are calls or numbers is graded; prose is not.
         assert kept["graded"] >= 1, kept
         for change in kept["changed"]:
+            posed = ENV.task_of([{"role": "user", "content": change["prompt"]}]) is not None
             both = _gradable(change["parent"]) and _gradable(change["candidate"])
-            assert (change["kind"] is not None) == both, change
+            assert (change["kind"] is not None) == (posed and both), change
     after = _ask(gateway, fx, README_PROMPT)
     if run.status == "succeeded":
         assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
