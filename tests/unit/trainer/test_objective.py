@@ -48,6 +48,10 @@ def test_mixed_gradient_is_the_weighted_sum_of_single_loss_gradients(
     engine = make_engine()
     _parent(engine, tmp_path, "a")
     batches = _batches()
+    # One step away from the parent first: at the parent itself the KL term and its
+    # gradient are exactly zero (the policy's distribution is the reference's).
+    accumulate(engine, "a", batches, {"sft": 1.0})
+    engine.optim_step("a", 1e-2)
     singles = {}
     for kind in batches:
         accumulate(engine, "a", batches, {kind: 1.0})
