@@ -11,10 +11,13 @@ through `TrainingEngine`, in a fresh process each, with:
              `trainer/head.py`;
   chunked  - the default ``logit_chunk_bytes`` (256 MiB of fp32 logits a chunk).
 
-Peak memory is the process's peak RSS during the pass less its RSS before it (the model, the
-adapter and the batch already loaded); on CUDA it would be ``max_memory_allocated``. Time is
-the pass's wall seconds. Repeats in fresh processes; prints a table, writes
-``bench/results/trainer_memory.json`` and ``.png``.
+Peak memory is the process's peak RSS during the first pass less its RSS before it (the
+model, the adapter and the batch already loaded); on CUDA it would be
+``max_memory_allocated``. Time is the wall seconds of the same pass run a second time, warm,
+as a trainer's steps run (the first pass's are kept as ``first_seconds``). Each repeat runs in
+a fresh process, and the two heads alternate repeat by repeat, so that the ratio of their
+times (``slowdown``: chunked over whole, per pair) is measured side by side. Prints a table,
+writes ``bench/results/trainer_memory.json`` and ``.png``.
 
     .venv/bin/python -m bench.trainer_memory                       # 3 repeats
     .venv/bin/python -m bench.trainer_memory --whole-max 2048      # cap the whole head's tokens
@@ -105,8 +108,13 @@ def one_pass(model: str, tokens: int, chunk_bytes: int) -> dict[str, float]:
     reset_peak()
     started = time.perf_counter()
     engine.forward_backward([("a", batch)], LossSpec(kind="sft"))
+    first = time.perf_counter() - started
+    peak = peak_rss_mb() - before
+    engine.zero_grad("a")
+    started = time.perf_counter()  # the same pass again, warm: what a trainer's steps cost
+    engine.forward_backward([("a", batch)], LossSpec(kind="sft"))
     seconds = time.perf_counter() - started
-    return {"peak_mb": peak_rss_mb() - before, "seconds": seconds, "vocab": vocab}
+    return {"peak_mb": peak, "seconds": seconds, "first_seconds": first, "vocab": vocab}
 
 
 def measure(model: Path, tokens: int, chunk_bytes: int) -> dict[str, float]:
@@ -124,6 +132,28 @@ def measure(model: Path, tokens: int, chunk_bytes: int) -> dict[str, float]:
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}  # type: ignore[dict-item]
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def summary(vocab: int, tokens: int, head: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell: its runs, and the mean ± sd of the peak memory and the warm pass's seconds."""
+    good = [r for r in runs if "error" not in r]
+    cell: dict[str, Any] = {"vocab": vocab, "tokens": tokens, "head": head, "runs": runs}
+    cell["peak_mb"] = mean_sd([r["peak_mb"] for r in good])
+    cell["seconds"] = mean_sd([r["seconds"] for r in good])
+    if len(good) < len(runs):
+        cell["errors"] = [r["error"] for r in runs if "error" in r]
+    return cell
+
+
+def slowdown(vocab: int, tokens: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The chunked head's warm seconds over the whole head's, repeat by repeat (each pair
+    measured one after the other), mean ± sd."""
+    ratios = [
+        c["seconds"] / w["seconds"]
+        for w, c in zip(runs["whole"], runs["chunked"], strict=True)
+        if "error" not in w and "error" not in c
+    ]
+    return {"vocab": vocab, "tokens": tokens, "chunked_over_whole": mean_sd(ratios)}
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -146,6 +176,10 @@ def table(data: dict[str, Any]) -> str:
         lines.append(
             f"{cell['vocab']:>8} {cell['tokens']:>7} {cell['head']:>8} {pm:>12.0f} ± {ps:<7.0f} {tm:>7.2f} ± {ts:.2f}"
         )
+    lines.append(f"{'vocab':>8} {'tokens':>7}  chunked s / whole s (mean ± sd of pairs)")
+    for row in data.get("slowdown", []):
+        mean, sd = row["chunked_over_whole"]
+        lines.append(f"{row['vocab']:>8} {row['tokens']:>7}  {mean:.3f} ± {sd:.3f}")
     return "\n".join(lines)
 
 
@@ -210,24 +244,26 @@ def main() -> None:
         for name, vocab in VOCABS.items():
             model = make_model(Path(tmp) / name, vocab)
             for tokens in token_counts:
-                for head, chunk in (("whole", 2**62), ("chunked", DEFAULT_CHUNK_BYTES)):
-                    cell: dict[str, Any] = {"vocab": vocab, "tokens": tokens, "head": head}
-                    if head == "whole" and vocab > 1000 and tokens > args.whole_max:
-                        cell["skipped"] = f"over --whole-max {args.whole_max}"
-                        data["cells"].append(cell)
-                        continue
-                    runs = [measure(model, tokens, chunk) for _ in range(args.repeats)]
-                    errors = [r["error"] for r in runs if "error" in r]
-                    good = [r for r in runs if "error" not in r]
-                    cell["runs"] = runs
-                    cell["peak_mb"] = mean_sd([r["peak_mb"] for r in good])
-                    cell["seconds"] = mean_sd([r["seconds"] for r in good])
-                    if errors:
-                        cell["errors"] = errors
-                    data["cells"].append(cell)
-                    print(json.dumps(cell), flush=True)
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    args.out.write_text(json.dumps(data, indent=1))
+                heads = {"whole": 2**62, "chunked": DEFAULT_CHUNK_BYTES}
+                if vocab > 1000 and tokens > args.whole_max:
+                    skipped = {"vocab": vocab, "tokens": tokens, "head": "whole"}
+                    data["cells"].append(
+                        {**skipped, "skipped": f"over --whole-max {args.whole_max}"}
+                    )
+                    del heads["whole"]
+                # The heads alternate, repeat by repeat, so that both see the same machine.
+                runs: dict[str, list[dict[str, Any]]] = {head: [] for head in heads}
+                for _ in range(args.repeats):
+                    for head, chunk in heads.items():
+                        runs[head].append(measure(model, tokens, chunk))
+                for head, measured in runs.items():
+                    data["cells"].append(summary(vocab, tokens, head, measured))
+                    print(json.dumps(data["cells"][-1]), flush=True)
+                if len(runs) == 2:
+                    data.setdefault("slowdown", []).append(slowdown(vocab, tokens, runs))
+                    print(json.dumps(data["slowdown"][-1]), flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(data, indent=1))
     print(table(data))
     plot(data, args.out.with_suffix(".png"))
 
