@@ -6,9 +6,9 @@ Qwen3-architecture model with random weights and tiny hidden sizes (2 layers, hi
 made in a temporary folder, and one SFT `forward_backward` of N tokens (rows of 512) runs
 through `TrainingEngine`, in a fresh process each, with:
 
-  whole    - the loss head in one chunk (``logit_chunk_bytes`` unbounded): the pass holds
-             (tokens x vocab) fp32 logits and their backward, as the trainer did before
-             `trainer/head.py`;
+  whole    - the loss head in one piece under plain autograd (`whole_head`): the pass holds
+             (tokens x vocab) fp32 logits, their log-softmax and their backward, as the
+             trainer did before `trainer/head.py` (at the trained positions only);
   chunked  - the default ``logit_chunk_bytes`` (256 MiB of fp32 logits a chunk).
 
 Peak memory is the process's peak RSS during the first pass less its RSS before it (the
@@ -83,14 +83,44 @@ def reset_peak() -> None:
         f.write("5")
 
 
+def whole_head() -> None:
+    """Make this process's loss head the whole-pass computation under plain autograd: the
+    (positions x vocab) logits of the pass, their log-softmax and their gradients all held
+    at once, as the trainer computed them before `trainer/head.py`."""
+    import torch
+    import torch.nn.functional as F
+
+    from trainer.head import LMHead, _gap, _logprob
+
+    def per_position(self, value_of_logits, grad_of_logits, hidden, *extras):  # type: ignore[no-untyped-def]
+        return value_of_logits(self._logits(hidden), *extras)
+
+    def logprobs_and_margin(self, hidden, input_ids, mask):  # type: ignore[no-untyped-def]
+        wanted = mask[:, 1:] > 0  # (N, T-1)
+        at = wanted.nonzero(as_tuple=True)
+        logits = self._logits(hidden[:, :-1][at])  # (M, V), kept for the backward pass
+        targets = input_ids[:, 1:][at]
+        logp = torch.zeros(wanted.shape).index_put(at, _logprob(logits, targets))
+        margin = torch.full(wanted.shape, float("inf")).index_put(at, _gap(logits, targets))
+        return F.pad(logp, (1, 0)), margin.amin(dim=1)
+
+    LMHead._per_position = per_position  # type: ignore[method-assign]
+    LMHead.token_logprobs_and_margin = logprobs_and_margin  # type: ignore[method-assign]
+
+
 def one_pass(model: str, tokens: int, chunk_bytes: int) -> dict[str, float]:
-    """Run in a child process: one SFT pass of ``tokens`` tokens; its memory and time."""
+    """Run in a child process: one SFT pass of ``tokens`` tokens; its memory and time.
+    ``chunk_bytes`` 0 is the whole head (`whole_head`)."""
     import torch
 
     from trainer.batch import Batch
     from trainer.config import LoraSettings, TrainerConfig
     from trainer.engine import TrainingEngine
     from trainer.losses import LossSpec
+
+    if chunk_bytes == 0:
+        whole_head()
+        chunk_bytes = 2**62
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     cfg = TrainerConfig(
@@ -244,7 +274,7 @@ def main() -> None:
         for name, vocab in VOCABS.items():
             model = make_model(Path(tmp) / name, vocab)
             for tokens in token_counts:
-                heads = {"whole": 2**62, "chunked": DEFAULT_CHUNK_BYTES}
+                heads = {"whole": 0, "chunked": DEFAULT_CHUNK_BYTES}
                 if vocab > 1000 and tokens > args.whole_max:
                     skipped = {"vocab": vocab, "tokens": tokens, "head": "whole"}
                     data["cells"].append(
