@@ -338,23 +338,27 @@ def _accuracy(base_url: str, key: str, model: str, tasks: int = 200) -> float:
 def test_readme_flow_never_breaks_the_agent(
     gateway: Gateway, worker: object, engine: EngineProcess
 ) -> None:
-    """One correction, one cycle with the default schedule, through the openai client. The
-    promise: the agent is never broken. Either the candidate is promoted, and then the
-    corrected prompt is answered as corrected, held-out environment accuracy did not fall by
-    more than a point, untouched prompts are answered as before; or the gate refused it and
-    the parent still serves exactly what it served. Nearby prompts never come back '60'.
-    (How often the default schedule learns the correction is measured by bench/continual.py:
-    on this tiny model it is near the edge, see docs/LEARNING.md.)"""
+    """One correction, one cycle with the default schedule, through the openai client, as the
+    README tells it. The candidate is promoted, the corrected prompt is answered as
+    corrected, held-out environment accuracy did not fall by more than a point, untouched
+    prompts are answered as before (the gate's signals), nearby prompts never come back
+    '60', and an independent number holds: accuracy on 200 held-out tasks the test measures
+    itself, against the base model's. (A refused candidate, and the parent serving on, is
+    `test_regressing_candidate_is_not_promoted`; how often this flow promotes and learns is
+    measured by bench/continual.py, `readme`.)"""
     fx = make_tenant("readme", rank=16, alpha=32)
     _with_environment(fx)
     schedule_defaults = ScheduleUpdate(promotion_rule=PromotionRule(environment_tasks=60))
     with unit_of_work() as session:
         cycles.update_schedule(session, fx.tenant.id, fx.agent.id, schedule_defaults)
-    _traffic(gateway, fx, 30, seed=77)
+    # Sixty untouched chats: a share is held back for the preservation check (10 in a run of
+    # this test; 6 to 8 with thirty), enough that one changed answer does not refuse alone.
+    _traffic(gateway, fx, 60, seed=77)
     wrong = _ask(gateway, fx, README_PROMPT)
     target = {"name": "calculator", "arguments": {"expression": "96-4"}}
     assert first_call(as_dict(wrong.choices[0].message)) != target
-    near_before = [as_dict(_ask(gateway, fx, text).choices[0].message) for text in NEAR]
+    for text in NEAR:  # asked before: they are held-back traffic too
+        _ask(gateway, fx, text)
     correct(
         gateway,
         fx,
@@ -389,26 +393,20 @@ def test_readme_flow_never_breaks_the_agent(
             posed = ENV.task_of([{"role": "user", "content": change["prompt"]}]) is not None
             both = _gradable(change["parent"]) and _gradable(change["candidate"])
             assert (change["kind"] is not None) == (posed and both), change
+    print({"status": run.status, "decision": run.metrics.get("decision"), "gate": env})
+    assert run.status == "succeeded", run.metrics.get("decision")
+    assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
+    assert env["after"] >= env["before"] - 0.01, signals
+    # Promoted only if preservation is not shown below 95% (the gate's confidence bound,
+    # recorded with the signal for the CLI and the UI).
+    if kept["agreement"] is not None:  # None: no untouched prompt was logged in time
+        assert kept["upper_bound"] == agreement_upper_bound(kept["agreement"], kept["n"])
+        assert kept["upper_bound"] >= 0.95, signals
     after = _ask(gateway, fx, README_PROMPT)
-    if run.status == "succeeded":
-        assert signals["corrections"] == {"n": 1, "before": 0.0, "after": 1.0}
-        assert env["after"] >= env["before"] - 0.01, signals
-        # Promoted only if preservation is not shown below 95% (the gate's confidence bound,
-        # recorded with the signal for the CLI and the UI).
-        if kept["agreement"] is not None:  # None: no untouched prompt was logged in time
-            assert kept["upper_bound"] == agreement_upper_bound(kept["agreement"], kept["n"])
-            assert kept["upper_bound"] >= 0.95, signals
-        assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
-        got = first_call(as_dict(after.choices[0].message))
-        assert got is not None and got["name"] == "calculator"
-        assert json.loads(got["arguments"]) == target["arguments"]
-    else:
-        assert run.status == "rejected" and run.metrics["failed_signal"], run.metrics["decision"]
-        assert after.system_fingerprint == f"{fx.agent.name}@base"
-        strip = lambda m: {**m, "tool_calls": [c["function"] for c in m.get("tool_calls") or []]}  # noqa: E731
-        assert strip(as_dict(after.choices[0].message)) == strip(as_dict(wrong.choices[0].message))
-        now = [as_dict(_ask(gateway, fx, text).choices[0].message) for text in NEAR]
-        assert [strip(m) for m in now] == [strip(m) for m in near_before]
+    assert after.system_fingerprint == f"{fx.tenant.slug}/{fx.agent.name}@v1"
+    got = first_call(as_dict(after.choices[0].message))
+    assert got is not None and got["name"] == "calculator"
+    assert json.loads(got["arguments"]) == target["arguments"]
     for text in NEAR:  # never "60", as text or in a tool call
         assert not says(as_dict(_ask(gateway, fx, text).choices[0].message), "60"), text
     # An independent number: what serves now against the base model on 200 held-out tasks
