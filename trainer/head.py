@@ -12,8 +12,8 @@ state only, so its gradient is one hidden-sized vector per position: `_PerPositi
 it in the forward pass, chunk by chunk, while the chunk's logits are at hand, and keeps only
 that (positions x hidden) tensor; the backward pass scales it by the incoming gradient. Two
 matrix products with the head per chunk, as the whole-pass computation makes (recomputing the
-logits in the backward pass, activation checkpointing, made three and was 20% slower at
-Llama 3's vocabulary). Where the head's own weight trains, chunks fall back to checkpointing.
+logits in the backward pass, activation checkpointing, made three). Where the head's own
+weight or bias trains, chunks fall back to checkpointing.
 
 - `token_logprobs`: log p(x_t | x_<t) at the positions a loss reads (differentiable);
 - `greedy_margin`: how surely greedy decoding gives each target (no gradient);
@@ -30,10 +30,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
-"""fp32 logits one chunk may hold (its backward holds about as much again)."""
+"""fp32 logits one chunk may hold (with their log-softmax and gradient, about three times this
+while the chunk is computed; nothing of it is kept for the backward pass)."""
 
 
 class LMHead:
@@ -61,7 +63,8 @@ class LMHead:
         ``grad_of_logits(logits, *extras) -> (value, d value / d logits)``, the same value
         with its gradient in the logits. Differentiable in ``hidden`` when it requires grad."""
         grad = torch.is_grad_enabled() and hidden.requires_grad
-        if not grad or self.weight.requires_grad or hidden.shape[0] == 0:
+        trains = self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
+        if not grad or trains or hidden.shape[0] == 0:
             return self._chunked(
                 lambda h, *e: value_of_logits(self._logits(h), *e), hidden, *extras
             )
@@ -175,6 +178,8 @@ def _gap(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """How far each target's logit is above the best other token's (M,): negative where
     greedy decoding picks another token."""
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (M,)
+    if logits.shape[-1] < 2:  # no other token: greedy always gives the target
+        return torch.full_like(picked, float("inf")).detach()
     top = logits.topk(2, dim=-1)  # (M, 2): the best, and the best after it
     rival = torch.where(top.indices[:, 0] == targets, top.values[:, 1], top.values[:, 0])
     return (picked - rival).detach()
@@ -219,7 +224,8 @@ class _PerPosition(torch.autograd.Function):
         return torch.cat(values)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[no-untyped-def, override]
         (d_hidden,) = ctx.saved_tensors
-        grad = grad_out.unsqueeze(-1).to(d_hidden.dtype) * d_hidden
+        grad = (grad_out.unsqueeze(-1).float() * d_hidden.float()).to(d_hidden.dtype)
         return (None, None, grad) + (None,) * ctx.extras

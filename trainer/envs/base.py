@@ -176,8 +176,8 @@ def _call(call: Any) -> tuple[str, dict[str, Any]] | None:
     if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
         return None
     raw = function.get("arguments")
-    try:
-        args = json.loads(raw) if isinstance(raw, str) else raw
+    try:  # as the runner reads them: empty arguments are an empty object
+        args = (json.loads(raw) if raw else {}) if isinstance(raw, str) or raw is None else raw
     except json.JSONDecodeError:
         return None
     return (function["name"], args) if isinstance(args, dict) else None
@@ -241,11 +241,17 @@ class Environment(ABC):
         episode runner's first turn (`trainer.envs.runner`): a call it could not run (a tool
         not offered, arguments that are not a JSON object) is wrong; a final answer is right
         when the reward scores it 1.0 (calls before it count for nothing); other tool calls
-        are right when each is (`grade_tool_step`). Text goes to `grade_text`."""
+        are right when each is (`grade_tool_step`). Text that still holds a ``<tool_call>``
+        tag is a call the parser could not read: wrong. Other text goes to `grade_text`,
+        which reads it as a user would where the runner gives text no reward."""
         calls = message_calls(message)
         if not calls:
             content = message.get("content") if isinstance(message, Mapping) else None
-            return self.grade_text(task, content) if isinstance(content, str) else None
+            if not isinstance(content, str):
+                return None
+            if "<tool_call>" in content:  # a call the parser could not read: "malformed"
+                return False
+            return self.grade_text(task, content)
         steps: list[bool | None] = []
         for call in calls:
             if call is None or call[0] not in self.tool_names():
@@ -254,7 +260,7 @@ class Environment(ABC):
             if name == self.final_answer_tool:
                 if self.final_answer_argument not in args:
                     return False
-                return self.reward(task, args[self.final_answer_argument]) == 1.0
+                return self.reward(task, args[self.final_answer_argument]) >= 1.0
             steps.append(self.grade_tool_step(task, name, args))
         if False in steps:
             return False

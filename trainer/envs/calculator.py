@@ -153,7 +153,7 @@ class CalculatorEnvironment(Environment):
         answer; prose is not graded."""
         if parse_answer(text) is None:
             return None
-        return self.reward(task, text) == 1.0
+        return self.reward(task, text) >= 1.0
 
 
 def _steps(task: Task) -> set[Fraction]:

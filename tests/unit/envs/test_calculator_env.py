@@ -310,6 +310,10 @@ def test_a_first_step_is_graded_as_the_episode_runner_would_play_it() -> None:
         calls(_step("final_answer", '{"answer": 61}'), _step("final_answer", '{"answer": 67}')),
         {"role": "assistant", "content": "61"},
     ]
+    wrong += [
+        {"role": "assistant", "content": '<tool_call>{"name": calculator}'},  # unparsed call
+        _step("calculator", ""),  # empty arguments are {}: no expression
+    ]
     ungraded = [
         {"role": "assistant", "content": "Mia has sixty-seven pens."},  # prose
         {"role": "assistant", "content": None},
@@ -318,3 +322,51 @@ def test_a_first_step_is_graded_as_the_episode_runner_would_play_it() -> None:
     assert [env.grade_first_step(task, m) for m in right] == [True] * len(right)
     assert [env.grade_first_step(task, m) for m in wrong] == [False] * len(wrong)
     assert [env.grade_first_step(task, m) for m in ungraded] == [None] * len(ungraded)  # type: ignore[arg-type]
+
+
+def test_a_graded_first_turn_that_ends_the_episode_is_graded_as_the_runner_scores_it() -> None:
+    """Where the runner's first turn ends the episode (a final answer, a call it cannot run,
+    text), the grade is the runner's reward; text is the one exception the environment reads
+    as a user would: a number in text is graded by its value, prose not at all."""
+    answer = "47"
+    ends = [
+        (None, [_call("final_answer", '{"answer": 47}')]),
+        (None, [_call("final_answer", '{"answer": "47.0"}')]),
+        (None, [_call("final_answer", '{"answer": 46}')]),
+        (
+            None,
+            [
+                _call("calculator", '{"expression": "40+7"}'),
+                _call("final_answer", '{"answer": 47}'),
+            ],
+        ),
+        (None, [_call("final_answer", '{"answer": 4')]),
+        (None, [_call("final_answer", "[47]")]),
+        (None, [_call("final_answer", '{"value": 47}')]),
+        (None, [_call("search", '{"q": "47"}')]),
+        ('<tool_call>{"name": calculator}', []),
+    ]
+    for content, calls in ends:
+        state = _state(answer)
+        state.record(content, calls, _turn("tool_calls" if calls else "stop"))
+        assert state.done
+        message = {
+            "role": "assistant",
+            "content": content,
+            "tool_calls": [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in calls
+            ],
+        }
+        graded = ENV.grade_first_step(state.task, message)
+        assert graded == (state.episode().reward >= 1.0), (content, calls)
+    state = _state(answer)
+    state.record("47", [], _turn("stop"))
+    assert state.episode().finish_reason == "no_tool_call"  # no reward for text...
+    text = {"role": "assistant", "content": "47"}
+    assert ENV.grade_first_step(state.task, text) is True  # ...but a reader was answered
+    assert ENV.grade_first_step(state.task, {"role": "assistant", "content": "It is 47."}) is None

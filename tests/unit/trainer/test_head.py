@@ -120,3 +120,18 @@ def test_every_loss_kind_trains_the_same_in_chunks(
     for w, c in zip(grad_w, grad_c, strict=True):
         assert w.abs().sum() > 0
         torch.testing.assert_close(c, w, rtol=1e-4, atol=1e-6)
+
+
+def test_one_token_vocabulary_has_an_infinite_margin_and_a_bias_that_trains_is_checkpointed() -> (
+    None
+):
+    linear, head = _head(vocab=1, hidden=4, chunk_positions=2)
+    hidden = torch.randn(1, 3, 4, requires_grad=True)
+    ids, mask = torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3)
+    logp, margin = head.token_logprobs_and_margin(hidden, ids, mask)
+    assert margin.isinf().all() and torch.equal(logp, torch.zeros(1, 3))
+    biased = nn.Linear(4, 5)
+    biased.weight.requires_grad_(False)  # the bias alone trains: its gradient must arrive
+    chunked = LMHead(biased, chunk_bytes=2 * 4 * 5)
+    chunked.token_logprobs(hidden, torch.tensor([[1, 2, 3]]), mask).sum().backward()
+    assert biased.bias.grad is not None and biased.bias.grad.abs().sum() > 0
